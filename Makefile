@@ -1,0 +1,35 @@
+# The two quick-start commands, `make demo` and `make test`, each install what they need first.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo serve test bench build deploy clean
+
+$(STAMP): function/requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+serve: $(STAMP)
+	$(PY) scripts/demo.py --serve
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/pytest
+
+bench: $(STAMP)
+	$(PY) scripts/bench.py
+
+build: $(STAMP)
+	scripts/build
+
+deploy: $(STAMP)
+	scripts/deploy
+
+clean:
+	rm -rf $(VENV) build .localcloud .pytest_cache .ruff_cache

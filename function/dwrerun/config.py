@@ -1,0 +1,148 @@
+"""The one place that reads configuration.
+
+Every setting is an environment variable set in template.yml. `Settings.from_env()` reads them all
+once, checks them, and fails with an error naming the variable, so a bad deploy fails on its first
+invocation instead of rerunning the wrong thing.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+# The variables this function reads that a user sets (template.yml `environmentVariables`).
+# tests/test_template.py checks that the template sets exactly these.
+DATAWORKS_ENDPOINT = "DATAWORKS_ENDPOINT"
+DATAWORKS_NETWORK = "DATAWORKS_NETWORK"
+DATAWORKS_READ_QPS = "DATAWORKS_READ_QPS"
+DATAWORKS_WRITE_QPS = "DATAWORKS_WRITE_QPS"
+DATAWORKS_CONNECT_TIMEOUT = "DATAWORKS_CONNECT_TIMEOUT"
+DATAWORKS_READ_TIMEOUT = "DATAWORKS_READ_TIMEOUT"
+RERUN_MAX_RERUNS = "RERUN_MAX_RERUNS"
+RERUN_PROJECT_ENV = "RERUN_PROJECT_ENV"
+RERUN_PROJECT_IDS = "RERUN_PROJECT_IDS"
+RERUN_EXCLUDE_TASK_IDS = "RERUN_EXCLUDE_TASK_IDS"
+RERUN_DRY_RUN = "RERUN_DRY_RUN"
+RERUN_CHUNK_SIZE = "RERUN_CHUNK_SIZE"
+RERUN_HTTP_MAX_IDS = "RERUN_HTTP_MAX_IDS"
+
+USER_VARIABLES = (
+    DATAWORKS_ENDPOINT,
+    DATAWORKS_NETWORK,
+    DATAWORKS_READ_QPS,
+    DATAWORKS_WRITE_QPS,
+    DATAWORKS_CONNECT_TIMEOUT,
+    DATAWORKS_READ_TIMEOUT,
+    RERUN_MAX_RERUNS,
+    RERUN_PROJECT_ENV,
+    RERUN_PROJECT_IDS,
+    RERUN_EXCLUDE_TASK_IDS,
+    RERUN_DRY_RUN,
+    RERUN_CHUNK_SIZE,
+    RERUN_HTTP_MAX_IDS,
+)
+
+# Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
+FC_REGION = "FC_REGION"
+FC_FUNCTION_NAME = "FC_FUNCTION_NAME"
+ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
+ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+
+PROJECT_ENVS = ("Prod", "Dev")
+ANY_ENV = "any"
+INT64_MAX = 2**63 - 1
+
+
+class ConfigError(ValueError):
+    """A setting has a value the function cannot run with. The message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    endpoint: str | None = None
+    network: str = "public"
+    read_qps: float = 10.0
+    write_qps: float = 4.0
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    max_reruns: int = 3
+    project_env: str = "Prod"
+    project_ids: frozenset[int] = field(default_factory=frozenset)
+    exclude_task_ids: frozenset[int] = field(default_factory=frozenset)
+    dry_run: bool = False
+    chunk_size: int = 50
+    http_max_ids: int = 100
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or None
+
+        defaults = cls()
+        network = (get(DATAWORKS_NETWORK) or defaults.network).lower()
+        if network not in ("public", "vpc"):
+            raise ConfigError(f"{DATAWORKS_NETWORK} must be 'public' or 'vpc', got {network!r}")
+        project_env = get(RERUN_PROJECT_ENV) or defaults.project_env
+        if project_env.lower() == ANY_ENV:
+            project_env = ANY_ENV
+        elif project_env.capitalize() in PROJECT_ENVS:
+            project_env = project_env.capitalize()
+        else:
+            raise ConfigError(f"{RERUN_PROJECT_ENV} must be 'Prod', 'Dev' or 'any', got {project_env!r}")
+        return cls(
+            endpoint=get(DATAWORKS_ENDPOINT),
+            network=network,
+            read_qps=_number(get, DATAWORKS_READ_QPS, defaults.read_qps, minimum=0.1),
+            write_qps=_number(get, DATAWORKS_WRITE_QPS, defaults.write_qps, minimum=0.1),
+            connect_timeout=_number(get, DATAWORKS_CONNECT_TIMEOUT, defaults.connect_timeout, minimum=0.1),
+            read_timeout=_number(get, DATAWORKS_READ_TIMEOUT, defaults.read_timeout, minimum=0.1),
+            max_reruns=int(_number(get, RERUN_MAX_RERUNS, defaults.max_reruns, minimum=0, integer=True)),
+            project_env=project_env,
+            project_ids=_id_set(get, RERUN_PROJECT_IDS),
+            exclude_task_ids=_id_set(get, RERUN_EXCLUDE_TASK_IDS),
+            dry_run=_boolean(get, RERUN_DRY_RUN),
+            chunk_size=int(_number(get, RERUN_CHUNK_SIZE, defaults.chunk_size, minimum=1, integer=True)),
+            http_max_ids=int(_number(get, RERUN_HTTP_MAX_IDS, defaults.http_max_ids, minimum=1, integer=True)),
+        )
+
+
+def _number(get, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
+    raw = get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if integer else float(raw)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
+    if not value >= minimum:  # also refuses NaN
+        raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _boolean(get, name: str) -> bool:
+    raw = (get(name) or "false").lower()
+    if raw in ("true", "1", "yes"):
+        return True
+    if raw in ("false", "0", "no"):
+        return False
+    raise ConfigError(f"{name} must be 'true' or 'false', got {raw!r}")
+
+
+def _id_set(get, name: str) -> frozenset[int]:
+    raw = get(name)
+    if raw is None:
+        return frozenset()
+    ids = set()
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or not 0 < int(part) <= INT64_MAX:
+            raise ConfigError(f"{name} must be a comma-separated list of positive integer ids, got {part!r}")
+        ids.add(int(part))
+    return frozenset(ids)
