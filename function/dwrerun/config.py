@@ -46,8 +46,8 @@ USER_VARIABLES = (
 FC_REGION = "FC_REGION"
 FC_FUNCTION_NAME = "FC_FUNCTION_NAME"
 ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
-ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
-SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"
+ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 (a variable name)
+SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 (a variable name)
 
 PROJECT_ENVS = ("Prod", "Dev")
 ANY_ENV = "any"
@@ -142,7 +142,7 @@ def _id_set(get, name: str) -> frozenset[int]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit() or not 0 < int(part) <= INT64_MAX:
+        if not (part.isascii() and part.isdigit()) or not 0 < int(part) <= INT64_MAX:
             raise ConfigError(f"{name} must be a comma-separated list of positive integer ids, got {part!r}")
         ids.add(int(part))
     return frozenset(ids)

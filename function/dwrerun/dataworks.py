@@ -1,0 +1,271 @@
+"""The one place that knows the DataWorks OpenAPI wire format (2024-05-18).
+
+Calls go through the generic `alibabacloud-tea-openapi` client with the same `Params` the official
+DataWorks SDK uses, so the bytes on the wire are the SDK's (tests/test_wire_parity.py proves it)
+at about half the import cost. The SDK is imported on first use, not at module import, so the
+HTTP function's health check never pays for it.
+
+Every failure comes out as a `DataWorksError` that says whether retrying can help.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, ConfigError, Settings
+
+VERSION = "2024-05-18"
+GET_TASK_INSTANCE = "GetTaskInstance"
+RERUN_TASK_INSTANCES = "RerunTaskInstances"
+# Every DataWorks action the function calls: template.yml's RAM policy grants exactly these.
+ACTIONS = (GET_TASK_INSTANCE, RERUN_TASK_INSTANCES)
+READS = frozenset({GET_TASK_INSTANCE})  # the rest are writes, which DataWorks meters separately
+
+# Codes DataWorks (and the OpenAPI gateway in front of it) answers when a caller goes too fast
+# or the service is busy. 5xx answers are transient whatever their code.
+THROTTLING_PREFIX = "Throttling"
+TRANSIENT_CODES = frozenset({"ServiceUnavailable", "InternalError", "RequestTimeout"})
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The function role's STS credentials. repr() never shows the secret or the token."""
+
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Credentials(access_key_id={self.access_key_id!r}, access_key_secret=***, security_token=***)"
+
+
+class DataWorksError(Exception):
+    """A DataWorks call that did not give an answer. `transient` says whether a retry can help."""
+
+    def __init__(
+        self,
+        action: str,
+        code: str,
+        message: str,
+        *,
+        transient: bool,
+        status: int | None = None,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        ambiguous: bool = False,
+    ):
+        super().__init__(f"{action}: {code}: {message}")
+        self.action = action
+        self.code = code
+        self.message = message
+        self.transient = transient
+        self.status = status
+        self.request_id = request_id
+        self.retry_after = retry_after
+        # The request may have reached DataWorks and been carried out (timeout, reset, unreadable
+        # answer): before a write is sent again, the instance is read back to see.
+        self.ambiguous = ambiguous
+
+    @property
+    def throttled(self) -> bool:
+        return self.code.startswith(THROTTLING_PREFIX)
+
+
+def credentials_from(environ, context) -> Credentials:
+    """The role's credentials for this invocation: FC's variables, else python3.10's context.credentials.
+
+    Read per invocation because FC rotates STS tokens under a warm instance.
+    """
+    key_id, secret = environ.get(ACCESS_KEY_ID), environ.get(ACCESS_KEY_SECRET)
+    token = environ.get(SECURITY_TOKEN)
+    if not (key_id and secret):
+        creds = getattr(context, "credentials", None)  # python3.12 contexts have none
+        if creds is not None and getattr(creds, "access_key_id", None):
+            key_id, secret = creds.access_key_id, creds.access_key_secret
+            token = getattr(creds, "security_token", None)
+    if not (key_id and secret):
+        raise ConfigError(
+            f"no credentials: {ACCESS_KEY_ID} and {ACCESS_KEY_SECRET} are unset. "
+            "Give the function a role (template.yml `role`) so FC injects them."
+        )
+    return Credentials(key_id, secret, token or None)
+
+
+def endpoint_for(settings: Settings, region: str | None) -> tuple[str, str]:
+    """(host[:port], protocol) of the DataWorks OpenAPI this function calls."""
+    if settings.endpoint:
+        raw = settings.endpoint
+        parts = urlsplit(raw if "://" in raw else f"https://{raw}")
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            raise ConfigError(f"DATAWORKS_ENDPOINT must be host[:port] or an http(s) URL, got {raw!r}")
+        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+            # Plain HTTP would carry the STS token in clear text: only the local stand-ins get it.
+            raise ConfigError(f"DATAWORKS_ENDPOINT may use http:// only for a loopback address, got {raw!r}")
+        return parts.netloc, parts.scheme
+    if not region:
+        raise ConfigError("no region: FC_REGION is unset and the context has none; or set DATAWORKS_ENDPOINT")
+    host = "dataworks-vpc" if settings.network == "vpc" else "dataworks"
+    return f"{host}.{region}.aliyuncs.com", "https"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DataWorks:
+    """A DataWorks OpenAPI client for one set of credentials and one endpoint."""
+
+    def __init__(self, credentials: Credentials, endpoint: str, protocol: str, region: str | None, settings):
+        from alibabacloud_credentials.client import Client as CredentialClient
+        from alibabacloud_credentials.models import Config as CredentialConfig
+        from alibabacloud_tea_openapi import utils_models
+        from alibabacloud_tea_openapi.client import Client
+        from darabonba.runtime import RuntimeOptions
+
+        _silence_sdk_debug_logging()
+        # An explicit STS credential does no I/O; the default chain would probe the network.
+        credential = CredentialClient(
+            CredentialConfig(
+                type="sts" if credentials.security_token else "access_key",
+                access_key_id=credentials.access_key_id,
+                access_key_secret=credentials.access_key_secret,
+                security_token=credentials.security_token,
+            )
+        )
+        self._client = Client(
+            utils_models.Config(
+                credential=credential,
+                endpoint=endpoint,
+                protocol=protocol,
+                region_id=region,
+                connect_timeout=int(settings.connect_timeout * 1000),
+                read_timeout=int(settings.read_timeout * 1000),
+            )
+        )
+        self._models = utils_models
+        self._runtime = RuntimeOptions
+        self.endpoint = endpoint
+
+    def get_task_instance(self, instance_id: int, timeout: float) -> dict:
+        """The `TaskInstance` object GetTaskInstance answers for one instance."""
+        body = self._call(GET_TASK_INSTANCE, "GET", timeout, query={"Id": str(instance_id)})
+        task_instance = body.get("TaskInstance")
+        if not isinstance(task_instance, dict) or "Id" not in task_instance:
+            raise DataWorksError(GET_TASK_INSTANCE, "MalformedAnswer", "the answer has no TaskInstance", transient=True)
+        return task_instance
+
+    def rerun_task_instances(self, instance_ids: list[int], comment: str, timeout: float) -> tuple[str | None, dict]:
+        """(RequestId, SuccessInfo) for one RerunTaskInstances call; SuccessInfo keys are str ids."""
+        form = {"Ids": json.dumps(instance_ids, separators=(",", ":")), "Comment": comment}
+        body = self._call(RERUN_TASK_INSTANCES, "POST", timeout, form=form)
+        success_info = body.get("SuccessInfo")
+        if not isinstance(success_info, dict):
+            raise DataWorksError(
+                RERUN_TASK_INSTANCES,
+                "MalformedAnswer",
+                "the answer has no SuccessInfo",
+                transient=True,
+                ambiguous=True,
+                request_id=body.get("RequestId"),
+            )
+        return body.get("RequestId"), success_info
+
+    def _call(self, action: str, method: str, timeout: float, *, query=None, form=None) -> dict:
+        """One call; `timeout` (seconds) bounds the wait for the answer so it ends by the deadline."""
+        params = self._models.Params(
+            action=action,
+            version=VERSION,
+            protocol="HTTPS",
+            pathname="/",
+            method=method,
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
+        request = self._models.OpenApiRequest(query=query, body=form)
+        try:
+            answer = self._client.call_api(params, request, self._runtime(read_timeout=max(1, int(timeout * 1000))))
+        except Exception as exc:  # the SDK raises several unrelated types; classify them all here
+            raise _classify(action, exc) from None
+        body = answer.get("body")
+        if not isinstance(body, dict):
+            raise DataWorksError(
+                action, "MalformedAnswer", "the answer is not a JSON object", transient=True, ambiguous=True
+            )
+        return body
+
+
+def _classify(action: str, exc: Exception) -> DataWorksError:
+    # Only the code and a short message are kept: the SDK's exceptions carry the request,
+    # whose headers hold the security token, and that must never reach a log line.
+    from alibabacloud_tea_openapi.exceptions import AlibabaCloudException, ThrottlingException
+
+    if isinstance(exc, AlibabaCloudException):
+        code = str(exc.code or "Unknown")
+        status = exc.status_code
+        transient = (
+            isinstance(exc, ThrottlingException)
+            or code.startswith(THROTTLING_PREFIX)
+            or code in TRANSIENT_CODES
+            or (status is not None and status >= 500)
+        )
+        data = exc.data if isinstance(exc.data, dict) else {}
+        message = str(data.get("Message") or exc.message or code)
+        retry_after = getattr(exc, "retry_after", None)
+        return DataWorksError(
+            action,
+            code,
+            message[:300],
+            transient=transient,
+            status=status,
+            request_id=data.get("RequestId") or exc.request_id,
+            retry_after=retry_after / 1000 if retry_after else None,
+            ambiguous=transient and not code.startswith(THROTTLING_PREFIX),
+        )
+    # Timeouts, refused or reset connections, unreadable answers: darabonba wraps them all.
+    inner = getattr(exc, "inner_exception", exc)
+    kind = type(inner).__name__
+    if "Timeout" in kind:
+        code = "ReadTimeout" if "Read" in kind else "Timeout"
+    elif "Connection" in kind:
+        code = "ConnectionError"
+    elif isinstance(inner, ValueError):
+        code = "MalformedAnswer"
+    else:
+        code = "TransportError"
+    return DataWorksError(action, code, kind, transient=True, ambiguous=True)
+
+
+def _silence_sdk_debug_logging() -> None:
+    # darabonba-core logs every request's headers, security token included, when DEBUG is set
+    # in the environment. Its logger is raised above DEBUG so that can never happen here.
+    logging.getLogger("darabonba-core").setLevel(logging.WARNING)
+
+
+_client_lock = threading.Lock()
+_cached: tuple[tuple, DataWorks] | None = None
+
+
+def client_for(credentials: Credentials, settings: Settings, region: str | None) -> DataWorks:
+    """The warm instance's client, rebuilt only when the credentials or the endpoint change.
+
+    Reusing it keeps its HTTP connections open across invocations; STS rotation makes a new one.
+    """
+    global _cached
+    endpoint, protocol = endpoint_for(settings, region)
+    key = (credentials, endpoint, protocol, region, settings.connect_timeout, settings.read_timeout)
+    with _client_lock:
+        if _cached is None or _cached[0] != key:
+            _cached = (key, DataWorks(credentials, endpoint, protocol, region, settings))
+        return _cached[1]

@@ -1,0 +1,116 @@
+"""The event function: one EventBridge delivery of DataWorks failure events in, records out.
+
+Returns normally whenever retrying cannot help (ignored events, skips, permanent errors), and
+raises `RetryLater` only when DataWorks kept failing transiently: FC then retries the asynchronous
+invocation, which is safe because every retry reads each instance's status before acting.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+
+from dwrerun import events, pacing, records
+from dwrerun.config import Settings
+from dwrerun.dataworks import client_for, credentials_from
+from dwrerun.invocation import Invocation
+from dwrerun.rerun import Job, RetryLater, Target, run
+
+
+class HandledEvents:
+    """CloudEvent ids this warm instance has handled or is handling (EventBridge delivers at least once).
+
+    An id is claimed when its handling starts and released if the invocation raises, so FC's
+    retry of the same event is handled, while a concurrent copy of it is not. Bounded: the
+    status guard, not this memory, is what makes a late duplicate harmless.
+    """
+
+    def __init__(self, size: int = 10_000):
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def claim(self, event_id: str) -> bool:
+        with self._lock:
+            if event_id in self._ids:
+                return False
+            self._ids[event_id] = None
+            if len(self._ids) > self._size:
+                self._ids.popitem(last=False)
+            return True
+
+    def release(self, event_ids: list[str]) -> None:
+        with self._lock:
+            for event_id in event_ids:
+                self._ids.pop(event_id, None)
+
+
+handled_events = HandledEvents()
+
+
+def handle(event: bytes, context) -> dict:
+    """Handle one delivery; returns the invocation's summary record."""
+    started = pacing.clock()
+    invocation = Invocation.from_context(context)
+    settings = Settings.from_env()
+    job = Job(
+        trigger=records.EVENTBRIDGE,
+        request_id=invocation.request_id,
+        function_name=invocation.function_name,
+        settings=settings,
+        deadline=invocation.deadline,
+        dry_run=settings.dry_run,
+    )
+    written, targets, claimed = [], [], []
+    for item in events.parse(event):
+        if isinstance(item, events.Ignored):
+            written.append(_ignored(job, item))
+        elif item.event_id is not None and not handled_events.claim(item.event_id):
+            written.append(_ignored(job, item, "duplicate-event", f"event {item.event_id} is already handled here"))
+        else:
+            claimed += [item.event_id] if item.event_id else []
+            targets.append(Target(item.instance_id, item.event_id, item.task_type))
+    try:
+        dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region) if targets else None
+        written += run(job, targets, dataworks)
+    except RetryLater as exc:
+        handled_events.release(claimed)
+        _write_all(job, written + exc.records, started, outcome="retry", error=exc.error.code if exc.error else None)
+        raise
+    except BaseException:
+        handled_events.release(claimed)
+        raise
+    return _write_all(job, written, started, outcome="done")
+
+
+def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:
+    return records.instance_record(
+        instance_id=item.instance_id,
+        decision=records.SKIP,
+        success=None,
+        message=message or item.reason,
+        reason=reason,
+        trigger=job.trigger,
+        request_id=job.request_id,
+        event_id=item.event_id,
+    )
+
+
+def _write_all(job: Job, written: list[dict], started: float, **extra) -> dict:
+    for record in written:
+        records.write(record)
+    summary = records.summary_record(
+        trigger=job.trigger,
+        request_id=job.request_id,
+        records=written,
+        duration_ms=(pacing.clock() - started) * 1000,
+        dryRunMode=job.dry_run,
+        **extra,
+    )
+    records.write(summary)
+    return {**summary, "outcomes": [_outcome(r) for r in written]}
+
+
+def _outcome(record: dict) -> dict:
+    return {key: record[key] for key in ("instanceId", "decision", "success", "reason", "message")}

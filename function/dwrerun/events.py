@@ -1,0 +1,150 @@
+"""Trigger payload -> the instances it reports as failed.
+
+DataWorks (OpenEvent) publishes task-instance status changes to EventBridge as CloudEvents 1.0.
+A trigger delivers them as the whole envelope (`CloudEvents` schema), as the `data` object alone
+(`RawData` schema), or as a JSON array of either (`s invoke -f`, queue-fed triggers). Anything
+that is not a task-instance failure becomes an `Ignored` with the reason, so every delivery leaves
+a record and nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+SOURCE = "acs.dataworks"
+STATUS_CHANGE = "dataworks:InstanceStatusChanges:InstanceStatusChanges"
+STATUS_CHANGE_CODE = "instance-status-changes"
+FAILED = 5
+FROZEN_TASK_TYPE = 2  # the event's taskType for a paused (frozen) instance, which DataWorks reports as failed
+
+STATUS_NAMES = {
+    0: "not run",
+    1: "not run",
+    2: "waiting for its time",
+    3: "waiting for resources",
+    4: "running",
+    5: "failed",
+    6: "succeeded",
+    7: "data-quality check",
+    8: "branch check",
+}
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed task instance, as the event reports it."""
+
+    instance_id: int  # the event's `taskId`: the task INSTANCE id, despite the name
+    event_id: str | None  # the CloudEvent `id`; RawData delivery has none
+    task_id: int | None  # the event's `nodeId`
+    project_id: int | None  # the event's `appId` (the workspace)
+    task_type: int | None  # the event's `taskType`: 2 means paused (frozen)
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A delivery that reports no failure, and why."""
+
+    reason: str
+    event_id: str | None = None
+    instance_id: int | None = None
+    event_type: str | None = None
+
+
+def parse(body: bytes | str) -> list[Failure | Ignored]:
+    """Every event in a trigger payload, each as a Failure or an Ignored. Never raises."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return [Ignored(f"the payload is not JSON ({_short(exc)})")]
+    if isinstance(payload, list):
+        if not payload:
+            return [Ignored("the payload is an empty JSON array")]
+        return [_parse_one(item, f"item {n} of the array: ") for n, item in enumerate(payload)]
+    return [_parse_one(payload, "")]
+
+
+def _parse_one(event: object, where: str) -> Failure | Ignored:
+    if not isinstance(event, dict):
+        return Ignored(f"{where}an event must be a JSON object, got {type(event).__name__}")
+    if "source" in event or "type" in event or "specversion" in event:
+        return _from_cloudevent(event, where)
+    if "taskId" in event and "status" in event:
+        return _from_data(event, None, where)  # RawData: the `data` object alone
+    return Ignored(f"{where}neither a CloudEvent nor a DataWorks event's data (no source/type, no taskId/status)")
+
+
+def _from_cloudevent(event: dict, where: str) -> Failure | Ignored:
+    event_id = event.get("id") if isinstance(event.get("id"), str) else None
+    source, event_type = event.get("source"), event.get("type")
+    if source != SOURCE or event_type != STATUS_CHANGE:
+        return Ignored(
+            f"{where}not a task-instance status change (source {source!r}, type {event_type!r})",
+            event_id=event_id,
+            event_type=event_type if isinstance(event_type, str) else None,
+        )
+    data = event.get("data")
+    if isinstance(data, str):  # some producers send data as a JSON string
+        try:
+            data = json.loads(data)
+        except ValueError:
+            pass
+    if not isinstance(data, dict):
+        return Ignored(f"{where}the event's data must be a JSON object", event_id=event_id, event_type=event_type)
+    return _from_data(data, event_id, where)
+
+
+def _from_data(data: dict, event_id: str | None, where: str) -> Failure | Ignored:
+    instance_id = _positive_int(data.get("taskId"))
+    if instance_id is None:
+        return Ignored(
+            f"{where}data.taskId (the instance id) must be a positive integer, got {_short(data.get('taskId'))}",
+            event_id=event_id,
+            event_type=STATUS_CHANGE,
+        )
+    code = data.get("eventCode")
+    if code is not None and code != STATUS_CHANGE_CODE:  # older envelopes carry no eventCode at all
+        return Ignored(
+            f"{where}data.eventCode is {code!r}, not {STATUS_CHANGE_CODE!r}",
+            event_id,
+            instance_id,
+            STATUS_CHANGE,
+        )
+    status = _int(data.get("status"))
+    if status != FAILED:
+        name = STATUS_NAMES.get(status, "unknown") if status is not None else "missing"
+        return Ignored(
+            f"{where}status {_short(data.get('status'))} ({name}) is not a failure",
+            event_id,
+            instance_id,
+            STATUS_CHANGE,
+        )
+    return Failure(
+        instance_id=instance_id,
+        event_id=event_id,
+        task_id=_positive_int(data.get("nodeId")),
+        project_id=_positive_int(data.get("appId")),
+        task_type=_int(data.get("taskType")),
+    )
+
+
+def _int(value: object) -> int | None:
+    # DataWorks sends numbers; a string of digits is accepted too, a bool or a float is not.
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isascii() and value.isdigit():
+        return int(value)
+    return None
+
+
+def _positive_int(value: object) -> int | None:
+    number = _int(value)
+    return number if number is not None and 0 < number < 2**63 else None
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = repr(value) if not isinstance(value, Exception) else str(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,247 @@
+"""The HTTP function: an operator's manual bulk rerun, over FC 3.0's HTTP trigger.
+
+    POST /rerun  {"Ids": [...], "Comment": "...", "DryRun": false, "Force": false}
+    GET  /health
+
+Every request is checked whole before any work: a bad one gets a 4xx with {"Code", "Message"}
+naming the field and the rule, and reaches no DataWorks API. A good one goes through the same
+guards, client and records as the event path, with `manual=True`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import sys
+import traceback
+
+from dwrerun import pacing, records
+from dwrerun.config import INT64_MAX, ConfigError, Settings
+
+MAX_BODY_BYTES = 64 * 1024  # far above 100 ids and a comment; refused before it is parsed
+MAX_COMMENT_CHARS = 500
+FIELDS = ("Ids", "Comment", "DryRun", "Force")
+RERUN_PATHS = ("/rerun", "/")
+HEALTH_PATH = "/health"
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def handle(event: bytes, context) -> dict:
+    """One HTTP-trigger event in, FC's response dict out. Never raises."""
+    request_id = str(getattr(context, "request_id", None) or "")
+    try:
+        request = _json_object(event, "the HTTP trigger event")
+        method, path = _route(request)
+        if path == HEALTH_PATH:
+            return _response(200, {"Status": "ok", "RequestId": request_id})
+        settings = Settings.from_env()
+        body = _parse_rerun_body(request, settings)
+        return _rerun(body, settings, context)
+    except BadRequest as exc:
+        return _response(exc.status, {"Code": exc.code, "Message": exc.message, "RequestId": request_id}, exc.headers)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return _response(500, {"Code": "InvalidConfiguration", "Message": str(exc), "RequestId": request_id})
+    except Exception:
+        # The trace goes to the function's own log, never to the caller.
+        traceback.print_exc(file=sys.stderr)
+        message = f"an unexpected error; the function's log has the details under request {request_id}"
+        return _response(500, {"Code": "InternalError", "Message": message, "RequestId": request_id})
+
+
+def _route(request: dict) -> tuple[str, str]:
+    http = request.get("requestContext", {}).get("http", {}) if isinstance(request.get("requestContext"), dict) else {}
+    method = str(http.get("method") or "").upper()
+    path = str(request.get("rawPath") or http.get("path") or "/")
+    if path != "/":
+        path = path.rstrip("/")
+    if path == HEALTH_PATH:
+        allowed = "GET, HEAD"
+    elif path in RERUN_PATHS:
+        allowed = "POST"
+    else:
+        raise BadRequest(404, "NotFound", f"no such path {path!r}: use POST /rerun or GET /health")
+    if method not in allowed.split(", "):
+        raise BadRequest(405, "MethodNotAllowed", f"{method or 'no method'} is not allowed on {path}", {"Allow": allowed})
+    return method, path
+
+
+def _parse_rerun_body(request: dict, settings: Settings) -> dict:
+    headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "")
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise BadRequest(415, "UnsupportedMediaType", f"Content-Type must be application/json, got {content_type!r}")
+    raw = request.get("body") or ""
+    if not isinstance(raw, str):
+        raise BadRequest(400, "InvalidBody", "the request body must be text")
+    if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:  # checked before decoding, so a huge body costs nothing
+        raise BadRequest(413, "PayloadTooLarge", f"the body is over {MAX_BODY_BYTES} bytes")
+    if request.get("isBase64Encoded"):
+        try:
+            data = base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(400, "InvalidBody", "isBase64Encoded is true but the body is not valid base64") from None
+    else:
+        data = raw.encode("utf-8", "surrogatepass")
+    if len(data) > MAX_BODY_BYTES:
+        raise BadRequest(413, "PayloadTooLarge", f"the body is over {MAX_BODY_BYTES} bytes")
+    body = _json_object(data, "the request body")
+    unknown = sorted(set(body) - set(FIELDS))
+    if unknown:
+        raise BadRequest(400, "UnknownField", f"unknown field(s) {', '.join(unknown)}: allowed are {', '.join(FIELDS)}")
+    return {
+        "Ids": _ids(body.get("Ids"), settings.http_max_ids),
+        "Comment": _comment(body.get("Comment")),
+        "DryRun": _flag(body, "DryRun"),
+        "Force": _flag(body, "Force"),
+    }
+
+
+def _json_object(data, what: str) -> dict:
+    try:
+        value = json.loads(data)
+    except (ValueError, UnicodeDecodeError, TypeError):
+        raise BadRequest(400, "InvalidJSON", f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise BadRequest(400, "InvalidJSON", f"{what} must be a JSON object, got {_json_type(value)}")
+    return value
+
+
+def _ids(value, max_ids: int) -> list[int]:
+    if value is None:
+        raise BadRequest(400, "MissingParameter", "Ids is required: a list of task instance ids")
+    if not isinstance(value, list):
+        raise BadRequest(400, "InvalidParameter", f"Ids must be a list of task instance ids, got {_json_type(value)}")
+    if not value:
+        raise BadRequest(400, "InvalidParameter", "Ids must not be empty")
+    if len(value) > max_ids:
+        raise BadRequest(400, "TooManyIds", f"Ids has {len(value)} ids, more than RERUN_HTTP_MAX_IDS={max_ids}")
+    ids, seen = [], set()
+    for n, item in enumerate(value):
+        if isinstance(item, str) and item.isascii() and item.isdigit() and len(item) <= 19:
+            item = int(item)  # int64 ids as strings survive JavaScript clients
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= INT64_MAX:
+            raise BadRequest(
+                400, "InvalidParameter", f"Ids[{n}] must be a positive int64 instance id, got {_preview(item)}"
+            )
+        if item in seen:
+            raise BadRequest(400, "InvalidParameter", f"Ids[{n}] repeats instance {item}")
+        seen.add(item)
+        ids.append(item)
+    return ids
+
+
+def _comment(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadRequest(400, "InvalidParameter", f"Comment must be a string, got {_json_type(value)}")
+    if len(value) > MAX_COMMENT_CHARS:
+        raise BadRequest(
+            400, "InvalidParameter", f"Comment has {len(value)} characters, at most {MAX_COMMENT_CHARS} are allowed"
+        )
+    return value.strip() or None
+
+
+def _flag(body: dict, name: str) -> bool:
+    value = body.get(name, False)
+    if not isinstance(value, bool):
+        raise BadRequest(400, "InvalidParameter", f"{name} must be true or false, got {_json_type(value)}")
+    return value
+
+
+def _rerun(body: dict, settings: Settings, context) -> dict:
+    # Imported here so that GET /health and every refused request stay cheap on a cold instance.
+    from dwrerun.dataworks import client_for, credentials_from
+    from dwrerun.invocation import Invocation
+    from dwrerun.rerun import Job, RetryLater, Target, run
+
+    started = pacing.clock()
+    invocation = Invocation.from_context(context)
+    job = Job(
+        trigger=records.HTTP,
+        request_id=invocation.request_id,
+        function_name=invocation.function_name,
+        settings=settings,
+        deadline=invocation.deadline,
+        dry_run=settings.dry_run or body["DryRun"],
+        manual=True,
+        force=body["Force"],
+        operator_comment=body["Comment"],
+    )
+    dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region)
+    try:
+        written = run(job, [Target(i) for i in body["Ids"]], dataworks)
+        status, error, headers = 200, None, {}
+    except RetryLater as exc:
+        written, error = exc.records, exc.error
+        status, headers = _upstream_status(error)
+    for record in written:
+        records.write(record)
+    summary = records.summary_record(
+        trigger=job.trigger,
+        request_id=job.request_id,
+        records=written,
+        duration_ms=(pacing.clock() - started) * 1000,
+        dryRunMode=job.dry_run,
+        outcome="done" if status == 200 else "upstream-error",
+    )
+    records.write(summary)
+    answer = {
+        "RequestId": job.request_id,
+        "DryRun": job.dry_run,
+        "SuccessInfo": {
+            str(r["instanceId"]): {"Success": r["success"], "Message": r["message"]}
+            for r in written
+            if r["decision"] == records.RERUN
+        },
+        "Skipped": {
+            str(r["instanceId"]): f"{r['reason']}: {r['message']}" for r in written if r["decision"] != records.RERUN
+        },
+    }
+    if error is not None or status != 200:
+        code = error.code if error else "DeadlineReached"
+        answer = {
+            "Code": "Throttled" if status == 429 else "UpstreamUnavailable",
+            "Message": f"DataWorks kept failing ({code}); the ids under Skipped with reason 'deferred' were not rerun",
+            **answer,
+        }
+    return _response(status, answer, headers)
+
+
+def _upstream_status(error) -> tuple[int, dict]:
+    if error is not None and error.throttled:
+        return 429, {"Retry-After": str(max(1, round(error.retry_after or 1)))}
+    if error is not None and error.status is not None and error.status >= 500:
+        return 502, {}
+    return 503, {"Retry-After": "5"}
+
+
+def _response(status: int, body: dict, headers: dict | None = None) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "isBase64Encoded": False,
+        "body": json.dumps(body, ensure_ascii=False),
+    }
+
+
+def _json_type(value) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return names.get(type(value), type(value).__name__)
+
+
+def _preview(value) -> str:
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _json_type(value)
+    return text if len(text) <= 40 else text[:37] + "..."

@@ -1,0 +1,46 @@
+"""What Function Compute tells one invocation: request id, function name, region, deadline.
+
+FC 3.0's python3.10 and python3.12 runtimes hand over differently shaped context objects; this
+reads both, falling back to the variables FC injects.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+
+from dwrerun import pacing
+from dwrerun.config import FC_FUNCTION_NAME, FC_REGION
+
+DEFAULT_TIMEOUT = 60  # seconds, when neither the context nor the environment says
+
+
+@dataclass(frozen=True)
+class Invocation:
+    request_id: str
+    function_name: str
+    region: str | None
+    deadline: float  # pacing.clock() time by which DataWorks calls must have ended
+
+    @classmethod
+    def from_context(cls, context, environ=None) -> Invocation:
+        env = os.environ if environ is None else environ
+        function = getattr(context, "function", None)
+        timeout = _positive(getattr(function, "timeout", None)) or DEFAULT_TIMEOUT
+        # Keep back time to write the records and return before FC cuts the invocation off.
+        margin = min(2.0, timeout * 0.1)
+        return cls(
+            request_id=str(getattr(context, "request_id", None) or f"local-{uuid.uuid4()}"),
+            function_name=str(getattr(function, "name", None) or env.get(FC_FUNCTION_NAME) or "dwrerun"),
+            region=getattr(context, "region", None) or env.get(FC_REGION) or None,
+            deadline=pacing.clock() + timeout - margin,
+        )
+
+
+def _positive(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None

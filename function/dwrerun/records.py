@@ -1,0 +1,92 @@
+"""The one place that writes records: one line of pure JSON on stdout per decision.
+
+FC ships stdout to the function's Logstore line by line and keeps a line that is pure JSON as
+JSON, so SLS can index every field (template.yml creates the index). Records are built from
+plain values only: nothing here ever sees a credential.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+RERUN = "rerun"
+SKIP = "skip"
+DRY_RUN = "dry-run"
+
+EVENTBRIDGE = "eventbridge"
+HTTP = "http"
+
+
+def instance_record(
+    *,
+    instance_id: int | None,
+    decision: str,
+    success: bool | None,
+    message: str,
+    reason: str,
+    trigger: str,
+    request_id: str,
+    event_id: str | None = None,
+    instance=None,
+    error_code: str | None = None,
+    dataworks_request_id: str | None = None,
+    comment: str | None = None,
+    attempts: int = 0,
+    lookup_ms: float | None = None,
+    rerun_ms: float | None = None,
+) -> dict:
+    """One instance's decision and outcome. `instance` is the policy.Instance read, if any."""
+    return {
+        "kind": "instance",
+        "instanceId": instance_id,
+        "decision": decision,
+        "success": success,
+        "message": message,
+        "reason": reason,
+        "trigger": trigger,
+        "requestId": request_id,
+        "eventId": event_id,
+        "runNumber": getattr(instance, "run_number", None),
+        "projectId": getattr(instance, "project_id", None),
+        "taskId": getattr(instance, "task_id", None),
+        "taskName": getattr(instance, "task_name", None),
+        "projectEnv": getattr(instance, "project_env", None),
+        "status": getattr(instance, "status", None),
+        "errorCode": error_code,
+        "dataworksRequestId": dataworks_request_id,
+        "comment": comment,
+        "attempts": attempts,
+        "lookupMs": _ms(lookup_ms),
+        "rerunMs": _ms(rerun_ms),
+    }
+
+
+def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
+    """The invocation's totals, written after its instance records."""
+    counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0}
+    for record in records:
+        counts[record["decision"]] += 1
+    return {
+        "kind": "summary",
+        "trigger": trigger,
+        "requestId": request_id,
+        "instances": len(records),
+        "rerun": counts[RERUN],
+        "rerunSucceeded": sum(1 for r in records if r["decision"] == RERUN and r["success"] is True),
+        "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
+        "skipped": counts[SKIP],
+        "dryRun": counts[DRY_RUN],
+        "durationMs": _ms(duration_ms),
+        **extra,
+    }
+
+
+def write(record: dict) -> None:
+    # One write per line: concurrent invocations in one instance never interleave inside a record.
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def _ms(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)

@@ -1,0 +1,299 @@
+"""Instance ids in, one record per instance out: read, decide, rerun, retry what is transient.
+
+Both entry points (the EventBridge event function and the HTTP function) hand their ids to `run`.
+For each instance it reads the facts with GetTaskInstance, asks the policy, and sends the ones to
+rerun to RerunTaskInstances in chunks. Transient DataWorks errors are retried with backoff until
+the invocation's deadline; what is still unfinished then is recorded and `RetryLater` is raised.
+
+Never rerun twice: when a rerun request may have been carried out without an answer reaching us
+(timeout, reset, 5xx, unreadable body), the instance is read again before anything is resent. A
+RunNumber that moved on means the rerun happened.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from dwrerun import pacing, records
+from dwrerun.config import Settings
+from dwrerun.dataworks import DataWorks, DataWorksError
+from dwrerun.policy import Decision, Instance, decide
+
+LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
+MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
+
+
+@dataclass(frozen=True)
+class Target:
+    """An instance to consider, and where the request for it came from."""
+
+    instance_id: int
+    event_id: str | None = None
+    event_task_type: int | None = None  # the failure event's taskType (2 = frozen)
+
+
+@dataclass(frozen=True)
+class Job:
+    """One invocation's request: who asks, with what limits."""
+
+    trigger: str  # records.EVENTBRIDGE or records.HTTP
+    request_id: str  # FC's request id
+    function_name: str
+    settings: Settings
+    deadline: float  # pacing.clock() time by which every call must have ended
+    dry_run: bool = False
+    manual: bool = False
+    force: bool = False
+    operator_comment: str | None = None
+
+
+class RetryLater(Exception):
+    """DataWorks kept failing transiently until the deadline. Raised on purpose so FC retries.
+
+    `records` holds every instance's record, the unfinished ones with reason "deferred".
+    """
+
+    def __init__(self, message: str, records: list[dict], error: DataWorksError | None):
+        super().__init__(message)
+        self.records = records
+        self.error = error
+
+
+@dataclass
+class _Progress:
+    target: Target
+    instance: Instance | None = None
+    decision: Decision | None = None
+    record: dict | None = None
+    attempts: int = 0
+    lookup_ms: float | None = None
+    rerun_ms: float | None = None
+    sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
+    error: DataWorksError | None = None
+    comment: str | None = field(default=None, repr=False)
+
+
+def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[dict]:
+    """Decide and act on every target; returns their records in target order. May raise RetryLater.
+
+    `dataworks` may be None only when `targets` is empty.
+    """
+    progress = []
+    seen: set[int] = set()
+    for target in targets:
+        item = _Progress(target)
+        if target.instance_id in seen:
+            item.record = _record(
+                job, item, records.SKIP, None, "duplicate", "the same instance is already in this request"
+            )
+        seen.add(target.instance_id)
+        progress.append(item)
+
+    attempt = 0
+    last_error = None
+    while True:
+        open_items = [p for p in progress if p.record is None]
+        if not open_items:
+            return [p.record for p in progress]
+        try:
+            _look_up(job, dataworks, [p for p in open_items if p.decision is None])
+            _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None])
+            errors = [p.error for p in progress if p.record is None and p.error is not None]
+            if not errors:
+                continue
+            last_error = errors[-1]
+            attempt += 1
+            if attempt >= pacing.MAX_ATTEMPTS:
+                raise pacing.DeadlineReached(f"{pacing.MAX_ATTEMPTS} attempts failed")
+            delay = pacing.backoff(attempt, max((e.retry_after or 0.0) for e in errors))
+            if pacing.clock() + delay + MIN_CALL_SECONDS > job.deadline:
+                raise pacing.DeadlineReached("no time left for another attempt")
+            pacing.sleep(delay)
+        except pacing.DeadlineReached as exc:
+            return _defer(job, progress, last_error, str(exc))
+
+
+def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
+    if len(items) == 1:
+        _look_up_one(job, dataworks, items[0])
+    elif items:
+        with ThreadPoolExecutor(min(LOOKUP_THREADS, len(items))) as pool:
+            futures = [pool.submit(_look_up_one, job, dataworks, item) for item in items]
+        for future in futures:
+            future.result()  # DeadlineReached surfaces here, in the invocation's own thread
+
+
+def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
+    item.error = None
+    started = pacing.clock()
+    try:
+        pacing.limiter("read", job.settings.read_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+        item.attempts += 1
+        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job)))
+    except DataWorksError as exc:
+        if exc.transient:
+            item.error = exc
+        else:
+            item.record = _record(
+                job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {exc.message}", exc
+            )
+        return
+    finally:
+        item.lookup_ms = (pacing.clock() - started) * 1000
+    instance = item.instance
+    if item.sent_at_run is not None and instance.run_number is not None and instance.run_number > item.sent_at_run:
+        item.record = _record(
+            job,
+            item,
+            records.RERUN,
+            True,
+            "eligible",
+            f"rerun confirmed by GetTaskInstance (now run {instance.run_number}, {instance.status}) after "
+            f"the rerun request got no clear answer",
+        )
+        return
+    item.decision = decide(
+        instance,
+        job.settings,
+        manual=job.manual,
+        force=job.force,
+        event_task_type=item.target.event_task_type,
+    )
+    if not item.decision.rerun:
+        item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
+    elif job.dry_run:
+        item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}")
+
+
+def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
+    by_comment: dict[str, list[_Progress]] = {}
+    for item in items:
+        item.comment = _comment(job, item)
+        by_comment.setdefault(item.comment, []).append(item)
+    for comment, group in by_comment.items():
+        for start in range(0, len(group), job.settings.chunk_size):
+            _rerun_chunk(job, dataworks, comment, group[start : start + job.settings.chunk_size])
+
+
+def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress]) -> None:
+    for item in chunk:
+        item.error = None
+        item.attempts += 1
+    pacing.limiter("write", job.settings.write_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+    started = pacing.clock()
+    try:
+        request_id, success_info = dataworks.rerun_task_instances(
+            [item.target.instance_id for item in chunk], comment, _time_left(job)
+        )
+    except DataWorksError as exc:
+        for item in chunk:
+            item.rerun_ms = (pacing.clock() - started) * 1000
+            if not exc.transient:
+                item.record = _record(
+                    job,
+                    item,
+                    records.RERUN,
+                    False,
+                    "rerun-refused",
+                    f"RerunTaskInstances refused: {exc.message}",
+                    exc,
+                )
+                continue
+            item.error = exc
+            if exc.ambiguous:  # it may have happened: read the instance again before resending
+                item.sent_at_run = item.instance.run_number
+                item.decision = None
+        return
+    for item in chunk:
+        item.rerun_ms = (pacing.clock() - started) * 1000
+        info = success_info.get(str(item.target.instance_id))
+        if not isinstance(info, dict) or not isinstance(info.get("Success"), bool):
+            # No verdict for this id: treat like an unanswered request and read the instance again.
+            item.error = DataWorksError(
+                "RerunTaskInstances", "MissingSuccessInfo", "no SuccessInfo entry", transient=True
+            )
+            item.sent_at_run = item.instance.run_number
+            item.decision = None
+            continue
+        item.record = _record(
+            job,
+            item,
+            records.RERUN,
+            info["Success"],
+            "eligible",
+            str(info.get("Message") or ""),
+            dataworks_request_id=request_id,
+        )
+
+
+def _defer(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> list[dict]:
+    code = error.code if error else "DeadlineReached"
+    then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+    for item in progress:
+        if item.record is None:
+            maybe = (
+                " A rerun request may have reached DataWorks; a retry reads the instance first."
+                if item.sent_at_run
+                else ""
+            )
+            item.record = _record(
+                job,
+                item,
+                records.SKIP,
+                None,
+                "deferred",
+                f"DataWorks kept failing ({code}; {why}): {then}.{maybe}",
+                error,
+            )
+    result = [p.record for p in progress]
+    raise RetryLater(f"DataWorks kept failing ({code}); {why}", result, error)
+
+
+def _time_left(job: Job) -> float:
+    """The read timeout for the next call: the configured one, cut short so it ends by the deadline."""
+    left = job.deadline - pacing.clock()
+    if left < MIN_CALL_SECONDS:
+        raise pacing.DeadlineReached("the invocation's deadline is reached")
+    return min(left, job.settings.read_timeout)
+
+
+def _comment(job: Job, item: _Progress) -> str:
+    # Shown in DataWorks' operation log: who reran the instance, why, and which run this will be.
+    next_run = (item.instance.run_number or 0) + 1
+    if job.manual:
+        origin = f"{job.operator_comment} " if job.operator_comment else ""
+        return f"{origin}[{job.function_name}: manual rerun over HTTP, FC request {job.request_id}, run {next_run}]"
+    return (
+        f"[{job.function_name}: automatic rerun after failure event {item.target.event_id or '(RawData)'}, "
+        f"run {next_run} of at most {job.settings.max_reruns + 1}]"
+    )
+
+
+def _record(
+    job: Job,
+    item: _Progress,
+    decision: str,
+    success: bool | None,
+    reason: str,
+    message: str,
+    error: DataWorksError | None = None,
+    dataworks_request_id: str | None = None,
+) -> dict:
+    return records.instance_record(
+        instance_id=item.target.instance_id,
+        decision=decision,
+        success=success,
+        message=message,
+        reason=reason,
+        trigger=job.trigger,
+        request_id=job.request_id,
+        event_id=item.target.event_id,
+        instance=item.instance,
+        error_code=error.code if error else None,
+        dataworks_request_id=dataworks_request_id or (error.request_id if error else None),
+        comment=job.operator_comment,
+        attempts=item.attempts,
+        lookup_ms=item.lookup_ms,
+        rerun_ms=item.rerun_ms,
+    )

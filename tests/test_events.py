@@ -1,0 +1,92 @@
+"""Trigger payloads -> failures, from the sample events."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dwrerun import events
+
+EVENTS = Path(__file__).parent / "events"
+
+
+def sample(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def test_the_failure_sample_is_a_failure_of_its_task_id():
+    (item,) = events.parse((EVENTS / "dataworks-instance-failed.json").read_bytes())
+    assert item == events.Failure(
+        instance_id=1000012345678,
+        event_id="0b6f3f2e-5a41-4c8e-9d0e-2f7c1a9e4b01",
+        task_id=700000004417,
+        project_id=48213,
+        task_type=0,
+    )
+
+
+def test_the_frozen_sample_carries_its_task_type():
+    (item,) = events.parse(json.dumps(sample("dataworks-instance-failed-frozen.json")))
+    assert isinstance(item, events.Failure) and item.task_type == 2
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("dataworks-instance-running.json", "status 4 (running) is not a failure"),
+        ("dataworks-instance-succeeded.json", "status 6 (succeeded) is not a failure"),
+        ("dataworks-workflow-failed.json", "not a task-instance status change"),
+        ("dataworks-rerun-operation.json", "not a task-instance status change"),
+        ("fc-http-rerun-request.json", "neither a CloudEvent"),
+    ],
+)
+def test_other_samples_are_ignored_with_a_reason(name, words):
+    (item,) = events.parse((EVENTS / name).read_bytes())
+    assert isinstance(item, events.Ignored)
+    assert words in item.reason
+
+
+def test_rawdata_delivery_is_the_data_object_alone():
+    (item,) = events.parse(json.dumps(sample("dataworks-instance-failed.json")["data"]))
+    assert isinstance(item, events.Failure)
+    assert item.instance_id == 1000012345678 and item.event_id is None
+
+
+def test_the_older_envelope_without_event_code_is_accepted():
+    event = sample("dataworks-instance-failed.json")
+    del event["data"]["eventCode"]
+    (item,) = events.parse(json.dumps(event))
+    assert isinstance(item, events.Failure)
+
+
+def test_an_array_gives_one_item_per_event():
+    batch = [sample("dataworks-instance-failed.json"), sample("dataworks-instance-running.json"), 42]
+    items = events.parse(json.dumps(batch))
+    assert [type(i).__name__ for i in items] == ["Failure", "Ignored", "Ignored"]
+    assert items[2].reason.startswith("item 2 of the array")
+
+
+@pytest.mark.parametrize(
+    ("payload", "words"),
+    [
+        (b"\xff\xfe not json", "not JSON"),
+        (b"", "not JSON"),
+        (b"[]", "empty JSON array"),
+        (b'"a string"', "must be a JSON object"),
+        (b'{"source":"acs.dataworks","type":"dataworks:InstanceStatusChanges:InstanceStatusChanges"}', "data"),
+        (b'{"taskId": true, "status": 5}', "data.taskId"),
+        (b'{"taskId": -4, "status": 5}', "data.taskId"),
+        (b'{"taskId": "12x", "status": 5}', "data.taskId"),
+        (b'{"taskId": 12, "status": "5.0"}', "is not a failure"),
+        (b'{"taskId": 12, "status": 5, "eventCode": "rerun-instance"}', "eventCode"),
+    ],
+)
+def test_malformed_input_is_ignored_with_a_reason_that_names_it(payload, words):
+    (item,) = events.parse(payload)
+    assert isinstance(item, events.Ignored)
+    assert words in item.reason
+
+
+def test_digit_strings_are_accepted_as_ids():
+    (item,) = events.parse(b'{"taskId": "1000012345678", "status": "5"}')
+    assert isinstance(item, events.Failure) and item.instance_id == 1000012345678

@@ -1,0 +1,110 @@
+"""The guards, exhaustively: pure code, no I/O."""
+
+import dataclasses
+
+import pytest
+
+from dwrerun.config import Settings
+from dwrerun.policy import Instance, decide
+
+FAILED = Instance(
+    id=1000012345678,
+    task_id=700000004417,
+    task_name="ods_orders_di",
+    project_id=48213,
+    project_env="Prod",
+    status="Failure",
+    run_number=1,
+    rerun_mode="FailureAllowed",
+    trigger_recurrence="Normal",
+)
+
+
+def with_(**changes):
+    return dataclasses.replace(FAILED, **changes)
+
+
+def test_a_failed_prod_instance_under_the_cap_is_rerun():
+    decision = decide(FAILED, Settings())
+    assert decision.rerun and decision.reason == "eligible"
+    assert "run 2" in decision.message
+
+
+@pytest.mark.parametrize(
+    ("instance", "settings", "reason"),
+    [
+        (with_(status="Success"), Settings(), "not-failed"),
+        (with_(status="Running"), Settings(), "not-failed"),
+        (with_(run_number=4), Settings(), "cap-reached"),
+        (with_(run_number=2), Settings(max_reruns=1), "cap-reached"),
+        (with_(run_number=1), Settings(max_reruns=0), "cap-reached"),
+        (with_(rerun_mode="AllDenied"), Settings(), "rerun-denied"),
+        (with_(trigger_recurrence="Pause"), Settings(), "paused"),
+        (with_(project_env="Dev"), Settings(), "wrong-environment"),
+        (FAILED, Settings(project_env="Dev"), "wrong-environment"),
+        (FAILED, Settings(project_ids=frozenset({1, 2})), "project-not-allowed"),
+        (FAILED, Settings(exclude_task_ids=frozenset({700000004417})), "task-excluded"),
+        (with_(run_number=None), Settings(), "unknown-run-number"),
+    ],
+)
+def test_each_guard_holds_the_instance_back_with_its_reason(instance, settings, reason):
+    decision = decide(instance, settings)
+    assert not decision.rerun
+    assert decision.reason == reason
+    assert decision.message
+
+
+def test_the_cap_allows_exactly_max_reruns_reruns():
+    # RunNumber counts every run, the first included: with the default 3, runs 1..3 may be
+    # rerun and run 4 is the last, so an instance runs at most 4 times.
+    assert [decide(with_(run_number=n), Settings()).rerun for n in (1, 2, 3, 4, 5)] == [True, True, True, False, False]
+
+
+def test_a_frozen_event_is_skipped_even_if_the_instance_reads_normal():
+    assert decide(FAILED, Settings(), event_task_type=2).reason == "paused"
+
+
+def test_any_environment_and_an_allowed_project_pass():
+    settings = Settings(project_env="any", project_ids=frozenset({48213}))
+    assert decide(with_(project_env="Dev"), settings).rerun
+
+
+def test_the_allow_list_is_checked_before_anything_else():
+    # Whose data comes first: an instance outside the allow-list is never described by its state.
+    instance = with_(project_id=1, rerun_mode="AllDenied", status="Running")
+    assert decide(instance, Settings(project_ids=frozenset({48213})), manual=True).reason == "project-not-allowed"
+
+
+def test_manual_reruns_may_target_a_success_only_where_rerun_mode_is_all_allowed():
+    success = with_(status="Success", rerun_mode="AllAllowed")
+    assert decide(success, Settings(), manual=True).rerun
+    assert not decide(success, Settings()).rerun  # the event path never reruns a success
+    assert decide(with_(status="Success"), Settings(), manual=True).reason == "rerun-denied"
+
+
+@pytest.mark.parametrize("status", ["Running", "WaitTime", "WaitResource", "NotRun", "CheckingCondition"])
+def test_manual_reruns_skip_instances_still_running_or_waiting(status):
+    assert decide(with_(status=status), Settings(), manual=True).reason == "not-finished"
+
+
+def test_force_lifts_only_the_cap():
+    assert decide(with_(run_number=9), Settings(), manual=True, force=True).rerun
+    for instance in (with_(rerun_mode="AllDenied"), with_(project_env="Dev"), with_(trigger_recurrence="Pause")):
+        assert not decide(instance, Settings(), manual=True, force=True).rerun
+
+
+def test_instance_reads_the_get_task_instance_shape():
+    instance = Instance.from_api(
+        {
+            "Id": 1,
+            "TaskId": 2,
+            "TaskName": "t",
+            "ProjectId": 3,
+            "ProjectEnv": "Prod",
+            "Status": "Failure",
+            "RunNumber": 2,
+            "RerunMode": "AllAllowed",
+            "TriggerRecurrence": "Normal",
+        }
+    )
+    assert (instance.id, instance.task_id, instance.project_id, instance.run_number) == (1, 2, 3, 2)
