@@ -69,7 +69,9 @@ def _route(request: dict) -> tuple[str, str]:
     else:
         raise BadRequest(404, "NotFound", f"no such path {path!r}: use POST /rerun or GET /health")
     if method not in allowed.split(", "):
-        raise BadRequest(405, "MethodNotAllowed", f"{method or 'no method'} is not allowed on {path}", {"Allow": allowed})
+        raise BadRequest(
+            405, "MethodNotAllowed", f"{method or 'no method'} is not allowed on {path}", {"Allow": allowed}
+        )
     return method, path
 
 

@@ -13,7 +13,7 @@ RunNumber that moved on means the rerun happened.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from dwrerun import pacing, records
 from dwrerun.config import Settings
@@ -22,6 +22,7 @@ from dwrerun.policy import Decision, Instance, decide
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
+COMMENT_EVENTS = 3  # event ids named in one RerunTaskInstances Comment, to keep it short
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,6 @@ class _Progress:
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
     error: DataWorksError | None = None
-    comment: str | None = field(default=None, repr=False)
 
 
 def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[dict]:
@@ -167,13 +167,16 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
 
 
 def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
-    by_comment: dict[str, list[_Progress]] = {}
+    # One call per chunk of instances that will start the same run number, so each call's
+    # Comment can say which run it starts.
+    by_run: dict[int, list[_Progress]] = {}
     for item in items:
-        item.comment = _comment(job, item)
-        by_comment.setdefault(item.comment, []).append(item)
-    for comment, group in by_comment.items():
-        for start in range(0, len(group), job.settings.chunk_size):
-            _rerun_chunk(job, dataworks, comment, group[start : start + job.settings.chunk_size])
+        by_run.setdefault((item.instance.run_number or 0) + 1, []).append(item)
+    size = job.settings.chunk_size
+    for next_run, group in sorted(by_run.items()):
+        for start in range(0, len(group), size):
+            chunk = group[start : start + size]
+            _rerun_chunk(job, dataworks, _comment(job, next_run, chunk), chunk)
 
 
 def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress]) -> None:
@@ -258,14 +261,17 @@ def _time_left(job: Job) -> float:
     return min(left, job.settings.read_timeout)
 
 
-def _comment(job: Job, item: _Progress) -> str:
-    # Shown in DataWorks' operation log: who reran the instance, why, and which run this will be.
-    next_run = (item.instance.run_number or 0) + 1
+def _comment(job: Job, next_run: int, chunk: list[_Progress]) -> str:
+    """What DataWorks' operation log shows for the call: who reran, why, and which run this starts."""
     if job.manual:
         origin = f"{job.operator_comment} " if job.operator_comment else ""
         return f"{origin}[{job.function_name}: manual rerun over HTTP, FC request {job.request_id}, run {next_run}]"
+    event_ids = [item.target.event_id or "(RawData)" for item in chunk]
+    shown = ", ".join(event_ids[:COMMENT_EVENTS])
+    if len(event_ids) > COMMENT_EVENTS:  # the SLS records of the FC request list every one
+        shown += f" and {len(event_ids) - COMMENT_EVENTS} more, FC request {job.request_id}"
     return (
-        f"[{job.function_name}: automatic rerun after failure event {item.target.event_id or '(RawData)'}, "
+        f"[{job.function_name}: automatic rerun after failure event {shown}; "
         f"run {next_run} of at most {job.settings.max_reruns + 1}]"
     )
 

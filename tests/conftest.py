@@ -1,0 +1,109 @@
+"""Shared fixtures: the local cloud (DataWorks emulator + FC harness) and the sample events.
+
+Every test that runs the function runs it the way FC does (bytes in, context object, injected
+variables) against the emulator over real HTTP with signature checks.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from localcloud.acs3 import Credentials
+from localcloud.dataworks import DataWorksEmulator
+from localcloud.fc import FunctionCompute
+
+ROOT = Path(__file__).resolve().parents[1]
+FUNCTION_DIR = ROOT / "function"
+EVENTS = Path(__file__).parent / "events"
+SHARED = ROOT.parent / "shared"
+
+CREDS = Credentials("LTAItestkeyid0001", "test-secret-do-not-log", "test-sts-token-do-not-log")
+ROTATED = Credentials("LTAItestkeyid0002", "rotated-secret-do-not-log", "rotated-sts-token-do-not-log")
+
+FAILED_ID = 1000012345678  # the instance in dataworks-instance-failed.json
+FROZEN_ID = 1000012345699  # the instance in dataworks-instance-failed-frozen.json
+TASK_ID = 700000004417
+PROJECT_ID = 48213
+
+
+def sample(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def sample_bytes(name: str) -> bytes:
+    return (EVENTS / name).read_bytes()
+
+
+def failure_event(instance_id: int, event_id: str | None = None, **data) -> dict:
+    """The failure sample for another instance (and a fresh event id)."""
+    event = sample("dataworks-instance-failed.json")
+    event["id"] = event_id or f"evt-{instance_id}"
+    event["data"].update(taskId=instance_id, **data)
+    return event
+
+
+def seed_failed(emulator, instance_id: int = FAILED_ID, **fields) -> None:
+    values = dict(
+        id=instance_id,
+        task_id=TASK_ID,
+        project_id=PROJECT_ID,
+        status="Failure",
+        run_number=1,
+        rerun_mode="FailureAllowed",
+        project_env="Prod",
+        trigger_recurrence="Normal",
+        task_name="ods_orders_di",
+    )
+    values.update(fields)
+    emulator.backend.add_instance(**values)
+
+
+@pytest.fixture
+def dataworks():
+    """A fresh DataWorks emulator on loopback, accepting CREDS."""
+    with DataWorksEmulator(credentials=[CREDS]) as emulator:
+        yield emulator
+
+
+def function_env(dataworks, **overrides) -> dict:
+    env = {
+        "DATAWORKS_ENDPOINT": dataworks.url,
+        # Tests are not about pacing (tests/test_pacing.py is): no limiter wait slows them.
+        "DATAWORKS_READ_QPS": "1000",
+        "DATAWORKS_WRITE_QPS": "1000",
+        "DATAWORKS_READ_TIMEOUT": "2",
+    }
+    env.update({k: str(v) for k, v in overrides.items()})
+    return env
+
+
+def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="python3.12", timeout=30, **env):
+    fn = FunctionCompute(
+        handler=handler,
+        code_dir=str(FUNCTION_DIR),
+        runtime=runtime,
+        timeout=timeout,
+        function_name="dwrerun-event" if handler.endswith("event") else "dwrerun-http",
+        region="cn-hangzhou",
+        env=function_env(dataworks, **env),
+        credentials=CREDS,
+        logstore=str(tmp_path / "logstore.jsonl"),
+    )
+    fn.new_instance()  # a cold start: no warm state (handled events, clients) from another test
+    return fn
+
+
+@pytest.fixture
+def event_function(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path) as fn:
+        yield fn
+
+
+def instance_records(invocation) -> list[dict]:
+    return [r for r in invocation.records if r.get("kind") == "instance"]
+
+
+def reruns(dataworks) -> list:
+    """The RerunTaskInstances calls DataWorks accepted."""
+    return [e for e in dataworks.journal.calls("RerunTaskInstances") if e.status == 200]

@@ -1,0 +1,72 @@
+"""Credentials, endpoint and error classification of the DataWorks client."""
+
+import pytest
+
+from dwrerun.config import ConfigError, Settings
+from dwrerun.dataworks import Credentials, DataWorksError, credentials_from, endpoint_for
+
+ENV = {
+    "ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id",
+    "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "env-secret",
+    "ALIBABA_CLOUD_SECURITY_TOKEN": "env-token",
+}
+
+
+class Context310:
+    class credentials:  # noqa: N801 - the runtime's attribute name
+        access_key_id, access_key_secret, security_token = "ctx-id", "ctx-secret", "ctx-token"
+
+
+class Context312:
+    pass  # python3.12 contexts carry no credentials
+
+
+def test_credentials_come_from_the_variables_first():
+    assert credentials_from(ENV, Context310) == Credentials("env-id", "env-secret", "env-token")
+
+
+def test_python310_context_credentials_are_the_fallback():
+    assert credentials_from({}, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
+
+
+def test_no_credentials_is_a_clear_error():
+    with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_ID"):
+        credentials_from({}, Context312)
+
+
+def test_credentials_repr_hides_the_secret_and_the_token():
+    text = repr(Credentials("env-id", "env-secret", "env-token"))
+    assert "env-id" in text and "env-secret" not in text and "env-token" not in text
+
+
+@pytest.mark.parametrize(
+    ("settings", "region", "expected"),
+    [
+        (Settings(), "cn-hangzhou", ("dataworks.cn-hangzhou.aliyuncs.com", "https")),
+        (Settings(network="vpc"), "cn-shanghai", ("dataworks-vpc.cn-shanghai.aliyuncs.com", "https")),
+        (Settings(endpoint="dataworks.example.internal:8443"), None, ("dataworks.example.internal:8443", "https")),
+        (Settings(endpoint="https://dw.example.com/"), None, ("dw.example.com", "https")),
+        (Settings(endpoint="http://127.0.0.1:9000"), None, ("127.0.0.1:9000", "http")),
+        (Settings(endpoint="http://localhost:9000"), None, ("localhost:9000", "http")),
+    ],
+)
+def test_endpoint(settings, region, expected):
+    assert endpoint_for(settings, region) == expected
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://dataworks.cn-hangzhou.aliyuncs.com", "ftp://x", "https://x/path", "http://10.0.0.1:80"]
+)
+def test_unsafe_or_malformed_endpoints_are_refused(endpoint):
+    with pytest.raises(ConfigError, match="DATAWORKS_ENDPOINT"):
+        endpoint_for(Settings(endpoint=endpoint), "cn-hangzhou")
+
+
+def test_no_region_and_no_endpoint_is_a_clear_error():
+    with pytest.raises(ConfigError, match="FC_REGION"):
+        endpoint_for(Settings(), None)
+
+
+def test_throttling_is_transient_but_not_ambiguous():
+    error = DataWorksError("RerunTaskInstances", "Throttling.User", "slow down", transient=True)
+    assert error.throttled and not error.ambiguous
