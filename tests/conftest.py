@@ -90,8 +90,23 @@ def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="py
         credentials=CREDS,
         logstore=str(tmp_path / "logstore.jsonl"),
     )
-    fn.new_instance()  # a cold start: no warm state (handled events, clients) from another test
     return fn
+
+
+@pytest.fixture(autouse=True)
+def fresh_instance_state(mocker):
+    """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
+
+    The function's modules stay imported across tests (as they do across invocations of one FC
+    instance), so the warm-instance state is reset here instead, and the backoff's sleep, a seam
+    of time, is replaced: tests take the clock's word for a wait.
+    """
+    from dwrerun import dataworks, event_function, pacing
+
+    event_function.handled_events = event_function.HandledEvents()
+    dataworks._cached = None
+    pacing._limiters.clear()
+    mocker.patch.object(pacing, "sleep")
 
 
 @pytest.fixture

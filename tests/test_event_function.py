@@ -18,13 +18,6 @@ from conftest import (
     sample_bytes,
     seed_failed,
 )
-from dwrerun import pacing
-
-
-@pytest.fixture(autouse=True)
-def no_backoff_wait(mocker):
-    # Retries wait with full jitter; tests take the clock's word for it instead of sleeping.
-    mocker.patch.object(pacing, "sleep")
 
 
 def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks, event_function):
