@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""The quick-start demo: the whole product on the local cloud, in a few seconds, no account.
+
+1. Starts the DataWorks emulator with a seeded workspace (scripts/localcloud/dataworks/seed.json).
+2. Delivers DataWorks failure events to the event function the way an EventBridge rule does
+   (one of them twice, as at-least-once delivery may), through the FC harness.
+3. Lets the reruns finish in the emulator, then makes a manual rerun through the local HTTP
+   gateway, as an operator would with curl.
+4. Prints one row per decision and where the records went.
+
+`--serve` keeps everything running for curl experiments instead, and prints the endpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from localcloud.acs3 import Credentials  # noqa: E402
+from localcloud.dataworks import DataWorksEmulator  # noqa: E402
+from localcloud.eventbridge import EventBridge  # noqa: E402
+from localcloud.fc import FunctionCompute  # noqa: E402
+from localcloud.gateway import HttpGateway  # noqa: E402
+
+EVENTS = ROOT / "tests" / "events"
+SEED = HERE / "localcloud" / "dataworks" / "seed.json"
+LOGS = ROOT / ".localcloud" / "logs"
+# Local-only credentials: the emulator accepts these and nothing else.
+CREDENTIALS = Credentials("LTAIdemokeyid000001", "demo-secret-local-only", "demo-sts-token-local-only")
+
+# (instance id, what the seeded workspace makes of it)
+FAILURES = [
+    (1000012345678, "failed, run 1"),
+    (1000012345680, "failed, run 4: reruns exhausted"),
+    (1000012345681, "failed, RerunMode AllDenied"),
+    (1000012345683, "failed in Dev"),
+    (1000012345690, "failed, run 2, another project"),
+]
+MANUAL_IDS = [1000012345679, 1000012345682, 1000012345680]  # a success (AllAllowed), a running one, a capped one
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--serve", action="store_true", help="keep the local cloud running for curl experiments")
+    args = parser.parse_args(argv)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    for old in LOGS.glob("*.jsonl"):
+        old.unlink()
+
+    with DataWorksEmulator(credentials=[CREDENTIALS], seed=SEED) as dataworks:
+        env = {"DATAWORKS_ENDPOINT": dataworks.url, "DATAWORKS_READ_QPS": "50", "DATAWORKS_WRITE_QPS": "20"}
+        event_fn = _function("index.handle_event", "dwrerun-event", env)
+        http_fn = _function("index.handle_http", "dwrerun-http", env)
+        with event_fn, http_fn, HttpGateway(http_fn) as gateway:
+            if args.serve:
+                return _serve(dataworks, event_fn, gateway)
+            rows = _deliver_events(event_fn) + _manual_rerun(gateway)
+            ended = dataworks.backend.advance()  # the reruns' runs end as the seed scripts them
+    _print_table(rows)
+    print(f"\nRerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
+    print(f"Records (one JSON line per decision, as shipped to SLS): {LOGS.relative_to(ROOT)}/*.jsonl")
+    print(f'  e.g.  grep \'"decision":"rerun"\' {LOGS.relative_to(ROOT)}/dwrerun-event.jsonl')
+    return 0
+
+
+def _function(handler: str, name: str, env: dict) -> FunctionCompute:
+    return FunctionCompute(
+        handler=handler,
+        code_dir=str(ROOT / "function"),
+        runtime="python3.12",
+        timeout=60,
+        function_name=name,
+        region="cn-hangzhou",
+        env=env,
+        credentials=CREDENTIALS,
+        logstore=str(LOGS / f"{name}.jsonl"),
+    )
+
+
+def _deliver_events(event_fn: FunctionCompute) -> list[dict]:
+    failed = json.loads((EVENTS / "dataworks-instance-failed.json").read_text())
+    events = []
+    for instance_id, _ in FAILURES:
+        event = json.loads(json.dumps(failed))
+        if instance_id != 1000012345678:  # the sample itself keeps its id
+            event["id"] = f"demo-{instance_id}"
+            event["data"]["taskId"] = instance_id
+        events.append((event, instance_id == 1000012345678))  # the first is delivered twice
+    for name in ("dataworks-instance-failed-frozen.json", "dataworks-instance-succeeded.json"):
+        events.append((json.loads((EVENTS / name).read_text()), False))
+
+    rule = EventBridge(event_fn)
+    rows = []
+    for event, twice in events:
+        for invocation in rule.publish(event, duplicate=twice):
+            rows += [_row(r) for r in invocation.records if r.get("kind") == "instance"]
+            if invocation.error:
+                rows.append(
+                    {
+                        "trigger": "eventbridge",
+                        "instance": "-",
+                        "decision": "error",
+                        "reason": "",
+                        "result": invocation.error["errorMessage"],
+                    }
+                )
+    return rows
+
+
+def _manual_rerun(gateway: HttpGateway) -> list[dict]:
+    body = json.dumps({"Ids": MANUAL_IDS, "Comment": "demo: rerun after the upstream fix"}).encode()
+    request = urllib.request.Request(
+        f"{gateway.url}/rerun", data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - loopback
+        json.loads(response.read())
+    return [_row(r) for r in gateway.invocations[-1].records if r.get("kind") == "instance"]
+
+
+def _row(record: dict) -> dict:
+    if record["decision"] == "rerun":
+        result = "rerun ok" if record["success"] else f"rerun FAILED: {record['message']}"
+    elif record["decision"] == "dry-run":
+        result = "would rerun"
+    else:
+        result = record["message"]
+    return {
+        "trigger": record["trigger"],
+        "instance": str(record["instanceId"] or "-"),
+        "decision": record["decision"],
+        "reason": record["reason"],
+        "result": result,
+    }
+
+
+def _print_table(rows: list[dict]) -> None:
+    columns = ("trigger", "instance", "decision", "reason", "result")
+    widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns[:-1]}
+    print("  ".join(c.ljust(widths.get(c, 0)) for c in columns))
+    for row in rows:
+        print("  ".join(row[c].ljust(widths.get(c, 0)) for c in columns))
+
+
+def _serve(dataworks, event_fn: FunctionCompute, gateway: HttpGateway) -> int:
+    rule = EventBridge(event_fn)
+
+    class PublishHandler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            try:
+                invocations = rule.publish(json.loads(body))
+                answer = [{"requestId": i.request_id, "result": i.result, "error": i.error} for i in invocations]
+                status = 200
+            except (ValueError, TypeError) as exc:
+                answer, status = {"error": str(exc)}, 400
+            data = json.dumps(answer, indent=2).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    events = ThreadingHTTPServer(("127.0.0.1", 0), PublishHandler)
+    threading.Thread(target=events.serve_forever, daemon=True).start()
+    events_url = f"http://127.0.0.1:{events.server_address[1]}"
+    print(
+        f"""The local cloud is running (Ctrl-C stops it).
+
+DataWorks OpenAPI emulator  {dataworks.url}
+  credentials (local only)  ALIBABA_CLOUD_ACCESS_KEY_ID={CREDENTIALS.access_key_id}
+                            ALIBABA_CLOUD_ACCESS_KEY_SECRET={CREDENTIALS.access_key_secret}
+                            ALIBABA_CLOUD_SECURITY_TOKEN={CREDENTIALS.security_token}
+HTTP function (gateway)     {gateway.url}   (authType anonymous locally: no signature needed)
+Event function (publisher)  {events_url}   (POST one CloudEvent; it goes to the event function as an EventBridge rule delivers it)
+Records                     {LOGS.relative_to(ROOT)}/dwrerun-event.jsonl, dwrerun-http.jsonl
+
+Try:
+  curl -s {events_url} -d @tests/events/dataworks-instance-failed.json
+  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"Ids": [1000012345679], "Comment": "after a fix"}}'
+  curl -s {gateway.url}/health
+  .venv/bin/python scripts/rerun_client.py {gateway.url} --ids 1000012345690 --dry-run
+""",
+        flush=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        events.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
