@@ -1,0 +1,177 @@
+"""What can go wrong between the function and DataWorks, on demand: injected faults and a rate quota.
+
+Faults are set per action ("*" = every action). Each count is how many upcoming calls the fault
+hits (None = every call, 0 = off). When several are armed, one call gets at most one of them, in
+this order: throttle, server_error, hang, reset, malformed. Latency delays every call; a
+partial_failure map applies to every RerunTaskInstances call that reaches the backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from .exceptions import SERVER_ERRORS, Throttling
+
+KINDS = ("throttle", "server_error", "hang", "reset", "malformed")
+_UNSET = object()  # "not given", since None already means "every call"
+
+
+@dataclass
+class _Rule:
+    latency: float = 0.0
+    counts: dict = field(default_factory=dict)  # kind -> calls left (None = every call)
+    throttle_code: str = "Throttling.User"
+    retry_after: int | None = None
+    server_error_code: str = "ServiceUnavailable"
+    partial_failure: dict = field(default_factory=dict)
+    after_backend: bool = False
+
+
+@dataclass(frozen=True)
+class FaultPlan:
+    """What to do to one call."""
+
+    latency: float = 0.0
+    kind: str | None = None
+    throttle_code: str = "Throttling.User"
+    retry_after: int | None = None
+    server_error_code: str = "ServiceUnavailable"
+    partial_failure: dict = field(default_factory=dict)
+    # hang/reset/malformed after the backend ran the call: the state changed, the answer is lost.
+    after_backend: bool = False
+
+
+class Faults:
+    def __init__(self):
+        self._rules: dict[str, _Rule] = {}
+        self._lock = threading.Lock()
+
+    def set(
+        self,
+        action: str = "*",
+        *,
+        latency: float | None = None,
+        throttle=_UNSET,
+        throttle_code: str | None = None,
+        retry_after: int | None = None,
+        server_error=_UNSET,
+        server_error_code: str | None = None,
+        hang=_UNSET,
+        reset=_UNSET,
+        malformed=_UNSET,
+        partial_failure: dict[int, str] | None = None,
+        after_backend: bool | None = None,
+    ) -> None:
+        """Arm faults for `action`, keeping the ones already armed that are not mentioned.
+
+        latency: seconds added to every call. throttle: answer Throttling (throttle_code, default
+        Throttling.User; retry_after adds x-acs-retry-after). server_error: answer 503
+        ServiceUnavailable or 500 InternalError (server_error_code). hang: never answer. reset:
+        close the connection with a TCP RST. malformed: 200 with a body that is not JSON.
+        partial_failure: {instance id: message} answered Success=false, state unchanged.
+        after_backend: hang/reset/malformed only after the backend has executed the call.
+        """
+        if throttle_code is not None:
+            Throttling(throttle_code)  # validates the code
+        if server_error_code is not None and server_error_code not in SERVER_ERRORS:
+            raise ValueError(f"server_error_code must be one of {sorted(SERVER_ERRORS)}, not {server_error_code!r}")
+        given = {"throttle": throttle, "server_error": server_error, "hang": hang, "reset": reset}
+        given["malformed"] = malformed
+        for kind, count in given.items():
+            if count is not _UNSET and count is not None and (not isinstance(count, int) or count < 0):
+                raise ValueError(f"{kind} must be a count of calls (int >= 0) or None for every call, not {count!r}")
+        with self._lock:
+            rule = self._rules.setdefault(action, _Rule())
+            if latency is not None:
+                rule.latency = float(latency)
+            for kind, count in given.items():
+                if count is not _UNSET:
+                    rule.counts[kind] = count
+            rule.throttle_code = throttle_code or rule.throttle_code
+            rule.retry_after = retry_after if retry_after is not None else rule.retry_after
+            rule.server_error_code = server_error_code or rule.server_error_code
+            if partial_failure is not None:
+                rule.partial_failure = {int(k): str(v) for k, v in partial_failure.items()}
+            if after_backend is not None:
+                rule.after_backend = after_backend
+
+    def clear(self, action: str | None = None) -> None:
+        """Disarm every fault (or those set for one action)."""
+        with self._lock:
+            if action is None:
+                self._rules.clear()
+            else:
+                self._rules.pop(action, None)
+
+    def take(self, action: str) -> FaultPlan:
+        """Decide the faults for one call now, using up the counts it consumes."""
+        with self._lock:
+            rules = [r for r in (self._rules.get(action), self._rules.get("*")) if r is not None]
+            if not rules:
+                return FaultPlan()
+            partial = {}
+            for rule in reversed(rules):  # the action's own map wins over "*"
+                partial.update(rule.partial_failure)
+            latency = max(r.latency for r in rules)
+            for kind in KINDS:
+                for rule in rules:
+                    left = rule.counts.get(kind, 0)
+                    if left is None or left > 0:
+                        if left is not None:
+                            rule.counts[kind] = left - 1
+                        return FaultPlan(
+                            latency,
+                            kind,
+                            rule.throttle_code,
+                            rule.retry_after,
+                            rule.server_error_code,
+                            partial,
+                            rule.after_backend,
+                        )
+            return FaultPlan(latency=latency, partial_failure=partial)
+
+
+class Quota:
+    """DataWorks' per-account rate limits: separate read (Get*/List*) and write QPS.
+
+    A sliding window: a call is admitted when fewer than `qps` calls of its category were admitted
+    in the last second, i.e. in every window (t - 1 s, t] at most `qps` calls are admitted.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._limits: dict[str, int | None] = {"read": None, "write": None}
+        self._admitted: dict[str, deque[float]] = {"read": deque(), "write": deque()}
+        self.code = "Throttling.User"
+        self.retry_after: int | None = None
+
+    def configure(
+        self, read_qps: int | None = None, write_qps: int | None = None, code: str = "Throttling.User", retry_after=None
+    ) -> None:
+        Throttling(code)  # validates the code
+        for name, value in (("read_qps", read_qps), ("write_qps", write_qps)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int or None (no limit), not {value!r}")
+        with self._lock:
+            self._limits = {"read": read_qps, "write": write_qps}
+            self._admitted = {"read": deque(), "write": deque()}
+            self.code, self.retry_after = code, retry_after
+
+    def admit(self, is_read: bool) -> tuple[bool, float]:
+        """(admitted?, the time of the decision) for one call."""
+        category = "read" if is_read else "write"
+        with self._lock:
+            now = time.time()
+            limit = self._limits[category]
+            if limit is None:
+                return True, now
+            window = self._admitted[category]
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+            if len(window) >= limit:
+                return False, now
+            window.append(now)
+            return True, now
