@@ -1,0 +1,241 @@
+"""A local EventBridge rule with a Function Compute target, for the event function.
+
+`EventBridge.publish()` delivers one event the way a rule on an Alibaba Cloud service source does
+in event-driven mode: one CloudEvent per invocation, invoked asynchronously, so a handler that
+raises or times out is retried (FC async: default 3 retries, `maxAsyncRetryAttempts` 0-8), and
+delivery is at least once (`duplicate=True` delivers the same bytes twice). Retries happen at once:
+the real backoff (seconds to hours) is not waited for. `matches()` is EventBridge's event-pattern
+matcher, shared with the deployment tests that check template.yml's rule against the samples.
+
+Sources: FACTS sections 1 and 5; EventBridge "Event patterns" (help.aliyun.com/.../eventbridge/
+user-guide/event-patterns): a pattern has the event's nesting, each leaf is a list of allowed
+values or operators (prefix, suffix, contains, anything-but [+ prefix/suffix], numeric, cidr,
+exists), any one of which may match; a field the pattern names must exist unless
+`{"exists": false}`. When the event's value is a list, any element may match [the AWS rule, which
+the Alibaba page does not contradict].
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from localcloud.fc import FunctionCompute, Invocation, new_request_id
+
+SCHEMAS = ("CloudEvents", "RawData")
+MAX_ASYNC_RETRIES = 8
+_MISSING = object()
+
+
+class EventBridge:
+    """Delivers events to one function through one rule (optional filter pattern)."""
+
+    def __init__(self, fn: FunctionCompute, filter_pattern: Mapping | None = None, max_retries: int = 3):
+        if not 0 <= max_retries <= MAX_ASYNC_RETRIES:
+            raise ValueError(
+                f"max_retries must be 0..{MAX_ASYNC_RETRIES} (FC's maxAsyncRetryAttempts), got {max_retries}"
+            )
+        if filter_pattern is not None:
+            matches(filter_pattern, {})  # a malformed pattern fails here, not on the first event
+        self.fn = fn
+        self.filter_pattern = filter_pattern
+        self.max_retries = max_retries
+
+    def publish(self, event: Mapping, schema: str = "CloudEvents", duplicate: bool = False) -> list[Invocation]:
+        """Deliver one event; return every attempt (retries and the duplicate included), or []
+        when the rule's pattern does not match it."""
+        payload = self.payload(event, schema)
+        if payload is None:
+            return []
+        attempts = self._deliver(payload)
+        if duplicate:
+            attempts += self._deliver(payload)
+        return attempts
+
+    def publish_batch(self, events: Iterable[Mapping], schema: str = "CloudEvents") -> list[Invocation]:
+        """Send the matching events as one JSON array in one synchronous invocation, as
+        event-streaming (queue) triggers and `s invoke -f <array>.json` do. No retries."""
+        items = []
+        for event in events:
+            if self.filter_pattern is None or matches(self.filter_pattern, event):
+                items.append(_shape(event, schema))
+        if not items:
+            return []
+        return [self.fn.invoke(_encode(items))]
+
+    def payload(self, event: Mapping, schema: str = "CloudEvents") -> bytes | None:
+        """The bytes the target receives for this event, or None if the rule filters it out."""
+        if not isinstance(event, Mapping):
+            raise TypeError(f"an event must be a JSON object (dict), got {type(event).__name__}")
+        if self.filter_pattern is not None and not matches(self.filter_pattern, event):
+            return None
+        return _encode(_shape(event, schema))
+
+    def _deliver(self, payload: bytes) -> list[Invocation]:
+        # FC keeps the request id of an asynchronous invocation across its retries [inferred].
+        request_id = new_request_id()
+        attempts = []
+        for _ in range(1 + self.max_retries):
+            attempt = self.fn.invoke(payload, request_id=request_id)
+            attempts.append(attempt)
+            if attempt.error is None:  # a normal return is success, whatever it returned
+                break
+        return attempts
+
+
+def _shape(event: Mapping, schema: str) -> Any:
+    if schema not in SCHEMAS:
+        raise ValueError(f"schema must be one of {SCHEMAS}, got {schema!r}")
+    if schema == "RawData":
+        if "data" not in event:
+            raise ValueError("RawData delivers the event's 'data', and this event has none")
+        return event["data"]
+    return dict(event)
+
+
+def _encode(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# --- event patterns ------------------------------------------------------------------------------
+
+
+def matches(pattern: Mapping, event: Any) -> bool:
+    """Whether EventBridge would route `event` through a rule with this event pattern.
+
+    Raises ValueError naming the place when the pattern itself is malformed."""
+    if not isinstance(pattern, Mapping):
+        raise ValueError(f"an event pattern must be a JSON object, got {type(pattern).__name__}")
+    return _match_object(pattern, event, path="")
+
+
+def _match_object(pattern: Mapping, event: Any, path: str) -> bool:
+    result = True
+    # Every field is checked even after a miss, so a malformed pattern is always reported.
+    for key, rule in pattern.items():
+        where = f"{path}.{key}" if path else str(key)
+        value = event.get(key, _MISSING) if isinstance(event, Mapping) else _MISSING
+        if isinstance(rule, Mapping):
+            inner = _match_object(rule, value, where)
+            ok = value is not _MISSING and inner
+        elif isinstance(rule, list):
+            if not rule:
+                raise ValueError(f"pattern field {where!r} is an empty list: it could match nothing")
+            ok = any([_match_leaf(matcher, value, where) for matcher in rule])
+        else:
+            raise ValueError(f"pattern field {where!r} must be a list of values or a nested object")
+        result = result and ok
+    return result
+
+
+def _match_leaf(matcher: Any, value: Any, where: str) -> bool:
+    if isinstance(matcher, Mapping):
+        if len(matcher) != 1:
+            raise ValueError(f"pattern field {where!r}: an operator object has exactly one key, got {list(matcher)}")
+        ((op, arg),) = matcher.items()
+        if op == "exists":
+            if not isinstance(arg, bool):
+                raise ValueError(f"pattern field {where!r}: 'exists' takes true or false")
+            return (value is not _MISSING) is arg
+        check = _OPERATORS.get(op)
+        if check is None:
+            raise ValueError(f"pattern field {where!r}: unknown operator {op!r}")
+        if value is _MISSING:
+            check(arg, None, where)  # still validate the argument
+            return False
+        return any(check(arg, v, where) for v in _values(value))
+    if isinstance(matcher, list):
+        raise ValueError(f"pattern field {where!r}: lists do not nest")
+    if value is _MISSING:
+        return False
+    return any(_equal(matcher, v) for v in _values(value))
+
+
+def _values(value: Any) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def _equal(a: Any, b: Any) -> bool:
+    # JSON types, not Python's: true is not 1, and "5" is not 5.
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if _is_number(a) and _is_number(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _text_arg(op: str, arg: Any, where: str) -> str:
+    if not isinstance(arg, str):
+        raise ValueError(f"pattern field {where!r}: {op!r} takes a string")
+    return arg
+
+
+def _prefix(arg, value, where):
+    arg = _text_arg("prefix", arg, where)
+    return isinstance(value, str) and value.startswith(arg)
+
+
+def _suffix(arg, value, where):
+    arg = _text_arg("suffix", arg, where)
+    return isinstance(value, str) and value.endswith(arg)
+
+
+def _contains(arg, value, where):
+    arg = _text_arg("contains", arg, where)
+    return isinstance(value, str) and arg in value
+
+
+def _anything_but(arg, value, where):
+    if isinstance(arg, Mapping):
+        if len(arg) != 1 or next(iter(arg)) not in ("prefix", "suffix"):
+            raise ValueError(f"pattern field {where!r}: 'anything-but' takes a value, a list, or prefix/suffix")
+        ((op, inner),) = arg.items()
+        return value is not None and not _OPERATORS[op](inner, value, where)
+    excluded = arg if isinstance(arg, list) else [arg]
+    return value is not None and not any(_equal(x, value) for x in excluded)
+
+
+_COMPARE = {
+    "=": lambda a, b: a == b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+}
+
+
+def _numeric(arg, value, where):
+    if not isinstance(arg, list) or not arg or len(arg) % 2:
+        raise ValueError(f"pattern field {where!r}: 'numeric' takes [op, number, ...], like ['>', 0, '<=', 5]")
+    pairs = list(zip(arg[::2], arg[1::2], strict=True))
+    for op, bound in pairs:
+        if op not in _COMPARE or not _is_number(bound):
+            raise ValueError(f"pattern field {where!r}: bad numeric comparison {op!r} {bound!r}")
+    return _is_number(value) and all(_COMPARE[op](value, bound) for op, bound in pairs)
+
+
+def _cidr(arg, value, where):
+    try:
+        network = ipaddress.IPv4Network(_text_arg("cidr", arg, where), strict=False)
+    except ValueError:
+        raise ValueError(f"pattern field {where!r}: 'cidr' takes an IPv4 block like 10.0.0.0/24") from None
+    try:
+        return isinstance(value, str) and ipaddress.IPv4Address(value) in network
+    except ValueError:
+        return False
+
+
+_OPERATORS = {
+    "prefix": _prefix,
+    "suffix": _suffix,
+    "contains": _contains,
+    "anything-but": _anything_but,
+    "numeric": _numeric,
+    "cidr": _cidr,
+}
