@@ -97,9 +97,10 @@ def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="py
 def fresh_instance_state(mocker):
     """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
 
-    The function's modules stay imported across tests (as they do across invocations of one FC
-    instance), so the warm-instance state is reset here instead, and the backoff's sleep, a seam
-    of time, is replaced: tests take the clock's word for a wait.
+    The harness unloads the function's modules when it closes, but a test may have imported them
+    directly since; either way the warm-instance state is reset here, and the backoff's sleep (a
+    seam of time) is replaced on the very modules the function will use: tests take the clock's
+    word for a wait.
     """
     from dwrerun import dataworks, event_function, pacing
 
