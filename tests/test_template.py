@@ -1,0 +1,329 @@
+"""template.yml: what Serverless Devs deploys is valid, least-privilege and wired to the right events.
+
+The template is read the way the CLI reads it: YAML first, then `${...}` substituted (see
+`render`). The optional last test compares `render` with the real CLI's `s preview` when `s` is
+installed (it runs offline); CI does not need it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dwrerun import config, records
+from dwrerun.dataworks import ACTIONS
+from localcloud.eventbridge import matches
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yml"
+SHARED = ROOT.parent / "shared"
+SCHEMA = SHARED / "fc3" / "schema.json"
+SAMPLES = SHARED / "samples"
+FUNCTIONS = ("event", "http")
+FAILURE_SAMPLES = {"dataworks-instance-failed.json", "dataworks-instance-failed-frozen.json"}
+SLS_WRITE = "log:PostLogStoreLogs"
+
+_WHOLE = re.compile(r"^\$\{([^{}]+)\}$")
+_EMBEDDED = re.compile(r"\$\{([^{}]+)\}")
+# The one conditional the template uses: ${(vars.a == 'x') ? vars.b : []}
+_CONDITION = re.compile(r"^\(vars\.(\w+) == '([^']*)'\) \? vars\.(\w+) : \[\]$")
+
+
+def load() -> dict:
+    return yaml.safe_load(TEMPLATE.read_text())
+
+
+def render(spec: dict, **overrides) -> dict:
+    """The template after Serverless Devs' substitution, with `vars` overridden as given.
+
+    A value that is a whole `${...}` keeps its type (a number stays a number, a list a list), as
+    the CLI does; one embedded in text becomes text. `${resources.X.output.K}` is only known at
+    deploy time: it becomes the placeholder string "resources.X.output.K".
+    """
+    spec = copy.deepcopy(spec)
+    variables = {**spec["vars"], **overrides}
+
+    def evaluate(expression: str):
+        condition = _CONDITION.match(expression)
+        if condition:
+            name, literal, chosen = condition.groups()
+            return resolve(variables[chosen]) if variables[name] == literal else []
+        if expression.startswith("vars."):
+            value = variables
+            for key in expression.split(".")[1:]:
+                value = value[key]
+            return resolve(value)
+        if expression.startswith("resources."):
+            return expression
+        raise AssertionError(f"template.yml uses ${{{expression}}}, which this test cannot evaluate")
+
+    def resolve(value):
+        if isinstance(value, dict):
+            return {k: resolve(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v) for v in value]
+        if isinstance(value, str):
+            whole = _WHOLE.match(value)
+            if whole:
+                return evaluate(whole.group(1))
+            return _EMBEDDED.sub(lambda m: str(evaluate(m.group(1))), value)
+        return value
+
+    spec["vars"] = variables
+    spec["resources"] = resolve(spec["resources"])
+    return spec
+
+
+def props(spec: dict, name: str) -> dict:
+    return spec["resources"][name]["props"]
+
+
+def ros_template(spec: dict) -> dict:
+    (infra,) = [r for r in spec["resources"].values() if r["component"] == "ros"]
+    return infra["props"]["template"]
+
+
+def role_statements(spec: dict) -> list[dict]:
+    role = ros_template(spec)["Resources"]["FunctionRole"]["Properties"]
+    (policy,) = role["Policies"]
+    return policy["PolicyDocument"]["Statement"]
+
+
+def test_template_is_serverless_devs_3_with_a_ros_stack_and_two_fc3_functions():
+    spec = load()
+    assert spec["edition"] == "3.0.0"
+    components = {name: r["component"] for name, r in spec["resources"].items()}
+    assert components == {"infra": "ros", "event": "fc3", "http": "fc3"}
+
+
+@pytest.mark.parametrize("event_source", ["custom-bus", "default-bus"])
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_function_props_are_valid_against_the_fc3_schema(name, event_source):
+    if not SCHEMA.exists():
+        pytest.skip(f"no fc3 schema at {SCHEMA} (the shared folder beside the repository is absent)")
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads(SCHEMA.read_text())
+    jsonschema.validate(props(render(load(), eventSource=event_source), name), schema)
+
+
+def test_both_functions_share_one_code_package_and_run_on_a_supported_python():
+    spec = render(load())
+    for name in FUNCTIONS:
+        assert props(spec, name)["code"] == "./build/code"
+        assert props(spec, name)["runtime"] in ("python3.10", "python3.12")
+    assert props(spec, "event")["handler"] == "index.handle_event"
+    assert props(spec, "http")["handler"] == "index.handle_http"
+
+
+def test_http_function_has_exactly_one_trigger_an_authenticated_http_trigger():
+    (trigger,) = props(render(load()), "http")["triggers"]
+    assert trigger["triggerType"] == "http"
+    assert trigger["triggerConfig"]["authType"] == "function"
+    assert sorted(trigger["triggerConfig"]["methods"]) == ["GET", "POST"]
+
+
+def test_no_setting_of_the_template_makes_the_http_trigger_anonymous():
+    assert "anonymous" not in TEMPLATE.read_text()
+
+
+@pytest.mark.parametrize("event_source", ["custom-bus", "default-bus"])
+def test_event_function_has_no_http_trigger(event_source):
+    triggers = props(render(load(), eventSource=event_source), "event")["triggers"]
+    assert all(t["triggerType"] != "http" for t in triggers)
+
+
+def test_event_source_picks_either_the_custom_bus_rule_or_the_fc_trigger():
+    # GIVEN the rule on the custom bus exists only under the ROS condition UseCustomBus
+    spec = load()
+    template = ros_template(spec)
+    assert template["Resources"]["FailureRule"]["Condition"] == "UseCustomBus"
+    assert template["Conditions"]["UseCustomBus"] == {"Fn::Equals": [{"Ref": "EventSource"}, "custom-bus"]}
+    # THEN custom-bus: no FC trigger; default-bus: exactly FC's eventbridge trigger
+    assert props(render(spec, eventSource="custom-bus"), "event")["triggers"] == []
+    (trigger,) = props(render(spec, eventSource="default-bus"), "event")["triggers"]
+    assert trigger["triggerType"] == "eventbridge"
+    config_ = trigger["triggerConfig"]
+    assert config_["eventSourceConfig"]["eventSourceType"] == "Default"
+    assert config_["eventSinkConfig"]["deliveryOption"]["eventSchema"] == "CloudEvents"
+    assert props(render(spec), "infra")["parameters"]["EventSource"] == spec["vars"]["eventSource"]
+
+
+def test_fc_trigger_and_custom_bus_rule_filter_the_same_events():
+    spec = render(load(), eventSource="default-bus")
+    (trigger,) = props(spec, "event")["triggers"]
+    rule = ros_template(spec)["Resources"]["FailureRule"]["Properties"]
+    assert json.loads(trigger["triggerConfig"]["eventRuleFilterPattern"]) == rule["FilterPattern"]
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_environment_is_exactly_the_user_variables(name):
+    environment = props(render(load()), name)["environmentVariables"]
+    assert set(environment) == set(config.USER_VARIABLES)
+    assert not [k for k in environment if k.startswith(("FC_", "ALIBABA_CLOUD_"))]
+    assert all(isinstance(v, str) for v in environment.values()), "FC takes strings only"
+
+
+def test_default_settings_are_ones_the_function_accepts():
+    environment = props(render(load()), "event")["environmentVariables"]
+    settings = config.Settings.from_env(environment)
+    assert settings.read_qps == 10 and settings.write_qps == 4
+    assert settings.dry_run is False
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_functions_run_with_the_stack_role_and_log_to_its_logstore(name):
+    spec = render(load())
+    function = props(spec, name)
+    assert function["role"] == "resources.infra.output.RoleArn"
+    assert function["logConfig"]["project"] == "resources.infra.output.LogProject"
+    assert function["logConfig"]["logstore"] == "resources.infra.output.Logstore"
+    assert set(ros_template(spec)["Outputs"]) >= {"RoleArn", "LogProject", "Logstore"}
+
+
+def test_role_is_assumed_by_function_compute_only():
+    role = ros_template(load())["Resources"]["FunctionRole"]["Properties"]
+    (statement,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert statement["Action"] == "sts:AssumeRole"
+    assert statement["Principal"] == {"Service": ["fc.aliyuncs.com"]}
+
+
+def test_role_policy_grants_exactly_the_dataworks_actions_the_code_calls_and_sls_write():
+    statements = role_statements(load())
+    assert all(s["Effect"] == "Allow" for s in statements)
+    actions = {a for s in statements for a in s["Action"]}
+    assert actions == {f"dataworks:{a}" for a in ACTIONS} | {SLS_WRITE}
+
+
+def test_sls_write_is_scoped_to_the_functions_logstore():
+    (sls,) = [s for s in role_statements(load()) if SLS_WRITE in s["Action"]]
+    parts = sls["Resource"]["Fn::Join"][1]
+    assert parts[0] == "acs:log:"
+    assert {"Ref": "ALIYUN::Region"} in parts and {"Ref": "ALIYUN::AccountId"} in parts
+    assert parts[-2:] == ["/logstore/", {"Ref": "Logstore"}]
+
+
+def test_inline_ros_template_holds_no_serverless_devs_expression():
+    # Serverless Devs evaluates every ${...} in the YAML, inside the ROS template too (an Fn::Sub
+    # with ${ALIYUN::Region} breaks every command), so the template takes its values as ROS
+    # parameters and builds ARNs with Fn::Join: it needs no ${...} at all.
+    spec = load()
+    assert "${" not in json.dumps(ros_template(spec))
+    assert "Fn::Sub" not in json.dumps(ros_template(spec))
+
+
+def test_ros_parameters_passed_are_exactly_the_ones_declared():
+    spec = render(load())
+    declared = ros_template(spec)["Parameters"]
+    passed = props(spec, "infra")["parameters"]
+    assert set(passed) == set(declared)
+    assert all(isinstance(v, str) for v in passed.values()), "ROS parameter values travel as strings"
+    assert passed["EventFunctionName"] == props(spec, "event")["functionName"]
+    assert passed["LogRetentionDays"].isdigit()
+
+
+def test_ros_references_name_parameters_resources_or_pseudo_parameters():
+    template = ros_template(load())
+    known = set(template["Parameters"]) | set(template["Resources"])
+
+    def refs(node):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Ref":
+                    yield value
+                elif key == "Fn::GetAtt":
+                    yield value[0]
+                else:
+                    yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    unknown = {r for r in refs(template) if r not in known and not r.startswith("ALIYUN::")}
+    assert not unknown
+
+
+def test_logstore_index_covers_the_record_fields():
+    index = ros_template(load())["Resources"]["Index"]["Properties"]
+    (message,) = [k for k in index["KeyIndices"] if k["Name"] == "message"]
+    assert message["Type"] == "json"
+    types = {k["Name"]: k["Type"] for k in message["JsonKeyIndices"]}
+    for field in ("instanceId", "runNumber", "projectId", "taskId"):
+        assert types[field] == "long"
+    for field in ("decision", "success", "message", "trigger", "requestId", "eventId", "taskName"):
+        assert types[field] == "text"
+    assert types["errorCode"] == types["kind"] == "text"
+    assert set(types.values()) <= {"text", "long", "double"}  # what SLS json keys support
+    aliases = [k["Alias"] for k in message["JsonKeyIndices"] if "Alias" in k]
+    assert len(aliases) == len(set(aliases))
+    assert not {"message", "functionName"} & set(aliases), "an alias may not shadow a field of the entry"
+
+
+def test_every_record_field_the_code_writes_is_indexed():
+    index = ros_template(load())["Resources"]["Index"]["Properties"]
+    (message,) = [k for k in index["KeyIndices"] if k["Name"] == "message"]
+    indexed = {k["Name"] for k in message["JsonKeyIndices"]}
+    instance = records.instance_record(
+        instance_id=1, decision=records.RERUN, success=True, message="", reason="", trigger="http", request_id=""
+    )
+    summary = records.summary_record(trigger="http", request_id="", records=[instance], duration_ms=1.0)
+    assert set(instance) - indexed == set()
+    assert set(summary) - indexed == set()
+
+
+def test_rule_targets_the_event_function_asynchronously():
+    rule = ros_template(load())["Resources"]["FailureRule"]["Properties"]
+    (target,) = rule["Targets"]
+    assert target["Type"] == "acs.fc.function"
+    assert target["Endpoint"]["Fn::Join"][1][-2:] == [":functions/", {"Ref": "EventFunctionName"}]
+    params = {p["ResourceKey"]: p for p in target["ParamList"]}
+    assert params["InvocationType"]["Value"] == "Async"
+    assert params["Body"]["Form"] == "ORIGINAL"
+    assert target["PushRetryStrategy"] == {"Ref": "PushRetryStrategy"}
+    assert isinstance(rule["FilterPattern"], dict), "ROS wants the pattern as an object"
+
+
+def _samples() -> list[Path]:
+    if not SAMPLES.is_dir():
+        pytest.skip(f"no samples at {SAMPLES} (the shared folder beside the repository is absent)")
+    return sorted(SAMPLES.glob("*.json"))
+
+
+def test_rule_matches_both_failure_samples_and_no_other_sample():
+    pattern = ros_template(load())["Resources"]["FailureRule"]["Properties"]["FilterPattern"]
+    samples = _samples()
+    matched = {p.name for p in samples if matches(pattern, json.loads(p.read_text()))}
+    assert matched == FAILURE_SAMPLES
+    assert len(samples) > len(FAILURE_SAMPLES)
+
+
+S_CLI = shutil.which("s")
+
+
+@pytest.mark.skipif(S_CLI is None, reason="the Serverless Devs CLI `s` is not installed (optional)")
+@pytest.mark.parametrize("event_source", ["custom-bus", "default-bus"])
+def test_render_agrees_with_the_serverless_devs_cli(tmp_path, event_source):
+    # GIVEN the template with eventSource set, rendered offline by `s preview`
+    text = TEMPLATE.read_text().replace("  eventSource: custom-bus", f"  eventSource: {event_source}", 1)
+    (tmp_path / "template.yml").write_text(text)
+    env = {**os.environ, "serverless_devs_config_home": str(tmp_path)}
+    result = subprocess.run(
+        [S_CLI, "preview", "-t", "template.yml", "-o", "json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    cli = json.loads(result.stdout[result.stdout.index("{") :])["resources"]
+    # THEN it equals this test's rendering (the CLI leaves resource outputs as written)
+    cli = json.loads(re.sub(r'"\$\{(resources\.[^"{}]+)\}"', r'"\1"', json.dumps(cli)))
+    assert cli == render(load(), eventSource=event_source)["resources"]
