@@ -13,6 +13,8 @@ from localcloud.acs3 import Credentials
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.fc import FunctionCompute
 
+pytest_plugins = ["secrets_audit"]
+
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTION_DIR = ROOT / "function"
 EVENTS = Path(__file__).parent / "events"

@@ -30,6 +30,10 @@ READS = frozenset({GET_TASK_INSTANCE})  # the rest are writes, which DataWorks m
 # or the service is busy. 5xx answers are transient whatever their code.
 THROTTLING_PREFIX = "Throttling"
 TRANSIENT_CODES = frozenset({"ServiceUnavailable", "InternalError", "RequestTimeout"})
+# Refusals of the request itself, not of the instance: the STS token expired before FC handed the
+# instance the next one, or this host's clock is more than 15 minutes off. DataWorks did nothing.
+# The same token and clock fail again at once; a new invocation (new token, maybe another host) may not.
+NEW_INVOCATION_CODES = frozenset({"InvalidSecurityToken.Expired", "InvalidTimeStamp.Expired"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class DataWorksError(Exception):
         request_id: str | None = None,
         retry_after: float | None = None,
         ambiguous: bool = False,
+        needs_new_invocation: bool = False,
     ):
         super().__init__(f"{action}: {code}: {message}")
         self.action = action
@@ -70,6 +75,8 @@ class DataWorksError(Exception):
         # The request may have reached DataWorks and been carried out (timeout, reset, unreadable
         # answer): before a write is sent again, the instance is read back to see.
         self.ambiguous = ambiguous
+        # Not worth retrying in this invocation, only in FC's retry of it.
+        self.needs_new_invocation = needs_new_invocation
 
     @property
     def throttled(self) -> bool:
@@ -214,11 +221,13 @@ def _classify(action: str, exc: Exception) -> DataWorksError:
     if isinstance(exc, AlibabaCloudException):
         code = str(exc.code or "Unknown")
         status = exc.status_code
+        needs_new_invocation = code in NEW_INVOCATION_CODES
         transient = (
             isinstance(exc, ThrottlingException)
             or code.startswith(THROTTLING_PREFIX)
             or code in TRANSIENT_CODES
             or (status is not None and status >= 500)
+            or needs_new_invocation
         )
         data = exc.data if isinstance(exc.data, dict) else {}
         message = str(data.get("Message") or exc.message or code)
@@ -231,10 +240,14 @@ def _classify(action: str, exc: Exception) -> DataWorksError:
             status=status,
             request_id=data.get("RequestId") or exc.request_id,
             retry_after=retry_after / 1000 if retry_after else None,
-            ambiguous=transient and not code.startswith(THROTTLING_PREFIX),
+            ambiguous=transient and not code.startswith(THROTTLING_PREFIX) and not needs_new_invocation,
+            needs_new_invocation=needs_new_invocation,
         )
-    # Timeouts, refused or reset connections, unreadable answers: darabonba wraps them all.
+    # Timeouts, refused or reset connections, unreadable answers: darabonba wraps them all, and
+    # re-raises what requests raised as RetryError(str(e)), an unparsable body as RuntimeError:
+    # the original is the exception that was being handled then.
     inner = getattr(exc, "inner_exception", exc)
+    inner = inner.__context__ or inner
     kind = type(inner).__name__
     if "Timeout" in kind:
         code = "ReadTimeout" if "Read" in kind else "Timeout"

@@ -56,7 +56,7 @@ def parse(body: bytes | str) -> list[Failure | Ignored]:
     """Every event in a trigger payload, each as a Failure or an Ignored. Never raises."""
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         return [Ignored(f"the payload is not JSON ({_short(exc)})")]
     if isinstance(payload, list):
         if not payload:
@@ -88,7 +88,7 @@ def _from_cloudevent(event: dict, where: str) -> Failure | Ignored:
     if isinstance(data, str):  # some producers send data as a JSON string
         try:
             data = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):
             pass
     if not isinstance(data, dict):
         return Ignored(f"{where}the event's data must be a JSON object", event_id=event_id, event_type=event_type)
@@ -135,7 +135,8 @@ def _int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.isascii() and value.isdigit():
+    # At most 19 digits: an int64, and int() refuses strings past 4300 digits with a ValueError.
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         return int(value)
     return None
 

@@ -57,7 +57,9 @@ def handle(event: bytes, context) -> dict:
 
 
 def _route(request: dict) -> tuple[str, str]:
-    http = request.get("requestContext", {}).get("http", {}) if isinstance(request.get("requestContext"), dict) else {}
+    context = request.get("requestContext")
+    http = context.get("http") if isinstance(context, dict) else None
+    http = http if isinstance(http, dict) else {}
     method = str(http.get("method") or "").upper()
     path = str(request.get("rawPath") or http.get("path") or "/")
     if path != "/":
@@ -76,7 +78,10 @@ def _route(request: dict) -> tuple[str, str]:
 
 
 def _parse_rerun_body(request: dict, settings: Settings) -> dict:
-    headers = {str(k).lower(): str(v) for k, v in (request.get("headers") or {}).items()}
+    headers = request.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise BadRequest(400, "InvalidRequest", f"the event's headers must be an object, got {_json_type(headers)}")
+    headers = {str(k).lower(): str(v) for k, v in headers.items()}
     content_type = headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise BadRequest(415, "UnsupportedMediaType", f"Content-Type must be application/json, got {content_type!r}")
@@ -109,7 +114,7 @@ def _parse_rerun_body(request: dict, settings: Settings) -> dict:
 def _json_object(data, what: str) -> dict:
     try:
         value = json.loads(data)
-    except (ValueError, UnicodeDecodeError, TypeError):
+    except (ValueError, UnicodeDecodeError, TypeError, RecursionError):  # RecursionError: nested too deep
         raise BadRequest(400, "InvalidJSON", f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest(400, "InvalidJSON", f"{what} must be a JSON object, got {_json_type(value)}")
@@ -231,7 +236,7 @@ def _response(status: int, body: dict, headers: dict | None = None) -> dict:
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
         "isBase64Encoded": False,
-        "body": json.dumps(body, ensure_ascii=False),
+        "body": records.to_json(body),
     }
 
 

@@ -84,8 +84,14 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
 
 def write(record: dict) -> None:
     # One write per line: concurrent invocations in one instance never interleave inside a record.
-    sys.stdout.write(json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n")
+    sys.stdout.write(to_json(record, separators=(",", ":")) + "\n")
     sys.stdout.flush()
+
+
+def to_json(value, **options) -> str:
+    """JSON text that a UTF-8 stream can carry. Input JSON may hold lone surrogates ("\\ud800"):
+    they stay \\u escapes instead of making the write fail (and the record, or answer, be lost)."""
+    return json.dumps(value, ensure_ascii=False, **options).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _ms(value: float | None) -> float | None:

@@ -103,6 +103,8 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
             if not errors:
                 continue
             last_error = errors[-1]
+            if any(e.needs_new_invocation for e in errors):
+                raise pacing.DeadlineReached("only a new invocation can help")
             attempt += 1
             if attempt >= pacing.MAX_ATTEMPTS:
                 raise pacing.DeadlineReached(f"{pacing.MAX_ATTEMPTS} attempts failed")

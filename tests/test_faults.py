@@ -1,0 +1,406 @@
+"""The fault matrix: every way DataWorks or the platform misbehaves, against the local cloud.
+
+For each fault, every instance involved must end in exactly one of these states:
+  (a) rerun once: the emulator's RunNumber went up by exactly one, and exactly one
+      RerunTaskInstances call that reached DataWorks named it;
+  (b) not rerun, with a record saying why (a guard, a duplicate, DataWorks' own refusal);
+  (c) an invocation raised `RetryLater` (FC's retry signal) with a "deferred" record, and FC's
+      retry (`EventBridge.publish`, which retries like FC's asynchronous invocation) then took
+      it to (a) or (b).
+Nothing lost: every attempt leaves a record for every instance. Nothing rerun twice.
+"""
+
+import json
+import socket
+
+import pytest
+
+from conftest import (
+    CREDS,
+    FAILED_ID,
+    ROTATED,
+    failure_event,
+    instance_records,
+    make_function,
+    sample,
+    seed_failed,
+)
+from localcloud.dataworks import DataWorksEmulator
+from localcloud.dataworks.faults import FaultPlan
+from localcloud.eventbridge import EventBridge
+
+RERUN = "RerunTaskInstances"
+GET = "GetTaskInstance"
+OTHER_ID = FAILED_ID + 1
+THIRD_ID = FAILED_ID + 2
+
+
+# --- how an end state is judged ------------------------------------------------------------------
+
+
+def carried_out(dataworks, instance_id: int) -> list:
+    """RerunTaskInstances calls that reached DataWorks' backend and named this instance."""
+    return [e for e in dataworks.journal.calls(RERUN) if instance_id in json.loads(e.params["Ids"])]
+
+
+def record_for(invocation, instance_id: int) -> dict:
+    (record,) = [r for r in instance_records(invocation) if r["instanceId"] == instance_id]
+    return record
+
+
+def end_state(dataworks, attempts, instance_id: int, first_run: int = 1) -> str:
+    """'rerun' or 'not-rerun', after checking the instance is in exactly one allowed end state."""
+    for n, attempt in enumerate(attempts):
+        assert not attempt.timed_out, f"attempt {n} was killed by FC's timeout"
+        record = record_for(attempt, instance_id)  # none lost: every attempt recorded it
+        if attempt.error is not None:
+            assert attempt.error["errorType"] == "RetryLater", attempt.error
+            assert (record["decision"], record["reason"], record["success"]) == ("skip", "deferred", None)
+            assert record["errorCode"] and record["message"]
+            assert attempt.records[-1]["outcome"] == "retry"
+    assert attempts[-1].error is None, "FC's retries ran out with the instance unfinished"
+    final = record_for(attempts[-1], instance_id)
+    run = dataworks.backend.instance(instance_id).run_number
+    calls = carried_out(dataworks, instance_id)
+    if run == first_run + 1:
+        assert len(calls) == 1, f"{len(calls)} RerunTaskInstances calls carried out for one rerun"
+        return "rerun"
+    assert run == first_run, f"RunNumber went from {first_run} to {run}"
+    assert final["success"] is not True and final["reason"] and final["message"]
+    return "not-rerun"
+
+
+class BetweenAttempts:
+    """The function as EventBridge sees it, with the world changed after each failed attempt
+    (a fault cleared, a token rotated), before FC's retry."""
+
+    def __init__(self, fn, *changes):
+        self.fn = fn
+        self.changes = list(changes)
+
+    def invoke(self, payload, request_id=None):
+        invocation = self.fn.invoke(payload, request_id=request_id)
+        if invocation.error is not None and self.changes:
+            self.changes.pop(0)()
+        return invocation
+
+
+@pytest.fixture
+def fn(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, DATAWORKS_READ_TIMEOUT="0.5") as function:
+        yield function
+
+
+def publish(fn, instance_id=FAILED_ID, *changes, **kwargs):
+    target = BetweenAttempts(fn, *changes) if changes else fn
+    return EventBridge(target).publish(failure_event(instance_id), **kwargs)
+
+
+# --- transient faults: retried in the invocation, or by FC, and rerun exactly once --------------
+
+# (action, fault settings, attempts FC makes). A count above pacing.MAX_ATTEMPTS (6) outlasts the
+# first invocation, so it raises RetryLater and FC's retry finishes the job.
+TRANSIENT = [
+    pytest.param(GET, {"throttle": 3}, 1, id="throttled-reads"),
+    pytest.param(RERUN, {"throttle": 3}, 1, id="throttled-writes"),
+    pytest.param("*", {"throttle": 10}, 2, id="throttling-storm-outlasts-an-invocation"),
+    pytest.param(RERUN, {"throttle": 8, "retry_after": 1}, 2, id="throttled-with-retry-after"),
+    pytest.param(GET, {"server_error": 3}, 1, id="5xx-burst-on-reads"),
+    pytest.param(RERUN, {"server_error": 3, "server_error_code": "InternalError"}, 1, id="5xx-burst-on-writes"),
+    pytest.param(RERUN, {"server_error": 9}, 2, id="5xx-burst-outlasts-an-invocation"),
+    pytest.param(GET, {"hang": 1}, 1, id="hung-read"),
+    pytest.param(RERUN, {"hang": 1}, 1, id="hung-write-not-carried-out"),
+    pytest.param(RERUN, {"hang": 1, "after_backend": True}, 1, id="hung-write-carried-out"),
+    pytest.param(GET, {"reset": 2}, 1, id="reset-reads"),
+    pytest.param(RERUN, {"reset": 2}, 1, id="reset-write-not-carried-out"),
+    pytest.param(RERUN, {"reset": 1, "after_backend": True}, 1, id="reset-write-carried-out"),
+    pytest.param(GET, {"malformed": 2}, 1, id="malformed-read"),
+    pytest.param(RERUN, {"malformed": 1}, 1, id="malformed-write-not-carried-out"),
+    pytest.param(RERUN, {"malformed": 1, "after_backend": True}, 1, id="malformed-write-carried-out"),
+    pytest.param(RERUN, {"malformed": 8, "after_backend": True}, 1, id="malformed-write-carried-out-then-more"),
+]
+
+
+@pytest.mark.parametrize(("action", "fault", "fc_attempts"), TRANSIENT)
+def test_a_transient_fault_ends_in_exactly_one_rerun(dataworks, fn, action, fault, fc_attempts):
+    seed_failed(dataworks)
+    dataworks.faults.set(action, **fault)
+    attempts = publish(fn)
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+    assert len(attempts) == fc_attempts
+    final = record_for(attempts[-1], FAILED_ID)
+    assert final["decision"] == "rerun" and final["success"] is True
+
+
+def test_a_lost_answer_to_a_carried_out_rerun_is_confirmed_by_reading_not_by_resending(dataworks, fn):
+    # The emulator can express "carried out, answer lost" (after_backend): the rerun is applied,
+    # then the answer is a 200 with an HTML body. The function must read the instance back.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, malformed=1, after_backend=True)
+    (attempt,) = publish(fn)
+    record = record_for(attempt, FAILED_ID)
+    assert record["success"] is True and "confirmed by GetTaskInstance" in record["message"]
+    assert dataworks.journal.count(action=RERUN) == 1  # never sent again, not even refused
+    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]
+
+
+def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, malformed=1)  # garbage answer, nothing carried out
+    (attempt,) = publish(fn)
+    assert end_state(dataworks, [attempt], FAILED_ID) == "rerun"
+    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET, RERUN]
+
+
+def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dataworks, fn):
+    seed_failed(dataworks)
+    # First read answers; the rerun is carried out but its answer lost; the reads after it are
+    # throttled until the invocation gives up (6 attempts), and answer again for FC's retry.
+    dataworks.faults.set(RERUN, reset=1, after_backend=True)
+    original_take = dataworks.faults.take
+
+    # The emulator's counts cannot say "after the rerun": its fault plan is wrapped for that.
+    def take(action):  # throttle the reads that come after the lost answer
+        plan = original_take(action)
+        if action == GET and dataworks.journal.count(action=RERUN) and dataworks.journal.count(action=GET) < 7:
+            return FaultPlan(kind="throttle")
+        return plan
+
+    dataworks.faults.take = take
+    first, retry = publish(fn)
+    assert first.error["errorType"] == "RetryLater"
+    deferred = record_for(first, FAILED_ID)
+    assert "A rerun request may have reached DataWorks" in deferred["message"]
+    assert end_state(dataworks, [first, retry], FAILED_ID) == "rerun"
+    # The retry has no memory of the lost answer: it reads a Running instance and skips it.
+    assert record_for(retry, FAILED_ID)["reason"] == "not-failed"
+
+
+def test_refused_connections_then_the_real_endpoint(dataworks, tmp_path):
+    # Nobody listens on the port at first; then DataWorks comes up there before FC's retry.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    late = DataWorksEmulator(credentials=[CREDS], port=port)
+    seed_failed(late)
+    endpoint = f"http://127.0.0.1:{port}"
+    with make_function(dataworks, tmp_path, DATAWORKS_ENDPOINT=endpoint) as fn:
+        try:
+            attempts = publish(fn, FAILED_ID, late.start)
+        finally:
+            late.stop()
+    first = record_for(attempts[0], FAILED_ID)
+    assert first["errorCode"] == "ConnectionError"
+    assert end_state(late, attempts, FAILED_ID) == "rerun"
+    assert len(dataworks.journal) == 0
+
+
+# --- partial SuccessInfo: per-instance outcomes --------------------------------------------------
+
+
+def test_partial_success_info_reruns_the_others_once_and_records_the_refusal(dataworks, fn):
+    ids = [FAILED_ID, OTHER_ID, THIRD_ID]
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id)
+    dataworks.faults.set(RERUN, partial_failure={OTHER_ID: "Instance is locked by another operation."})
+    dataworks.faults.set(RERUN, reset=1)  # and the first try of the chunk is lost on the way
+    inv = fn.invoke(json.dumps([failure_event(i) for i in ids]).encode())
+    assert inv.error is None
+    assert [end_state(dataworks, [inv], i) for i in ids] == ["rerun", "not-rerun", "rerun"]
+    refused = record_for(inv, OTHER_ID)
+    assert (refused["decision"], refused["success"]) == ("rerun", False)
+    assert refused["message"] == "Instance is locked by another operation."
+
+
+# --- credentials and clocks ----------------------------------------------------------------------
+
+
+def test_an_sts_token_rotated_between_invocations(dataworks, fn):
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    assert end_state(dataworks, publish(fn, FAILED_ID), FAILED_ID) == "rerun"
+    dataworks.set_credentials([ROTATED])  # DataWorks accepts only the new token from now on
+    fn.rotate_credentials(ROTATED)
+    assert end_state(dataworks, publish(fn, OTHER_ID), OTHER_ID) == "rerun"
+
+
+def test_a_token_that_expired_before_fc_rotated_it_is_retried_by_fc_with_the_new_one(dataworks, fn):
+    # DataWorks already refuses the old token (InvalidSecurityToken.Expired) while this invocation
+    # still holds it. Only a new invocation gets the new token: raise for FC, do not drop the event.
+    seed_failed(dataworks)
+    dataworks.set_credentials([ROTATED])
+    attempts = publish(fn, FAILED_ID, lambda: fn.rotate_credentials(ROTATED))
+    assert len(attempts) == 2
+    assert record_for(attempts[0], FAILED_ID)["errorCode"] == "InvalidSecurityToken.Expired"
+    assert dataworks.journal.count(code="InvalidSecurityToken.Expired") == 1  # not retried in vain
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+
+
+@pytest.mark.parametrize("offset", [16 * 60, -16 * 60])
+def test_a_request_refused_for_clock_skew_is_left_to_fcs_retry(dataworks, fn, offset):
+    # InvalidTimeStamp.Expired: DataWorks refused the request before doing anything, because this
+    # host's clock is off. Retrying inside the invocation cannot help (the clock does not change in
+    # seconds); FC's retry may run on another instance, or after NTP corrected the clock.
+    seed_failed(dataworks)
+    dataworks.clock_offset = offset
+    attempts = publish(fn, FAILED_ID, lambda: setattr(dataworks, "clock_offset", 0.0))
+    assert record_for(attempts[0], FAILED_ID)["errorCode"] == "InvalidTimeStamp.Expired"
+    assert dataworks.journal.count(code="InvalidTimeStamp.Expired") == 1
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+
+
+def test_a_clock_skew_that_persists_exhausts_fcs_retries_with_a_record_each_time(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.clock_offset = 3600
+    attempts = publish(fn)
+    assert len(attempts) == 4  # the first try and FC's 3 retries
+    for attempt in attempts:
+        assert attempt.error["errorType"] == "RetryLater"
+        assert record_for(attempt, FAILED_ID)["errorCode"] == "InvalidTimeStamp.Expired"
+    assert dataworks.journal.calls() == [] and dataworks.backend.instance(FAILED_ID).run_number == 1
+
+
+# --- duplicates and order ------------------------------------------------------------------------
+
+
+def test_a_duplicate_delivery_reruns_once(dataworks, fn):
+    seed_failed(dataworks)
+    attempts = publish(fn, duplicate=True)
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+    assert record_for(attempts[-1], FAILED_ID)["reason"] == "duplicate-event"
+
+
+def test_two_copies_handled_concurrently_in_one_warm_instance_rerun_once(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.faults.set(GET, latency=0.2)  # both copies are in flight at once
+    copy = json.dumps(failure_event(FAILED_ID)).encode()
+    both = fn.invoke_many([copy, copy], concurrency=2)
+    assert all(inv.error is None for inv in both)
+    reasons = sorted(record_for(inv, FAILED_ID)["reason"] for inv in both)
+    assert reasons == ["duplicate-event", "eligible"]
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2 and len(carried_out(dataworks, FAILED_ID)) == 1
+
+
+def test_a_copy_delivered_while_the_first_waits_for_fcs_retry_is_handled_once(dataworks, fn):
+    # The first copy raised RetryLater (its claim released); the second copy and FC's retry of
+    # the first both arrive: one reruns, the other finds the instance Running.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, throttle=6)
+    attempts = publish(fn, duplicate=True)
+    assert attempts[0].error["errorType"] == "RetryLater"
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+
+
+def test_two_failure_events_for_one_instance_at_once_rerun_it_once(dataworks, fn):
+    # Two different event ids (say DataWorks and a replay) for the same failed run, concurrently:
+    # both read Failure; DataWorks refuses the second rerun of a Running instance.
+    seed_failed(dataworks)
+    dataworks.faults.set(GET, latency=0.2)
+    events = [json.dumps(failure_event(FAILED_ID, f"evt-{n}")).encode() for n in (1, 2)]
+    both = fn.invoke_many(events, concurrency=2)
+    assert all(inv.error is None for inv in both)
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
+    winner, loser = sorted((record_for(inv, FAILED_ID) for inv in both), key=lambda r: r["success"] is not True)
+    assert (winner["decision"], winner["success"]) == ("rerun", True)
+    # The other either read the instance after the rerun, or was refused by DataWorks: recorded.
+    assert (loser["decision"], loser["success"], loser["reason"]) in (
+        ("skip", None, "not-failed"),
+        ("rerun", False, "eligible"),
+    )
+    assert loser["message"]
+
+
+def test_a_success_event_after_the_failure_event_changes_nothing(dataworks, fn):
+    seed_failed(dataworks)
+    first = publish(fn)
+    success = sample("dataworks-instance-succeeded.json")
+    success["data"]["taskId"] = FAILED_ID
+    late = EventBridge(fn).publish(success)
+    assert end_state(dataworks, first + late, FAILED_ID) == "rerun"
+    assert record_for(late[0], FAILED_ID)["reason"] == "not-a-failure"
+
+
+def test_a_failure_event_after_the_rerun_succeeded_is_skipped(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.backend.script_runs(FAILED_ID, ["Success"])
+    first = publish(fn)
+    dataworks.backend.advance()  # run 2 succeeds
+    fn.new_instance()  # the late copy lands on an instance with no memory of the event
+    late = publish(fn)
+    assert end_state(dataworks, first + late, FAILED_ID) == "rerun"
+    assert record_for(late[0], FAILED_ID)["reason"] == "not-failed"
+    assert dataworks.backend.instance(FAILED_ID).status == "Success"
+
+
+# --- the invocation's deadline -------------------------------------------------------------------
+
+
+def test_hung_calls_until_the_deadline_raise_retry_later_before_fcs_timeout(dataworks, tmp_path):
+    # Real time passes here: every read hangs until the 0.5 s read timeout. With FC's timeout at
+    # 2 s the function must give up and raise RetryLater itself, records written, not be killed.
+    seed_failed(dataworks)
+    dataworks.faults.set(GET, hang=None)
+    with make_function(dataworks, tmp_path, timeout=2, DATAWORKS_READ_TIMEOUT="0.5") as fn:
+        attempts = publish(fn, FAILED_ID, dataworks.faults.clear)
+    first = attempts[0]
+    assert not first.timed_out and first.error["errorType"] == "RetryLater"
+    assert record_for(first, FAILED_ID)["errorCode"] == "ReadTimeout"
+    assert first.records[-1]["kind"] == "summary"
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+
+
+def test_a_hung_rerun_at_the_deadline_is_deferred_and_not_repeated(dataworks, tmp_path):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, hang=None, after_backend=True)
+    with make_function(dataworks, tmp_path, timeout=2, DATAWORKS_READ_TIMEOUT="1.5") as fn:
+        attempts = publish(fn, FAILED_ID, dataworks.faults.clear)
+    assert not attempts[0].timed_out and attempts[0].error["errorType"] == "RetryLater"
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+
+
+def test_backoff_never_waits_past_the_deadline(dataworks, tmp_path, mocker):
+    # The clock seam: each backoff wait moves a fake clock on by what it would have slept.
+    from dwrerun import pacing
+
+    now = [1000.0]
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, throttle=None, retry_after=1000)  # x-acs-retry-after is in ms (the SDK reads it so)
+    with make_function(dataworks, tmp_path, timeout=3) as fn:
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    assert inv.error["errorType"] == "RetryLater"
+    # deadline = 3 s - 0.3 s margin: tries at 0 s, 1 s and 2 s; a fourth would start too late.
+    assert dataworks.journal.count(action=RERUN, code="Throttling.User") == 3
+    assert record_for(inv, FAILED_ID)["reason"] == "deferred"
+
+
+# --- the same faults on the HTTP path ------------------------------------------------------------
+
+
+def http_request(*ids) -> bytes:
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = json.dumps({"Ids": list(ids)})
+    return json.dumps(event).encode()
+
+
+def test_the_http_path_confirms_a_carried_out_rerun_instead_of_resending_it(dataworks, tmp_path):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, reset=1, after_backend=True)
+    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
+        inv = fn.invoke(http_request(FAILED_ID))
+    answer = json.loads(inv.result["body"])
+    assert inv.result["statusCode"] == 200 and answer["SuccessInfo"][str(FAILED_ID)]["Success"] is True
+    assert end_state(dataworks, [inv], FAILED_ID) == "rerun"
+
+
+def test_the_http_path_answers_503_for_clock_skew_and_reruns_nothing(dataworks, tmp_path):
+    seed_failed(dataworks)
+    dataworks.clock_offset = -3600
+    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
+        inv = fn.invoke(http_request(FAILED_ID))
+    answer = json.loads(inv.result["body"])
+    assert inv.result["statusCode"] == 503 and inv.result["headers"]["Retry-After"]
+    assert "InvalidTimeStamp.Expired" in answer["Message"]
+    assert answer["Skipped"][str(FAILED_ID)].startswith("deferred")
+    assert dataworks.journal.calls() == []
