@@ -98,17 +98,14 @@ def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None 
 
 
 def _write_all(job: Job, written: list[dict], started: float, **extra) -> dict:
-    for record in written:
-        records.write(record)
-    summary = records.summary_record(
+    summary = records.write_invocation(
+        written,
         trigger=job.trigger,
         request_id=job.request_id,
-        records=written,
         duration_ms=(pacing.clock() - started) * 1000,
         dryRunMode=job.dry_run,
         **extra,
     )
-    records.write(summary)
     return {**summary, "outcomes": [_outcome(r) for r in written]}
 
 

@@ -190,17 +190,14 @@ def _rerun(body: dict, settings: Settings, context) -> dict:
     except RetryLater as exc:
         written, error = exc.records, exc.error
         status, headers = _upstream_status(error)
-    for record in written:
-        records.write(record)
-    summary = records.summary_record(
+    records.write_invocation(
+        written,
         trigger=job.trigger,
         request_id=job.request_id,
-        records=written,
         duration_ms=(pacing.clock() - started) * 1000,
         dryRunMode=job.dry_run,
         outcome="done" if status == 200 else "upstream-error",
     )
-    records.write(summary)
     answer = {
         "RequestId": job.request_id,
         "DryRun": job.dry_run,

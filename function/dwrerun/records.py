@@ -82,6 +82,15 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
     }
 
 
+def write_invocation(written: list[dict], **summary_fields) -> dict:
+    """Write an invocation's instance records, then its summary record; returns the summary."""
+    for record in written:
+        write(record)
+    summary = summary_record(records=written, **summary_fields)
+    write(summary)
+    return summary
+
+
 def write(record: dict) -> None:
     # One write per line: concurrent invocations in one instance never interleave inside a record.
     sys.stdout.write(to_json(record, separators=(",", ":")) + "\n")

@@ -182,14 +182,15 @@ def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
 
 
 def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress]) -> None:
+    pacing.limiter("write", job.settings.write_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+    timeout = _time_left(job)
     for item in chunk:
         item.error = None
         item.attempts += 1
-    pacing.limiter("write", job.settings.write_qps).acquire(job.deadline - MIN_CALL_SECONDS)
     started = pacing.clock()
     try:
         request_id, success_info = dataworks.rerun_task_instances(
-            [item.target.instance_id for item in chunk], comment, _time_left(job)
+            [item.target.instance_id for item in chunk], comment, timeout
         )
     except DataWorksError as exc:
         for item in chunk:
