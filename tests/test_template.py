@@ -171,11 +171,17 @@ def test_environment_is_exactly_the_user_variables(name):
     assert all(isinstance(v, str) for v in environment.values()), "FC takes strings only"
 
 
-def test_default_settings_are_ones_the_function_accepts():
+def test_default_settings_are_ones_the_function_accepts_and_match_the_codes_defaults():
     environment = props(render(load()), "event")["environmentVariables"]
-    settings = config.Settings.from_env(environment)
-    assert settings.read_qps == 10 and settings.write_qps == 4
-    assert settings.dry_run is False
+    # One set of defaults: the README's configuration table describes both.
+    assert config.Settings.from_env(environment) == config.Settings()
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_each_function_is_held_to_one_instance_by_default(name):
+    # The QPS limits are per instance: the sizing in the README assumes one instance per function.
+    function = props(render(load()), name)
+    assert function["concurrencyConfig"]["reservedConcurrency"] == function["instanceConcurrency"]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

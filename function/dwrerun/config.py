@@ -62,8 +62,9 @@ class ConfigError(ValueError):
 class Settings:
     endpoint: str | None = None
     network: str = "public"
-    read_qps: float = 10.0
-    write_qps: float = 4.0
+    # Per warm instance; the template's defaults (README, Performance: sizing).
+    read_qps: float = 22.0
+    write_qps: float = 9.0
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     max_reruns: int = 3

@@ -1,0 +1,344 @@
+"""The child processes of scripts/bench.py's burst, memory/CPU and profile figures.
+
+    python bench_burst_child.py <mode> '<json settings>'
+
+Modes (each prints one `BENCH {json}` line last):
+- burst:   one warm FC instance (the local harness) takes `count` failure events at once, with
+           `concurrency` threads; reports wall time, CPU time and peak RSS of this process.
+- harness: the same harness and burst with a do-nothing handler, to show what the harness
+           itself costs in CPU and memory.
+- naive:   the naive peer: per event one GetTaskInstance and one RerunTaskInstances with the
+           official SDK, no limiter, `concurrency` threads.
+- profile: the event handler called directly, one event after another on this thread: CPU per
+           event by thread time (network waits excluded), then a cProfile breakdown.
+
+The DataWorks emulator runs in the parent, so the CPU and memory measured here are the
+function's side only.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import os
+import pstats
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+FUNCTION_DIR = ROOT / "function"
+sys.path.insert(0, str(HERE))
+
+# A handler that writes what ours writes (one instance record, one summary) and nothing else.
+NOOP_HANDLER = """
+import json, sys
+
+def handle_event(event, context):
+    data = json.loads(event)
+    record = {"kind": "instance", "instanceId": data["data"]["taskId"], "decision": "rerun", "pad": "x" * 500}
+    sys.stdout.write(json.dumps(record) + "\\n")
+    summary = {"kind": "summary", "instances": 1, "pad": "x" * 200}
+    sys.stdout.write(json.dumps(summary) + "\\n")
+    return summary
+"""
+
+
+def failure_event(instance_id: int, tag: str) -> bytes:
+    event = json.loads((ROOT / "tests" / "events" / "dataworks-instance-failed.json").read_text())
+    event["id"] = f"bench-{tag}-{instance_id}"
+    event["data"]["taskId"] = instance_id
+    return json.dumps(event).encode()
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def current_rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def harness_function(settings: dict, code_dir: Path, logstore: Path):
+    from localcloud.acs3 import Credentials
+    from localcloud.fc import FunctionCompute
+
+    return FunctionCompute(
+        handler="index.handle_event",
+        code_dir=str(code_dir),
+        runtime="python3.12",
+        timeout=120,
+        function_name="dwrerun-event",
+        region="cn-hangzhou",
+        env={
+            "DATAWORKS_ENDPOINT": settings["url"],
+            "DATAWORKS_READ_QPS": str(settings["read_qps"]),
+            "DATAWORKS_WRITE_QPS": str(settings["write_qps"]),
+        },
+        credentials=Credentials(*settings["credentials"]),
+        logstore=str(logstore),
+    )
+
+
+def burst(settings: dict, code_dir: Path = FUNCTION_DIR) -> dict:
+    first, count = settings["first_id"], settings["count"]
+    with tempfile.TemporaryDirectory() as tmp:
+        logstore = Path(tmp) / "logstore.jsonl"
+        with harness_function(settings, code_dir, logstore) as fn:
+            warm = fn.invoke(failure_event(settings["warm_id"], "warm"))  # the instance is warm from here on
+            if not warm.ok:
+                raise SystemExit(f"the warm-up invocation failed: {warm.error}")
+            rss_warm = current_rss_mib()
+            time.sleep(settings.get("settle", 0.0))  # the warm-up's calls leave the quota's window
+            events = [failure_event(first + n, "burst") for n in range(count)]
+            started_epoch, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
+            invocations = fn.invoke_many(events, concurrency=settings["concurrency"])
+            wall = time.perf_counter() - t0
+            cpu = cpu_seconds() - cpu0
+            peak = peak_rss_mib()
+            records = [r for inv in invocations for r in inv.records]
+            logstore_lines = sum(1 for _ in logstore.open(encoding="utf-8"))
+    instance_records = [r for r in records if r.get("kind") == "instance"]
+    return {
+        "wall_s": wall,
+        "started_epoch": started_epoch,
+        "cpu_s": cpu,
+        "cpu_ms_per_event": cpu * 1000 / count,
+        "peak_rss_mib": peak,
+        "rss_after_warmup_mib": rss_warm,
+        "invocations": len(invocations),
+        "invocation_errors": sum(1 for inv in invocations if not inv.ok),
+        "instance_records": len(instance_records),
+        "summary_records": sum(1 for r in records if r.get("kind") == "summary"),
+        "rerun_records": sum(1 for r in instance_records if r.get("decision") == "rerun" and r.get("success")),
+        "logstore_lines": logstore_lines,
+    }
+
+
+def harness(settings: dict) -> dict:
+    with tempfile.TemporaryDirectory() as code_dir:
+        (Path(code_dir) / "index.py").write_text(NOOP_HANDLER)
+        return burst({**settings, "settle": 0.0}, Path(code_dir))
+
+
+def naive(settings: dict) -> dict:
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
+    from alibabacloud_dataworks_public20240518 import models
+    from alibabacloud_dataworks_public20240518.client import Client
+    from alibabacloud_tea_openapi import utils_models
+
+    key_id, secret, token = settings["credentials"]
+    credential = CredentialClient(
+        CredentialConfig(type="sts", access_key_id=key_id, access_key_secret=secret, security_token=token)
+    )
+    client = Client(
+        utils_models.Config(
+            credential=credential,
+            endpoint=settings["url"].split("://", 1)[1],
+            protocol="http",
+            region_id="cn-hangzhou",
+        )
+    )
+    client.get_task_instance(models.GetTaskInstanceRequest(id=settings["warm_id"]))  # warm, as ours is
+
+    def one(instance_id: int) -> tuple[str, str]:
+        outcomes = []
+        for call in (
+            lambda: client.get_task_instance(models.GetTaskInstanceRequest(id=instance_id)),
+            lambda: client.rerun_task_instances(models.RerunTaskInstancesRequest(ids=[instance_id])),
+        ):
+            try:
+                call()
+                outcomes.append("ok")
+            except Exception as exc:  # the naive peer just counts what went wrong
+                outcomes.append(str(getattr(exc, "code", None) or type(exc).__name__))
+        return outcomes[0], outcomes[1]
+
+    time.sleep(settings.get("settle", 0.0))
+    ids = [settings["first_id"] + n for n in range(settings["count"])]
+    started_epoch, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
+    with ThreadPoolExecutor(settings["concurrency"]) as pool:
+        results = list(pool.map(one, ids))
+    wall = time.perf_counter() - t0
+    cpu = cpu_seconds() - cpu0
+    return {
+        "wall_s": wall,
+        "started_epoch": started_epoch,
+        "cpu_s": cpu,
+        "reads_ok": sum(1 for read, _ in results if read == "ok"),
+        "writes_ok": sum(1 for _, write in results if write == "ok"),
+        "errors": _tally(code for result in results for code in result if code != "ok"),
+    }
+
+
+def profile(settings: dict) -> dict:
+    """CPU per event of the handler alone (no harness) and of the bare SDK calls, then where it goes."""
+    for name, value in settings["env"].items():
+        os.environ[name] = value
+    sys.path.insert(0, str(FUNCTION_DIR))
+    import index
+
+    class Context:
+        request_id = "1-bench-profile"
+        region = "cn-hangzhou"
+
+        class function:  # noqa: N801 - the context's attribute name
+            name, handler, memory, timeout = "dwrerun-event", "index.handle_event", 256, 120
+
+    count, first = settings["count"], settings["first_id"]  # 3 * count fresh instances from first_id
+    plain, floor_ids, profiled = (range(first + n * count, first + (n + 1) * count) for n in range(3))
+    floor_call = generic_calls(settings)
+    real_stdout = sys.stdout
+    sys.stdout = io.StringIO()  # the records: FC ships them, here they are dropped
+    try:
+        index.handle_event(failure_event(settings["warm_id"], "warm"), Context())
+        # Handler and floor alternate event by event, so drift on a shared machine hits both alike.
+        direct_cpu = floor_cpu = 0.0
+        for instance_id, floor_id in zip(plain, floor_ids, strict=True):
+            event = failure_event(instance_id, "plain")
+            t0 = time.thread_time()
+            index.handle_event(event, Context())
+            t1 = time.thread_time()
+            floor_call(floor_id)
+            direct_cpu += t1 - t0
+            floor_cpu += time.thread_time() - t1
+        events = [failure_event(i, "profiled") for i in profiled]
+        profiler = cProfile.Profile(time.thread_time)  # CPU time of this thread: waits cost nothing
+        profiler.enable()
+        for event in events:
+            index.handle_event(event, Context())
+        profiler.disable()
+    finally:
+        sys.stdout = real_stdout
+    stats = pstats.Stats(profiler).stats
+    total = sum(tt for _, _, tt, _, _ in stats.values()) or 1e-9
+    by_area: dict[str, float] = {}
+    for (filename, _, _), (_, _, tt, _, callers) in stats.items():
+        if filename != "~":
+            by_area[_area(filename)] = by_area.get(_area(filename), 0.0) + tt
+            continue
+        # A C function (str.lower, socket.recv_into...) is charged to the code that called it.
+        for (caller_file, _, _), caller_figures in callers.items():
+            area = _area(caller_file)
+            by_area[area] = by_area.get(area, 0.0) + caller_figures[2]
+    top = sorted(stats.items(), key=lambda item: item[1][2], reverse=True)[:12]
+    return {
+        "events": count,
+        "direct_cpu_ms_per_event": direct_cpu * 1000 / count,
+        "floor_cpu_ms_per_event": floor_cpu * 1000 / count,
+        "profiled_cpu_ms_per_event": total * 1000 / count,
+        "by_area": {
+            area: {"ms_per_event": tt * 1000 / count, "share": tt / total}
+            for area, tt in sorted(by_area.items(), key=lambda item: -item[1])
+        },
+        "top_functions": [
+            {
+                "function": f"{_short(filename)}:{line}({name})",
+                "calls_per_event": calls / count,
+                "self_ms_per_event": tt * 1000 / count,
+                "cumulative_ms_per_event": ct * 1000 / count,
+            }
+            for (filename, line, name), (_, calls, tt, ct, _) in top
+        ],
+    }
+
+
+def generic_calls(settings: dict):
+    """The floor: GetTaskInstance then RerunTaskInstances with the generic client, nothing else."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
+    from alibabacloud_tea_openapi import utils_models
+    from alibabacloud_tea_openapi.client import Client
+    from darabonba.runtime import RuntimeOptions
+
+    env = settings["env"]
+    credential = CredentialClient(
+        CredentialConfig(
+            type="sts",
+            access_key_id=env["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+            access_key_secret=env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+            security_token=env["ALIBABA_CLOUD_SECURITY_TOKEN"],
+        )
+    )
+    endpoint = env["DATAWORKS_ENDPOINT"].split("://", 1)[1]
+    client = Client(utils_models.Config(credential=credential, endpoint=endpoint, protocol="http"))
+
+    def params(action: str, method: str):
+        return utils_models.Params(
+            action=action,
+            version="2024-05-18",
+            protocol="HTTPS",
+            pathname="/",
+            method=method,
+            auth_type="AK",
+            style="RPC",
+            req_body_type="formData",
+            body_type="json",
+        )
+
+    def call(instance_id: int) -> None:
+        query = utils_models.OpenApiRequest(query={"Id": str(instance_id)})
+        client.call_api(params("GetTaskInstance", "GET"), query, RuntimeOptions())
+        form = utils_models.OpenApiRequest(body={"Ids": f"[{instance_id}]", "Comment": "bench floor"})
+        client.call_api(params("RerunTaskInstances", "POST"), form, RuntimeOptions())
+
+    call(settings["floor_warm_id"])  # warm, as the handler is
+    return call
+
+
+def _area(filename: str) -> str:
+    """Where a function's CPU is accounted: our package, a site-package, or a stdlib module."""
+    if filename == "~":
+        return "builtins (C functions)"
+    if filename.startswith("<frozen "):  # os, codecs, _collections_abc... compiled into python
+        return "stdlib " + filename.removeprefix("<frozen ").rstrip(">")
+    if filename == "<string>":
+        return "generated code (dataclass __init__, __eq__...)"
+    if f"{os.sep}function{os.sep}" in filename:
+        return "function (dwrerun)"
+    if "site-packages" in filename:
+        return filename.split("site-packages", 1)[1].strip(os.sep).split(os.sep)[0].removesuffix(".py")
+    parts = Path(filename).parts
+    if "lib" in parts:  # .../lib/python3.X/<module or package>/...
+        rest = parts[parts.index("lib") + 2 :]
+        if rest:
+            return "stdlib " + rest[0].removesuffix(".py")
+    return "other"
+
+
+def _short(filename: str) -> str:
+    for marker in ("site-packages/", "/function/", "/lib/python3"):
+        if marker in filename:
+            return filename.split(marker, 1)[1]
+    return filename
+
+
+def _tally(codes) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for code in codes:
+        counts[code] = counts.get(code, 0) + 1
+    return counts
+
+
+def main() -> None:
+    mode, settings = sys.argv[1], json.loads(sys.argv[2])
+    result = {"burst": burst, "harness": harness, "naive": naive, "profile": profile}[mode](settings)
+    print("BENCH " + json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

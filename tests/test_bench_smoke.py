@@ -1,0 +1,107 @@
+"""`make bench` cannot rot: a tiny run exits 0 and writes every figure with sane types.
+
+No timing is asserted (machines are shared and noisy): only that each figure was measured, is a
+finite non-negative number where it is a number, and that the correctness checks the benchmark
+makes along the way (every instance rerun exactly once, no throttling) held.
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "latest.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", "20", "--rounds", "1", "--quick"]
+        + ["--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"Figures written to {out}" in done.stdout
+    return json.loads(out.read_text()), done.stdout
+
+
+def seconds(value) -> bool:
+    return isinstance(value, float) and math.isfinite(value) and value >= 0
+
+
+def test_machine_is_described(results):
+    machine = results[0]["machine"]
+    assert machine["cpu_model"] and machine["cpu_cores"] >= 1
+    assert machine["python"].count(".") == 2
+    assert machine["packages"]["alibabacloud-tea-openapi"]
+    assert machine["packages"]["alibabacloud-dataworks-public20240518"]
+
+
+def test_cold_start_and_health_figures(results):
+    figures = results[0]["figures"]
+    cold, health = figures["cold_start"], figures["health"]
+    for variant in ("ours", "floor", "peer"):
+        assert seconds(cold[variant]["wall_s"]) and seconds(cold[variant]["in_process_s"])
+        assert len(cold[variant]["samples"]) == 1
+    for key in ("ratio_ours_floor", "ratio_peer_floor", "ratio_ours_floor_in_process"):
+        assert seconds(cold[key])
+    for variant in ("ours", "python_pass", "python_import_json"):
+        assert seconds(health[variant]["wall_s"])
+    assert seconds(health["ratio_ours_pass"]) and seconds(health["ratio_ours_import_json"])
+    assert health["sdk_loaded"] is False
+
+
+def test_burst_figures(results):
+    burst = results[0]["figures"]["burst"]
+    ours, naive = burst["ours"], burst["naive_peer"]
+    assert burst["events"] == 20 and burst["rounds"] == 1
+    assert seconds(ours["wall_s"]) and seconds(burst["quota_bound_s"]) and seconds(burst["ratio_ours_quota_bound"])
+    # Correctness, not speed: every instance rerun once, nothing throttled, one record each.
+    assert ours["throttled"] == 0
+    assert ours["all_rerun_exactly_once"] is True and ours["instances_rerun"] == 20
+    assert (ours["reads"], ours["writes"]) == (20, 20)
+    assert ours["instance_records"] == ours["summary_records"] == ours["rerun_records"] == 20
+    assert ours["invocation_errors"] == 0
+    assert all(isinstance(v, int) for v in ours["calls_per_action"].values())
+    assert seconds(naive["wall_s"]) and isinstance(naive["throttled"], int)
+    assert 0 <= naive["instances_rerun"] <= 20
+
+
+def test_memory_and_cpu_figures(results):
+    memory = results[0]["figures"]["memory_cpu"]
+    for key in (
+        "peak_rss_mib",
+        "rss_after_warmup_mib",
+        "cpu_ms_per_event",
+        "handler_alone_cpu_ms_per_event",
+        "sdk_floor_cpu_ms_per_event",
+    ):
+        assert seconds(memory[key]), key
+    assert isinstance(memory["function_own_cpu_ms_per_event"], float)  # a difference: may dip below 0
+    assert seconds(memory["harness_alone"]["peak_rss_mib"]) and memory["harness_alone"]["invocations"] == 20
+    profile = memory["profile"]
+    assert profile["events"] == 10 and profile["top_functions"]
+    assert "function (dwrerun)" in profile["by_area"]
+    assert math.isclose(sum(a["share"] for a in profile["by_area"].values()), 1.0, rel_tol=0.05)
+
+
+def test_manual_rerun_figures(results):
+    manual = results[0]["figures"]["manual_rerun"]
+    assert manual["ids"] == 20 and manual["rounds"] == 1
+    assert seconds(manual["ours"]["wall_s"]) and seconds(manual["serial_floor"]["wall_s"])
+    assert seconds(manual["ratio_ours_serial_floor"])
+
+
+def test_table_is_printed_and_saved(results):
+    data, stdout = results
+    assert len(data["table"]) >= 15
+    for row in data["table"]:
+        assert set(row) == {"figure", "ours", "comparison", "ratio", "target", "met"}
+        assert row["met"] in (True, False, None)
+        assert row["figure"] in stdout
