@@ -70,3 +70,45 @@ def test_no_region_and_no_endpoint_is_a_clear_error():
 def test_throttling_is_transient_but_not_ambiguous():
     error = DataWorksError("RerunTaskInstances", "Throttling.User", "slow down", transient=True)
     assert error.throttled and not error.ambiguous
+
+
+@pytest.fixture
+def canned():
+    """A loopback server answering every call with the JSON in `canned.answer` (no signature check)."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Answer(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            body = json.dumps(self.server.answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(
+    "task_instance", [{"Id": "not a number", "Status": "Failure"}, {"Id": 99, "Status": "Failure"}, None]
+)
+def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(canned, task_instance):
+    # Before: an Id that is not a number crashed the invocation outside the retry loop.
+    from dwrerun.dataworks import DataWorks
+
+    canned.answer = {"RequestId": "r", "TaskInstance": task_instance}
+    client = DataWorks(
+        Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings()
+    )
+    with pytest.raises(DataWorksError) as caught:
+        client.get_task_instance(1000012345678, timeout=5)
+    assert caught.value.code == "MalformedAnswer" and caught.value.transient and not caught.value.ambiguous

@@ -167,8 +167,11 @@ class DataWorks:
         """The `TaskInstance` object GetTaskInstance answers for one instance."""
         body = self._call(GET_TASK_INSTANCE, "GET", timeout, query={"Id": str(instance_id)})
         task_instance = body.get("TaskInstance")
-        if not isinstance(task_instance, dict) or "Id" not in task_instance:
-            raise DataWorksError(GET_TASK_INSTANCE, "MalformedAnswer", "the answer has no TaskInstance", transient=True)
+        # An answer about another instance, or none, is not one to act on: read it again.
+        if not isinstance(task_instance, dict) or str(task_instance.get("Id")) != str(instance_id):
+            raise DataWorksError(
+                GET_TASK_INSTANCE, "MalformedAnswer", "the answer has no TaskInstance with this Id", transient=True
+            )
         return task_instance
 
     def rerun_task_instances(self, instance_ids: list[int], comment: str, timeout: float) -> tuple[str | None, dict]:

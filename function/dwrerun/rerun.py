@@ -113,7 +113,7 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
                 raise pacing.DeadlineReached("no time left for another attempt")
             pacing.sleep(delay)
         except pacing.DeadlineReached as exc:
-            return _defer(job, progress, last_error, str(exc))
+            raise _deferred(job, progress, last_error, str(exc)) from None
 
 
 def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
@@ -233,7 +233,8 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
         )
 
 
-def _defer(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> list[dict]:
+def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> RetryLater:
+    """Record every unfinished instance as deferred; the RetryLater to raise with the records."""
     code = error.code if error else "DeadlineReached"
     then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
     for item in progress:
@@ -252,8 +253,7 @@ def _defer(job: Job, progress: list[_Progress], error: DataWorksError | None, wh
                 f"DataWorks kept failing ({code}; {why}): {then}.{maybe}",
                 error,
             )
-    result = [p.record for p in progress]
-    raise RetryLater(f"DataWorks kept failing ({code}); {why}", result, error)
+    return RetryLater(f"DataWorks kept failing ({code}); {why}", [p.record for p in progress], error)
 
 
 def _time_left(job: Job) -> float:
