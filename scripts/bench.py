@@ -317,10 +317,9 @@ def bench_manual_rerun(emulator, rounds: int, id_count: int) -> dict:
         credentials=CREDENTIALS,
         logstore=str(Path(logs) / "dwrerun-http.jsonl"),
     )
-    floor_client = generic_client(emulator)
     variants = {
         "ours": lambda ids: post_rerun(gateway.url, ids),
-        "serial_floor": lambda ids: serial_floor(floor_client, ids),
+        "serial_floor": serial_floor(emulator),
     }
     samples: dict[str, list[dict]] = {name: [] for name in variants}
     with function, HttpGateway(function) as gateway:
@@ -428,46 +427,26 @@ def journal_figures(emulator, since: float, ids: list[int]) -> dict:
     }
 
 
-def generic_client(emulator):
-    from alibabacloud_credentials.client import Client as CredentialClient
-    from alibabacloud_credentials.models import Config as CredentialConfig
-    from alibabacloud_tea_openapi import utils_models
-    from alibabacloud_tea_openapi.client import Client
+def serial_floor(emulator):
+    """ids -> 100 GetTaskInstance calls, then one RerunTaskInstances: one after another, nothing else."""
+    from bench_coldstart_child import bare_call
 
-    credential = CredentialClient(
-        CredentialConfig(
-            type="sts",
-            access_key_id=CREDENTIALS.access_key_id,
-            access_key_secret=CREDENTIALS.access_key_secret,
-            security_token=CREDENTIALS.security_token,
-        )
+    call = bare_call(
+        {
+            "ALIBABA_CLOUD_ACCESS_KEY_ID": CREDENTIALS.access_key_id,
+            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": CREDENTIALS.access_key_secret,
+            "ALIBABA_CLOUD_SECURITY_TOKEN": CREDENTIALS.security_token,
+            "DATAWORKS_ENDPOINT": emulator.url,
+            "FC_REGION": REGION,
+        }
     )
-    return Client(utils_models.Config(credential=credential, endpoint=emulator.endpoint, protocol="http"))
 
+    def run(ids: list[int]) -> None:
+        for instance_id in ids:
+            call("GetTaskInstance", "GET", query={"Id": str(instance_id)})
+        call("RerunTaskInstances", "POST", body={"Ids": json.dumps(ids), "Comment": "bench serial floor"})
 
-def serial_floor(client, ids: list[int]) -> None:
-    """100 GetTaskInstance calls, then one RerunTaskInstances: one after another, nothing else."""
-    from alibabacloud_tea_openapi import utils_models
-    from darabonba.runtime import RuntimeOptions
-
-    def params(action: str, method: str):
-        return utils_models.Params(
-            action=action,
-            version="2024-05-18",
-            protocol="HTTPS",
-            pathname="/",
-            method=method,
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
-
-    for instance_id in ids:
-        request = utils_models.OpenApiRequest(query={"Id": str(instance_id)})
-        client.call_api(params("GetTaskInstance", "GET"), request, RuntimeOptions())
-    request = utils_models.OpenApiRequest(body={"Ids": json.dumps(ids), "Comment": "bench serial floor"})
-    client.call_api(params("RerunTaskInstances", "POST"), request, RuntimeOptions())
+    return run
 
 
 def post_rerun(url: str, ids: list[int]) -> None:

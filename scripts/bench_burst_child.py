@@ -259,45 +259,16 @@ def profile(settings: dict) -> dict:
 
 def generic_calls(settings: dict):
     """The floor: GetTaskInstance then RerunTaskInstances with the generic client, nothing else."""
-    from alibabacloud_credentials.client import Client as CredentialClient
-    from alibabacloud_credentials.models import Config as CredentialConfig
-    from alibabacloud_tea_openapi import utils_models
-    from alibabacloud_tea_openapi.client import Client
-    from darabonba.runtime import RuntimeOptions
+    from bench_coldstart_child import bare_call
 
-    env = settings["env"]
-    credential = CredentialClient(
-        CredentialConfig(
-            type="sts",
-            access_key_id=env["ALIBABA_CLOUD_ACCESS_KEY_ID"],
-            access_key_secret=env["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
-            security_token=env["ALIBABA_CLOUD_SECURITY_TOKEN"],
-        )
-    )
-    endpoint = env["DATAWORKS_ENDPOINT"].split("://", 1)[1]
-    client = Client(utils_models.Config(credential=credential, endpoint=endpoint, protocol="http"))
+    call = bare_call(settings["env"])
 
-    def params(action: str, method: str):
-        return utils_models.Params(
-            action=action,
-            version="2024-05-18",
-            protocol="HTTPS",
-            pathname="/",
-            method=method,
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
+    def both(instance_id: int) -> None:
+        call("GetTaskInstance", "GET", query={"Id": str(instance_id)})
+        call("RerunTaskInstances", "POST", body={"Ids": f"[{instance_id}]", "Comment": "bench floor"})
 
-    def call(instance_id: int) -> None:
-        query = utils_models.OpenApiRequest(query={"Id": str(instance_id)})
-        client.call_api(params("GetTaskInstance", "GET"), query, RuntimeOptions())
-        form = utils_models.OpenApiRequest(body={"Ids": f"[{instance_id}]", "Comment": "bench floor"})
-        client.call_api(params("RerunTaskInstances", "POST"), form, RuntimeOptions())
-
-    call(settings["floor_warm_id"])  # warm, as the handler is
-    return call
+    both(settings["floor_warm_id"])  # warm, as the handler is
+    return both
 
 
 def _area(filename: str) -> str:

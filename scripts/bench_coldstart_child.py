@@ -53,13 +53,25 @@ def ours(instance_id: int) -> dict:
 
 
 def floor(instance_id: int) -> dict:
+    call = bare_call(os.environ)
+    call("GetTaskInstance", "GET", query={"Id": str(instance_id)})
+    body = call("RerunTaskInstances", "POST", body={"Ids": f"[{instance_id}]", "Comment": "bench floor"})
+    return {"rerun": body["SuccessInfo"][str(instance_id)]["Success"] is True}
+
+
+def bare_call(environ):
+    """call(action, method, query=None, body=None) -> the answer's body: the generic client with the
+    function's Params and the FC-like environment's credentials and endpoint, and nothing else.
+    The floor every benchmark compares the function with (here, in the burst profile, and bench.py)."""
     from alibabacloud_credentials.client import Client as CredentialClient
     from alibabacloud_credentials.models import Config as CredentialConfig
     from alibabacloud_tea_openapi import utils_models
     from alibabacloud_tea_openapi.client import Client
     from darabonba.runtime import RuntimeOptions
 
-    client = Client(utils_models.Config(credential=_credential(CredentialClient, CredentialConfig), **_endpoint()))
+    client = Client(
+        utils_models.Config(credential=_credential(environ, CredentialClient, CredentialConfig), **_endpoint(environ))
+    )
 
     def call(action, method, query=None, body=None):
         params = utils_models.Params(
@@ -76,9 +88,7 @@ def floor(instance_id: int) -> dict:
         request = utils_models.OpenApiRequest(query=query, body=body)
         return client.call_api(params, request, RuntimeOptions())["body"]
 
-    call("GetTaskInstance", "GET", query={"Id": str(instance_id)})
-    body = call("RerunTaskInstances", "POST", body={"Ids": f"[{instance_id}]", "Comment": "bench floor"})
-    return {"rerun": body["SuccessInfo"][str(instance_id)]["Success"] is True}
+    return call
 
 
 def peer(instance_id: int) -> dict:
@@ -88,7 +98,11 @@ def peer(instance_id: int) -> dict:
     from alibabacloud_dataworks_public20240518.client import Client
     from alibabacloud_tea_openapi import utils_models
 
-    client = Client(utils_models.Config(credential=_credential(CredentialClient, CredentialConfig), **_endpoint()))
+    client = Client(
+        utils_models.Config(
+            credential=_credential(os.environ, CredentialClient, CredentialConfig), **_endpoint(os.environ)
+        )
+    )
     client.get_task_instance(models.GetTaskInstanceRequest(id=instance_id))
     answer = client.rerun_task_instances(models.RerunTaskInstancesRequest(ids=[instance_id], comment="bench peer"))
     return {"rerun": answer.body.success_info[str(instance_id)].success is True}
@@ -106,20 +120,20 @@ def health() -> dict:
     }
 
 
-def _credential(client_class, config_class):
+def _credential(environ, client_class, config_class):
     return client_class(
         config_class(
             type="sts",
-            access_key_id=os.environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
-            access_key_secret=os.environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
-            security_token=os.environ["ALIBABA_CLOUD_SECURITY_TOKEN"],
+            access_key_id=environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+            access_key_secret=environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+            security_token=environ["ALIBABA_CLOUD_SECURITY_TOKEN"],
         )
     )
 
 
-def _endpoint() -> dict:
-    url = os.environ["DATAWORKS_ENDPOINT"]
-    return {"endpoint": url.split("://", 1)[1], "protocol": "http", "region_id": os.environ["FC_REGION"]}
+def _endpoint(environ) -> dict:
+    url = environ["DATAWORKS_ENDPOINT"]
+    return {"endpoint": url.split("://", 1)[1], "protocol": "http", "region_id": environ.get("FC_REGION")}
 
 
 def main() -> None:
