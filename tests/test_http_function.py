@@ -280,3 +280,22 @@ def test_the_client_prints_json_and_needs_no_signature_locally(dataworks, gatewa
 def test_the_client_refuses_to_send_unsigned_to_a_remote_url(capsys):
     assert rerun_client.main(["https://dwrerun.example.com", "--ids", "1"], environ={}) == 2
     assert "no credentials" in capsys.readouterr().err
+
+
+def test_the_client_signs_with_an_aliyun_cli_profile(dataworks, http_function, tmp_path, monkeypatch):
+    seed_failed(dataworks)
+    profile_file = tmp_path / "config.json"
+    profile = {
+        "name": "ops",
+        "mode": "StsToken",
+        "access_key_id": CREDS.access_key_id,
+        "access_key_secret": CREDS.access_key_secret,
+        "sts_token": CREDS.security_token,
+    }
+    profile_file.write_text(json.dumps({"current": "ops", "profiles": [profile]}))
+    monkeypatch.setattr(rerun_client, "PROFILE_FILE", profile_file)
+    with HttpGateway(http_function, auth_type="function", credentials=[CREDS]) as gw:
+        out = io.StringIO()
+        assert rerun_client.main([gw.url, "--ids", str(FAILED_ID), "--profile", "ops"], out=out, environ={}) == 0
+        assert rerun_client.main([gw.url, "--ids", str(FAILED_ID), "--profile", "nobody"], environ={}) == 2
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
