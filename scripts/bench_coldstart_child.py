@@ -63,30 +63,20 @@ def bare_call(environ):
     """call(action, method, query=None, body=None) -> the answer's body: the generic client with the
     function's Params and the FC-like environment's credentials and endpoint, and nothing else.
     The floor every benchmark compares the function with (here, in the burst profile, and bench.py)."""
-    from alibabacloud_credentials.client import Client as CredentialClient
-    from alibabacloud_credentials.models import Config as CredentialConfig
-    from alibabacloud_tea_openapi import utils_models
-    from alibabacloud_tea_openapi.client import Client
-    from darabonba.runtime import RuntimeOptions
+    from types import SimpleNamespace
 
-    client = Client(
-        utils_models.Config(credential=_credential(environ, CredentialClient, CredentialConfig), **_endpoint(environ))
+    from localcloud import openapi
+
+    credentials = SimpleNamespace(
+        access_key_id=environ["ALIBABA_CLOUD_ACCESS_KEY_ID"],
+        access_key_secret=environ["ALIBABA_CLOUD_ACCESS_KEY_SECRET"],
+        security_token=environ["ALIBABA_CLOUD_SECURITY_TOKEN"],
     )
+    endpoint = environ["DATAWORKS_ENDPOINT"].split("://", 1)[1]
+    client = openapi.client(endpoint, credentials, region=environ.get("FC_REGION"))
 
     def call(action, method, query=None, body=None):
-        params = utils_models.Params(
-            action=action,
-            version="2024-05-18",
-            protocol="HTTPS",
-            pathname="/",
-            method=method,
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
-        request = utils_models.OpenApiRequest(query=query, body=body)
-        return client.call_api(params, request, RuntimeOptions())["body"]
+        return openapi.call(client, action, method, **(query or body or {}))["body"]
 
     return call
 

@@ -7,14 +7,10 @@ import threading
 import time
 
 import pytest
-from alibabacloud_credentials.client import Client as CredClient
-from alibabacloud_credentials.models import Config as CredConfig
-from alibabacloud_tea_openapi import utils_models as open_api_models
-from alibabacloud_tea_openapi.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException, ServerException, ThrottlingException
 from darabonba.exceptions import UnretryableException
-from darabonba.runtime import RuntimeOptions
 
+from localcloud import openapi
 from localcloud.acs3 import Credentials
 from localcloud.dataworks import DataWorksEmulator
 
@@ -30,43 +26,16 @@ def emu():
         yield emu
 
 
-def make_client(emu, read_timeout_ms: int = 10_000) -> Client:
-    cred = CredClient(
-        CredConfig(
-            type="sts",
-            access_key_id=CREDS.access_key_id,
-            access_key_secret=CREDS.access_key_secret,
-            security_token=CREDS.security_token,
-        )
-    )
-    config = open_api_models.Config(
-        credential=cred, endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou", read_timeout=read_timeout_ms
-    )
-    return Client(config)
+def make_client(emu, read_timeout_ms: int = 10_000):
+    return openapi.client(emu.endpoint, CREDS, read_timeout_ms=read_timeout_ms)
 
 
-def _params(action: str, method: str) -> open_api_models.Params:
-    return open_api_models.Params(
-        action=action,
-        version="2024-05-18",
-        protocol="HTTP",
-        pathname="/",
-        method=method,
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
+def rerun(client, ids: str = f"[{FAILED}]") -> dict:
+    return openapi.call(client, "RerunTaskInstances", Ids=ids, Comment="fault test")["body"]
 
 
-def rerun(client: Client, ids: str = f"[{FAILED}]") -> dict:
-    request = open_api_models.OpenApiRequest(body={"Ids": ids, "Comment": "fault test"})
-    return client.call_api(_params("RerunTaskInstances", "POST"), request, RuntimeOptions())["body"]
-
-
-def get(client: Client, instance_id: int = FAILED) -> dict:
-    request = open_api_models.OpenApiRequest(query={"Id": str(instance_id)})
-    return client.call_api(_params("GetTaskInstance", "GET"), request, RuntimeOptions())["body"]
+def get(client, instance_id: int = FAILED) -> dict:
+    return openapi.call(client, "GetTaskInstance", "GET", Id=instance_id)["body"]
 
 
 def test_latency_delays_the_answer(emu):

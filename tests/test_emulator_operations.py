@@ -6,13 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-from alibabacloud_credentials.client import Client as CredClient
-from alibabacloud_credentials.models import Config as CredConfig
-from alibabacloud_tea_openapi import utils_models as open_api_models
-from alibabacloud_tea_openapi.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException
-from darabonba.runtime import RuntimeOptions
 
+from localcloud import openapi
 from localcloud.acs3 import Credentials
 from localcloud.dataworks import DataWorksEmulator, TaskInstance
 
@@ -32,37 +28,10 @@ def emu():
 @pytest.fixture
 def call(emu):
     """call(action, method, **params) -> response body, exactly as the function's generic client sends."""
-    cred = CredClient(
-        CredConfig(
-            type="sts",
-            access_key_id=CREDS.access_key_id,
-            access_key_secret=CREDS.access_key_secret,
-            security_token=CREDS.security_token,
-        )
-    )
-    client = Client(
-        open_api_models.Config(credential=cred, endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou")
-    )
+    client = openapi.client(emu.endpoint, CREDS)
 
     def _call(action: str, method: str = "POST", version: str = "2024-05-18", **params) -> dict:
-        api = open_api_models.Params(
-            action=action,
-            version=version,
-            protocol="HTTP",
-            pathname="/",
-            method=method,
-            auth_type="AK",
-            style="RPC",
-            req_body_type="formData",
-            body_type="json",
-        )
-        values = {k: str(v) for k, v in params.items()}
-        request = (
-            open_api_models.OpenApiRequest(query=values)
-            if method == "GET"
-            else open_api_models.OpenApiRequest(body=values)
-        )
-        return client.call_api(api, request, RuntimeOptions())["body"]
+        return openapi.call(client, action, method, version, **params)["body"]
 
     return _call
 

@@ -7,13 +7,9 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from alibabacloud_credentials.client import Client as CredClient
-from alibabacloud_credentials.models import Config as CredConfig
-from alibabacloud_tea_openapi import utils_models as open_api_models
-from alibabacloud_tea_openapi.client import Client
 from alibabacloud_tea_openapi.exceptions import ClientException
-from darabonba.runtime import RuntimeOptions
 
+from localcloud import openapi
 from localcloud.acs3 import Credentials, NonceCache, SignatureError, sign, verify
 from localcloud.dataworks import DataWorksEmulator
 
@@ -28,34 +24,12 @@ def emu():
         yield emu
 
 
-def generic_client(emu, creds=CREDS) -> Client:
-    kind = "sts" if creds.security_token else "access_key"
-    cred = CredClient(
-        CredConfig(
-            type=kind,
-            access_key_id=creds.access_key_id,
-            access_key_secret=creds.access_key_secret,
-            security_token=creds.security_token,
-        )
-    )
-    return Client(
-        open_api_models.Config(credential=cred, endpoint=emu.endpoint, protocol="http", region_id="cn-hangzhou")
-    )
+def generic_client(emu, creds=CREDS):
+    return openapi.client(emu.endpoint, creds)
 
 
-def get_instance(client: Client, instance_id: str = "1000012345678") -> dict:
-    params = open_api_models.Params(
-        action="GetTaskInstance",
-        version=VERSION,
-        protocol="HTTP",
-        pathname="/",
-        method="GET",
-        auth_type="AK",
-        style="RPC",
-        req_body_type="formData",
-        body_type="json",
-    )
-    return client.call_api(params, open_api_models.OpenApiRequest(query={"Id": instance_id}), RuntimeOptions())
+def get_instance(client, instance_id: str = "1000012345678") -> dict:
+    return openapi.call(client, "GetTaskInstance", "GET", Id=instance_id)
 
 
 def signed_request(emu, creds=CREDS, *, action="RerunTaskInstances", query=None, form=None, **sign_kw):
