@@ -77,16 +77,17 @@ def canonical_query(query: Mapping[str, str]) -> str:
     return "&".join(f"{quote(k, safe='~')}={quote(str(v), safe='~')}" for k, v in pairs)
 
 
-def _canonical_request(
-    method: str, path: str, query: Mapping[str, str], headers: Mapping[str, str], signed: list[str], payload: str
+def canonical_request(
+    method: str, path: str, query: str, headers: Mapping[str, str], signed: list[str], payload: str
 ) -> str:
+    """METHOD, path, canonical query, `name:value` per signed header, the signed names, the payload hash.
+    Shared with fcauth.py: FC's HTTP trigger signs the same way, with its own query canonicalisation."""
     canonical_headers = "".join(f"{name}:{headers.get(name, '')}\n" for name in signed)
-    return "\n".join(
-        [method.upper(), path or "/", canonical_query(query), canonical_headers, ";".join(signed), payload]
-    )
+    return "\n".join([method.upper(), path or "/", query, canonical_headers, ";".join(signed), payload])
 
 
-def _signature(secret: str, canonical_request: str) -> str:
+def signature_of(secret: str, canonical_request: str) -> str:
+    """Hex HMAC-SHA256, keyed with the secret, of the string to sign for `canonical_request`."""
     digest = hashlib.sha256(canonical_request.encode("utf-8")).hexdigest()
     string_to_sign = f"{ALGORITHM}\n{digest}"
     return hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
@@ -125,10 +126,10 @@ def sign(
         added["x-acs-accesskey-id"] = credentials.access_key_id
     lowered = _lower_headers({**headers, **added})
     signed = sorted(lowered)
-    canonical = _canonical_request(method, path, query, lowered, signed, added["x-acs-content-sha256"])
+    canonical = canonical_request(method, path, canonical_query(query), lowered, signed, added["x-acs-content-sha256"])
     added["Authorization"] = (
         f"{ALGORITHM} Credential={credentials.access_key_id},SignedHeaders={';'.join(signed)},"
-        f"Signature={_signature(credentials.access_key_secret, canonical)}"
+        f"Signature={signature_of(credentials.access_key_secret, canonical)}"
     )
     return added
 
@@ -236,8 +237,8 @@ def verify(
     payload = hashlib.sha256(body).hexdigest()
     if not hmac.compare_digest(payload, lowered["x-acs-content-sha256"]):
         raise SignatureError("SignatureDoesNotMatch", "The body's SHA-256 differs from x-acs-content-sha256.")
-    canonical = _canonical_request(method, path, query, lowered, signed, payload)
-    if not hmac.compare_digest(_signature(creds.access_key_secret, canonical), signature):
+    canonical = canonical_request(method, path, canonical_query(query), lowered, signed, payload)
+    if not hmac.compare_digest(signature_of(creds.access_key_secret, canonical), signature):
         raise SignatureError("SignatureDoesNotMatch")
     # Only a correctly signed request may burn a nonce, or anyone could block a replayable one.
     if nonces is not None and not nonces.claim(lowered["x-acs-signature-nonce"], now):

@@ -29,7 +29,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, quote, urlsplit
 
-ALGORITHM = "ACS3-HMAC-SHA256"
+from localcloud import acs3
+
+ALGORITHM = acs3.ALGORITHM
 DATE_HEADER = "x-acs-date"
 TOKEN_HEADER = "x-acs-security-token"
 CONTENT_SHA256_HEADER = "x-acs-content-sha256"
@@ -195,8 +197,6 @@ def _canonical_query(raw_query: str) -> str:
 
 
 def _signature(secret: str, method: str, path: str, query: str, headers: list[tuple[str, str]], payload: str) -> str:
-    canonical_headers = "".join(f"{name}:{value.strip()}\n" for name, value in headers)
-    signed_names = ";".join(name for name, _ in headers)
-    canonical_request = f"{method.upper()}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\n{payload}"
-    string_to_sign = f"{ALGORITHM}\n{hashlib.sha256(canonical_request.encode('utf-8')).hexdigest()}"
-    return hmac.new(secret.encode("utf-8"), string_to_sign.encode("utf-8"), hashlib.sha256).hexdigest()
+    values = {name: value.strip() for name, value in headers}
+    signed = [name for name, _ in headers]
+    return acs3.signature_of(secret, acs3.canonical_request(method, path, query, values, signed, payload))
