@@ -11,7 +11,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records
+from dwrerun import events, pacing, records, rules
 from dwrerun.config import Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -54,6 +54,10 @@ def handle(event: bytes, context) -> dict:
     started = pacing.clock()
     invocation = Invocation.from_context(context)
     settings = Settings.from_env()
+    try:
+        rule_set, rules_error = rules.load(settings.rules_file), None
+    except rules.RulesError as exc:
+        rule_set, rules_error = None, exc
     job = Job(
         trigger=records.EVENTBRIDGE,
         request_id=invocation.request_id,
@@ -61,6 +65,7 @@ def handle(event: bytes, context) -> dict:
         settings=settings,
         deadline=invocation.deadline,
         dry_run=settings.dry_run,
+        rules=rule_set,
     )
     written, targets, claimed = [], [], []
     for item in events.parse(event):
@@ -71,6 +76,11 @@ def handle(event: bytes, context) -> dict:
         else:
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type))
+    if rules_error is not None:
+        # A bad rules file: nothing is rerun (every failure is recorded, none is lost) and the
+        # invocation returns normally, since FC retrying it cannot fix the file.
+        written += [_ignored(job, target, "config-error", str(rules_error)) for target in targets]
+        targets = []
     try:
         dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region) if targets else None
         written += run(job, targets, dataworks)

@@ -35,8 +35,15 @@ def instance_record(
     attempts: int = 0,
     lookup_ms: float | None = None,
     rerun_ms: float | None = None,
+    rule: str | None = None,
+    failure_class: str | None = None,
+    matched_line: str | None = None,
 ) -> dict:
-    """One instance's decision and outcome. `instance` is the policy.Instance read, if any."""
+    """One instance's decision and outcome. `instance` is the policy.Instance read, if any.
+
+    `rule`, `failure_class` and `matched_line` say what the failed run's log showed (dwrerun/
+    failure.py); `matched_line` is already redacted and cut, the log itself never comes here.
+    """
     return {
         "kind": "instance",
         "instanceId": instance_id,
@@ -59,6 +66,9 @@ def instance_record(
         "attempts": attempts,
         "lookupMs": _ms(lookup_ms),
         "rerunMs": _ms(rerun_ms),
+        "rule": rule,
+        "failureClass": failure_class,
+        "matchedLine": matched_line,
     }
 
 

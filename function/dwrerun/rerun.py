@@ -13,12 +13,13 @@ RunNumber that moved on means the rerun happened.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from dwrerun import pacing, records
+from dwrerun import failure, pacing, records
 from dwrerun.config import Settings
 from dwrerun.dataworks import DataWorks, DataWorksError
-from dwrerun.policy import Decision, Instance, decide
+from dwrerun.policy import FAILURE, Decision, Instance, decide
+from dwrerun.rules import RuleSet
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
@@ -47,6 +48,8 @@ class Job:
     manual: bool = False
     force: bool = False
     operator_comment: str | None = None
+    # Failure rules: on the event path they decide; on the HTTP path they only explain a dry run.
+    rules: RuleSet | None = None
 
 
 class RetryLater(Exception):
@@ -72,6 +75,7 @@ class _Progress:
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
     error: DataWorksError | None = None
+    verdict: failure.Verdict | None = None  # what the failed run's log said; read once per run
 
 
 def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[dict]:
@@ -162,10 +166,33 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         force=job.force,
         event_task_type=item.target.event_task_type,
     )
+    if item.decision.rerun:
+        _classify(job, dataworks, item)
     if not item.decision.rerun:
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
     elif job.dry_run:
         item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}")
+
+
+def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
+    """The failure-rules step, for a failed instance the guards would rerun.
+
+    Event path: the rules decide. HTTP path: an operator's rerun is never held back by them; a
+    dry run reads the log only to explain which rule matches.
+    """
+    instance = item.instance
+    if job.rules is None or instance.status != FAILURE or (job.manual and not job.dry_run):
+        return
+    if item.verdict is None or item.verdict.run_number != instance.run_number:  # never the same run twice
+        item.verdict = failure.classify(dataworks, instance, job.settings, job.rules, job.deadline)
+        item.attempts += item.verdict.calls
+    if job.manual:
+        item.decision = replace(
+            item.decision,
+            message=f"{item.decision.message}; {item.verdict.note} (rules never hold back a manual rerun)",
+        )
+    else:
+        item.decision = failure.apply(item.decision, item.verdict, instance, job.settings)
 
 
 def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
@@ -305,4 +332,7 @@ def _record(
         attempts=item.attempts,
         lookup_ms=item.lookup_ms,
         rerun_ms=item.rerun_ms,
+        rule=item.verdict.rule if item.verdict else None,
+        failure_class=item.verdict.failure_class if item.verdict else None,
+        matched_line=item.verdict.matched_line if item.verdict else None,
     )
