@@ -20,7 +20,9 @@ at another. The README's "Failure rules" section is the operator's guide.
 How a log is matched: only its tail (`TAIL_CHARS`) is scanned, because failures are reported at
 the end. Each pattern is searched in it (Python `re`, multi-line: `^` and `$` are line ends).
 A hit on a noise line does not count and the search goes on below it: warnings and debug lines,
-Java and Python stack frames, and the source lines a Python traceback echoes. The matched line is
+Java and Python stack frames, the source lines a Python traceback echoes, comment lines (`--`,
+`#`, `//`: echoed SQL and scripts), bash's `set -x` trace lines (`+ `), and a hit inside a
+single-quoted string (an SQL literal or script quoting an error). The matched line is
 then redacted (dwrerun/redact.py) and cut to `LINE_CHARS`.
 
 The file is parsed and checked once per instance (cached by path, size and modification time):
@@ -30,7 +32,6 @@ a bad file raises `RulesError`, which names the file, the rule and the problem.
 from __future__ import annotations
 
 import json
-import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -58,6 +59,9 @@ _NOISE = (
     ("a warning or debug line", re.compile(_STAMP + r"(?:\[[^\]\n]*\][ \t]+)?(?:WARN(?:ING)?|DEBUG|TRACE)\b")),
     ("a Java stack frame", re.compile(r"[ \t]+(?:at [\w$.<>/-]+\(|\.\.\. \d+ (?:more|common frames omitted))")),
     ("a Python stack frame", re.compile(r"[ \t]*File \"[^\"\n]*\", line \d+")),
+    # Code a log echoes: the error codes people paste into comments, and bash's `set -x` trace.
+    ("a comment line (SQL, shell or Python)", re.compile(r"[ \t]*(?:--|#|//)")),
+    ("a shell trace line (set -x)", re.compile(r"\++ ")),
 )
 _PYTHON_FRAME = _NOISE[2][1]
 
@@ -283,7 +287,7 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
                 end = len(text) if end < 0 else end
                 line = text[start:end]
                 number = lines_before + text.count("\n", 0, start) + 1
-                why = _noise(text, start, line)
+                why = _noise(text, start, line, hit.start() - start)
                 if why is None:
                     return Match(
                         rule,
@@ -302,11 +306,14 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
                  ignored=tuple(ignored))  # fmt: skip
 
 
-def _noise(text: str, start: int, line: str) -> str | None:
-    """Why the line at `start` is noise, or None when it may be the failure."""
+def _noise(text: str, start: int, line: str, column: int) -> str | None:
+    """Why the hit at `column` of the line at `start` is noise, or None when it may be the failure."""
     for why, pattern in _NOISE:
         if pattern.match(line):
             return why
+    if line.count("'", 0, column) % 2:
+        # Inside a single-quoted string: SQL or a script echoed into the log, quoting an error.
+        return "inside a quoted string (echoed code)"
     if line[:1] in (" ", "\t") and start:
         # A Python traceback echoes the source line under each frame: code, not the error.
         previous = text.rfind("\n", 0, start - 1) + 1
@@ -320,13 +327,8 @@ def _shown_line(line: str, pattern: re.Pattern) -> str:
     line = redact(line.rstrip("\r"))
     if len(line) <= LINE_CHARS:
         return line
-    hit = pattern.search(line)
-    begin = 0 if hit is None else max(0, min(hit.start() - LINE_CHARS // 4, len(line) - LINE_CHARS))
-    cut = line[begin : begin + LINE_CHARS - 2]
-    return ("…" if begin else "") + cut + "…"
-
-
-def cached_files() -> list[str]:
-    """The rules files this instance has loaded (for tests and the explain command)."""
-    with _cache_lock:
-        return [os.fspath(p) for p in _cache]
+    hit = pattern.search(line)  # found again: redaction may have moved it
+    width = LINE_CHARS - 2  # room for an ellipsis at each end
+    begin = 0 if hit is None else max(0, min(hit.start() - LINE_CHARS // 4, len(line) - width))
+    end = begin + width
+    return ("…" if begin else "") + line[begin:end] + ("…" if end < len(line) else "")

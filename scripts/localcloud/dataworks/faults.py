@@ -2,7 +2,7 @@
 
 Faults are set per action ("*" = every action). Each count is how many upcoming calls the fault
 hits (None = every call, 0 = off). When several are armed, one call gets at most one of them, in
-this order: throttle, server_error, hang, reset, malformed. Latency delays every call; a
+this order: throttle, server_error, refuse, hang, reset, malformed. Latency delays every call; a
 partial_failure map applies to every RerunTaskInstances call that reaches the backend.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .exceptions import SERVER_ERRORS, Throttling
 
-KINDS = ("throttle", "server_error", "hang", "reset", "malformed")
+KINDS = ("throttle", "server_error", "refuse", "hang", "reset", "malformed")
 _UNSET = object()  # "not given", since None already means "every call"
 
 
@@ -59,6 +59,7 @@ class Faults:
         retry_after: int | None = None,
         server_error=_UNSET,
         server_error_code: str | None = None,
+        refuse=_UNSET,
         hang=_UNSET,
         reset=_UNSET,
         malformed=_UNSET,
@@ -69,7 +70,8 @@ class Faults:
 
         latency: seconds added to every call. throttle: answer Throttling (throttle_code, default
         Throttling.User; retry_after adds x-acs-retry-after). server_error: answer 503
-        ServiceUnavailable or 500 InternalError (server_error_code). hang: never answer. reset:
+        ServiceUnavailable or 500 InternalError (server_error_code). refuse: answer 403
+        ResourceNotAuthorized.Api (RAM refuses the call). hang: never answer. reset:
         close the connection with a TCP RST. malformed: 200 with a body that is not JSON.
         partial_failure: {instance id: message} answered Success=false, state unchanged.
         after_backend: hang/reset/malformed only after the backend has executed the call.
@@ -78,7 +80,7 @@ class Faults:
             Throttling(throttle_code)  # validates the code
         if server_error_code is not None and server_error_code not in SERVER_ERRORS:
             raise ValueError(f"server_error_code must be one of {sorted(SERVER_ERRORS)}, not {server_error_code!r}")
-        given = {"throttle": throttle, "server_error": server_error, "hang": hang, "reset": reset}
+        given = {"throttle": throttle, "server_error": server_error, "refuse": refuse, "hang": hang, "reset": reset}
         given["malformed"] = malformed
         for kind, count in given.items():
             if count is not _UNSET and count is not None and (not isinstance(count, int) or count < 0):
