@@ -160,11 +160,11 @@ def doc(*rule_list, **top) -> str:
     ("text", "message"),
     [
         ('{"rules": [\n  {"name": "r1",}\n]}', "line 2 column 17: not valid JSON (Expecting property name"),
-        ('{"rules": [{"name": "r1", "patterns": ["a\\d"]}]}', 'a backslash is written twice'),
+        ('{"rules": [{"name": "r1", "patterns": ["a\\d"]}]}', "a backslash is written twice"),
         ("[]", 'a JSON object with a list "rules"'),
         (doc(GOOD, extra=1), "unknown top-level key(s) extra"),
         (doc({**GOOD, "pattern": ["x"]}), 'rule 1 "r1": unknown key(s) pattern'),
-        (doc({**GOOD, "name": "has space"}), "rule 1 \"has space\": name must be"),
+        (doc({**GOOD, "name": "has space"}), 'rule 1 "has space": name must be'),
         (doc({**GOOD, "name": "default"}), 'the name "default" is reserved'),
         (doc(GOOD, GOOD), 'rule 2 "r1": the name is already used'),
         (doc({k: v for k, v in GOOD.items() if k != "source"}), 'rule 1 "r1": source is required'),
