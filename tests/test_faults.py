@@ -12,6 +12,7 @@ Nothing lost: every attempt leaves a record for every instance. Nothing rerun tw
 
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -31,6 +32,7 @@ from localcloud.eventbridge import EventBridge
 
 RERUN = "RerunTaskInstances"
 GET = "GetTaskInstance"
+LOG = "GetTaskInstanceLog"
 OTHER_ID = FAILED_ID + 1
 THIRD_ID = FAILED_ID + 2
 
@@ -141,7 +143,7 @@ def test_a_lost_answer_to_a_carried_out_rerun_is_confirmed_by_reading_not_by_res
     record = record_for(attempt, FAILED_ID)
     assert record["success"] is True and "confirmed by GetTaskInstance" in record["message"]
     assert dataworks.journal.count(action=RERUN) == 1  # never sent again, not even refused
-    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]
+    assert [e.action for e in dataworks.journal] == [GET, LOG, RERUN, GET]
 
 
 def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, fn):
@@ -149,7 +151,7 @@ def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, 
     dataworks.faults.set(RERUN, malformed=1)  # garbage answer, nothing carried out
     (attempt,) = publish(fn)
     assert end_state(dataworks, [attempt], FAILED_ID) == "rerun"
-    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET, RERUN]
+    assert [e.action for e in dataworks.journal] == [GET, LOG, RERUN, GET, RERUN]  # the log is read once
 
 
 def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dataworks, fn):
@@ -373,6 +375,82 @@ def test_backoff_never_waits_past_the_deadline(dataworks, tmp_path, mocker):
     # deadline = 3 s - 0.3 s margin: tries at 0 s, 1 s and 2 s; a fourth would start too late.
     assert dataworks.journal.count(action=RERUN, code="Throttling.User") == 3
     assert record_for(inv, FAILED_ID)["reason"] == "deferred"
+
+
+# --- the failed run's log: a read that fails never holds a rerun back ------------------------------
+
+TABLE_NOT_FOUND = (Path(__file__).parent / "logs" / "odps_sql_table_not_found.log").read_text(encoding="utf-8")
+
+# (how the log read fails, settings, GetTaskInstanceLog calls made). The log says "a rerun cannot
+# fix it"; every one of these must rerun anyway, and say in the record that no log was read.
+LOG_READ_FAILS = [
+    pytest.param(
+        lambda dw: dw.backend.remove_log(FAILED_ID, 1), {}, 1, "InvalidTaskInstanceLog.NotFound", id="log-not-found"
+    ),
+    pytest.param(lambda dw: dw.faults.set(LOG, refuse=None), {}, 1, "ResourceNotAuthorized.Api", id="log-read-refused"),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, throttle=None), {}, 3, "Throttling.User", id="log-read-throttled-throughout"
+    ),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, server_error=None), {}, 3, "ServiceUnavailable", id="log-read-5xx-throughout"
+    ),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, malformed=None), {}, 3, "MalformedAnswer", id="log-read-malformed-throughout"
+    ),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, hang=None),
+        {"DATAWORKS_LOG_TIMEOUT": "0.3"},
+        3,
+        "ReadTimeout",
+        id="log-read-hangs",
+    ),
+    pytest.param(
+        lambda dw: dw.backend.remove_log(FAILED_ID, 1),
+        {"RERUN_RULES_DEFAULT": "skip"},
+        1,
+        "InvalidTaskInstanceLog.NotFound",
+        id="log-not-found-with-default-skip",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fail", "env", "calls", "code"), LOG_READ_FAILS)
+def test_a_log_that_cannot_be_read_never_holds_a_rerun_back(dataworks, tmp_path, fail, env, calls, code):
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    dataworks.backend.set_log(FAILED_ID, 1, TABLE_NOT_FOUND)
+    fail(dataworks)
+    with make_function(dataworks, tmp_path, DATAWORKS_READ_TIMEOUT="0.5", **env) as fn:
+        attempts = publish(fn)
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun" and len(attempts) == 1
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+    assert (record["rule"], record["failureClass"], record["matchedLine"]) == (None, "unknown", None)
+    assert f"could not be read ({code}" in record["message"]
+    assert dataworks.journal.count(action=LOG) == calls
+
+
+def test_a_log_read_throttled_once_is_read_on_the_next_attempt_and_decides(dataworks, fn):
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    dataworks.backend.set_log(FAILED_ID, 1, TABLE_NOT_FOUND)
+    dataworks.faults.set(LOG, throttle=1)
+    attempts = publish(fn)
+    assert end_state(dataworks, attempts, FAILED_ID) == "not-rerun"
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["reason"], record["rule"]) == ("not-retryable", "maxcompute-table-not-found")
+    assert dataworks.journal.count(action=LOG) == 2 and len(dataworks.journal.calls(LOG)) == 1
+
+
+def test_a_log_read_hung_until_the_deadline_leaves_time_for_the_rerun(dataworks, tmp_path):
+    # Real time passes here: the log read hangs; with FC's timeout at 3 s the read gives up in
+    # time for the rerun call, which still goes out before the deadline.
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    dataworks.backend.set_log(FAILED_ID, 1, TABLE_NOT_FOUND)
+    dataworks.faults.set(LOG, hang=None)
+    with make_function(dataworks, tmp_path, timeout=3, DATAWORKS_READ_TIMEOUT="0.5") as fn:
+        attempts = publish(fn)
+    assert not attempts[0].timed_out and end_state(dataworks, attempts, FAILED_ID) == "rerun"
+    record = record_for(attempts[0], FAILED_ID)
+    assert record["rule"] is None and "could not be read (ReadTimeout" in record["message"]
 
 
 # --- the same faults on the HTTP path ------------------------------------------------------------

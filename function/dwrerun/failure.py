@@ -25,7 +25,8 @@ from dwrerun.policy import Decision, Instance
 
 LOG_READ_ATTEMPTS = 3
 MIN_READ_SECONDS = 0.5  # a log read is not started with less time than this for it
-# What a log read leaves for the rerun call after it: one call's read timeout, at most this much.
+# What a log read leaves for the rerun call after it: the least time a call is started with
+# (rerun.MIN_CALL_SECONDS, the same 0.5 s) plus one call's read timeout, at most this much.
 RERUN_RESERVE_SECONDS = 3.0
 # DataWorks' daily call limit and the edition's quota: they do not clear within an invocation.
 QUOTA_CODES = frozenset({"Throttling.Api.Risk", "Throttling.Resource"})
@@ -125,29 +126,30 @@ def _read(
     dataworks: DataWorks, instance_id: int, run: int, settings: Settings, deadline: float
 ) -> tuple[str | None, int, str | None]:
     """(the log or None, calls made, the error code when None)."""
-    calls, code = 0, "no time left"
+    # Keep back time for the rerun call that follows: a log is not worth missing the deadline for.
+    own_deadline = deadline - MIN_READ_SECONDS - min(settings.read_timeout, RERUN_RESERVE_SECONDS)
     limiter = pacing.limiter("read", settings.read_qps)
-    for attempt in range(1, LOG_READ_ATTEMPTS + 1):
-        # Keep back time for the rerun call that follows; a log is not worth missing the deadline.
-        own_deadline = deadline - min(settings.read_timeout, RERUN_RESERVE_SECONDS)
+    calls, code = 0, None
+    while calls < LOG_READ_ATTEMPTS:
         try:
             limiter.acquire(own_deadline - MIN_READ_SECONDS)
         except pacing.DeadlineReached:
-            return None, calls, code if calls else "no time left before the deadline"
-        timeout = min(settings.log_timeout, own_deadline - pacing.clock())
-        if timeout < MIN_READ_SECONDS:
-            return None, calls, code if calls else "no time left before the deadline"
+            break
+        left = own_deadline - pacing.clock()
+        if left < MIN_READ_SECONDS:
+            break
         calls += 1
         try:
-            return dataworks.get_task_instance_log(instance_id, run, timeout), calls, None
+            return dataworks.get_task_instance_log(instance_id, run, min(settings.log_timeout, left)), calls, None
         except DataWorksError as exc:
-            code = exc.code
+            code, retry_after = exc.code, exc.retry_after
             if not exc.transient or exc.code in QUOTA_CODES or exc.needs_new_invocation:
                 return None, calls, code
-            if attempt == LOG_READ_ATTEMPTS:
-                break
-            delay = pacing.backoff(attempt, exc.retry_after)
+        if calls < LOG_READ_ATTEMPTS:
+            delay = pacing.backoff(calls, retry_after)
             if pacing.clock() + delay + MIN_READ_SECONDS > own_deadline:
                 break
             pacing.sleep(delay)
+    if code is None:
+        return None, calls, "no time left before the deadline"
     return None, calls, f"{code}, {calls} attempt(s)"

@@ -249,13 +249,16 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
             item.sent_at_run = item.instance.run_number
             item.decision = None
             continue
+        # DataWorks' own message, else (when a log was looked at) why it was rerun: the rule that
+        # matched, or why no log could be read.
+        message = str(info.get("Message") or (item.decision.message if item.verdict else ""))
         item.record = _record(
             job,
             item,
             records.RERUN,
             info["Success"],
             "eligible",
-            str(info.get("Message") or ""),
+            message,
             dataworks_request_id=request_id,
         )
 
