@@ -234,6 +234,15 @@ def test_a_bad_rules_file_skips_every_instance_with_config_error_and_returns(dat
     assert len(dataworks.journal) == 0
 
 
+def test_with_logs_off_the_rules_file_is_not_even_read(dataworks, tmp_path):
+    bad = tmp_path / "rules.json"
+    bad.write_text(json.dumps(BAD_RULES))
+    seed_failed(dataworks)
+    with make_function(dataworks, tmp_path, RERUN_RULES_FILE=str(bad), RERUN_READ_LOGS="false") as fn:
+        record = record_for(deliver(fn))
+    assert (record["decision"], record["success"], record["failureClass"]) == ("rerun", True, "unknown")
+
+
 # --- the HTTP path: an operator's rerun is not held back; a dry run explains ----------------------
 
 

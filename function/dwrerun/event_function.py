@@ -55,7 +55,8 @@ def handle(event: bytes, context) -> dict:
     invocation = Invocation.from_context(context)
     settings = Settings.from_env()
     try:
-        rule_set, rules_error = rules.load(settings.rules_file), None
+        rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
+        rules_error = None
     except rules.RulesError as exc:
         rule_set, rules_error = None, exc
     job = Job(

@@ -46,7 +46,7 @@ def handle(event: bytes, context) -> dict:
         from dwrerun import rules  # here, not at import: GET /health never parses the rules
 
         # A bad rules file is a bad deploy: answered 500 like any other setting, before any call.
-        rule_set = rules.load(settings.rules_file)
+        rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
         return _rerun(body, settings, rule_set, context)
     except BadRequest as exc:
         return _response(exc.status, {"Code": exc.code, "Message": exc.message, "RequestId": request_id}, exc.headers)

@@ -50,18 +50,20 @@ MAX_PATTERN_CHARS = 2000
 MAX_DELAY_SECONDS = 24 * 3600
 RERUN, SKIP = RULE_ACTIONS
 RULE_KEYS = {"name", "source", "description", "taskTypes", "patterns", "action", "maxReruns", "delaySeconds"}
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_TASK_TYPE = re.compile(r"[A-Za-z0-9_]{1,64}")
+# Regular expressions here stay text until used (re caches them): importing this module on a cold
+# instance compiles nothing, and a function that reads no logs never compiles them.
+_NAME = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+_TASK_TYPE = r"[A-Za-z0-9_]{1,64}"
 
 # A log line that is never the failure: what a pattern hit on it does not count.
 _STAMP = r"[ \t]*(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(?:[.,]\d+)?\]?[ \t]+)?"
 _NOISE = (
-    ("a warning or debug line", re.compile(_STAMP + r"(?:\[[^\]\n]*\][ \t]+)?(?:WARN(?:ING)?|DEBUG|TRACE)\b")),
-    ("a Java stack frame", re.compile(r"[ \t]+(?:at [\w$.<>/-]+\(|\.\.\. \d+ (?:more|common frames omitted))")),
-    ("a Python stack frame", re.compile(r"[ \t]*File \"[^\"\n]*\", line \d+")),
+    ("a warning or debug line", _STAMP + r"(?:\[[^\]\n]*\][ \t]+)?(?:WARN(?:ING)?|DEBUG|TRACE)\b"),
+    ("a Java stack frame", r"[ \t]+(?:at [\w$.<>/-]+\(|\.\.\. \d+ (?:more|common frames omitted))"),
+    ("a Python stack frame", r"[ \t]*File \"[^\"\n]*\", line \d+"),
     # Code a log echoes: the error codes people paste into comments, and bash's `set -x` trace.
-    ("a comment line (SQL, shell or Python)", re.compile(r"[ \t]*(?:--|#|//)")),
-    ("a shell trace line (set -x)", re.compile(r"\++ ")),
+    ("a comment line (SQL, shell or Python)", r"[ \t]*(?:--|#|//)"),
+    ("a shell trace line (set -x)", r"\++ "),
 )
 _PYTHON_FRAME = _NOISE[2][1]
 
@@ -118,6 +120,9 @@ class Match:
     not_applicable: tuple[str, ...] = ()  # rules skipped for the node type
     ignored: tuple[Ignored, ...] = field(default=())
 
+
+# With RERUN_READ_LOGS=false no log is read, so the rules file is not read either (nor checked).
+NOT_LOADED = RuleSet((), "(not read: RERUN_READ_LOGS is false)")
 
 # --- loading -------------------------------------------------------------------------------------
 
@@ -197,7 +202,7 @@ def _rule(raw, n: int, fail) -> Rule:
     unknown = sorted(set(raw) - RULE_KEYS)
     if unknown:
         raise fail(f"{label}: unknown key(s) {', '.join(unknown)}: allowed are {', '.join(sorted(RULE_KEYS))}")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not isinstance(name, str) or not re.fullmatch(_NAME, name):
         raise fail(f"{label}: name must be 1-64 letters, digits, '.', '_' or '-', got {name!r}")
     if name == DEFAULT_RULE:
         raise fail(f'{label}: the name "{DEFAULT_RULE}" is reserved for "no rule matched"')
@@ -219,7 +224,7 @@ def _rule(raw, n: int, fail) -> Rule:
         if not isinstance(task_types, list) or not task_types:
             raise fail(f"{label}: taskTypes must be a non-empty list of node types such as ODPS_SQL (or left out)")
         for t in task_types:
-            if not isinstance(t, str) or not _TASK_TYPE.fullmatch(t):
+            if not isinstance(t, str) or not re.fullmatch(_TASK_TYPE, t):
                 raise fail(f"{label}: taskTypes must hold node types such as ODPS_SQL or DIDE_SHELL, got {t!r}")
         task_types = frozenset(t.upper() for t in task_types)
     max_reruns = _whole(raw, "maxReruns", 0, None, label, fail)
@@ -362,7 +367,7 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
 def _noise(text: str, start: int, line: str, column: int) -> str | None:
     """Why the hit at `column` of the line at `start` is noise, or None when it may be the failure."""
     for why, pattern in _NOISE:
-        if pattern.match(line):
+        if re.match(pattern, line):
             return why
     if line.count("'", 0, column) % 2:
         # Inside a single-quoted string: SQL or a script echoed into the log, quoting an error.
@@ -370,7 +375,7 @@ def _noise(text: str, start: int, line: str, column: int) -> str | None:
     if line[:1] in (" ", "\t") and start:
         # A Python traceback echoes the source line under each frame: code, not the error.
         previous = text.rfind("\n", 0, start - 1) + 1
-        if _PYTHON_FRAME.match(text, previous, start):
+        if re.match(_PYTHON_FRAME, text[previous:start]):
             return "a source line in a Python stack trace"
     return None
 
