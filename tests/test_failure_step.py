@@ -115,6 +115,13 @@ def test_apply_skips_what_the_rules_call_not_retryable():
     assert decision.message.startswith("rule 'r' matched. A rerun cannot fix it")
 
 
+def test_apply_skips_by_the_default_without_claiming_a_rerun_cannot_help():
+    skip = verdict(rule="default", failure_class="unknown", action="skip", note="no failure rule matched")
+    decision = failure.apply(ELIGIBLE, skip, instance(), Settings(rules_default="skip"))
+    assert (decision.rerun, decision.reason) == (False, "not-retryable")
+    assert decision.message == "no failure rule matched. Not rerun: the instance stays Failure for a person to look at"
+
+
 def test_apply_keeps_a_rerun_with_the_rules_delay_hint():
     decision = failure.apply(ELIGIBLE, verdict(delay_seconds=600), instance(), Settings())
     assert (decision.rerun, decision.reason, decision.delay_seconds) == (True, "eligible", 600)

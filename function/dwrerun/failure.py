@@ -100,11 +100,11 @@ def apply(decision: Decision, verdict: Verdict, instance: Instance, settings: Se
     if not decision.rerun:
         return decision
     if verdict.action == rules.SKIP:
-        return Decision(
-            False,
-            "not-retryable",
-            f"{verdict.note}. A rerun cannot fix it: the instance stays Failure for a person to fix and rerun",
-        )
+        if verdict.rule == rules.DEFAULT_RULE:
+            why = "Not rerun: the instance stays Failure for a person to look at"
+        else:
+            why = "A rerun cannot fix it: the instance stays Failure for a person to fix and rerun"
+        return Decision(False, "not-retryable", f"{verdict.note}. {why}")
     if verdict.max_reruns is not None and instance.run_number is not None:
         cap = min(verdict.max_reruns, settings.max_reruns)
         if instance.run_number > cap:
