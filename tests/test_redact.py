@@ -35,6 +35,7 @@ from dwrerun.redact import MASK, redact
         ("STS.NUgYrLnoC37mZZCNnAbez2LsTFC4xJfKiDRWRrBV2Dx2 expired", "NUgYrLnoC37mZZCNnAbez2", "expired"),
         ("Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig", "eyJhbGciOiJIUzI1NiJ9", "Authorization"),
         ("headers {'Authorization': 'Bearer test-sts-token-do-not-log'}", "test-sts-token-do-not-log", "headers"),
+        ("retrying with Bearer eyJhbGciOiJIUzI1NiJ9.e30.sig after 401", "eyJhbGciOiJIUzI1NiJ9", "after 401"),
         ("GET /logview?h=x&p=prj&i=20241127&token=bXp4R0ZkN0pWS3hOaW1sZmJr&x=1", "bXp4R0ZkN0pWS3hOaW1sZmJr", "&x=1"),
         ("apikey=test-secret-do-not-log&date=20241127", "test-secret-do-not-log", "&date=20241127"),
         ("signed with Signature=9f2c4d1e0a7b4c3d8e5f1a2b3c4d5e6f", "9f2c4d1e0a7b4c3d8e5f1a2b3c4d5e6f", "signed with"),

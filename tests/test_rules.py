@@ -238,3 +238,66 @@ def test_a_rules_error_is_a_config_error():
     # The HTTP function answers 500 InvalidConfiguration for every ConfigError, this one included.
     # (rules' own ConfigError: the FC harness may have reloaded dwrerun.config since this import.)
     assert issubclass(rules.RulesError, rules.ConfigError)
+
+
+DIRTY = next(rule for rule in SHIPPED.rules if rule.name == "di-dirty-data")
+
+
+@pytest.mark.parametrize(
+    ("log", "why"),
+    [
+        ("2024-11-28 01:00:00.123 [job-0] WARN  Checker - Code:[Framework-14] is near\n", "a warning or debug line"),
+        ("WARNING:odps.pyodpswrapper:Code:[Framework-14]\n", "a warning or debug line"),
+        ("\tat com.example.Checker.check(Code:[Framework-14].java:12)\n", "a Java stack frame"),
+        ('  File "/jobs/Code:[Framework-14].py", line 3, in <module>\n', "a Python stack frame"),
+        (
+            '  File "/jobs/etl.py", line 3, in <module>\n    raise Stop("Code:[Framework-14]")\n',
+            "a source line in a Python",
+        ),
+        ("-- seen before: Code:[Framework-14]\n", "a comment line"),
+        ("# retry on Code:[Framework-14]\n", "a comment line"),
+        ("+ echo 'Code:[Framework-14]'\n", "a shell trace line"),
+        ("select * from t where msg = 'Code:[Framework-14]';\n", "inside a quoted string"),
+    ],
+)
+def test_each_kind_of_noise_is_passed_over(log, why):
+    alone = rules.RuleSet((DIRTY,), "one rule")
+    found = rules.match(alone, log, "DI")
+    assert found.rule is None and found.ignored[0].why.startswith(why)
+    # the same error on a line of its own is found
+    real = rules.match(alone, log + "DataXException: Code:[Framework-14], Description:[...]\n", "DI")
+    assert real.rule is DIRTY and real.line_number == log.count("\n") + 1
+
+
+def test_the_tail_starts_at_a_whole_line():
+    # The tail's first character falls inside a comment line, right after its "-- ": the cut line
+    # must not be scanned as if it began with the error code.
+    line = "-- FAILED: ODPS-0130131:[1,1] Table not found\n"
+    filler = "x" * 99 + "\n"
+    body = filler * (rules.TAIL_CHARS // len(filler) + 1)
+    log = line + body[: rules.TAIL_CHARS - (len(line) - 3)]
+    assert len(log) - rules.TAIL_CHARS == 3
+    assert rules.match(SHIPPED, log, "ODPS_SQL").rule is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (r"ODPS-0130131:\s?Table", "ODPS-0130131:"),
+        (r"java\.net\.ConnectException", "java.net.ConnectException"),
+        (r"Code:\[x\]", "Code:[x]"),
+        (r"abcd?", "abc"),  # d may be absent
+        (r"abcde*f", "abcd"),
+        (r"abcd{0,2}", "abc"),
+        (r"abc|xyz", ""),  # a top-level alternative: no text every match starts with
+        (r"abc(?:x|y)", "abc"),
+        (r"(?i)abcdef", ""),  # flags change what matches
+        (r"^abc", ""),
+        (r"[|]abc", ""),
+        (r"ab\dcd", ""),  # too short before \d
+        (r"abc\ def", "abc def"),
+    ],
+)
+def test_the_text_a_pattern_must_start_with_is_never_wrong(pattern, literal):
+    # A wrong literal would hide a match (the pattern is skipped when its literal is absent).
+    assert rules._leading_literal(pattern) == literal
