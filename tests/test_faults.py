@@ -395,7 +395,12 @@ LOG_READ_FAILS = [
         lambda dw: dw.faults.set(LOG, server_error=None), {}, 3, "ServiceUnavailable", id="log-read-5xx-throughout"
     ),
     pytest.param(
-        lambda dw: dw.faults.set(LOG, malformed=None), {}, 3, "MalformedAnswer", id="log-read-malformed-throughout"
+        lambda dw: dw.faults.set(LOG, malformed=None),
+        {},
+        3,
+        # The HTML body, then the closed connection: which one the client trips on first varies.
+        ("MalformedAnswer", "ConnectionError"),
+        id="log-read-malformed-throughout",
     ),
     pytest.param(
         lambda dw: dw.faults.set(LOG, hang=None),
@@ -425,7 +430,8 @@ def test_a_log_that_cannot_be_read_never_holds_a_rerun_back(dataworks, tmp_path,
     record = record_for(attempts[0], FAILED_ID)
     assert (record["decision"], record["success"]) == ("rerun", True)
     assert (record["rule"], record["failureClass"], record["matchedLine"]) == (None, "unknown", None)
-    assert f"could not be read ({code}" in record["message"]
+    codes = code if isinstance(code, tuple) else (code,)
+    assert any(f"could not be read ({c}" in record["message"] for c in codes), record["message"]
     assert dataworks.journal.count(action=LOG) == calls
 
 
