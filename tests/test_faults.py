@@ -397,8 +397,9 @@ LOG_READ_FAILS = [
     pytest.param(
         lambda dw: dw.faults.set(LOG, malformed=None),
         {},
-        3,
-        # The HTML body, then the closed connection: which one the client trips on first varies.
+        # The emulator closes the connection after the HTML body: a retry on the pooled connection
+        # may fail before it reaches DataWorks, so DataWorks sees 1 to 3 of the 3 attempts.
+        None,
         ("MalformedAnswer", "ConnectionError"),
         id="log-read-malformed-throughout",
     ),
@@ -432,7 +433,10 @@ def test_a_log_that_cannot_be_read_never_holds_a_rerun_back(dataworks, tmp_path,
     assert (record["rule"], record["failureClass"], record["matchedLine"]) == (None, "unknown", None)
     codes = code if isinstance(code, tuple) else (code,)
     assert any(f"could not be read ({c}" in record["message"] for c in codes), record["message"]
-    assert dataworks.journal.count(action=LOG) == calls
+    if calls is None:
+        assert 1 <= dataworks.journal.count(action=LOG) <= 3 and "3 attempt(s)" in record["message"]
+    else:
+        assert dataworks.journal.count(action=LOG) == calls
 
 
 def test_a_log_read_throttled_once_is_read_on_the_next_attempt_and_decides(dataworks, fn):
