@@ -10,14 +10,12 @@ Every failure comes out as a `DataWorksError` that says whether retrying can hel
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, ConfigError, Settings
+from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, ConfigError, Settings, parse_endpoint
 
 VERSION = "2024-05-18"
 GET_TASK_INSTANCE = "GetTaskInstance"
@@ -106,27 +104,11 @@ def credentials_from(environ, context) -> Credentials:
 def endpoint_for(settings: Settings, region: str | None) -> tuple[str, str]:
     """(host[:port], protocol) of the DataWorks OpenAPI this function calls."""
     if settings.endpoint:
-        raw = settings.endpoint
-        parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ConfigError(f"DATAWORKS_ENDPOINT must be host[:port] or an http(s) URL, got {raw!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            # Plain HTTP would carry the STS token in clear text: only the local stand-ins get it.
-            raise ConfigError(f"DATAWORKS_ENDPOINT may use http:// only for a loopback address, got {raw!r}")
-        return parts.netloc, parts.scheme
+        return parse_endpoint(settings.endpoint)
     if not region:
         raise ConfigError("no region: FC_REGION is unset and the context has none; or set DATAWORKS_ENDPOINT")
     host = "dataworks-vpc" if settings.network == "vpc" else "dataworks"
     return f"{host}.{region}.aliyuncs.com", "https"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class DataWorks:

@@ -151,7 +151,9 @@ class DataWorksEmulator:
 
     @property
     def endpoint(self) -> str:
-        """host:port, what the client's `endpoint` (and DATAWORKS_ENDPOINT) takes."""
+        """host:port, what a generic client's `endpoint` takes (with protocol "http").
+
+        The function's DATAWORKS_ENDPOINT takes `url`: without the scheme it would mean https."""
         return f"{self._host}:{self.port}"
 
     @property
