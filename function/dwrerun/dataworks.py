@@ -25,8 +25,16 @@ ACTIONS = (GET_TASK_INSTANCE, RERUN_TASK_INSTANCES)
 READS = frozenset({GET_TASK_INSTANCE})  # the rest are writes, which DataWorks meters separately
 
 # Codes DataWorks (and the OpenAPI gateway in front of it) answers when a caller goes too fast
-# or the service is busy. 5xx answers are transient whatever their code.
+# or the service is busy (HTTP 429: Throttling.User, .Api, .System). 5xx answers are transient
+# whatever their code.
 THROTTLING_PREFIX = "Throttling"
+# Throttling codes that are not about speed: the account's daily call limit and the edition's quota
+# of calls (also 429; FACTS §2, the DataWorks error-code page). They do not clear within minutes,
+# so a retry in this invocation, or FC's retry of it, would only spend calls: never retried.
+QUOTA_LIMITS = {
+    "Throttling.Api.Risk": "the daily limit of DataWorks OpenAPI calls",
+    "Throttling.Resource": "the DataWorks edition's quota of OpenAPI calls",
+}
 TRANSIENT_CODES = frozenset({"ServiceUnavailable", "InternalError", "RequestTimeout"})
 # Refusals of the request itself, not of the instance: the STS token expired before FC handed the
 # instance the next one, or this host's clock is more than 15 minutes off. DataWorks did nothing.
@@ -78,7 +86,13 @@ class DataWorksError(Exception):
 
     @property
     def throttled(self) -> bool:
-        return self.code.startswith(THROTTLING_PREFIX)
+        """DataWorks said slow down: a rate limit, which clears within seconds."""
+        return self.code.startswith(THROTTLING_PREFIX) and not self.quota_exhausted
+
+    @property
+    def quota_exhausted(self) -> bool:
+        """DataWorks' daily call limit or the edition's quota is used up: no retry helps for hours."""
+        return self.code in QUOTA_LIMITS
 
 
 def credentials_from(environ, context) -> Credentials:
@@ -207,7 +221,7 @@ def _classify(action: str, exc: Exception) -> DataWorksError:
         code = str(exc.code or "Unknown")
         status = exc.status_code
         needs_new_invocation = code in NEW_INVOCATION_CODES
-        transient = (
+        transient = code not in QUOTA_LIMITS and (
             isinstance(exc, ThrottlingException)
             or code.startswith(THROTTLING_PREFIX)
             or code in TRANSIENT_CODES
