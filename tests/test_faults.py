@@ -358,6 +358,25 @@ def test_a_refusal_whose_explaining_read_fails_until_the_deadline_is_recorded_an
     assert dataworks.journal.count(action=RERUN) == 1
 
 
+def test_a_refusal_whose_explaining_read_is_refused_is_recorded_as_the_refusal(dataworks, fn):
+    from localcloud.dataworks.exceptions import TaskInstanceNotFound
+
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    original_get = dataworks.responses.get_task_instance
+
+    def get_task_instance(params):  # the instance is gone by the time it is read again
+        if dataworks.journal.count(action=RERUN):
+            raise TaskInstanceNotFound(FAILED_ID)
+        return original_get(params)
+
+    dataworks.responses.get_task_instance = get_task_instance
+    (attempt,) = publish(fn)
+    record = record_for(attempt, FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
+    assert record["message"] == "Instance is locked by another operation."
+
+
 def test_the_http_path_records_a_rerun_someone_else_made_first_as_already_rerun(dataworks, tmp_path):
     seed_failed(dataworks)
     dataworks.faults.set(RERUN, concurrent_rerun=1)

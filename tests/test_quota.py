@@ -94,16 +94,21 @@ def test_a_neighbour_using_most_of_the_write_quota_slows_the_function_and_nothin
     assert dataworks.journal.count(code="Throttling.User", action=GET) == 0
 
 
-def test_a_throttled_read_slows_the_read_limiter_of_the_instance(dataworks, tmp_path, fake_time):
+@pytest.mark.parametrize(("action", "slowed", "other"), [(GET, "read", "write"), (RERUN, "write", "read")])
+def test_a_throttled_call_slows_its_kinds_limiter_which_recovers_as_calls_pass(
+    dataworks, tmp_path, fake_time, action, slowed, other
+):
     seed_failed(dataworks)
-    dataworks.faults.set(GET, throttle=1)
-    with make_function(dataworks, tmp_path, DATAWORKS_READ_QPS="20", DATAWORKS_WRITE_QPS="9") as fn:
+    dataworks.faults.set(action, throttle=1)
+    rates = {"read": 20.0, "write": 10.0}
+    with make_function(dataworks, tmp_path, DATAWORKS_READ_QPS="20", DATAWORKS_WRITE_QPS="10") as fn:
         (attempt,) = EventBridge(fn).publish(failure_event(FAILED_ID))
         from dwrerun import pacing
 
-        reads, writes = pacing.limiter("read", 20.0), pacing.limiter("write", 9.0)
-        assert 10.0 <= reads.rate < 11.0  # halved, then one call's worth of recovery
-        assert writes.rate == 9.0  # writes are metered apart: not slowed by a read's throttling
+        limiters = {kind: pacing.limiter(kind, rate) for kind, rate in rates.items()}
+    # Halved by the throttled call, then one passed call's worth of recovery.
+    assert rates[slowed] / 2 < limiters[slowed].rate < rates[slowed] / 2 + 0.2
+    assert limiters[other].rate == rates[other]  # metered apart: not slowed
     assert instance_records(attempt)[0]["success"] is True
 
 
@@ -188,19 +193,25 @@ def http_post(gateway, ids):
 
 
 @pytest.mark.parametrize(
-    ("quota", "code", "words"),
+    ("quota", "code", "words", "reruns_sent"),
     [
-        ({"daily_limit": 2}, "Throttling.Api.Risk", "daily limit"),
-        ({"edition_exhausted": True}, "Throttling.Resource", "edition's quota"),
+        # Both reads pass; the first of two rerun chunks meets the limit, the second is not sent.
+        ({"daily_limit": 2}, "Throttling.Api.Risk", "daily limit", 1),
+        # One read passes, the other meets the limit: no rerun is sent for the one that passed.
+        ({"daily_limit": 1}, "Throttling.Api.Risk", "daily limit", 0),
+        ({"edition_exhausted": True}, "Throttling.Resource", "edition's quota", 0),
     ],
 )
 def test_the_http_function_answers_429_naming_the_limit_without_a_short_retry_after(
-    dataworks, tmp_path, quota, code, words
+    dataworks, tmp_path, quota, code, words, reruns_sent
 ):
     seed_failed(dataworks)
     seed_failed(dataworks, OTHER_ID)
     dataworks.quota(**quota)
-    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn, HttpGateway(fn) as gateway:
+    with (
+        make_function(dataworks, tmp_path, handler="index.handle_http", RERUN_CHUNK_SIZE="1") as fn,
+        HttpGateway(fn) as gateway,
+    ):
         status, headers, answer = http_post(gateway, [FAILED_ID, OTHER_ID])
     assert (status, answer["Code"]) == (429, "QuotaExhausted")
     assert words in answer["Message"] and code in answer["Message"] and "within minutes" in answer["Message"]
@@ -210,7 +221,7 @@ def test_the_http_function_answers_429_naming_the_limit_without_a_short_retry_af
         str(FAILED_ID): "quota-exhausted",
         str(OTHER_ID): "quota-exhausted",
     }
-    assert dataworks.journal.count(action=RERUN) <= 1  # never retried
+    assert dataworks.journal.count(action=RERUN) == reruns_sent  # never retried, nothing sent after the limit
     assert gateway.invocations[-1].records[-1]["outcome"] == "quota-exhausted"
 
 

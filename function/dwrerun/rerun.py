@@ -111,8 +111,7 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
             return [p.record for p in progress]
         try:
             _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
-            if quota.error is None:
-                _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None], quota)
+            _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None], quota)
             if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
                 _quota_exhausted(job, progress, quota.error)
                 continue
@@ -244,7 +243,7 @@ def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _Quota
     size = job.settings.chunk_size
     for next_run, group in sorted(by_run.items()):
         for start in range(0, len(group), size):
-            if quota.error is not None:
+            if quota.error is not None:  # the daily limit or edition quota: send nothing more
                 return
             chunk = group[start : start + size]
             _rerun_chunk(job, dataworks, _comment(job, next_run, chunk), chunk, quota)
