@@ -25,13 +25,12 @@ from __future__ import annotations
 import threading
 from urllib.parse import quote, urlsplit
 
-from dwrerun.config import FUNCTION_COMPUTE_ENDPOINT, ConfigError, Settings
+from dwrerun.config import FUNCTION_COMPUTE_ENDPOINT, ConfigError, Settings, is_loopback
 from dwrerun.dataworks import (
     NEW_INVOCATION_CODES,
     THROTTLING_PREFIX,
     Credentials,
     DataWorksError,
-    _is_loopback,
     _silence_sdk_debug_logging,
 )
 
@@ -56,7 +55,7 @@ def endpoint_for(settings: Settings, region: str | None, account_id: str | None)
         parts = urlsplit(raw if "://" in raw else f"https://{raw}")
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
             raise ConfigError(f"{FUNCTION_COMPUTE_ENDPOINT} must be host[:port] or an http(s) URL, got {raw!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise ConfigError(f"{FUNCTION_COMPUTE_ENDPOINT} may use http:// only for a loopback address, got {raw!r}")
         return parts.netloc, parts.scheme
     if not region or not account_id:
