@@ -87,6 +87,7 @@ def harness_function(settings: dict, code_dir: Path, logstore: Path):
             "DATAWORKS_ENDPOINT": settings["url"],
             "DATAWORKS_READ_QPS": str(settings["read_qps"]),
             "DATAWORKS_WRITE_QPS": str(settings["write_qps"]),
+            "RERUN_BACKOFF_BASE_SECONDS": "0",  # the burst is of immediate reruns
         },
         credentials=Credentials(*settings["credentials"]),
         logstore=str(logstore),

@@ -57,7 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
 
     with DataWorksEmulator(credentials=[CREDENTIALS], seed=SEED) as dataworks:
-        env = {"DATAWORKS_ENDPOINT": dataworks.url, "DATAWORKS_READ_QPS": "50", "DATAWORKS_WRITE_QPS": "20"}
+        # Reruns at once here; the scheduled part of the demo gives its own delays.
+        env = {
+            "DATAWORKS_ENDPOINT": dataworks.url,
+            "DATAWORKS_READ_QPS": "50",
+            "DATAWORKS_WRITE_QPS": "20",
+            "RERUN_BACKOFF_BASE_SECONDS": "0",
+        }
         event_fn = _function("index.handle_event", "dwrerun-event", env)
         http_fn = _function("index.handle_http", "dwrerun-http", env)
         with event_fn, http_fn, HttpGateway(http_fn) as gateway:

@@ -75,6 +75,8 @@ def function_env(dataworks, **overrides) -> dict:
         "DATAWORKS_READ_QPS": "1000",
         "DATAWORKS_WRITE_QPS": "1000",
         "DATAWORKS_READ_TIMEOUT": "2",
+        # Reruns at once unless a test is about scheduled reruns (tests/test_scheduled_reruns.py).
+        "RERUN_BACKOFF_BASE_SECONDS": "0",
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return env
@@ -104,10 +106,12 @@ def fresh_instance_state(mocker):
     seam of time) is replaced on the very modules the function will use: tests take the clock's
     word for a wait.
     """
-    from dwrerun import dataworks, event_function, pacing
+    from dwrerun import autorerun, dataworks, event_function, function_compute, pacing
 
     event_function.handled_events = event_function.HandledEvents()
     dataworks._cached = None
+    function_compute._cached = None
+    autorerun.task_cache = autorerun.TaskCache()
     pacing._limiters.clear()
     mocker.patch.object(pacing, "sleep")
 

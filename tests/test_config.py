@@ -49,6 +49,10 @@ def test_values_are_parsed():
         ("DATAWORKS_READ_QPS", "nan"),
         ("DATAWORKS_WRITE_QPS", "0"),
         ("DATAWORKS_READ_TIMEOUT", "soon"),
+        ("RERUN_BACKOFF_BASE_SECONDS", "-1"),
+        ("RERUN_BACKOFF_BASE_SECONDS", "1.5"),
+        ("RERUN_BACKOFF_MAX_SECONDS", "0"),
+        ("RERUN_BACKOFF_MAX_SECONDS", "3601"),
     ],
 )
 def test_a_bad_value_fails_with_an_error_naming_the_variable(name, value):
@@ -61,8 +65,18 @@ def test_every_user_variable_is_read():
     for name in USER_VARIABLES:
         if name == "DATAWORKS_ENDPOINT":
             assert Settings.from_env({name: "http://127.0.0.1:1"}).endpoint == "http://127.0.0.1:1"
+            continue
+        if name == "FUNCTION_COMPUTE_ENDPOINT":  # checked where it is used (tests/test_function_compute.py)
+            assert Settings.from_env({name: "127.0.0.1:1"}).function_compute_endpoint == "127.0.0.1:1"
+            continue
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: "!"})
+
+
+def test_scheduled_rerun_settings():
+    assert (Settings().backoff_base, Settings().backoff_max) == (120, 1800)
+    settings = Settings.from_env({"RERUN_BACKOFF_BASE_SECONDS": "0", "RERUN_BACKOFF_MAX_SECONDS": "3600"})
+    assert (settings.backoff_base, settings.backoff_max) == (0, 3600)  # 0: rerun at once, as before
 
 
 @pytest.mark.parametrize("endpoint", ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "127.0.0.1"])

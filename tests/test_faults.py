@@ -141,7 +141,8 @@ def test_a_lost_answer_to_a_carried_out_rerun_is_confirmed_by_reading_not_by_res
     record = record_for(attempt, FAILED_ID)
     assert record["success"] is True and "confirmed by GetTaskInstance" in record["message"]
     assert dataworks.journal.count(action=RERUN) == 1  # never sent again, not even refused
-    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]
+    # GetTask once (the node's own rerun settings, then cached for the instance), never a second rerun
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]
 
 
 def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, fn):
@@ -149,7 +150,7 @@ def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, 
     dataworks.faults.set(RERUN, malformed=1)  # garbage answer, nothing carried out
     (attempt,) = publish(fn)
     assert end_state(dataworks, [attempt], FAILED_ID) == "rerun"
-    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET, RERUN]
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET, RERUN]
 
 
 def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dataworks, fn):
@@ -325,7 +326,7 @@ def test_another_copy_rerunning_between_the_read_and_the_rerun_is_recorded_alrea
     assert record["runNumber"] == 2 and record["dataworksRequestId"]
     # Exactly one rerun started (the other copy's); this copy's call was refused, then checked.
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
-    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]
 
 
 def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
@@ -335,7 +336,7 @@ def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
     record = record_for(attempt, FAILED_ID)
     assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
     assert record["message"] == "Instance is locked by another operation."
-    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]  # checked, not resent
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]  # checked, not resent
     assert dataworks.backend.instance(FAILED_ID).run_number == 1
 
 

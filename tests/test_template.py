@@ -20,6 +20,7 @@ import yaml
 
 from dwrerun import config, records
 from dwrerun.dataworks import ACTIONS
+from dwrerun.function_compute import ACTIONS as FC_ACTIONS
 from localcloud.eventbridge import matches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -205,7 +206,22 @@ def test_role_policy_grants_exactly_the_dataworks_actions_the_code_calls_and_sls
     statements = role_statements(load())
     assert all(s["Effect"] == "Allow" for s in statements)
     actions = {a for s in statements for a in s["Action"]}
-    assert actions == {f"dataworks:{a}" for a in ACTIONS} | {SLS_WRITE}
+    assert actions == {f"dataworks:{a}" for a in ACTIONS} | {f"fc:{a}" for a in FC_ACTIONS} | {SLS_WRITE}
+
+
+def test_invoke_function_is_granted_on_the_event_function_alone_as_a_list():
+    spec = render(load())
+    (fc,) = [s for s in role_statements(load()) if "fc:InvokeFunction" in s["Action"]]
+    assert isinstance(fc["Resource"], list) and len(fc["Resource"]) == 1  # never "*"
+    parts = fc["Resource"][0]["Fn::Join"][1]
+    assert parts[0] == "acs:fc:" and parts[-2:] == [":functions/", {"Ref": "EventFunctionName"}]
+    assert props(spec, "infra")["parameters"]["EventFunctionName"] == props(spec, "event")["functionName"]
+
+
+def test_the_event_function_has_async_task_mode_on():
+    # FC refuses a repeated x-fc-async-task-id with 409 only in async task mode.
+    spec = render(load())
+    assert props(spec, "event")["asyncInvokeConfig"]["asyncTask"] is True
 
 
 def test_sls_write_is_scoped_to_the_functions_logstore():

@@ -28,6 +28,9 @@ RERUN_EXCLUDE_TASK_IDS = "RERUN_EXCLUDE_TASK_IDS"
 RERUN_DRY_RUN = "RERUN_DRY_RUN"
 RERUN_CHUNK_SIZE = "RERUN_CHUNK_SIZE"
 RERUN_HTTP_MAX_IDS = "RERUN_HTTP_MAX_IDS"
+RERUN_BACKOFF_BASE_SECONDS = "RERUN_BACKOFF_BASE_SECONDS"
+RERUN_BACKOFF_MAX_SECONDS = "RERUN_BACKOFF_MAX_SECONDS"
+FUNCTION_COMPUTE_ENDPOINT = "FUNCTION_COMPUTE_ENDPOINT"
 
 USER_VARIABLES = (
     DATAWORKS_ENDPOINT,
@@ -43,11 +46,15 @@ USER_VARIABLES = (
     RERUN_DRY_RUN,
     RERUN_CHUNK_SIZE,
     RERUN_HTTP_MAX_IDS,
+    RERUN_BACKOFF_BASE_SECONDS,
+    RERUN_BACKOFF_MAX_SECONDS,
+    FUNCTION_COMPUTE_ENDPOINT,
 )
 
 # Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
 FC_REGION = "FC_REGION"
 FC_FUNCTION_NAME = "FC_FUNCTION_NAME"
+FC_ACCOUNT_ID = "FC_ACCOUNT_ID"
 ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
 ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 (a variable name)
 SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 (a variable name)
@@ -55,6 +62,7 @@ SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 (a variable name)
 PROJECT_ENVS = ("Prod", "Dev")
 ANY_ENV = "any"
 INT64_MAX = 2**63 - 1
+FC_MAX_ASYNC_DELAY = 3600  # seconds: FC delays an asynchronous invocation by at most this
 
 
 class ConfigError(ValueError):
@@ -77,6 +85,10 @@ class Settings:
     dry_run: bool = False
     chunk_size: int = 50
     http_max_ids: int = 100
+    # Scheduled reruns (README, Scheduled reruns): 0 reruns at once, as before the feature.
+    backoff_base: int = 120
+    backoff_max: int = 1800
+    function_compute_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -114,6 +126,9 @@ class Settings:
             dry_run=_boolean(get, RERUN_DRY_RUN),
             chunk_size=int(_number(get, RERUN_CHUNK_SIZE, defaults.chunk_size, minimum=1, integer=True)),
             http_max_ids=int(_number(get, RERUN_HTTP_MAX_IDS, defaults.http_max_ids, minimum=1, integer=True)),
+            backoff_base=int(_number(get, RERUN_BACKOFF_BASE_SECONDS, defaults.backoff_base, minimum=0, integer=True)),
+            backoff_max=_backoff_max(get, defaults.backoff_max),
+            function_compute_endpoint=get(FUNCTION_COMPUTE_ENDPOINT),
         )
 
 
@@ -190,6 +205,16 @@ def _number(get, name: str, default: float, *, minimum: float, integer: bool = F
         raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
     if not value >= minimum:  # also refuses NaN
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _backoff_max(get, default: int) -> int:
+    value = int(_number(get, RERUN_BACKOFF_MAX_SECONDS, default, minimum=1, integer=True))
+    if value > FC_MAX_ASYNC_DELAY:
+        raise ConfigError(
+            f"{RERUN_BACKOFF_MAX_SECONDS} must be at most {FC_MAX_ASYNC_DELAY} (FC's longest delay for an "
+            f"asynchronous invocation), got {value}"
+        )
     return value
 
 

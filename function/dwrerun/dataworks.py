@@ -19,10 +19,11 @@ from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, Con
 
 VERSION = "2024-05-18"
 GET_TASK_INSTANCE = "GetTaskInstance"
+GET_TASK = "GetTask"
 RERUN_TASK_INSTANCES = "RerunTaskInstances"
 # Every DataWorks action the function calls: template.yml's RAM policy grants exactly these.
-ACTIONS = (GET_TASK_INSTANCE, RERUN_TASK_INSTANCES)
-READS = frozenset({GET_TASK_INSTANCE})  # the rest are writes, which DataWorks meters separately
+ACTIONS = (GET_TASK_INSTANCE, GET_TASK, RERUN_TASK_INSTANCES)
+READS = frozenset({GET_TASK_INSTANCE, GET_TASK})  # the rest are writes, which DataWorks meters separately
 
 # Codes DataWorks (and the OpenAPI gateway in front of it) answers when a caller goes too fast
 # or the service is busy (HTTP 429: Throttling.User, .Api, .System). 5xx answers are transient
@@ -169,6 +170,17 @@ class DataWorks:
                 GET_TASK_INSTANCE, "MalformedAnswer", "the answer has no TaskInstance with this Id", transient=True
             )
         return task_instance
+
+    def get_task(self, task_id: int, project_env: str | None, timeout: float) -> dict:
+        """The `Task` object GetTask answers for one task (node): its own rerun settings among others."""
+        query = {"Id": str(task_id)}
+        if project_env:
+            query["ProjectEnv"] = project_env
+        body = self._call(GET_TASK, "GET", timeout, query=query)
+        task = body.get("Task")
+        if not isinstance(task, dict) or str(task.get("Id")) != str(task_id):
+            raise DataWorksError(GET_TASK, "MalformedAnswer", "the answer has no Task with this Id", transient=True)
+        return task
 
     def rerun_task_instances(self, instance_ids: list[int], comment: str, timeout: float) -> tuple[str | None, dict]:
         """(RequestId, SuccessInfo) for one RerunTaskInstances call; SuccessInfo keys are str ids."""

@@ -10,6 +10,9 @@ moment on two FC instances (separate processes, no shared memory). What makes th
 DataWorks' state, not this process: the status guard skips an instance no longer in Failure
 (`not-failed`), and DataWorks refuses a rerun of an instance that is no longer finished, which
 the function reads back as `already-rerun` (rerun.py).
+
+The same function receives its own delayed invocations (schedule.py): a payload that is a
+scheduled rerun names one instance and its failed run, and goes through every guard again.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records
+from dwrerun import events, pacing, records, schedule
 from dwrerun.config import Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -71,9 +74,24 @@ def handle(event: bytes, context) -> dict:
         settings=settings,
         deadline=invocation.deadline,
         dry_run=settings.dry_run,
+        may_schedule=True,
     )
     written, targets, claimed = [], [], []
-    for item in events.parse(event):
+    try:
+        scheduled = schedule.parse(event)
+        parsed = events.parse(event) if scheduled is None else []
+    except schedule.InvalidScheduledRerun as exc:
+        scheduled, parsed = None, [events.Ignored(f"not a valid scheduled rerun: {exc}")]
+    if scheduled is not None:
+        key = f"scheduled:{scheduled.async_task_id}"  # the original event id was claimed by its own delivery
+        if handled_events.claim(key):
+            claimed.append(key)
+            targets.append(Target(scheduled.instance_id, scheduled.event_id, scheduled=scheduled))
+        else:
+            written.append(
+                _ignored(job, scheduled, "duplicate-event", f"{scheduled.async_task_id} is already handled here")
+            )
+    for item in parsed:
         if isinstance(item, events.Ignored):
             written.append(_ignored(job, item))
         elif item.event_id is not None and not handled_events.claim(item.event_id):
@@ -82,8 +100,15 @@ def handle(event: bytes, context) -> dict:
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type))
     try:
-        dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region) if targets else None
-        written += run(job, targets, dataworks)
+        credentials = credentials_from(os.environ, context) if targets else None
+        dataworks = client_for(credentials, settings, invocation.region) if targets else None
+
+        def functions():  # made only when a rerun is to be scheduled
+            from dwrerun import function_compute
+
+            return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
+
+        written += run(job, targets, dataworks, functions)
     except RetryLater as exc:
         handled_events.release(claimed)
         _write_all(job, written + exc.records, started, outcome="retry", error=exc.error.code if exc.error else None)
@@ -106,6 +131,7 @@ def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None 
         trigger=job.trigger,
         request_id=job.request_id,
         event_id=item.event_id,
+        async_task_id=getattr(item, "async_task_id", None),
     )
 
 

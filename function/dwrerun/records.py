@@ -13,6 +13,7 @@ import sys
 RERUN = "rerun"
 SKIP = "skip"
 DRY_RUN = "dry-run"
+SCHEDULED = "scheduled"  # a rerun queued as a delayed invocation of the event function (schedule.py)
 
 EVENTBRIDGE = "eventbridge"
 HTTP = "http"
@@ -35,8 +36,17 @@ def instance_record(
     attempts: int = 0,
     lookup_ms: float | None = None,
     rerun_ms: float | None = None,
+    delay_seconds: int | None = None,
+    due_at: str | None = None,
+    async_task_id: str | None = None,
+    schedule_error_code: str | None = None,
 ) -> dict:
-    """One instance's decision and outcome. `instance` is the policy.Instance read, if any."""
+    """One instance's decision and outcome. `instance` is the policy.Instance read, if any.
+
+    `async_task_id` is FC's async task id of a scheduled rerun (not `taskId`, which is the DataWorks
+    task): the scheduling record and the delayed invocation's record both carry it, and the
+    delayed one also the original `eventId`, so SLS joins the two.
+    """
     return {
         "kind": "instance",
         "instanceId": instance_id,
@@ -59,12 +69,16 @@ def instance_record(
         "attempts": attempts,
         "lookupMs": _ms(lookup_ms),
         "rerunMs": _ms(rerun_ms),
+        "delaySeconds": delay_seconds,
+        "dueAt": due_at,
+        "asyncTaskId": async_task_id,
+        "scheduleErrorCode": schedule_error_code,
     }
 
 
 def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
     """The invocation's totals, written after its instance records."""
-    counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0}
+    counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0, SCHEDULED: 0}
     for record in records:
         counts[record["decision"]] += 1
     return {
@@ -77,6 +91,7 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
         "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
         "skipped": counts[SKIP],
         "dryRun": counts[DRY_RUN],
+        "scheduled": counts[SCHEDULED],
         "durationMs": _ms(duration_ms),
         **extra,
     }

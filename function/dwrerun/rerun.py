@@ -16,18 +16,29 @@ RunNumber past the run this call was about is recorded as `already-rerun`, not a
 
 DataWorks' daily call limit and the edition's quota (Throttling.Api.Risk, Throttling.Resource) end
 the work at once: every unfinished instance is recorded `quota-exhausted`, and nothing is retried.
+
+Scheduled reruns (schedule.py, README "Scheduled reruns"): on the event path, once the guards
+allow a rerun and DataWorks does not rerun the node itself (autorerun.py), the rerun waits a delay.
+A positive delay is queued as a delayed invocation of the event function (InvokeFunction with an
+async task id per instance and failed run: a copy gets 409, `already-scheduled`); FC refusing for
+good (no permission, task mode off) falls back to rerunning at once. The delayed invocation comes
+back here with the failed run number (`Target.scheduled`): every guard again, and a rerun only if
+that run is still the latest.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from dwrerun import pacing, records
-from dwrerun.config import Settings
+from dwrerun import autorerun, pacing, records, schedule
+from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import QUOTA_LIMITS, DataWorks, DataWorksError
+from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.policy import Decision, Instance, decide
+from dwrerun.schedule import ScheduledRerun
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
@@ -41,6 +52,7 @@ class Target:
     instance_id: int
     event_id: str | None = None
     event_task_type: int | None = None  # the failure event's taskType (2 = frozen)
+    scheduled: ScheduledRerun | None = None  # a delayed invocation: the failed run it was planned for
 
 
 @dataclass(frozen=True)
@@ -56,6 +68,7 @@ class Job:
     manual: bool = False
     force: bool = False
     operator_comment: str | None = None
+    may_schedule: bool = False  # the event path: a positive delay queues the rerun (schedule.py)
 
 
 class RetryLater(Exception):
@@ -84,12 +97,22 @@ class _Progress:
     refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
     refusal_request_id: str | None = None
     error: DataWorksError | None = None
+    delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
+    due_at: str | None = None
+    schedule_sent: bool = False  # an InvokeFunction with no clear answer went out
+    schedule_refused: InvokeFunctionError | None = None  # why a planned delay became "at once"
 
 
-def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[dict]:
+def run(
+    job: Job,
+    targets: list[Target],
+    dataworks: DataWorks | None,
+    functions: Callable[[], FunctionCompute] | None = None,
+) -> list[dict]:
     """Decide and act on every target; returns their records in target order. May raise RetryLater.
 
-    `dataworks` may be None only when `targets` is empty.
+    `dataworks` may be None only when `targets` is empty. `functions` makes the FC client that
+    schedules delayed reruns (called only when one is needed); without it every rerun is at once.
     """
     progress = []
     seen: set[int] = set()
@@ -111,7 +134,16 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
             return [p.record for p in progress]
         try:
             _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
-            _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None], quota)
+            if quota.error is None:
+                _schedule(
+                    job, functions, [p for p in open_items if p.record is None and p.decision is not None and p.delay]
+                )
+                _rerun(
+                    job,
+                    dataworks,
+                    [p for p in open_items if p.record is None and p.decision is not None and not p.delay],
+                    quota,
+                )
             if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
                 _quota_exhausted(job, progress, quota.error)
                 continue
@@ -210,17 +242,143 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
             f"the rerun request got no clear answer",
         )
         return
+    scheduled = item.target.scheduled
     item.decision = decide(
         instance,
         job.settings,
         manual=job.manual,
         force=job.force,
         event_task_type=item.target.event_task_type,
+        failed_run=scheduled.failed_run_number if scheduled else None,
     )
     if not item.decision.rerun:
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
-    elif job.dry_run:
-        item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}")
+        return
+    if not job.manual and _left_to_dataworks(job, dataworks, item, quota):
+        return
+    if job.may_schedule and scheduled is None:
+        settings = job.settings
+        item.delay = schedule.delay_seconds(instance.run_number, settings.backoff_base, settings.backoff_max)
+        item.due_at = schedule.due_at(item.delay) if item.delay else None
+    if job.dry_run:
+        later = f" (would wait {item.delay} s, until {item.due_at})" if item.delay else ""
+        item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}{later}")
+
+
+def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
+    """Whether DataWorks reruns the instance itself (recorded `dataworks-auto-rerun`), or GetTask
+    could not say (recorded, or left to retry). False: the function's own rerun may go ahead."""
+    instance = item.instance
+    if not autorerun.may_rerun_itself(instance):
+        return False
+    node = autorerun.task_cache.get(instance.task_id, instance.project_env)
+    if node is None:
+        limiter = pacing.limiter("read", job.settings.read_qps)
+        try:
+            limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+            item.attempts += 1
+            node = autorerun.AutoRerun.from_api(
+                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job))
+            )
+        except DataWorksError as exc:
+            _paced(limiter, exc)
+            item.decision = None  # read the instance again with the next attempt
+            if exc.quota_exhausted:
+                quota.saw(exc)
+            elif exc.transient:
+                item.error = exc
+            else:  # not knowing risks a double run: hold back, and say why
+                item.record = _record(
+                    job,
+                    item,
+                    records.SKIP,
+                    None,
+                    "lookup-failed",
+                    f"GetTask refused ({exc.message}): whether DataWorks reruns this node itself is unknown",
+                    exc,
+                )
+            return True
+        limiter.passed()
+        autorerun.task_cache.put(instance.project_env, node)
+    found = autorerun.check(node, instance)
+    if found is None:
+        return False
+    item.decision, due = found
+    item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message, due_at=due)
+    return True
+
+
+def _schedule(job: Job, functions: Callable[[], FunctionCompute] | None, items: list[_Progress]) -> None:
+    """Queue each item's rerun as a delayed invocation of this function (FC InvokeFunction)."""
+    for item in items:
+        item.error = None
+        scheduled = ScheduledRerun(
+            instance_id=item.target.instance_id,
+            failed_run_number=item.instance.run_number,
+            due_at=item.due_at,
+            event_id=item.target.event_id,
+        )
+        try:
+            if functions is None:
+                raise ConfigError("this invocation cannot schedule (no FC client)")
+            client = functions()
+        except ConfigError as exc:
+            _rerun_at_once(item, InvokeFunctionError("ConfigError", str(exc), transient=False))
+            continue
+        timeout = _time_left(job)
+        item.attempts += 1
+        try:
+            client.invoke_async(
+                job.function_name,
+                scheduled.to_payload(),
+                delay=item.delay,
+                task_id=scheduled.async_task_id,
+                timeout=timeout,
+            )
+        except InvokeFunctionError as exc:
+            if exc.duplicate and item.schedule_sent:  # our own earlier request got through
+                item.record = _scheduled(job, item, scheduled, "FC's 409 confirms the earlier request")
+            elif exc.duplicate:
+                item.due_at, item.delay = None, 0
+                item.record = _record(
+                    job,
+                    item,
+                    records.SKIP,
+                    None,
+                    "already-scheduled",
+                    f"the rerun of run {scheduled.failed_run_number} is already scheduled (FC async task "
+                    f"{scheduled.async_task_id} exists: a copy of this failure got there first)",
+                    async_task_id=scheduled.async_task_id,
+                )
+            elif exc.transient:
+                item.error = exc
+                item.schedule_sent = item.schedule_sent or exc.ambiguous
+            else:
+                _rerun_at_once(item, exc)
+            continue
+        item.record = _scheduled(job, item, scheduled)
+
+
+def _scheduled(job: Job, item: _Progress, scheduled: ScheduledRerun, note: str = "") -> dict:
+    message = (
+        f"run {scheduled.failed_run_number} failed: rerun as run {scheduled.failed_run_number + 1} "
+        f"in {item.delay} s, at about {item.due_at} (FC async task {scheduled.async_task_id})"
+    )
+    return _record(
+        job,
+        item,
+        records.SCHEDULED,
+        None,
+        "eligible",
+        f"{message}; {note}" if note else message,
+        async_task_id=scheduled.async_task_id,
+    )
+
+
+def _rerun_at_once(item: _Progress, refusal: InvokeFunctionError) -> None:
+    """FC will not schedule (no permission, async task mode off, no endpoint): rerun now instead."""
+    item.schedule_refused = refusal
+    item.delay, item.due_at = 0, None
 
 
 def _moved_on(instance: Instance, run: int | None) -> bool:
@@ -349,6 +507,7 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
     """Record every unfinished instance as deferred; the RetryLater to raise with the records, or
     None when none was deferred (an unexplained refusal is recorded as the refusal it is)."""
     code = error.code if error else "DeadlineReached"
+    service = "Function Compute (InvokeFunction)" if isinstance(error, InvokeFunctionError) else "DataWorks"
     then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
     deferred = False
     for item in progress:
@@ -367,12 +526,12 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
                 records.SKIP,
                 None,
                 "deferred",
-                f"DataWorks kept failing ({code}; {why}): {then}.{maybe}",
+                f"{service} kept failing ({code}; {why}): {then}.{maybe}",
                 error,
             )
     if not deferred:
         return None
-    return RetryLater(f"DataWorks kept failing ({code}); {why}", [p.record for p in progress], error)
+    return RetryLater(f"{service} kept failing ({code}); {why}", [p.record for p in progress], error)
 
 
 def _time_left(job: Job) -> float:
@@ -388,6 +547,13 @@ def _comment(job: Job, next_run: int, chunk: list[_Progress]) -> str:
     if job.manual:
         origin = f"{job.operator_comment} " if job.operator_comment else ""
         return f"{origin}[{job.function_name}: manual rerun over HTTP, FC request {job.request_id}, run {next_run}]"
+    scheduled = [item.target.scheduled for item in chunk if item.target.scheduled]
+    if scheduled:  # a delayed invocation: one instance
+        first = scheduled[0]
+        return (
+            f"[{job.function_name}: scheduled rerun (FC async task {first.async_task_id}, due {first.due_at}) "
+            f"after failure event {first.event_id or '(RawData)'}; run {next_run} of at most {job.settings.max_reruns + 1}]"
+        )
     event_ids = [item.target.event_id or "(RawData)" for item in chunk]
     shown = ", ".join(event_ids[:COMMENT_EVENTS])
     if len(event_ids) > COMMENT_EVENTS:  # the SLS records of the FC request list every one
@@ -407,7 +573,16 @@ def _record(
     message: str,
     error: DataWorksError | None = None,
     dataworks_request_id: str | None = None,
+    due_at: str | None = None,
+    async_task_id: str | None = None,
 ) -> dict:
+    scheduled = item.target.scheduled
+    if scheduled is not None:  # a delayed invocation names its task and when it was due
+        async_task_id, due_at = scheduled.async_task_id, due_at or scheduled.due_at
+    refused = item.schedule_refused
+    if refused is not None and decision == records.RERUN:
+        message = f"InvokeFunction refused ({refused.code}: {refused.message}): rerun at once instead. {message}"
+    planned = decision in (records.SCHEDULED, records.DRY_RUN) and item.delay
     return records.instance_record(
         instance_id=item.target.instance_id,
         decision=decision,
@@ -424,4 +599,8 @@ def _record(
         attempts=item.attempts,
         lookup_ms=item.lookup_ms,
         rerun_ms=item.rerun_ms,
+        delay_seconds=item.delay if planned else None,
+        due_at=due_at or (item.due_at if planned else None),
+        async_task_id=async_task_id,
+        schedule_error_code=refused.code if refused is not None else None,
     )

@@ -10,6 +10,7 @@ status with an `x-acs-retry-after` header -> ThrottlingException.
 | InvalidVersion                              | 400  | common POP code                                     |
 | MissingParameter / InvalidParameter         | 400  | common POP codes; the message names the parameter   |
 | InvalidTaskInstance.NotFound                | 404  | chosen here: no public doc gives the real one       |
+| InvalidTask.NotFound                        | 404  | chosen here, likewise (GetTask)                     |
 | Throttling.User                             | 429  | DataWorks error codes [1]: "too frequent"           |
 | Throttling.Api                              | 429  | DataWorks error codes [1]: one API's limit          |
 | Throttling.System                           | 429  | DataWorks error codes [1]: "system is busy"         |
@@ -87,6 +88,14 @@ class TaskInstanceNotFound(DataWorksError):
 
     def __init__(self, instance_id: int):
         super().__init__(f"The instance does not exist: {instance_id}.")
+
+
+class TaskNotFound(DataWorksError):
+    status = 404
+    code = "InvalidTask.NotFound"
+
+    def __init__(self, task_id: int, project_env: str):
+        super().__init__(f"The task does not exist in {project_env}: {task_id}.")
 
 
 class Throttling(DataWorksError):
