@@ -15,8 +15,15 @@ synchronous invocations are never retried. Sources: FACTS section 5 (FC "3.0 vs 
   a new instance only when every instance is busy and fewer than `reserved_concurrency` exist,
   and otherwise waits. A failed attempt goes back to the end of the queue with its request id
   until the retries run out. `drain()` waits until nothing is queued or running.
+- `invoke_async(event, delay=30)` comes due 30 s later on the function's `clock`
+  (`localcloud.clock`: a ManualClock that tests advance, or real time); 0-3600 s, as FC allows.
+  With `async_task=True` (asyncInvokeConfig.asyncTask) `task_id=` is de-duplicated: a task id used
+  before is refused with `TaskAlreadyExists` (FC's 409). A task id must follow FC's rule (a letter
+  or `_` first, then letters, digits, `_`, `-`; at most 128 characters).
 - `invoke(event)` is a synchronous invocation on an idle or new instance; with every allowed
   instance busy it raises `ConcurrencyExceeded` (FC answers 429) [the error code is inferred].
+- Payloads above FC's limits (32 MB synchronous, 128 KB asynchronous) raise `EntityTooLarge`.
+  `localcloud.fcapi` serves all of this over FC's OpenAPI (`InvokeFunction`).
 - An invocation that outlives `timeout` is answered with FunctionTimeout and its instance is
   killed: the next invocation there is a cold start on a new instance.
 - Every instance's stdout/stderr lines go, per request id, into the local Logstore
@@ -33,6 +40,7 @@ cannot patch another process.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -40,6 +48,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from localcloud.clock import RealClock
 from localcloud.fc import (
     Invocation,
     Logstore,
@@ -52,9 +61,39 @@ from localcloud.fc import (
 from localcloud.fcinstance import META_FIELDS, InstanceProcess
 
 MAX_ASYNC_RETRIES = 8  # FC: maxAsyncRetryAttempts is 0-8
+MAX_ASYNC_DELAY = 3600  # FC: x-fc-async-delay is 0-3600 seconds
+MAX_SYNC_PAYLOAD = 32 * 1024 * 1024  # FC: 32 MB for a synchronous invocation
+MAX_ASYNC_PAYLOAD = 128 * 1024  # FC: 128 KB for an asynchronous one
+# FC's rule for an async task id: a letter or `_` first, then letters, digits, `_`, `-`; <= 128 chars.
+TASK_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 
 
-class ConcurrencyExceeded(Exception):
+class InvocationRefused(Exception):
+    """FC refused to take an invocation; `status` and `code` are what its API answers."""
+
+    status = 400
+    code = "InvalidArgument"
+
+
+class InvalidArgument(InvocationRefused):
+    """A bad delay, task id or payload."""
+
+
+class EntityTooLarge(InvocationRefused):
+    """FC's 400 for a payload above its limit (32 MB synchronous, 128 KB asynchronous)."""
+
+    code = "EntityTooLarge"
+
+
+class TaskAlreadyExists(InvocationRefused):
+    """Async task mode is on and this task id was used before: FC refuses the repeat with 409.
+    The 409 is documented ("Task deduplication"); the error code's name is inferred."""
+
+    status = 409
+    code = "AsyncTaskAlreadyExists"
+
+
+class ConcurrencyExceeded(InvocationRefused):
     """A synchronous invocation found every instance the reserved concurrency allows busy."""
 
     status = 429
@@ -69,8 +108,10 @@ class AsyncInvocation:
 
     request_id: str
     event: bytes
+    task_id: str | None = None  # x-fc-async-task-id, when the caller gave one
+    due_at: float | None = None  # when a delayed invocation comes due (the function's clock)
     attempts: list[Invocation] = field(default_factory=list)
-    status: str = "Enqueued"  # FC's task statuses: Enqueued, Running, Succeeded, Failed
+    status: str = "Enqueued"  # FC's task statuses: Enqueued (delayed ones too), Running, Succeeded, Failed
     _done: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -122,6 +163,8 @@ class Function:
         *,
         reserved_concurrency: int,
         max_async_retry_attempts: int = 3,
+        async_task: bool = False,
+        clock: Any = None,
         instance_setup: str | None = None,
     ):
         self.code_dir, self.env = check_function(handler, initializer, runtime, timeout, code_dir, env)
@@ -148,6 +191,8 @@ class Function:
         self.version_id = version_id
         self.reserved_concurrency = reserved_concurrency
         self.max_async_retry_attempts = max_async_retry_attempts
+        self.async_task = async_task  # asyncInvokeConfig.asyncTask: task ids are de-duplicated
+        self.clock = clock or RealClock()  # delayed invocations come due on it
         self.instance_setup = instance_setup
         self._logstore = Logstore(logstore, function_name)
         self.logstore = self._logstore.path
@@ -158,6 +203,8 @@ class Function:
         self._started: list[InstanceProcess] = []
         self._queue: deque[AsyncInvocation] = deque()
         self._running = 0  # asynchronous attempts in flight
+        self._delayed = 0  # delayed invocations not yet due
+        self._task_ids: set[str] = set()  # every task id taken (FC keeps tasks for 7 days)
         self._workers: list[threading.Thread] = []
         self._closed = False
         self.invocations: list[Invocation] = []  # every attempt, synchronous or not, in the order they ended
@@ -195,7 +242,7 @@ class Function:
     def invoke(self, event: bytes | bytearray | str, request_id: str | None = None) -> Invocation:
         """A synchronous invocation: run it now on an idle or new instance, never retried. Raises
         ConcurrencyExceeded when every instance the reserved concurrency allows is busy."""
-        event = _event_bytes(event)
+        event = _event_bytes(event, MAX_SYNC_PAYLOAD)
         with self._cond:
             self._check_open()
             instance = self._take_instance()
@@ -206,20 +253,56 @@ class Function:
                 )
         return self._attempt(event, request_id or new_request_id(), instance)
 
-    def invoke_async(self, event: bytes | bytearray | str, request_id: str | None = None) -> AsyncInvocation:
-        """An asynchronous invocation: queued now, run when an instance is free, retried if it
-        raises, times out or crashes. Returns its handle at once."""
-        task = AsyncInvocation(request_id or new_request_id(), _event_bytes(event))
+    def invoke_async(
+        self,
+        event: bytes | bytearray | str,
+        request_id: str | None = None,
+        *,
+        delay: float = 0,
+        task_id: str | None = None,
+    ) -> AsyncInvocation:
+        """An asynchronous invocation: queued now (or `delay` seconds from now on the function's
+        clock, 0-3600), run when an instance is free, retried if it raises, times out or crashes.
+        Returns its handle at once. With async task mode on, a `task_id` used before is refused
+        (TaskAlreadyExists, FC's 409)."""
+        payload = _event_bytes(event, MAX_ASYNC_PAYLOAD)
+        if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not 0 <= delay <= MAX_ASYNC_DELAY:
+            raise InvalidArgument(f"the delay must be 0-{MAX_ASYNC_DELAY} seconds, got {delay!r}")
+        if task_id is not None:
+            if not isinstance(task_id, str) or not TASK_ID.fullmatch(task_id):
+                raise InvalidArgument(
+                    f"task id {task_id!r} is not valid: a letter or '_' first, then letters, digits, '_' or '-', "
+                    "at most 128 characters"
+                )
+            if not self.async_task:
+                # FC documents that task mode must be on to set a task id; that it refuses rather
+                # than ignores the id when it is off is inferred.
+                raise InvalidArgument(
+                    f"function {self.function_name!r} does not have async task mode on (asyncInvokeConfig.asyncTask): "
+                    "it takes no task id"
+                )
+        task = AsyncInvocation(request_id or new_request_id(), payload, task_id=task_id)
         with self._cond:
             self._check_open()
+            if task_id is not None:
+                if task_id in self._task_ids:
+                    raise TaskAlreadyExists(f"async task {task_id!r} of function {self.function_name!r} already exists")
+                self._task_ids.add(task_id)
             self.async_invocations.append(task)
-            self._queue.append(task)
-            self._dispatch()
+            if delay > 0:
+                task.due_at = self.clock.now() + delay
+                self._delayed += 1
+            else:
+                self._queue.append(task)
+                self._dispatch()
+        if task.due_at is not None:
+            self.clock.call_at(task.due_at, lambda: self._come_due(task))
         return task
 
     def drain(self, timeout: float = 120) -> None:
-        """Wait until no asynchronous invocation is queued or running. Raises TimeoutError, naming
-        what is left, if that takes longer than `timeout` seconds."""
+        """Wait until no asynchronous invocation is queued or running (delayed ones that are not
+        due yet do not count: advance the clock first). Raises TimeoutError, naming what is left,
+        if that takes longer than `timeout` seconds."""
         end = time.monotonic() + timeout
         with self._cond:
             while self._queue or self._running:
@@ -239,6 +322,12 @@ class Function:
                 raise TimeoutError(f"function {self.function_name!r}: still waiting after {timeout} s")
 
     # -- what tests read
+
+    @property
+    def delayed(self) -> int:
+        """Delayed asynchronous invocations that have not come due yet."""
+        with self._cond:
+            return self._delayed
 
     @property
     def instances(self) -> list[InstanceInfo]:
@@ -274,6 +363,15 @@ class Function:
             self._live += 1
             return None
         return False
+
+    def _come_due(self, task: AsyncInvocation) -> None:
+        with self._cond:
+            self._delayed -= 1
+            if self._closed:
+                return
+            self._queue.append(task)
+            self._dispatch()
+            self._cond.notify_all()
 
     def _dispatch(self) -> None:
         """Under the lock: hand queued invocations to free instances, as many as there are."""
@@ -377,9 +475,11 @@ class Function:
         return instance
 
 
-def _event_bytes(event: bytes | bytearray | str) -> bytes:
+def _event_bytes(event: bytes | bytearray | str, limit: int) -> bytes:
     if isinstance(event, str):
-        return event.encode("utf-8")
+        event = event.encode("utf-8")
     if not isinstance(event, (bytes, bytearray)):
         raise TypeError(f"the event must be bytes (FC passes bytes), got {type(event).__name__}")
+    if len(event) > limit:
+        raise EntityTooLarge(f"payload size exceeds maximum allowed size ({limit} bytes)")
     return bytes(event)
