@@ -278,20 +278,20 @@ def test_a_duplicate_delivery_reruns_once(dataworks, fn):
 
 
 def hold_reads(dataworks, parties: int = 2, skip: int = 0) -> None:
-    """GetTaskInstance calls number skip+1 .. skip+parties are answered only once all of them have
-    arrived: each of those invocations reads the instance before any of them can rerun it. The
-    race two instances can run, made certain instead of likely."""
+    """GetTaskInstance reads number skip+1 .. skip+parties are answered only once all of them have
+    been read: each of those invocations sees the instance as it was before any of them could rerun
+    it. The race two instances can run, made certain instead of likely."""
     barrier = threading.Barrier(parties, timeout=30)
     reads = itertools.count()
-    original = dataworks.faults.take
+    original = dataworks.responses.dispatch
 
-    def take(action):
-        plan = original(action)
+    def dispatch(action, params, refuse=None):
+        answer = original(action, params, refuse)  # read first, then wait: the answers hold the old state
         if action == GET and skip <= next(reads) < skip + parties:
             barrier.wait()
-        return plan
+        return answer
 
-    dataworks.faults.take = take
+    dataworks.responses.dispatch = dispatch
 
 
 def one_rerun_and_one_why_not(dataworks, finals) -> None:
