@@ -60,7 +60,30 @@ def test_every_user_variable_is_read():
     # Each variable, set to a bad value, must change the outcome: none is listed but ignored.
     for name in USER_VARIABLES:
         if name == "DATAWORKS_ENDPOINT":
-            assert Settings.from_env({name: "127.0.0.1:1"}).endpoint == "127.0.0.1:1"
-            continue
+            assert Settings.from_env({name: "http://127.0.0.1:1"}).endpoint == "http://127.0.0.1:1"
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: "!"})
+
+
+@pytest.mark.parametrize("endpoint", ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "127.0.0.1"])
+def test_a_loopback_endpoint_without_a_scheme_is_refused_with_the_form_to_use(endpoint):
+    # Before: "127.0.0.1:8080" meant https, so every call to the local emulator (plain http)
+    # failed with a bare TransportError, invocation after invocation.
+    with pytest.raises(ConfigError, match=r"DATAWORKS_ENDPOINT .*write it as http://") as caught:
+        Settings.from_env({"DATAWORKS_ENDPOINT": endpoint})
+    assert f"http://{endpoint}" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["!", "https://x/path", "ftp://x", "http://10.0.0.1:80", "dw.example.com:port", "https://"]
+)
+def test_a_malformed_or_unsafe_endpoint_is_refused_at_start(endpoint):
+    with pytest.raises(ConfigError, match="DATAWORKS_ENDPOINT"):
+        Settings.from_env({"DATAWORKS_ENDPOINT": endpoint})
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["dataworks.example.internal:8443", "dataworks-vpc.cn-hangzhou.aliyuncs.com", "http://127.0.0.1:9"]
+)
+def test_a_remote_host_port_or_a_loopback_url_is_accepted(endpoint):
+    assert Settings.from_env({"DATAWORKS_ENDPOINT": endpoint}).endpoint == endpoint

@@ -302,12 +302,10 @@ def one_rerun_and_one_why_not(dataworks, finals) -> None:
     assert len(carried_out(dataworks, FAILED_ID)) == 2  # both asked; DataWorks refused the second
     winner, loser = sorted((record_for(inv, FAILED_ID) for inv in finals), key=lambda r: r["success"] is not True)
     assert (winner["decision"], winner["success"]) == ("rerun", True)
-    # DataWorks refuses a rerun of an instance that is no longer finished (it is Running now).
-    # LEAD: once the dwquota branch is merged (a refusal after a moved RunNumber is read as
-    # "already rerun"), tighten this to: (loser["decision"], loser["reason"]) == ("skip", "already-rerun").
-    refused = (loser["decision"], loser["success"]) == ("rerun", False) and "is Running" in loser["message"]
-    already = (loser["decision"], loser["success"], loser["reason"]) == ("skip", None, "already-rerun")
-    assert refused or already, loser
+    # DataWorks refused the second rerun (the instance is Running now); the function read the
+    # instance again, saw RunNumber move on past the failed run, and says so.
+    assert (loser["decision"], loser["success"], loser["reason"]) == ("skip", None, "already-rerun"), loser
+    assert "past run 1" in loser["message"]
 
 
 def test_two_copies_handled_at_once_on_two_instances_rerun_once(dataworks, tmp_path):
@@ -352,6 +350,83 @@ def test_two_failure_events_for_one_instance_at_once_rerun_it_once(dataworks, tm
         fn.drain()
     assert [len(h.attempts) for h in handles] == [1, 1]
     one_rerun_and_one_why_not(dataworks, [h.final for h in handles])
+
+
+def test_another_copy_rerunning_between_the_read_and_the_rerun_is_recorded_already_rerun(dataworks, fn):
+    # Two copies of one failure event on two FC instances (no shared memory): both read run 1
+    # Failure; the other copy's rerun lands between this copy's read and its rerun. DataWorks
+    # refuses this one (the instance is Running): read again, RunNumber moved on -> already-rerun.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, concurrent_rerun=1)
+    attempts = publish(fn)
+    assert len(attempts) == 1 and attempts[0].error is None
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("skip", None, "already-rerun")
+    assert "run 2" in record["message"] and "past run 1" in record["message"]
+    assert record["runNumber"] == 2 and record["dataworksRequestId"]
+    # Exactly one rerun started (the other copy's); this copy's call was refused, then checked.
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
+    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]
+
+
+def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    (attempt,) = publish(fn)
+    record = record_for(attempt, FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
+    assert record["message"] == "Instance is locked by another operation."
+    assert [e.action for e in dataworks.journal] == [GET, RERUN, GET]  # checked, not resent
+    assert dataworks.backend.instance(FAILED_ID).run_number == 1
+
+
+def test_a_refusal_whose_explaining_read_fails_until_the_deadline_is_recorded_and_not_retried(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    original_take = dataworks.faults.take
+
+    def take(action):  # every read after the refused rerun fails
+        if action == GET and dataworks.journal.count(action=RERUN):
+            return FaultPlan(kind="server_error")
+        return original_take(action)
+
+    dataworks.faults.take = take
+    attempts = publish(fn)
+    assert len(attempts) == 1 and attempts[0].error is None  # DataWorks' answer stands: no FC retry
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["decision"], record["success"]) == ("rerun", False)
+    assert record["message"] == "Instance is locked by another operation."
+    assert dataworks.journal.count(action=RERUN) == 1
+
+
+def test_a_refusal_whose_explaining_read_is_refused_is_recorded_as_the_refusal(dataworks, fn):
+    from localcloud.dataworks.exceptions import TaskInstanceNotFound
+
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    original_get = dataworks.responses.get_task_instance
+
+    def get_task_instance(params):  # the instance is gone by the time it is read again
+        if dataworks.journal.count(action=RERUN):
+            raise TaskInstanceNotFound(FAILED_ID)
+        return original_get(params)
+
+    dataworks.responses.get_task_instance = get_task_instance
+    (attempt,) = publish(fn)
+    record = record_for(attempt, FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
+    assert record["message"] == "Instance is locked by another operation."
+
+
+def test_the_http_path_records_a_rerun_someone_else_made_first_as_already_rerun(dataworks, tmp_path):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, concurrent_rerun=1)
+    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
+        inv = fn.invoke(http_request(FAILED_ID))
+    answer = json.loads(inv.result["body"])
+    assert inv.result["statusCode"] == 200 and answer["SuccessInfo"] == {}
+    assert answer["Skipped"][str(FAILED_ID)].startswith("already-rerun: already rerun by someone else")
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
 
 
 def test_a_success_event_after_the_failure_event_changes_nothing(dataworks, fn):

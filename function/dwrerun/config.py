@@ -7,8 +7,11 @@ invocation instead of rerunning the wrong thing.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 # The variables this function reads that a user sets (template.yml `environmentVariables`).
 # tests/test_template.py checks that the template sets exactly these.
@@ -94,8 +97,11 @@ class Settings:
             project_env = project_env.capitalize()
         else:
             raise ConfigError(f"{RERUN_PROJECT_ENV} must be 'Prod', 'Dev' or 'any', got {project_env!r}")
+        endpoint = get(DATAWORKS_ENDPOINT)
+        if endpoint is not None:
+            parse_endpoint(endpoint)  # a bad form fails here, at start, not as a TransportError per call
         return cls(
-            endpoint=get(DATAWORKS_ENDPOINT),
+            endpoint=endpoint,
             network=network,
             read_qps=_number(get, DATAWORKS_READ_QPS, defaults.read_qps, minimum=0.1),
             write_qps=_number(get, DATAWORKS_WRITE_QPS, defaults.write_qps, minimum=0.1),
@@ -109,6 +115,68 @@ class Settings:
             chunk_size=int(_number(get, RERUN_CHUNK_SIZE, defaults.chunk_size, minimum=1, integer=True)),
             http_max_ids=int(_number(get, RERUN_HTTP_MAX_IDS, defaults.http_max_ids, minimum=1, integer=True)),
         )
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def parse_endpoint(raw: str) -> tuple[str, str]:
+    """(host[:port], protocol) of a DATAWORKS_ENDPOINT value, or a ConfigError saying which form to use.
+
+    `host[:port]` means https. A loopback host must be given as a URL, `http://127.0.0.1:PORT`:
+    the local emulator speaks plain http, and `127.0.0.1:PORT` read as https made every call fail
+    with a bare TransportError. Plain http is refused for any other host: it would carry the STS
+    token in clear text.
+    """
+    has_scheme = "://" in raw
+    parts = urlsplit(raw if has_scheme else f"https://{raw}")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        parts = None
+    host = parts.hostname if parts else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+        or not (_HOST.fullmatch(host) or _is_ip(host))
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ConfigError(
+            f"{DATAWORKS_ENDPOINT} must be host[:port] (https) or an http(s) URL such as "
+            f"https://dataworks-vpc.cn-hangzhou.aliyuncs.com, got {raw!r}"
+        )
+    if not has_scheme and is_loopback(host):
+        raise ConfigError(
+            f"{DATAWORKS_ENDPOINT} {raw!r} is a loopback address without a scheme, which would mean https; "
+            f"the local DataWorks emulator speaks http: write it as http://{raw}"
+        )
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigError(
+            f"{DATAWORKS_ENDPOINT} may use http:// only for a loopback address (the local emulator), "
+            f"got {raw!r}: use https://"
+        )
+    return parts.netloc, parts.scheme
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _number(get, name: str, default: float, *, minimum: float, integer: bool = False) -> float:

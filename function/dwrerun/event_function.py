@@ -1,8 +1,15 @@
 """The event function: one EventBridge delivery of DataWorks failure events in, records out.
 
-Returns normally whenever retrying cannot help (ignored events, skips, permanent errors), and
-raises `RetryLater` only when DataWorks kept failing transiently: FC then retries the asynchronous
-invocation, which is safe because every retry reads each instance's status before acting.
+Returns normally whenever retrying cannot help (ignored events, skips, permanent errors, and
+DataWorks' daily limit or edition quota used up: `quota-exhausted`), and raises `RetryLater` only
+when DataWorks kept failing transiently: FC then retries the asynchronous invocation, which is
+safe because every retry reads each instance's status before acting.
+
+Duplicates: EventBridge delivers at least once, and two copies of one event may run at the same
+moment on two FC instances (separate processes, no shared memory). What makes that harmless is
+DataWorks' state, not this process: the status guard skips an instance no longer in Failure
+(`not-failed`), and DataWorks refuses a rerun of an instance that is no longer finished, which
+the function reads back as `already-rerun` (rerun.py).
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ from dwrerun.rerun import Job, RetryLater, Target, run
 
 
 class HandledEvents:
-    """CloudEvent ids this warm instance has handled or is handling (EventBridge delivers at least once).
+    """CloudEvent ids this instance's process has handled or is handling: an optimisation only.
 
-    An id is claimed when its handling starts and released if the invocation raises, so FC's
-    retry of the same event is handled, while a concurrent copy of it is not. Bounded: the
-    status guard, not this memory, is what makes a late duplicate harmless.
+    It stays because it is cheap and still useful: FC 3.0's standard runtimes give an instance one
+    invocation at a time, so it never sees two copies at once, but a copy that lands later on the
+    same warm instance is recorded `duplicate-event` without a GetTaskInstance call. No guarantee
+    rests on it: a copy on another instance (or after this one is recycled) is stopped by
+    DataWorks' state (see the module docstring). An id is claimed when its handling starts and
+    released if the invocation raises, so FC's retry of the same event is handled. Bounded.
     """
 
     def __init__(self, size: int = 10_000):
@@ -81,7 +91,9 @@ def handle(event: bytes, context) -> dict:
     except BaseException:
         handled_events.release(claimed)
         raise
-    return _write_all(job, written, started, outcome="done")
+    exhausted = any(r["reason"] == "quota-exhausted" for r in written)
+    # Returned normally even so: FC's retry would meet the same used-up limit.
+    return _write_all(job, written, started, outcome="quota-exhausted" if exhausted else "done")
 
 
 def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:

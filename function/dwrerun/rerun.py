@@ -8,16 +8,25 @@ the invocation's deadline; what is still unfinished then is recorded and `RetryL
 Never rerun twice: when a rerun request may have been carried out without an answer reaching us
 (timeout, reset, 5xx, unreadable body), the instance is read again before anything is resent. A
 RunNumber that moved on means the rerun happened.
+
+Someone else got there first: DataWorks refuses (SuccessInfo Success false) a rerun of an instance
+that is no longer finished, e.g. because another copy of the same failure event, on another FC
+instance, reran it a moment earlier. Every refusal is checked by reading the instance again: a
+RunNumber past the run this call was about is recorded as `already-rerun`, not as a failed rerun.
+
+DataWorks' daily call limit and the edition's quota (Throttling.Api.Risk, Throttling.Resource) end
+the work at once: every unfinished instance is recorded `quota-exhausted`, and nothing is retried.
 """
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dwrerun import pacing, records
 from dwrerun.config import Settings
-from dwrerun.dataworks import DataWorks, DataWorksError
+from dwrerun.dataworks import QUOTA_LIMITS, DataWorks, DataWorksError
 from dwrerun.policy import Decision, Instance, decide
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
@@ -71,6 +80,9 @@ class _Progress:
     lookup_ms: float | None = None
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
+    refused_at_run: int | None = None  # RunNumber when DataWorks refused the rerun (SuccessInfo false)
+    refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
+    refusal_request_id: str | None = None
     error: DataWorksError | None = None
 
 
@@ -92,13 +104,17 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
 
     attempt = 0
     last_error = None
+    quota = _QuotaWatch()
     while True:
         open_items = [p for p in progress if p.record is None]
         if not open_items:
             return [p.record for p in progress]
         try:
-            _look_up(job, dataworks, [p for p in open_items if p.decision is None])
-            _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None])
+            _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
+            _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None], quota)
+            if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
+                _quota_exhausted(job, progress, quota.error)
+                continue
             errors = [p.error for p in progress if p.record is None and p.error is not None]
             if not errors:
                 continue
@@ -113,29 +129,52 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
                 raise pacing.DeadlineReached("no time left for another attempt")
             pacing.sleep(delay)
         except pacing.DeadlineReached as exc:
-            raise _deferred(job, progress, last_error, str(exc)) from None
+            later = _deferred(job, progress, last_error, str(exc))
+            if later is None:  # only refusals were left to explain: DataWorks' answers stand, no retry
+                return [p.record for p in progress]
+            raise later from None
 
 
-def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
+class _QuotaWatch:
+    """The first quota-exhausted answer of the invocation; once seen, no thread starts another call."""
+
+    def __init__(self):
+        self.error: DataWorksError | None = None
+        self._lock = threading.Lock()
+
+    def saw(self, error: DataWorksError) -> None:
+        with self._lock:
+            self.error = self.error or error
+
+
+def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
     if len(items) == 1:
-        _look_up_one(job, dataworks, items[0])
+        _look_up_one(job, dataworks, items[0], quota)
     elif items:
         with ThreadPoolExecutor(min(LOOKUP_THREADS, len(items))) as pool:
-            futures = [pool.submit(_look_up_one, job, dataworks, item) for item in items]
+            futures = [pool.submit(_look_up_one, job, dataworks, item, quota) for item in items]
         for future in futures:
             future.result()  # DeadlineReached surfaces here, in the invocation's own thread
 
 
-def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
+def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> None:
+    if quota.error is not None:
+        return
     item.error = None
     started = pacing.clock()
+    limiter = pacing.limiter("read", job.settings.read_qps)
     try:
-        pacing.limiter("read", job.settings.read_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+        limiter.acquire(job.deadline - MIN_CALL_SECONDS)
         item.attempts += 1
         item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job)))
     except DataWorksError as exc:
-        if exc.transient:
+        _paced(limiter, exc)
+        if exc.quota_exhausted:
+            quota.saw(exc)
+        elif exc.transient:
             item.error = exc
+        elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
+            item.record = _refused(job, item)
         else:
             item.record = _record(
                 job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {exc.message}", exc
@@ -143,8 +182,24 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         return
     finally:
         item.lookup_ms = (pacing.clock() - started) * 1000
+    limiter.passed()
     instance = item.instance
-    if item.sent_at_run is not None and instance.run_number is not None and instance.run_number > item.sent_at_run:
+    if item.refusal is not None:
+        if _moved_on(instance, item.refused_at_run):
+            item.record = _record(
+                job,
+                item,
+                records.SKIP,
+                None,
+                "already-rerun",
+                f"already rerun by someone else: the instance is at run {instance.run_number} ({instance.status}), "
+                f"past run {item.refused_at_run}, so DataWorks refused this rerun ({item.refusal})",
+                dataworks_request_id=item.refusal_request_id,
+            )
+        else:
+            item.record = _refused(job, item)
+        return
+    if _moved_on(instance, item.sent_at_run):
         item.record = _record(
             job,
             item,
@@ -168,7 +223,18 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}")
 
 
-def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
+def _moved_on(instance: Instance, run: int | None) -> bool:
+    """Whether the instance's RunNumber is past `run`: a rerun of that run has started."""
+    return run is not None and instance.run_number is not None and instance.run_number > run
+
+
+def _paced(limiter: pacing.RateLimiter, error: DataWorksError) -> None:
+    """Tell the limiter about a rate-limit answer: it slows down every caller of this instance."""
+    if error.throttled:
+        limiter.throttled(error.retry_after)
+
+
+def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
     # One call per chunk of instances that will start the same run number, so each call's
     # Comment can say which run it starts.
     by_run: dict[int, list[_Progress]] = {}
@@ -177,12 +243,15 @@ def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
     size = job.settings.chunk_size
     for next_run, group in sorted(by_run.items()):
         for start in range(0, len(group), size):
+            if quota.error is not None:  # the daily limit or edition quota: send nothing more
+                return
             chunk = group[start : start + size]
-            _rerun_chunk(job, dataworks, _comment(job, next_run, chunk), chunk)
+            _rerun_chunk(job, dataworks, _comment(job, next_run, chunk), chunk, quota)
 
 
-def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress]) -> None:
-    pacing.limiter("write", job.settings.write_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress], quota: _QuotaWatch) -> None:
+    limiter = pacing.limiter("write", job.settings.write_qps)
+    limiter.acquire(job.deadline - MIN_CALL_SECONDS)
     timeout = _time_left(job)
     for item in chunk:
         item.error = None
@@ -193,8 +262,13 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
             [item.target.instance_id for item in chunk], comment, timeout
         )
     except DataWorksError as exc:
+        _paced(limiter, exc)
+        if exc.quota_exhausted:  # refused before anything happened: nothing to read back
+            quota.saw(exc)
         for item in chunk:
             item.rerun_ms = (pacing.clock() - started) * 1000
+            if exc.quota_exhausted:
+                continue
             if not exc.transient:
                 item.record = _record(
                     job,
@@ -211,6 +285,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
                 item.sent_at_run = item.instance.run_number
                 item.decision = None
         return
+    limiter.passed()
     for item in chunk:
         item.rerun_ms = (pacing.clock() - started) * 1000
         info = success_info.get(str(item.target.instance_id))
@@ -222,23 +297,65 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
             item.sent_at_run = item.instance.run_number
             item.decision = None
             continue
+        if not info["Success"]:
+            # Refused. If someone else reran the instance since it was read (another copy of the
+            # event on another FC instance, an operator), that is why: read it again to tell.
+            item.refusal = str(info.get("Message") or "no message")
+            item.refusal_request_id = request_id
+            item.refused_at_run = item.instance.run_number
+            item.decision = None
+            continue
         item.record = _record(
             job,
             item,
             records.RERUN,
-            info["Success"],
+            True,
             "eligible",
             str(info.get("Message") or ""),
             dataworks_request_id=request_id,
         )
 
 
-def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> RetryLater:
-    """Record every unfinished instance as deferred; the RetryLater to raise with the records."""
+def _refused(job: Job, item: _Progress) -> dict:
+    """The record of a rerun DataWorks refused, when nobody else had rerun the instance."""
+    return _record(
+        job, item, records.RERUN, False, "eligible", item.refusal, dataworks_request_id=item.refusal_request_id
+    )
+
+
+def _quota_exhausted(job: Job, progress: list[_Progress], error: DataWorksError) -> None:
+    """Record every unfinished instance as not rerun because DataWorks' daily limit or edition quota is used up."""
+    limit = QUOTA_LIMITS[error.code]
+    for item in progress:
+        if item.record is not None:
+            continue
+        if item.refusal is not None:
+            item.record = _refused(job, item)
+            continue
+        maybe = " A rerun request may have reached DataWorks before the limit." if item.sent_at_run else ""
+        item.record = _record(
+            job,
+            item,
+            records.SKIP,
+            None,
+            "quota-exhausted",
+            f"not rerun: {limit} is used up ({error.code}); it does not clear within minutes, so this is not "
+            f"retried. Rerun it over HTTP once the limit clears.{maybe}",
+            error,
+        )
+
+
+def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> RetryLater | None:
+    """Record every unfinished instance as deferred; the RetryLater to raise with the records, or
+    None when none was deferred (an unexplained refusal is recorded as the refusal it is)."""
     code = error.code if error else "DeadlineReached"
     then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+    deferred = False
     for item in progress:
-        if item.record is None:
+        if item.record is None and item.refusal is not None:
+            item.record = _refused(job, item)  # DataWorks' answer is known; only its explanation is missing
+        elif item.record is None:
+            deferred = True
             maybe = (
                 " A rerun request may have reached DataWorks; a retry reads the instance first."
                 if item.sent_at_run
@@ -253,6 +370,8 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
                 f"DataWorks kept failing ({code}; {why}): {then}.{maybe}",
                 error,
             )
+    if not deferred:
+        return None
     return RetryLater(f"DataWorks kept failing ({code}); {why}", [p.record for p in progress], error)
 
 
