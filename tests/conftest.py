@@ -12,6 +12,7 @@ import pytest
 from localcloud.acs3 import Credentials
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.fc import FunctionCompute
+from localcloud.fcfunction import Function
 
 pytest_plugins = ["secrets_audit"]
 
@@ -95,6 +96,32 @@ def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="py
         logstore=str(tmp_path / "logstore.jsonl"),
     )
     return fn
+
+
+# The process model's instances cannot be patched from here: each runs this before its first
+# invocation, so its retries take the clock's word for a wait, as in fresh_instance_state below.
+NO_BACKOFF_SLEEP = "from dwrerun import pacing\npacing.sleep = lambda seconds: None\n"
+
+
+def make_instances(
+    dataworks, tmp_path, reserved_concurrency=2, handler="index.handle_event", timeout=30, retries=3, **env
+) -> Function:
+    """The function as FC 3.0 runs it: up to `reserved_concurrency` instance processes, an
+    asynchronous queue and FC's retries (localcloud.fcfunction)."""
+    return Function(
+        handler=handler,
+        code_dir=str(FUNCTION_DIR),
+        runtime="python3.12",
+        timeout=timeout,
+        function_name="dwrerun-event" if handler.endswith("event") else "dwrerun-http",
+        region="cn-hangzhou",
+        env=function_env(dataworks, **env),
+        credentials=CREDS,
+        logstore=str(tmp_path / "logstore.jsonl"),
+        reserved_concurrency=reserved_concurrency,
+        max_async_retry_attempts=retries,
+        instance_setup=NO_BACKOFF_SLEEP,
+    )
 
 
 @pytest.fixture(autouse=True)
