@@ -156,6 +156,14 @@ def test_event_source_picks_either_the_custom_bus_rule_or_the_fc_trigger():
     assert props(render(spec), "infra")["parameters"]["EventSource"] == spec["vars"]["eventSource"]
 
 
+def test_default_bus_trigger_invokes_the_event_function_asynchronously():
+    # On an FC 3.0 eventbridge trigger, asyncInvocationType false means asynchronous (the current
+    # FC 3.0 trigger page and the fc20230330 SDK's model docs; older pages said the opposite).
+    # Asynchronous is what lets FC queue the events and retry a raising handler.
+    (trigger,) = props(render(load(), eventSource="default-bus"), "event")["triggers"]
+    assert trigger["triggerConfig"]["asyncInvocationType"] is False
+
+
 def test_fc_trigger_and_custom_bus_rule_filter_the_same_events():
     spec = render(load(), eventSource="default-bus")
     (trigger,) = props(spec, "event")["triggers"]
@@ -208,9 +216,18 @@ def test_role_policy_grants_exactly_the_dataworks_actions_the_code_calls_and_sls
     assert actions == {f"dataworks:{a}" for a in ACTIONS} | {SLS_WRITE}
 
 
+def test_every_policy_statement_gives_action_and_resource_as_lists():
+    # ROS types a RAM policy statement's Action and Resource as lists: a bare string is refused
+    # (tests/test_ros_spec.py checks the same against the ROS resource specification).
+    for statement in role_statements(load()):
+        assert isinstance(statement["Action"], list)
+        assert isinstance(statement["Resource"], list)
+
+
 def test_sls_write_is_scoped_to_the_functions_logstore():
     (sls,) = [s for s in role_statements(load()) if SLS_WRITE in s["Action"]]
-    parts = sls["Resource"]["Fn::Join"][1]
+    (arn,) = sls["Resource"]
+    parts = arn["Fn::Join"][1]
     assert parts[0] == "acs:log:"
     assert {"Ref": "ALIYUN::Region"} in parts and {"Ref": "ALIYUN::AccountId"} in parts
     assert parts[-2:] == ["/logstore/", {"Ref": "Logstore"}]
@@ -292,6 +309,9 @@ def test_rule_targets_the_event_function_asynchronously():
     params = {p["ResourceKey"]: p for p in target["ParamList"]}
     assert params["InvocationType"]["Value"] == "Async"
     assert params["Body"]["Form"] == "ORIGINAL"
+    # DataFormat is a required FC-target parameter (EventBridge's event-target page): Object
+    # delivers each event as one JSON object, the shape the function parses.
+    assert params["DataFormat"] == {"ResourceKey": "DataFormat", "Form": "CONSTANT", "Value": "Object"}
     assert target["PushRetryStrategy"] == {"Ref": "PushRetryStrategy"}
     assert isinstance(rule["FilterPattern"], dict), "ROS wants the pattern as an object"
 
