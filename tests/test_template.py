@@ -230,7 +230,7 @@ def test_sls_write_is_scoped_to_the_functions_logstore():
     parts = arn["Fn::Join"][1]
     assert parts[0] == "acs:log:"
     assert {"Ref": "ALIYUN::Region"} in parts and {"Ref": "ALIYUN::AccountId"} in parts
-    assert parts[-2:] == ["/logstore/", {"Ref": "Logstore"}]
+    assert parts[-2:] == ["/logstore/", {"Ref": "LogstoreName"}]
 
 
 def test_inline_ros_template_holds_no_serverless_devs_expression():
