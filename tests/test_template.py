@@ -24,6 +24,7 @@ from localcloud.eventbridge import matches
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yml"
+README = ROOT / "README.md"
 SHARED = ROOT.parent / "shared"
 SCHEMA = SHARED / "fc3" / "schema.json"
 SAMPLES = SHARED / "samples"
@@ -186,10 +187,61 @@ def test_default_settings_are_ones_the_function_accepts_and_match_the_codes_defa
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_each_function_is_held_to_one_instance_by_default(name):
-    # The QPS limits are per instance: the sizing in the README assumes one instance per function.
-    function = props(render(load()), name)
-    assert function["concurrencyConfig"]["reservedConcurrency"] == function["instanceConcurrency"]
+def test_each_function_serves_one_invocation_per_instance(name):
+    # FC 3.0's standard runtimes have no instance concurrency: the sizing counts one invocation,
+    # and one limiter, per instance.
+    assert props(render(load()), name)["instanceConcurrency"] == 1
+
+
+def test_no_instance_concurrency_above_one_anywhere_in_the_template():
+    values = re.findall(r"instanceConcurrency:\s*(\S+)", TEMPLATE.read_text())
+    assert values and set(values) == {"1"}
+
+
+def _sizing_table() -> dict[str, dict[str, float]]:
+    """README, "Sizing the QPS limits and instance counts": its table, by edition."""
+    section = README.read_text().split("### Sizing the QPS limits and instance counts", 1)[1].split("\n#", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip().strip("`") for cell in rows[0]]
+    table = {}
+    for row in rows[1:]:
+        cells = dict(zip(header, (cell.strip() for cell in row), strict=True))
+        table[cells["edition"]] = {
+            "quota": [float(n) for n in re.findall(r"[\d.]+", cells["quota"])],
+            "event": int(cells["eventReservedConcurrency"]),
+            "http": int(cells["httpReservedConcurrency"]),
+            "read": float(cells["DATAWORKS_READ_QPS"]),
+            "write": float(cells["DATAWORKS_WRITE_QPS"]),
+            "total": [float(n) for n in re.findall(r"[\d.]+", cells["whole deployment at most"])],
+        }
+    return table
+
+
+def test_quota_sizing_is_the_same_in_the_template_the_code_and_the_readme_and_within_90_percent():
+    # GIVEN the defaults three places state: template vars, the code's defaults, the README table
+    spec = render(load())
+    instances = {name: props(spec, name)["concurrencyConfig"]["reservedConcurrency"] for name in FUNCTIONS}
+    rates = {props(spec, name)["environmentVariables"][config.DATAWORKS_READ_QPS] for name in FUNCTIONS}
+    writes = {props(spec, name)["environmentVariables"][config.DATAWORKS_WRITE_QPS] for name in FUNCTIONS}
+    ((read,), (write,)) = (rates, writes)  # both functions run with one per-instance rate
+    table = _sizing_table()
+    (default,) = [row for edition, row in table.items() if "the defaults" in edition]
+    # THEN all three agree
+    template = {"event": instances["event"], "http": instances["http"], "read": float(read), "write": float(write)}
+    code = {"read": config.Settings().read_qps, "write": config.Settings().write_qps}
+    assert {k: default[k] for k in template} == template
+    assert {k: default[k] for k in code} == code
+    # AND every row keeps the sum over both functions of instances x rate within 90% of its quota
+    for edition, row in table.items():
+        count = row["event"] + row["http"]
+        if len(row["quota"]) == 2:  # reads and writes metered apart (Enterprise: 50 and 20)
+            expected = [count * row["read"], count * row["write"]]
+            assert all(used <= 0.9 * quota + 1e-9 for used, quota in zip(expected, row["quota"], strict=True)), edition
+        else:  # one limit for both kinds of call (5 calls/s)
+            expected = [count * (row["read"] + row["write"])]
+            assert expected[0] <= 0.9 * row["quota"][0] + 1e-9, edition
+        assert row["total"] == pytest.approx(expected), f"{edition}: the stated total is not the arithmetic"
+    assert [50, 20] in [row["quota"] for row in table.values()] and [5] in [row["quota"] for row in table.values()]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
