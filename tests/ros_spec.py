@@ -26,6 +26,7 @@ import os
 import re
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 # jsii prints a banner on every start while the machine's Node is past its end of life; this
@@ -95,13 +96,13 @@ NO_VALUE = _NoValue()
 class Stack:
     """One ROS stack built from an inline template for one set of parameter values."""
 
-    def __init__(self, template: dict, parameters: dict[str, str], classes: dict, names: dict):
+    def __init__(self, template: dict, parameters: dict[str, str], classes: dict, names: dict, outdir: str):
         self.template = template
         self.classes = classes
         self.names = names
         self.values = {name: self._parameter_value(name, parameters) for name in template.get("Parameters", {})}
         self.conditions = {name: self._condition(expr) for name, expr in template.get("Conditions", {}).items()}
-        self.app = core.App()
+        self.app = core.App(outdir=outdir)  # the synthesised files; default: a new temp dir each time
         self.stack = core.Stack(self.app, "infra")
         kinds = {"String": core.RosParameterType.STRING, "Number": core.RosParameterType.NUMBER}
         self.parameters = {}
@@ -247,12 +248,13 @@ def main() -> None:
     cases = json.load(sys.stdin)
     classes, names = resource_classes(), property_names()
     results = {}
-    for case in cases:
-        try:
-            built = Stack(case["template"], case["parameters"], classes, names).build()
-            results[case["name"]] = {"resources": built, "error": None}
-        except TemplateError as exc:
-            results[case["name"]] = {"resources": None, "error": str(exc)}
+    with tempfile.TemporaryDirectory(prefix="ros-spec-") as outdir:
+        for number, case in enumerate(cases):
+            try:
+                stack = Stack(case["template"], case["parameters"], classes, names, f"{outdir}/{number}")
+                results[case["name"]] = {"resources": stack.build(), "error": None}
+            except TemplateError as exc:
+                results[case["name"]] = {"resources": None, "error": str(exc)}
     json.dump(results, sys.stdout)
 
 
