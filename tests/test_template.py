@@ -348,7 +348,9 @@ def test_every_record_field_the_code_writes_is_indexed():
     instance = records.instance_record(
         instance_id=1, decision=records.RERUN, success=True, message="", reason="", trigger="http", request_id=""
     )
-    summary = records.summary_record(trigger="http", request_id="", records=[instance], duration_ms=1.0)
+    summary = records.summary_record(
+        trigger="http", request_id="", records=[instance], duration_ms=1.0, dryRunMode=False, outcome="done"
+    )
     assert set(instance) - indexed == set()
     assert set(summary) - indexed == set()
 

@@ -1,14 +1,17 @@
 """The one place that writes records: one line of pure JSON on stdout per decision.
 
 FC ships stdout to the function's Logstore line by line and keeps a line that is pure JSON as
-JSON, so SLS can index every field (template.yml creates the index). Records are built from
-plain values only: nothing here ever sees a credential.
+JSON, so SLS can index every field (template.yml creates the index). The fields, their order and
+their index types are defined once, in schema.py: a record carries exactly those. Records are
+built from plain values only: nothing here ever sees a credential.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+from . import schema
 
 RERUN = "rerun"
 SKIP = "skip"
@@ -37,29 +40,32 @@ def instance_record(
     rerun_ms: float | None = None,
 ) -> dict:
     """One instance's decision and outcome. `instance` is the policy.Instance read, if any."""
-    return {
-        "kind": "instance",
-        "instanceId": instance_id,
-        "decision": decision,
-        "success": success,
-        "message": message,
-        "reason": reason,
-        "trigger": trigger,
-        "requestId": request_id,
-        "eventId": event_id,
-        "runNumber": getattr(instance, "run_number", None),
-        "projectId": getattr(instance, "project_id", None),
-        "taskId": getattr(instance, "task_id", None),
-        "taskName": getattr(instance, "task_name", None),
-        "projectEnv": getattr(instance, "project_env", None),
-        "status": getattr(instance, "status", None),
-        "errorCode": error_code,
-        "dataworksRequestId": dataworks_request_id,
-        "comment": comment,
-        "attempts": attempts,
-        "lookupMs": _ms(lookup_ms),
-        "rerunMs": _ms(rerun_ms),
-    }
+    return _shaped(
+        schema.INSTANCE_NAMES,
+        {
+            "kind": "instance",
+            "instanceId": instance_id,
+            "decision": decision,
+            "success": success,
+            "message": message,
+            "reason": reason,
+            "trigger": trigger,
+            "requestId": request_id,
+            "eventId": event_id,
+            "runNumber": getattr(instance, "run_number", None),
+            "projectId": getattr(instance, "project_id", None),
+            "taskId": getattr(instance, "task_id", None),
+            "taskName": getattr(instance, "task_name", None),
+            "projectEnv": getattr(instance, "project_env", None),
+            "status": getattr(instance, "status", None),
+            "errorCode": error_code,
+            "dataworksRequestId": dataworks_request_id,
+            "comment": comment,
+            "attempts": attempts,
+            "lookupMs": _ms(lookup_ms),
+            "rerunMs": _ms(rerun_ms),
+        },
+    )
 
 
 def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
@@ -67,19 +73,35 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
     counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0}
     for record in records:
         counts[record["decision"]] += 1
-    return {
-        "kind": "summary",
-        "trigger": trigger,
-        "requestId": request_id,
-        "instances": len(records),
-        "rerun": counts[RERUN],
-        "rerunSucceeded": sum(1 for r in records if r["decision"] == RERUN and r["success"] is True),
-        "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
-        "skipped": counts[SKIP],
-        "dryRun": counts[DRY_RUN],
-        "durationMs": _ms(duration_ms),
-        **extra,
-    }
+    return _shaped(
+        schema.SUMMARY_NAMES,
+        {
+            "kind": "summary",
+            "trigger": trigger,
+            "requestId": request_id,
+            "instances": len(records),
+            "rerun": counts[RERUN],
+            "rerunSucceeded": sum(1 for r in records if r["decision"] == RERUN and r["success"] is True),
+            "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
+            "skipped": counts[SKIP],
+            "dryRun": counts[DRY_RUN],
+            "durationMs": _ms(duration_ms),
+            **extra,
+        },
+        optional=schema.SUMMARY_OPTIONAL,
+    )
+
+
+def _shaped(names: tuple[str, ...], values: dict, optional: frozenset[str] = frozenset()) -> dict:
+    """The record with exactly the schema's fields, in its order. A field outside the schema is a
+    bug that would go unindexed (and unqueried): refuse it, loudly, in every test that writes it."""
+    unknown = set(values) - set(names)
+    missing = set(names) - set(values) - optional
+    if unknown or missing:
+        raise ValueError(
+            f"record fields differ from dwrerun/schema.py: unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+    return {name: values[name] for name in names if name in values}
 
 
 def write_invocation(written: list[dict], **summary_fields) -> dict:
