@@ -40,32 +40,30 @@ def instance_record(
     rerun_ms: float | None = None,
 ) -> dict:
     """One instance's decision and outcome. `instance` is the policy.Instance read, if any."""
-    return _shaped(
-        schema.INSTANCE_NAMES,
-        {
-            "kind": "instance",
-            "instanceId": instance_id,
-            "decision": decision,
-            "success": success,
-            "message": message,
-            "reason": reason,
-            "trigger": trigger,
-            "requestId": request_id,
-            "eventId": event_id,
-            "runNumber": getattr(instance, "run_number", None),
-            "projectId": getattr(instance, "project_id", None),
-            "taskId": getattr(instance, "task_id", None),
-            "taskName": getattr(instance, "task_name", None),
-            "projectEnv": getattr(instance, "project_env", None),
-            "status": getattr(instance, "status", None),
-            "errorCode": error_code,
-            "dataworksRequestId": dataworks_request_id,
-            "comment": comment,
-            "attempts": attempts,
-            "lookupMs": _ms(lookup_ms),
-            "rerunMs": _ms(rerun_ms),
-        },
-    )
+    record = {
+        "kind": "instance",
+        "instanceId": instance_id,
+        "decision": decision,
+        "success": success,
+        "message": message,
+        "reason": reason,
+        "trigger": trigger,
+        "requestId": request_id,
+        "eventId": event_id,
+        "runNumber": getattr(instance, "run_number", None),
+        "projectId": getattr(instance, "project_id", None),
+        "taskId": getattr(instance, "task_id", None),
+        "taskName": getattr(instance, "task_name", None),
+        "projectEnv": getattr(instance, "project_env", None),
+        "status": getattr(instance, "status", None),
+        "errorCode": error_code,
+        "dataworksRequestId": dataworks_request_id,
+        "comment": comment,
+        "attempts": attempts,
+        "lookupMs": _ms(lookup_ms),
+        "rerunMs": _ms(rerun_ms),
+    }
+    return _shaped(record, schema.INSTANCE_NAMES)
 
 
 def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
@@ -73,35 +71,31 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
     counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0}
     for record in records:
         counts[record["decision"]] += 1
-    return _shaped(
-        schema.SUMMARY_NAMES,
-        {
-            "kind": "summary",
-            "trigger": trigger,
-            "requestId": request_id,
-            "instances": len(records),
-            "rerun": counts[RERUN],
-            "rerunSucceeded": sum(1 for r in records if r["decision"] == RERUN and r["success"] is True),
-            "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
-            "skipped": counts[SKIP],
-            "dryRun": counts[DRY_RUN],
-            "durationMs": _ms(duration_ms),
-            **extra,
-        },
-        optional=schema.SUMMARY_OPTIONAL,
-    )
+    record = {
+        "kind": "summary",
+        "trigger": trigger,
+        "requestId": request_id,
+        "instances": len(records),
+        "rerun": counts[RERUN],
+        "rerunSucceeded": sum(1 for r in records if r["decision"] == RERUN and r["success"] is True),
+        "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
+        "skipped": counts[SKIP],
+        "dryRun": counts[DRY_RUN],
+        "durationMs": _ms(duration_ms),
+        **extra,
+    }
+    return _shaped(record, schema.SUMMARY_NAMES, optional=schema.SUMMARY_OPTIONAL)
 
 
-def _shaped(names: tuple[str, ...], values: dict, optional: frozenset[str] = frozenset()) -> dict:
-    """The record with exactly the schema's fields, in its order. A field outside the schema is a
-    bug that would go unindexed (and unqueried): refuse it, loudly, in every test that writes it."""
-    unknown = set(values) - set(names)
-    missing = set(names) - set(values) - optional
+def _shaped(record: dict, names: tuple[str, ...], optional: frozenset[str] = frozenset()) -> dict:
+    """The record with exactly the schema's fields, in its order. A field outside the schema
+    would be written but never indexed nor queried: refuse it, in every test that writes it."""
+    unknown, missing = set(record) - set(names), set(names) - set(record) - optional
     if unknown or missing:
         raise ValueError(
             f"record fields differ from dwrerun/schema.py: unknown {sorted(unknown)}, missing {sorted(missing)}"
         )
-    return {name: values[name] for name in names if name in values}
+    return {name: record[name] for name in names if name in record}
 
 
 def write_invocation(written: list[dict], **summary_fields) -> dict:
