@@ -104,7 +104,11 @@ class Stack:
         self.conditions = {name: self._condition(expr) for name, expr in template.get("Conditions", {}).items()}
         self.app = core.App(outdir=outdir)  # the synthesised files; default: a new temp dir each time
         self.stack = core.Stack(self.app, "infra")
-        kinds = {"String": core.RosParameterType.STRING, "Number": core.RosParameterType.NUMBER}
+        kinds = {
+            "String": core.RosParameterType.STRING,
+            "Number": core.RosParameterType.NUMBER,
+            "CommaDelimitedList": core.RosParameterType.COMMA_DELIMITED_LIST,
+        }
         self.parameters = {}
         for name, spec in template.get("Parameters", {}).items():
             if spec["Type"] not in kinds:
@@ -120,6 +124,8 @@ class Stack:
             raise TemplateError(f"parameter {name} has no value and no default")
         if "AllowedValues" in spec and value not in spec["AllowedValues"]:
             raise TemplateError(f"parameter {name}={value!r} is not one of {spec['AllowedValues']}")
+        if "AllowedPattern" in spec and not re.search(spec["AllowedPattern"], value):
+            raise TemplateError(f"parameter {name}={value!r} does not match {spec['AllowedPattern']}")
         if spec["Type"] == "Number":
             value = float(value)
             if not spec.get("MinValue", value) <= value <= spec.get("MaxValue", value):
@@ -223,8 +229,10 @@ class Stack:
             return getattr(core.RosPseudo, snake(name.removeprefix("ALIYUN::")))
         if name in self.parameters:
             parameter = self.parameters[name]
-            number = self.template["Parameters"][name]["Type"] == "Number"
-            return parameter.value_as_number if number else parameter.value_as_string
+            kind = self.template["Parameters"][name]["Type"]
+            if kind == "Number":
+                return parameter.value_as_number
+            return parameter.value_as_list if kind == "CommaDelimitedList" else parameter.value_as_string
         resource = self._resource(name)
         if resource is None:
             raise TemplateError(f"Ref to {name}, which is not created with these parameters")
@@ -241,6 +249,12 @@ class Stack:
         if set(node) == {"Fn::If"}:
             condition, when_true, when_false = node["Fn::If"]
             return self._rendered(when_true if self.conditions[condition] else when_false)
+        if set(node) == {"Fn::Join"}:
+            delimiter, parts = node["Fn::Join"]
+            parts = self._rendered(parts)
+            if all(isinstance(part, str) for part in parts):
+                return delimiter.join(parts)  # the packages join literals themselves, as ROS would
+            return {"Fn::Join": [delimiter, parts]}
         return {k: v for k, v in ((k, self._rendered(v)) for k, v in node.items()) if v is not NO_VALUE}
 
 

@@ -25,11 +25,28 @@ CHECKER = Path(__file__).with_name("ros_spec.py")
 # Where `make test` installs requirements-ros.txt; ROS_CDK_PYTHON names another interpreter.
 ROS_PYTHON = Path(os.environ.get("ROS_CDK_PYTHON", ROOT / ".venv" / "ros" / "bin" / "python"))
 DEAD_LETTER_QUEUE = "acs:mns:cn-hangzhou:123456789012:/queues/dwrerun-dlq/messages"
+WEBHOOK = "https://robot.example.invalid/send?access_token=not-a-real-token"
+ALERTS = {
+    "CapReachedAlert": "alertCapReached",
+    "NotRetryableAlert": "alertNotRetryable",
+    "RerunRefusedAlert": "alertRerunRefused",
+    "QuotaExhaustedAlert": "alertQuotaExhausted",
+    "ConfigErrorAlert": "alertConfigError",
+}
 # Together these take every ROS condition and Fn::If branch of the template.
 SCENARIOS = {
     "custom-bus": {"eventSource": "custom-bus"},
     "custom-bus-with-dead-letter-queue": {"eventSource": "custom-bus", "deadLetterQueueArn": DEAD_LETTER_QUEUE},
     "default-bus": {"eventSource": "default-bus"},
+    "alerts-to-dingtalk": {"alertChannel": "dingtalk", "alertWebhook": WEBHOOK},
+    "alerts-to-lark": {"alertChannel": "lark", "alertWebhook": WEBHOOK},
+    "alerts-to-wecom": {"alertChannel": "wecom", "alertWebhook": WEBHOOK},
+    "alerts-by-email": {"alertChannel": "email", "alertEmails": "oncall@example.com,data@example.com"},
+    "one-alert-through-an-action-policy": {
+        **{switch: "false" for switch in ALERTS.values()},
+        "alertQuotaExhausted": "true",
+        "alertActionPolicyId": "dwrerun-oncall",
+    },
 }
 
 
@@ -108,14 +125,28 @@ def results() -> dict:
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_every_ros_resource_satisfies_the_ros_resource_specification(results, scenario):
     result = results[scenario]
+    variables = {**load()["vars"], **SCENARIOS[scenario]}
     assert result["error"] is None, result["error"]
-    expected = {"LogProject", "Logstore", "Index", "FunctionRole"}
-    if SCENARIOS[scenario]["eventSource"] == "custom-bus":
-        expected.add("FailureRule")
-    assert set(result["resources"]) == expected
+    built = result["resources"]
+    expected = {"LogProject", "Logstore", "Index", "FunctionRole", "Dashboard"}
+    expected |= {"FailureRule"} if variables["eventSource"] == "custom-bus" else set()
+    expected |= {alert for alert, switch in ALERTS.items() if variables[switch] == "true"}
+    assert set(built) == expected
     if "deadLetterQueueArn" in SCENARIOS[scenario]:
-        (target,) = result["resources"]["FailureRule"]["Targets"]
+        (target,) = built["FailureRule"]["Targets"]
         assert target["DeadLetterQueue"] == {"Arn": {"Ref": "DeadLetterQueueArn"}}
+    for alert in expected & set(ALERTS):
+        configuration = built[alert]["Detail"]["Configuration"]
+        channels = {"dingtalk": "DingTalk", "lark": "Webhook", "wecom": "Webhook", "email": "Email"}
+        if variables["alertChannel"] == "none":
+            assert "NotificationList" not in configuration
+        else:
+            (notification,) = configuration["NotificationList"]
+            assert notification["Type"] == channels[variables["alertChannel"]]
+        policy = configuration["PolicyConfiguration"]
+        assert policy.get("ActionPolicyId") == (
+            {"Ref": "AlertActionPolicyId"} if variables["alertActionPolicyId"] else None
+        )
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,9 @@ _WHOLE = re.compile(r"^\$\{([^{}]+)\}$")
 _EMBEDDED = re.compile(r"\$\{([^{}]+)\}")
 # The one conditional the template uses: ${(vars.a == 'x') ? vars.b : []}
 _CONDITION = re.compile(r"^\(vars\.(\w+) == '([^']*)'\) \? vars\.(\w+) : \[\]$")
+# The deploying shell's environment, with a default: ${env('NAME', '')} (without one, `s` fails
+# when NAME is unset; both seen with @serverless-devs/s 3.1.10 `s preview`).
+_ENV = re.compile(r"^env\('(\w+)', '([^']*)'\)$")
 
 
 def load() -> dict:
@@ -53,6 +56,9 @@ def render(spec: dict, **overrides) -> dict:
     variables = {**spec["vars"], **overrides}
 
     def evaluate(expression: str):
+        env = _ENV.match(expression)
+        if env:
+            return os.environ.get(env.group(1), env.group(2))
         condition = _CONDITION.match(expression)
         if condition:
             name, literal, chosen = condition.groups()
