@@ -1,14 +1,17 @@
 """The one place that writes records: one line of pure JSON on stdout per decision.
 
 FC ships stdout to the function's Logstore line by line and keeps a line that is pure JSON as
-JSON, so SLS can index every field (template.yml creates the index). Records are built from
-plain values only: nothing here ever sees a credential.
+JSON, so SLS can index every field (template.yml creates the index). The fields, their order and
+their index types are defined once, in schema.py: a record carries exactly those. Records are
+built from plain values only: nothing here ever sees a credential.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+
+from . import schema
 
 RERUN = "rerun"
 SKIP = "skip"
@@ -47,7 +50,7 @@ def instance_record(
     task): the scheduling record and the delayed invocation's record both carry it, and the
     delayed one also the original `eventId`, so SLS joins the two.
     """
-    return {
+    record = {
         "kind": "instance",
         "instanceId": instance_id,
         "decision": decision,
@@ -74,6 +77,7 @@ def instance_record(
         "asyncTaskId": async_task_id,
         "scheduleErrorCode": schedule_error_code,
     }
+    return _shaped(record, schema.INSTANCE_NAMES)
 
 
 def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
@@ -81,7 +85,7 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
     counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0, SCHEDULED: 0}
     for record in records:
         counts[record["decision"]] += 1
-    return {
+    record = {
         "kind": "summary",
         "trigger": trigger,
         "requestId": request_id,
@@ -95,6 +99,18 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
         "durationMs": _ms(duration_ms),
         **extra,
     }
+    return _shaped(record, schema.SUMMARY_NAMES, optional=schema.SUMMARY_OPTIONAL)
+
+
+def _shaped(record: dict, names: tuple[str, ...], optional: frozenset[str] = frozenset()) -> dict:
+    """The record with exactly the schema's fields, in its order. A field outside the schema
+    would be written but never indexed nor queried: refuse it, in every test that writes it."""
+    unknown, missing = set(record) - set(names), set(names) - set(record) - optional
+    if unknown or missing:
+        raise ValueError(
+            f"record fields differ from dwrerun/schema.py: unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+    return {name: record[name] for name in names if name in record}
 
 
 def write_invocation(written: list[dict], **summary_fields) -> dict:
