@@ -6,9 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo serve test bench build deploy clean
 
-$(STAMP): function/requirements.txt requirements-dev.txt
+# .venv/ros: the ROS CDK packages of tests/test_ros_spec.py, apart because they conflict with the
+# runtime pins (requirements-ros.txt says why).
+$(STAMP): function/requirements.txt requirements-dev.txt requirements-ros.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)/ros
+	$(VENV)/ros/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-ros.txt
 	touch $(STAMP)
 
 demo: $(STAMP)

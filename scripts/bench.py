@@ -320,6 +320,8 @@ def bench_manual_rerun(emulator, rounds: int, id_count: int) -> dict:
         "DATAWORKS_READ_QPS": str(READ_QPS),
         "DATAWORKS_WRITE_QPS": str(WRITE_QPS),
         "RERUN_READ_LOGS": "false",  # the engine's figures: the failure-rules figure measures logs
+        # These figures are of immediate reruns; scripts/bench_schedule.py measures scheduled ones.
+        "RERUN_BACKOFF_BASE_SECONDS": "0",
     }
     function = FunctionCompute(
         handler="index.handle_http",
@@ -464,6 +466,8 @@ def fc_environment(emulator) -> dict[str, str]:
         # The engine's figures compare with floors making the same two calls: no log read here
         # (bench_failure_rules measures it).
         "RERUN_READ_LOGS": "false",
+        # These figures are of immediate reruns; scripts/bench_schedule.py measures scheduled ones.
+        "RERUN_BACKOFF_BASE_SECONDS": "0",
     }
 
 

@@ -3,8 +3,10 @@
     python bench_burst_child.py <mode> '<json settings>'
 
 Modes (each prints one `BENCH {json}` line last):
-- burst:   one warm FC instance (the local harness) takes `count` failure events at once, with
-           `concurrency` threads; reports wall time, CPU time and peak RSS of this process.
+- burst:   one warm FC instance (the in-process harness) takes `count` failure events, one
+           invocation at a time as an FC 3.0 standard-runtime instance serves them (issue 10
+           moves the burst onto localcloud.fcfunction's instances); reports wall time, CPU time
+           and peak RSS of this process.
 - harness: the same harness and burst with a do-nothing handler, to show what the harness
            itself costs in CPU and memory.
 - naive:   the naive peer: per event one GetTaskInstance and one RerunTaskInstances with the
@@ -91,6 +93,7 @@ def harness_function(settings: dict, code_dir: Path, logstore: Path):
             "DATAWORKS_READ_QPS": str(settings["read_qps"]),
             "DATAWORKS_WRITE_QPS": str(settings["write_qps"]),
             "RERUN_READ_LOGS": "false",  # the engine's burst; bench.py's failure-rules figure reads logs
+            "RERUN_BACKOFF_BASE_SECONDS": "0",  # the burst is of immediate reruns
         },
         credentials=Credentials(*settings["credentials"]),
         logstore=str(logstore),
@@ -109,7 +112,7 @@ def burst(settings: dict, code_dir: Path = FUNCTION_DIR) -> dict:
             time.sleep(settings.get("settle", 0.0))  # the warm-up's calls leave the quota's window
             events = [failure_event(first + n, "burst") for n in range(count)]
             started_epoch, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
-            invocations = fn.invoke_many(events, concurrency=settings["concurrency"])
+            invocations = fn.invoke_many(events)
             wall = time.perf_counter() - t0
             cpu = cpu_seconds() - cpu0
             peak = peak_rss_mib()

@@ -2,11 +2,13 @@
 """The quick-start demo: the whole product on the local cloud, in a few seconds, no account.
 
 1. Starts the DataWorks emulator with a seeded workspace (scripts/localcloud/dataworks/seed.json).
-2. Delivers DataWorks failure events to the event function the way an EventBridge rule does
-   (one of them twice, as at-least-once delivery may), through the FC harness.
-3. Lets the reruns finish in the emulator, then makes a manual rerun through the local HTTP
-   gateway, as an operator would with curl.
-4. Prints one row per decision and where the records went.
+2. Delivers DataWorks failure events to the event function the way an EventBridge rule does (one
+   of them twice, as at-least-once delivery may): into the function's asynchronous queue, which
+   runs them as FC 3.0 does, one invocation per instance, each instance its own process, at most
+   reservedConcurrency of them (localcloud.fcfunction).
+3. Makes a manual rerun through the local HTTP gateway, as an operator would with curl, then lets
+   the reruns finish in the emulator.
+4. Prints one row per decision, the instances that ran, and how to query the records.
 
 `--serve` keeps everything running for curl experiments instead, and prints the endpoints.
 """
@@ -28,7 +30,7 @@ sys.path.insert(0, str(HERE))
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
 from localcloud.eventbridge import EventBridge  # noqa: E402
-from localcloud.fc import FunctionCompute  # noqa: E402
+from localcloud.fcfunction import Function  # noqa: E402
 from localcloud.gateway import HttpGateway  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
@@ -46,6 +48,15 @@ FAILURES = [
     (1000012345690, "failed, run 2, another project"),
 ]
 MANUAL_IDS = [1000012345679, 1000012345682, 1000012345680]  # a success (AllAllowed), a running one, a capped one
+# Instances each function may run at once. Small, so the demo's cold starts stay few on a laptop;
+# the deployed value is template.yml's reservedConcurrency.
+RESERVED_CONCURRENCY = 3
+# The records sit JSON-encoded in each Logstore line's "message": these unwrap them.
+RERUN_QUERY_JQ = 'jq -c \'.message | fromjson? | select(type == "object" and .decision == "rerun")\' {path}'
+RERUN_QUERY_PYTHON = (
+    'python3 -c \'import json, sys; [print(m) for m in (json.loads(line)["message"] for line in open(sys.argv[1])) '
+    'if m.startswith("{{") and json.loads(m).get("decision") == "rerun"]\' {path}'
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
 
     with DataWorksEmulator(credentials=[CREDENTIALS], seed=SEED) as dataworks:
-        env = {"DATAWORKS_ENDPOINT": dataworks.url, "DATAWORKS_READ_QPS": "50", "DATAWORKS_WRITE_QPS": "20"}
+        # Reruns at once here; the scheduled part of the demo gives its own delays.
+        env = {
+            "DATAWORKS_ENDPOINT": dataworks.url,
+            "DATAWORKS_READ_QPS": "50",
+            "DATAWORKS_WRITE_QPS": "20",
+            "RERUN_BACKOFF_BASE_SECONDS": "0",
+        }
         event_fn = _function("index.handle_event", "dwrerun-event", env)
         http_fn = _function("index.handle_http", "dwrerun-http", env)
         with event_fn, http_fn, HttpGateway(http_fn) as gateway:
@@ -65,15 +82,24 @@ def main(argv: list[str] | None = None) -> int:
                 return _serve(dataworks, event_fn, gateway)
             rows = _deliver_events(event_fn) + _manual_rerun(gateway)
             ended = dataworks.backend.advance()  # the reruns' runs end as the seed scripts them
+            instances = event_fn.instances
     _print_table(rows)
-    print(f"\nRerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
+    peaks = ", ".join(f"{i.peak_rss_mib:.0f}" for i in instances)
+    print(
+        f"\nThe event function ran on {len(instances)} instances (reservedConcurrency {RESERVED_CONCURRENCY}), "
+        f"each its own process, one invocation at a time; peak memory per instance (MiB): {peaks}"
+    )
+    print(f"Rerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
+    path = f"{LOGS.relative_to(ROOT)}/dwrerun-event.jsonl"
     print(f"Records (one JSON line per decision, as shipped to SLS): {LOGS.relative_to(ROOT)}/*.jsonl")
-    print(f'  e.g.  grep \'"decision":"rerun"\' {LOGS.relative_to(ROOT)}/dwrerun-event.jsonl')
+    print('Each Logstore line holds a record as a JSON string in "message"; the reruns, for example:')
+    print(f"  {RERUN_QUERY_JQ.format(path=path)}")
+    print(f"  {RERUN_QUERY_PYTHON.format(path=path)}")
     return 0
 
 
-def _function(handler: str, name: str, env: dict) -> FunctionCompute:
-    return FunctionCompute(
+def _function(handler: str, name: str, env: dict) -> Function:
+    return Function(
         handler=handler,
         code_dir=str(ROOT / "function"),
         runtime="python3.12",
@@ -83,10 +109,12 @@ def _function(handler: str, name: str, env: dict) -> FunctionCompute:
         env=env,
         credentials=CREDENTIALS,
         logstore=str(LOGS / f"{name}.jsonl"),
+        reserved_concurrency=RESERVED_CONCURRENCY,
+        max_async_retry_attempts=3,
     )
 
 
-def _deliver_events(event_fn: FunctionCompute) -> list[dict]:
+def _deliver_events(event_fn: Function) -> list[dict]:
     failed = json.loads((EVENTS / "dataworks-instance-failed.json").read_text())
     events = []
     for instance_id, _ in FAILURES:
@@ -99,20 +127,22 @@ def _deliver_events(event_fn: FunctionCompute) -> list[dict]:
         events.append((json.loads((EVENTS / name).read_text()), False))
 
     rule = EventBridge(event_fn)
+    # All at once, as a burst of failures arrives: FC spreads them over instances as they free up.
+    handles = [handle for event, twice in events for handle in rule.deliver(event, duplicate=twice)]
+    event_fn.drain()
     rows = []
-    for event, twice in events:
-        for invocation in rule.publish(event, duplicate=twice):
-            rows += [_row(r) for r in invocation.records if r.get("kind") == "instance"]
-            if invocation.error:
-                rows.append(
-                    {
-                        "trigger": "eventbridge",
-                        "instance": "-",
-                        "decision": "error",
-                        "reason": "",
-                        "result": invocation.error["errorMessage"],
-                    }
-                )
+    for invocation in (attempt for handle in handles for attempt in handle.attempts):
+        rows += [_row(r) for r in invocation.records if r.get("kind") == "instance"]
+        if invocation.error:
+            rows.append(
+                {
+                    "trigger": "eventbridge",
+                    "instance": "-",
+                    "decision": "error",
+                    "reason": "",
+                    "result": invocation.error["errorMessage"],
+                }
+            )
     return rows
 
 
@@ -150,7 +180,7 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(row[c].ljust(widths.get(c, 0)) for c in columns))
 
 
-def _serve(dataworks, event_fn: FunctionCompute, gateway: HttpGateway) -> int:
+def _serve(dataworks, event_fn: Function, gateway: HttpGateway) -> int:
     rule = EventBridge(event_fn)
 
     class PublishHandler(BaseHTTPRequestHandler):

@@ -12,6 +12,7 @@ import pytest
 from localcloud.acs3 import Credentials
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.fc import FunctionCompute
+from localcloud.fcfunction import Function
 
 pytest_plugins = ["secrets_audit"]
 
@@ -75,6 +76,8 @@ def function_env(dataworks, **overrides) -> dict:
         "DATAWORKS_READ_QPS": "1000",
         "DATAWORKS_WRITE_QPS": "1000",
         "DATAWORKS_READ_TIMEOUT": "2",
+        # Reruns at once unless a test is about scheduled reruns (tests/test_scheduled_reruns.py).
+        "RERUN_BACKOFF_BASE_SECONDS": "0",
     }
     env.update({k: str(v) for k, v in overrides.items()})
     return env
@@ -95,6 +98,32 @@ def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="py
     return fn
 
 
+# The process model's instances cannot be patched from here: each runs this before its first
+# invocation, so its retries take the clock's word for a wait, as in fresh_instance_state below.
+NO_BACKOFF_SLEEP = "from dwrerun import pacing\npacing.sleep = lambda seconds: None\n"
+
+
+def make_instances(
+    dataworks, tmp_path, reserved_concurrency=2, handler="index.handle_event", timeout=30, retries=3, **env
+) -> Function:
+    """The function as FC 3.0 runs it: up to `reserved_concurrency` instance processes, an
+    asynchronous queue and FC's retries (localcloud.fcfunction)."""
+    return Function(
+        handler=handler,
+        code_dir=str(FUNCTION_DIR),
+        runtime="python3.12",
+        timeout=timeout,
+        function_name="dwrerun-event" if handler.endswith("event") else "dwrerun-http",
+        region="cn-hangzhou",
+        env=function_env(dataworks, **env),
+        credentials=CREDS,
+        logstore=str(tmp_path / "logstore.jsonl"),
+        reserved_concurrency=reserved_concurrency,
+        max_async_retry_attempts=retries,
+        instance_setup=NO_BACKOFF_SLEEP,
+    )
+
+
 @pytest.fixture(autouse=True)
 def fresh_instance_state(mocker):
     """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
@@ -104,10 +133,12 @@ def fresh_instance_state(mocker):
     seam of time) is replaced on the very modules the function will use: tests take the clock's
     word for a wait.
     """
-    from dwrerun import dataworks, event_function, pacing
+    from dwrerun import autorerun, dataworks, event_function, function_compute, pacing
 
     event_function.handled_events = event_function.HandledEvents()
     dataworks._cached = None
+    function_compute._cached = None
+    autorerun.task_cache = autorerun.TaskCache()
     pacing._limiters.clear()
     mocker.patch.object(pacing, "sleep")
 

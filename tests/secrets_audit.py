@@ -3,8 +3,9 @@
 Registered from tests/conftest.py (`pytest_plugins = ["secrets_audit"]`). It looks at:
 - everything pytest captured for the test (stdout, stderr, log records), through the report's
   sections, so no test has to ask for capsys/capfd;
-- every Function Compute invocation the test made (`localcloud.fc.FunctionCompute.invoke`):
-  its stdout/stderr lines (the records), its result (an HTTP response too) and its error;
+- every Function Compute invocation the test made (`localcloud.fc.FunctionCompute.invoke`, and
+  every attempt on the process model, `localcloud.fcfunction.Function.record_attempt`): its
+  stdout/stderr lines (the records), its result (an HTTP response too) and its error;
 - the local Logstore files: *.jsonl under the test's tmp_path, and what the test appended to
   .localcloud/logs/.
 It looks for the secrets and STS tokens of the test credentials (tests/conftest.py CREDS and
@@ -68,16 +69,23 @@ def _read_from(path: Path, offset: int) -> str:
 def secrets_audit(request, monkeypatch):
     """Fails the test (at teardown) if its invocations or Logstore files hold a secret."""
     from localcloud.fc import FunctionCompute
+    from localcloud.fcfunction import Function
 
     invocations = []
     real_invoke = FunctionCompute.invoke
+    real_record = Function.record_attempt
 
     def invoke(self, *args, **kwargs):
         invocation = real_invoke(self, *args, **kwargs)
         invocations.append(invocation)
         return invocation
 
+    def record_attempt(self, invocation):
+        invocations.append(invocation)
+        real_record(self, invocation)
+
     monkeypatch.setattr(FunctionCompute, "invoke", invoke)
+    monkeypatch.setattr(Function, "record_attempt", record_attempt)
     sizes = _log_sizes()
     yield
     found = []

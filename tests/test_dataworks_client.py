@@ -72,6 +72,38 @@ def test_throttling_is_transient_but_not_ambiguous():
     assert error.throttled and not error.ambiguous
 
 
+@pytest.mark.parametrize(
+    ("code", "status", "retry_after", "throttled", "quota_exhausted", "transient"),
+    [
+        ("Throttling.User", 429, None, True, False, True),
+        ("Throttling.Api", 429, None, True, False, True),
+        ("Throttling.System", 429, None, True, False, True),
+        ("Throttling.User", 429, 2000, True, False, True),  # ThrottlingException, retry-after in ms
+        ("Throttling.Api.Risk", 429, None, False, True, False),  # the daily limit
+        ("Throttling.Resource", 429, None, False, True, False),  # the edition's quota
+        ("Throttling.Api.Risk", 429, 1000, False, True, False),  # even with a retry-after
+    ],
+)
+def test_rate_limits_are_retried_and_quota_limits_are_not(
+    code, status, retry_after, throttled, quota_exhausted, transient
+):
+    from alibabacloud_tea_openapi.exceptions import ClientException, ThrottlingException
+
+    from dwrerun.dataworks import _classify
+
+    if retry_after:
+        exc = ThrottlingException(code=code, message="m", status_code=status, retry_after=retry_after)
+    else:
+        exc = ClientException(code=code, message="m", status_code=status, data={"Message": "m"})
+    error = _classify("RerunTaskInstances", exc)
+    assert (error.throttled, error.quota_exhausted, error.transient, error.ambiguous) == (
+        throttled,
+        quota_exhausted,
+        transient,
+        False,
+    )
+
+
 @pytest.fixture
 def canned():
     """A loopback server answering every call with the JSON in `canned.answer` (no signature check)."""
@@ -103,7 +135,9 @@ def canned():
 )
 def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(canned, task_instance):
     # Before: an Id that is not a number crashed the invocation outside the retry loop.
-    from dwrerun.dataworks import DataWorks
+    # Imported here: the FC harness unloads dwrerun between tests, so a module-level
+    # DataWorksError could be another class than the one this client raises.
+    from dwrerun.dataworks import DataWorks, DataWorksError
 
     canned.answer = {"RequestId": "r", "TaskInstance": task_instance}
     client = DataWorks(

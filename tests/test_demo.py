@@ -1,19 +1,55 @@
-"""The quick-start demo runs end to end and shows both paths."""
+"""The quick-start demo runs end to end, shows both paths, and the queries it prints work."""
 
+import json
+import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
+FIRST = "1000012345678"  # delivered twice
 
-def test_the_demo_shows_event_and_manual_reruns():
+
+@pytest.fixture(scope="module")
+def demo():
     result = subprocess.run(
         [sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
-    lines = result.stdout.splitlines()
+    return result
+
+
+def test_the_demo_shows_event_and_manual_reruns(demo):
+    lines = demo.stdout.splitlines()
     assert lines[0].split() == ["trigger", "instance", "decision", "reason", "result"]
-    assert any(line.startswith("eventbridge  1000012345678  rerun") and "rerun ok" in line for line in lines)
-    assert any("duplicate-event" in line for line in lines)
+    first = [line for line in lines if line.startswith(f"eventbridge  {FIRST}") and "not-a-failure" not in line]
+    # Two copies of one failure event on two instances: one rerun, the other says why not.
+    assert len(first) == 2 and sum("rerun ok" in line for line in first) == 1
+    other = next(line for line in first if "rerun ok" not in line)
+    assert any(why in other for why in ("not-failed", "already-rerun", "duplicate-event", "is Running")), other
     assert any(line.startswith("http") and "1000012345679  rerun" in line for line in lines)
-    assert "dwrerun-event.jsonl" in result.stdout
-    assert "demo-secret-local-only" not in result.stdout + result.stderr
+    assert "The event function ran on" in demo.stdout and "reservedConcurrency 3" in demo.stdout
+    assert "dwrerun-event.jsonl" in demo.stdout
+    assert "demo-secret-local-only" not in demo.stdout + demo.stderr
+
+
+def printed_query(demo, program: str) -> str:
+    (command,) = [line.strip() for line in demo.stdout.splitlines() if line.strip().startswith(program + " ")]
+    return command
+
+
+def reruns_found_by(command: str) -> list[dict]:
+    found = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)  # noqa: S602 - the demo's own printed command
+    return [json.loads(line) for line in found.stdout.splitlines()]
+
+
+def test_the_printed_python_query_finds_the_reruns(demo):
+    records = reruns_found_by(printed_query(demo, "python3"))
+    assert records and all(r["kind"] == "instance" and r["decision"] == "rerun" for r in records)
+    assert {str(r["instanceId"]) for r in records if r["success"]} == {FIRST, "1000012345690"}
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
+def test_the_printed_jq_query_finds_the_same_reruns(demo):
+    assert reruns_found_by(printed_query(demo, "jq")) == reruns_found_by(printed_query(demo, "python3"))

@@ -53,11 +53,11 @@ def test_throttle_fault_hits_the_next_calls_only(emu):
     # GIVEN three throttled calls armed
     emu.faults.set("GetTaskInstance", throttle=3, throttle_code="Throttling.User")
     client = make_client(emu)
-    # THEN the generic client raises the 400 throttling error three times, then the call passes
+    # THEN the generic client raises the 429 throttling error three times, then the call passes
     for _ in range(3):
         with pytest.raises(ClientException) as err:
             get(client)
-        assert (err.value.status_code, err.value.code) == (400, "Throttling.User")
+        assert (err.value.status_code, err.value.code) == (429, "Throttling.User")
     assert get(client)["TaskInstance"]["Id"] == FAILED
     assert emu.journal.count(code="Throttling.User") == 3
     assert len(emu.journal.calls("GetTaskInstance")) == 1
@@ -158,6 +158,14 @@ def test_bad_fault_settings_are_refused(emu):
         emu.faults.set("GetTaskInstance", throttle=1, throttle_code="Throttling.Nope")
     with pytest.raises(ValueError, match="read_qps"):
         emu.quota(read_qps=0)
+    with pytest.raises(ValueError, match="daily_limit"):
+        emu.quota(daily_limit=0)
+    with pytest.raises(ValueError, match="neighbour"):
+        emu.quota(read_qps=10, neighbour=1.0)
+    with pytest.raises(ValueError, match="code"):
+        emu.quota(read_qps=10, code="Throttling.Api.Risk")  # a quota limit, not a rate code
+    with pytest.raises(ValueError, match="concurrent_rerun"):
+        emu.faults.set("RerunTaskInstances", concurrent_rerun=-1)
 
 
 def test_quota_throttles_a_caller_that_exceeds_it(emu):
@@ -184,7 +192,7 @@ def test_quota_throttles_a_caller_that_exceeds_it(emu):
     for t in threads:
         t.join()
     # THEN some calls were throttled with the real code, and no one-second window admitted more than the quota
-    assert emu.journal.count(code="Throttling.User", status=400) >= 1
+    assert emu.journal.count(code="Throttling.User", status=429) >= 1
     admitted = sorted(e.time for e in emu.journal.calls("GetTaskInstance"))
     for t in admitted:
         assert sum(1 for u in admitted if t - 1.0 < u <= t) <= quota
@@ -205,3 +213,114 @@ def test_refuse_fault_answers_403_resource_not_authorized_for_that_action_only(e
     assert "Exit code" in log
     assert emu.journal.count(action="GetTaskInstanceLog", fault="refuse", status=403) == 1
     assert len(emu.journal.calls("GetTaskInstanceLog")) == 1  # the refused call never reached the backend
+
+
+# The DataWorks error-code page: every throttling answer is 429, with these messages.
+DOCUMENTED = {
+    "Throttling.User": "Your request is too frequent. Try again later.",
+    "Throttling.Api": "The request for this resource has exceeded your available limit.",
+    "Throttling.System": "The DataWorks system is busy. Try again later.",
+    "Throttling.Api.Risk": "The request for this resource has exceeded your daily available limit.",
+    "Throttling.Resource": "the number of API calls that you can make has reached the upper limit. You can "
+    "upgrade the edition of your DataWorks service to obtain a larger quota for the number of API calls.",
+}
+
+
+@pytest.mark.parametrize("code", sorted(DOCUMENTED))
+def test_every_throttling_code_is_a_429_with_the_documented_message(emu, code):
+    emu.faults.set("GetTaskInstance", throttle=1, throttle_code=code)
+    with pytest.raises(ClientException) as err:
+        get(make_client(emu))
+    assert (err.value.status_code, err.value.code) == (429, code)
+    assert err.value.data["Message"] == DOCUMENTED[code]
+
+
+def test_the_daily_limit_refuses_every_call_once_used_until_the_next_day(emu):
+    # GIVEN a budget of 3 calls a day (reads and writes together, as DataWorks counts them)
+    emu.quota(daily_limit=3)
+    client = make_client(emu)
+    get(client)
+    rerun(client)
+    get(client)
+    assert emu.calls_today == 3
+    # THEN every further call, read or write, is refused with the daily-limit code
+    for call in (get, rerun, get):
+        with pytest.raises(ClientException) as err:
+            call(client)
+        assert (err.value.status_code, err.value.code) == (429, "Throttling.Api.Risk")
+    assert emu.journal.count(code="Throttling.Api.Risk") == 3 and len(emu.journal.calls()) == 3
+    assert emu.backend.instance(FAILED).run_number == 2  # the refused rerun changed nothing
+    # AND a new day gives a new budget
+    emu.new_day()
+    assert get(client)["TaskInstance"]["Id"] == FAILED
+
+
+def test_the_daily_limit_counts_days_by_the_quota_clock(emu):
+    now = [1_767_196_799.0]  # 2025-12-31 23:59:59 China time
+    emu.quota_clock = lambda: now[0]
+    emu.quota(daily_limit=1)
+    client = make_client(emu)
+    get(client)
+    with pytest.raises(ClientException, match="Throttling.Api.Risk"):
+        get(client)
+    now[0] += 1.0  # midnight in China time (inferred: DataWorks' day)
+    assert get(client)["TaskInstance"]["Id"] == FAILED
+
+
+def test_an_exhausted_edition_quota_refuses_everything(emu):
+    emu.quota(read_qps=50, write_qps=20, edition_exhausted=True)
+    client = make_client(emu)
+    for call in (get, rerun):
+        with pytest.raises(ClientException) as err:
+            call(client)
+        assert (err.value.status_code, err.value.code) == (429, "Throttling.Resource")
+    assert emu.journal.calls() == [] and emu.backend.instance(FAILED).run_number == 1
+    emu.quota()
+    assert get(client)["TaskInstance"]["Id"] == FAILED
+
+
+def test_a_neighbour_leaves_the_rest_of_each_rate_limit(emu):
+    # GIVEN 10 reads/s and 5 writes/s, 60% used by another client of the account; time stands still
+    now = [1000.0]
+    emu.quota_clock = lambda: now[0]
+    emu.quota(read_qps=10, write_qps=5, neighbour=0.6)
+    client = make_client(emu)
+    # THEN 4 reads and 2 writes are admitted in one second, the next of each gets 429 Throttling.User
+    for _ in range(4):
+        get(client)
+    with pytest.raises(ClientException, match="Throttling.User"):
+        get(client)
+    rerun(client, f"[{FAILED}]")
+    rerun(client, f"[{FAILED + 1}]")
+    with pytest.raises(ClientException, match="Throttling.User"):
+        rerun(client)
+    # AND a second later the window has room again
+    now[0] += 1.0
+    get(client)
+    assert emu.journal.count(code="Throttling.User", status=429) == 2
+
+
+def test_a_concurrent_rerun_gets_there_first_and_the_callers_rerun_is_refused(emu):
+    # GIVEN another client reruns the instance just before this caller's rerun reaches the backend
+    emu.faults.set("RerunTaskInstances", concurrent_rerun=1)
+    client = make_client(emu)
+    info = rerun(client)["SuccessInfo"][str(FAILED)]
+    # THEN exactly one rerun started (the other client's), and the caller is told the instance is not finished
+    assert info["Success"] is False and "Running" in info["Message"]
+    inst = emu.backend.instance(FAILED)
+    assert (inst.run_number, inst.status) == (2, "Running") and "another client" in inst.comment
+    assert emu.journal.calls("RerunTaskInstances")[0].fault == "concurrent_rerun"
+    # AND the fault is used up: the next rerun of a finished instance goes through
+    assert rerun(client, f"[{FAILED + 1}]")["SuccessInfo"][str(FAILED + 1)]["Success"] is True
+
+
+def test_a_rerun_of_an_instance_that_is_no_longer_finished_is_refused(emu):
+    # Two callers read the same failed run; the first reruns it, the second's rerun is refused.
+    client = make_client(emu)
+    assert rerun(client)["SuccessInfo"][str(FAILED)]["Success"] is True
+    second = rerun(client)["SuccessInfo"][str(FAILED)]
+    assert second == {
+        "Success": False,
+        "Message": "The instance is Running: only a finished (Failure or Success) instance can be rerun.",
+    }
+    assert emu.backend.instance(FAILED).run_number == 2

@@ -10,8 +10,10 @@ For each fault, every instance involved must end in exactly one of these states:
 Nothing lost: every attempt leaves a record for every instance. Nothing rerun twice.
 """
 
+import itertools
 import json
 import socket
+import threading
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from conftest import (
     failure_event,
     instance_records,
     make_function,
+    make_instances,
     sample,
     seed_failed,
 )
@@ -143,7 +146,9 @@ def test_a_lost_answer_to_a_carried_out_rerun_is_confirmed_by_reading_not_by_res
     record = record_for(attempt, FAILED_ID)
     assert record["success"] is True and "confirmed by GetTaskInstance" in record["message"]
     assert dataworks.journal.count(action=RERUN) == 1  # never sent again, not even refused
-    assert [e.action for e in dataworks.journal] == [GET, LOG, RERUN, GET]
+    # GetTask once (the node's own rerun settings, then cached for the instance), the log once,
+    # never a second rerun
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]
 
 
 def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, fn):
@@ -151,7 +156,7 @@ def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, 
     dataworks.faults.set(RERUN, malformed=1)  # garbage answer, nothing carried out
     (attempt,) = publish(fn)
     assert end_state(dataworks, [attempt], FAILED_ID) == "rerun"
-    assert [e.action for e in dataworks.journal] == [GET, LOG, RERUN, GET, RERUN]  # the log is read once
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET, RERUN]  # the log is read once
 
 
 def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dataworks, fn):
@@ -272,44 +277,160 @@ def test_a_duplicate_delivery_reruns_once(dataworks, fn):
     assert record_for(attempts[-1], FAILED_ID)["reason"] == "duplicate-event"
 
 
-def test_two_copies_handled_concurrently_in_one_warm_instance_rerun_once(dataworks, fn):
+# On FC 3.0 two invocations at the same moment run on two instances, two processes that share no
+# memory: these cases run on the process model (localcloud.fcfunction), one process per instance.
+
+
+def hold_reads(dataworks, parties: int = 2, skip: int = 0) -> None:
+    """GetTaskInstance reads number skip+1 .. skip+parties are answered only once all of them have
+    been read: each of those invocations sees the instance as it was before any of them could rerun
+    it. The race two instances can run, made certain instead of likely."""
+    barrier = threading.Barrier(parties, timeout=30)
+    reads = itertools.count()
+    original = dataworks.responses.dispatch
+
+    def dispatch(action, params, refuse=None):
+        answer = original(action, params, refuse)  # read first, then wait: the answers hold the old state
+        if action == GET and skip <= next(reads) < skip + parties:
+            barrier.wait()
+        return answer
+
+    dataworks.responses.dispatch = dispatch
+
+
+def one_rerun_and_one_why_not(dataworks, finals) -> None:
+    """Two final attempts for one failed run: DataWorks accepted exactly one rerun, and the other
+    attempt's record says why it did not rerun."""
+    assert all(inv.error is None for inv in finals)
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2  # exactly one rerun accepted
+    assert len(carried_out(dataworks, FAILED_ID)) == 2  # both asked; DataWorks refused the second
+    winner, loser = sorted((record_for(inv, FAILED_ID) for inv in finals), key=lambda r: r["success"] is not True)
+    assert (winner["decision"], winner["success"]) == ("rerun", True)
+    # DataWorks refused the second rerun (the instance is Running now); the function read the
+    # instance again, saw RunNumber move on past the failed run, and says so.
+    assert (loser["decision"], loser["success"], loser["reason"]) == ("skip", None, "already-rerun"), loser
+    assert "past run 1" in loser["message"]
+
+
+def test_two_copies_handled_at_once_on_two_instances_rerun_once(dataworks, tmp_path):
     seed_failed(dataworks)
-    dataworks.faults.set(GET, latency=0.2)  # both copies are in flight at once
-    copy = json.dumps(failure_event(FAILED_ID)).encode()
-    both = fn.invoke_many([copy, copy], concurrency=2)
-    assert all(inv.error is None for inv in both)
-    reasons = sorted(record_for(inv, FAILED_ID)["reason"] for inv in both)
-    assert reasons == ["duplicate-event", "eligible"]
-    assert dataworks.backend.instance(FAILED_ID).run_number == 2 and len(carried_out(dataworks, FAILED_ID)) == 1
+    hold_reads(dataworks)  # both copies read Failure before either reruns
+    with make_instances(dataworks, tmp_path, reserved_concurrency=2) as fn:
+        copies = EventBridge(fn).publish(failure_event(FAILED_ID), duplicate=True)
+    assert len(copies) == 2 and copies[0].instance_id != copies[1].instance_id
+    one_rerun_and_one_why_not(dataworks, copies)
+    # The in-memory guard against a repeated event id (HandledEvents) lives in one instance: the
+    # copy on the other instance never sees it.
+    assert all(record_for(inv, FAILED_ID)["reason"] != "duplicate-event" for inv in copies)
 
 
-def test_a_copy_delivered_while_the_first_waits_for_fcs_retry_is_handled_once(dataworks, fn):
-    # The first copy raised RetryLater (its claim released); the second copy and FC's retry of
-    # the first both arrive: one reruns, the other finds the instance Running.
+def test_a_copy_delivered_while_the_first_waits_for_fcs_retry_is_handled_once(dataworks, tmp_path):
+    # The first copy raises RetryLater (DataWorks throttled all six tries); FC's retry of it and a
+    # second copy then both read the instance before either reruns it.
     seed_failed(dataworks)
     dataworks.faults.set(RERUN, throttle=6)
-    attempts = publish(fn, duplicate=True)
-    assert attempts[0].error["errorType"] == "RetryLater"
-    assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
+    hold_reads(dataworks, skip=1)  # the first attempt's read passes; the next two wait for each other
+    with make_instances(dataworks, tmp_path, reserved_concurrency=2) as fn:
+        bridge = EventBridge(fn)
+        (first,) = bridge.deliver(failure_event(FAILED_ID))
+        fn.wait_for(lambda: first.attempts)  # the first attempt failed; FC's retry is under way
+        (copy,) = bridge.deliver(failure_event(FAILED_ID))
+        fn.drain()
+    deferred, retry = first.attempts
+    assert deferred.error["errorType"] == "RetryLater"
+    assert record_for(deferred, FAILED_ID)["reason"] == "deferred"
+    assert retry.request_id == deferred.request_id != copy.request_id
+    one_rerun_and_one_why_not(dataworks, [retry, copy.final])
 
 
-def test_two_failure_events_for_one_instance_at_once_rerun_it_once(dataworks, fn):
-    # Two different event ids (say DataWorks and a replay) for the same failed run, concurrently:
-    # both read Failure; DataWorks refuses the second rerun of a Running instance.
+def test_two_failure_events_for_one_instance_at_once_rerun_it_once(dataworks, tmp_path):
+    # Two different event ids (say DataWorks and a replay) for the same failed run, at once, on
+    # two instances: both read Failure; DataWorks refuses the second rerun of a Running instance.
     seed_failed(dataworks)
-    dataworks.faults.set(GET, latency=0.2)
-    events = [json.dumps(failure_event(FAILED_ID, f"evt-{n}")).encode() for n in (1, 2)]
-    both = fn.invoke_many(events, concurrency=2)
-    assert all(inv.error is None for inv in both)
+    hold_reads(dataworks)
+    with make_instances(dataworks, tmp_path, reserved_concurrency=2) as fn:
+        bridge = EventBridge(fn)
+        handles = [h for n in (1, 2) for h in bridge.deliver(failure_event(FAILED_ID, f"evt-{n}"))]
+        fn.drain()
+    assert [len(h.attempts) for h in handles] == [1, 1]
+    one_rerun_and_one_why_not(dataworks, [h.final for h in handles])
+
+
+def test_another_copy_rerunning_between_the_read_and_the_rerun_is_recorded_already_rerun(dataworks, fn):
+    # Two copies of one failure event on two FC instances (no shared memory): both read run 1
+    # Failure; the other copy's rerun lands between this copy's read and its rerun. DataWorks
+    # refuses this one (the instance is Running): read again, RunNumber moved on -> already-rerun.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, concurrent_rerun=1)
+    attempts = publish(fn)
+    assert len(attempts) == 1 and attempts[0].error is None
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("skip", None, "already-rerun")
+    assert "run 2" in record["message"] and "past run 1" in record["message"]
+    assert record["runNumber"] == 2 and record["dataworksRequestId"]
+    # Exactly one rerun started (the other copy's); this copy's call was refused, then checked.
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
-    winner, loser = sorted((record_for(inv, FAILED_ID) for inv in both), key=lambda r: r["success"] is not True)
-    assert (winner["decision"], winner["success"]) == ("rerun", True)
-    # The other either read the instance after the rerun, or was refused by DataWorks: recorded.
-    assert (loser["decision"], loser["success"], loser["reason"]) in (
-        ("skip", None, "not-failed"),
-        ("rerun", False, "eligible"),
-    )
-    assert loser["message"]
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]
+
+
+def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    (attempt,) = publish(fn)
+    record = record_for(attempt, FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
+    assert record["message"] == "Instance is locked by another operation."
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]  # checked, not resent
+    assert dataworks.backend.instance(FAILED_ID).run_number == 1
+
+
+def test_a_refusal_whose_explaining_read_fails_until_the_deadline_is_recorded_and_not_retried(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    original_take = dataworks.faults.take
+
+    def take(action):  # every read after the refused rerun fails
+        if action == GET and dataworks.journal.count(action=RERUN):
+            return FaultPlan(kind="server_error")
+        return original_take(action)
+
+    dataworks.faults.take = take
+    attempts = publish(fn)
+    assert len(attempts) == 1 and attempts[0].error is None  # DataWorks' answer stands: no FC retry
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["decision"], record["success"]) == ("rerun", False)
+    assert record["message"] == "Instance is locked by another operation."
+    assert dataworks.journal.count(action=RERUN) == 1
+
+
+def test_a_refusal_whose_explaining_read_is_refused_is_recorded_as_the_refusal(dataworks, fn):
+    from localcloud.dataworks.exceptions import TaskInstanceNotFound
+
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
+    original_get = dataworks.responses.get_task_instance
+
+    def get_task_instance(params):  # the instance is gone by the time it is read again
+        if dataworks.journal.count(action=RERUN):
+            raise TaskInstanceNotFound(FAILED_ID)
+        return original_get(params)
+
+    dataworks.responses.get_task_instance = get_task_instance
+    (attempt,) = publish(fn)
+    record = record_for(attempt, FAILED_ID)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
+    assert record["message"] == "Instance is locked by another operation."
+
+
+def test_the_http_path_records_a_rerun_someone_else_made_first_as_already_rerun(dataworks, tmp_path):
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, concurrent_rerun=1)
+    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
+        inv = fn.invoke(http_request(FAILED_ID))
+    answer = json.loads(inv.result["body"])
+    assert inv.result["statusCode"] == 200 and answer["SuccessInfo"] == {}
+    assert answer["Skipped"][str(FAILED_ID)].startswith("already-rerun: already rerun by someone else")
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
 
 
 def test_a_success_event_after_the_failure_event_changes_nothing(dataworks, fn):

@@ -299,3 +299,15 @@ def test_the_client_signs_with_an_aliyun_cli_profile(dataworks, http_function, t
         assert rerun_client.main([gw.url, "--ids", str(FAILED_ID), "--profile", "ops"], out=out, environ={}) == 0
         assert rerun_client.main([gw.url, "--ids", str(FAILED_ID), "--profile", "nobody"], environ={}) == 2
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
+
+
+def test_a_loopback_endpoint_given_as_host_port_is_a_clear_configuration_error(dataworks, tmp_path):
+    # Before: every call went out over https to the local emulator and the caller got a 503
+    # naming a bare TransportError. Now the setting is refused before any call, saying which form to use.
+    seed_failed(dataworks)
+    with make_function(dataworks, tmp_path, handler="index.handle_http", DATAWORKS_ENDPOINT=dataworks.endpoint) as fn:
+        with HttpGateway(fn) as gw:
+            status, _, answer = post(gw, {"Ids": [FAILED_ID]})
+    assert (status, answer["Code"]) == (500, "InvalidConfiguration")
+    assert f"http://{dataworks.endpoint}" in answer["Message"]
+    assert len(dataworks.journal) == 0

@@ -63,6 +63,30 @@ def test_a_test_that_prints_a_token_fails_under_the_audit(pytester, monkeypatch)
     assert CREDS.security_token not in result.stdout.str()
 
 
+def test_a_token_in_a_process_model_result_fails_under_the_audit(pytester, monkeypatch):
+    # The instance's result never reaches a log or a captured stream: only the audit's hook on
+    # every process-model attempt (Function.record_attempt) can see it.
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(str(ROOT / d) for d in ("tests", "function", "scripts")))
+    pytester.makepyfile(
+        test_leaky_instance="""
+        import tempfile
+        from conftest import CREDS
+        from localcloud.fcfunction import Function
+
+        def test_returns_the_token():
+            code = tempfile.mkdtemp()
+            with open(code + "/index.py", "w") as out:
+                out.write("import os\\ndef handler(event, context):\\n    return os.environ['ALIBABA_CLOUD_SECURITY_TOKEN']\\n")
+            with Function("index.handler", code_dir=code, credentials=CREDS, reserved_concurrency=1,
+                          logstore=code + "/logs.jsonl") as fn:
+                assert fn.invoke(b"{}").error is None
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "secrets_audit", "--show-capture=no", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*secrets leaked: CREDS.security_token in invocation*"])
+
+
 def test_debug_sdk_logging_stays_off(dataworks, tmp_path):
     # darabonba-core dumps every request's headers (security token, Authorization with its
     # Signature=) when DEBUG=sdk is in the environment; the function raises that logger's level.

@@ -20,10 +20,12 @@ import yaml
 
 from dwrerun import config, records
 from dwrerun.dataworks import ACTIONS
+from dwrerun.function_compute import ACTIONS as FC_ACTIONS
 from localcloud.eventbridge import matches
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yml"
+README = ROOT / "README.md"
 SHARED = ROOT.parent / "shared"
 SCHEMA = SHARED / "fc3" / "schema.json"
 SAMPLES = SHARED / "samples"
@@ -35,6 +37,9 @@ _WHOLE = re.compile(r"^\$\{([^{}]+)\}$")
 _EMBEDDED = re.compile(r"\$\{([^{}]+)\}")
 # The one conditional the template uses: ${(vars.a == 'x') ? vars.b : []}
 _CONDITION = re.compile(r"^\(vars\.(\w+) == '([^']*)'\) \? vars\.(\w+) : \[\]$")
+# The deploying shell's environment, with a default: ${env('NAME', '')} (without one, `s` fails
+# when NAME is unset; both seen with @serverless-devs/s 3.1.10 `s preview`).
+_ENV = re.compile(r"^env\('(\w+)', '([^']*)'\)$")
 
 
 def load() -> dict:
@@ -52,6 +57,9 @@ def render(spec: dict, **overrides) -> dict:
     variables = {**spec["vars"], **overrides}
 
     def evaluate(expression: str):
+        env = _ENV.match(expression)
+        if env:
+            return os.environ.get(env.group(1), env.group(2))
         condition = _CONDITION.match(expression)
         if condition:
             name, literal, chosen = condition.groups()
@@ -156,6 +164,14 @@ def test_event_source_picks_either_the_custom_bus_rule_or_the_fc_trigger():
     assert props(render(spec), "infra")["parameters"]["EventSource"] == spec["vars"]["eventSource"]
 
 
+def test_default_bus_trigger_invokes_the_event_function_asynchronously():
+    # On an FC 3.0 eventbridge trigger, asyncInvocationType false means asynchronous (the current
+    # FC 3.0 trigger page and the fc20230330 SDK's model docs; older pages said the opposite).
+    # Asynchronous is what lets FC queue the events and retry a raising handler.
+    (trigger,) = props(render(load(), eventSource="default-bus"), "event")["triggers"]
+    assert trigger["triggerConfig"]["asyncInvocationType"] is False
+
+
 def test_fc_trigger_and_custom_bus_rule_filter_the_same_events():
     spec = render(load(), eventSource="default-bus")
     (trigger,) = props(spec, "event")["triggers"]
@@ -178,10 +194,61 @@ def test_default_settings_are_ones_the_function_accepts_and_match_the_codes_defa
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
-def test_each_function_is_held_to_one_instance_by_default(name):
-    # The QPS limits are per instance: the sizing in the README assumes one instance per function.
-    function = props(render(load()), name)
-    assert function["concurrencyConfig"]["reservedConcurrency"] == function["instanceConcurrency"]
+def test_each_function_serves_one_invocation_per_instance(name):
+    # FC 3.0's standard runtimes have no instance concurrency: the sizing counts one invocation,
+    # and one limiter, per instance.
+    assert props(render(load()), name)["instanceConcurrency"] == 1
+
+
+def test_no_instance_concurrency_above_one_anywhere_in_the_template():
+    values = re.findall(r"instanceConcurrency:\s*(\S+)", TEMPLATE.read_text())
+    assert values and set(values) == {"1"}
+
+
+def _sizing_table() -> dict[str, dict[str, float]]:
+    """README, "Sizing the QPS limits and instance counts": its table, by edition."""
+    section = README.read_text().split("### Sizing the QPS limits and instance counts", 1)[1].split("\n#", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    header = [cell.strip().strip("`") for cell in rows[0]]
+    table = {}
+    for row in rows[1:]:
+        cells = dict(zip(header, (cell.strip() for cell in row), strict=True))
+        table[cells["edition"]] = {
+            "quota": [float(n) for n in re.findall(r"[\d.]+", cells["quota"])],
+            "event": int(cells["eventReservedConcurrency"]),
+            "http": int(cells["httpReservedConcurrency"]),
+            "read": float(cells["DATAWORKS_READ_QPS"]),
+            "write": float(cells["DATAWORKS_WRITE_QPS"]),
+            "total": [float(n) for n in re.findall(r"[\d.]+", cells["whole deployment at most"])],
+        }
+    return table
+
+
+def test_quota_sizing_is_the_same_in_the_template_the_code_and_the_readme_and_within_90_percent():
+    # GIVEN the defaults three places state: template vars, the code's defaults, the README table
+    spec = render(load())
+    instances = {name: props(spec, name)["concurrencyConfig"]["reservedConcurrency"] for name in FUNCTIONS}
+    rates = {props(spec, name)["environmentVariables"][config.DATAWORKS_READ_QPS] for name in FUNCTIONS}
+    writes = {props(spec, name)["environmentVariables"][config.DATAWORKS_WRITE_QPS] for name in FUNCTIONS}
+    ((read,), (write,)) = (rates, writes)  # both functions run with one per-instance rate
+    table = _sizing_table()
+    (default,) = [row for edition, row in table.items() if "the defaults" in edition]
+    # THEN all three agree
+    template = {"event": instances["event"], "http": instances["http"], "read": float(read), "write": float(write)}
+    code = {"read": config.Settings().read_qps, "write": config.Settings().write_qps}
+    assert {k: default[k] for k in template} == template
+    assert {k: default[k] for k in code} == code
+    # AND every row keeps the sum over both functions of instances x rate within 90% of its quota
+    for edition, row in table.items():
+        count = row["event"] + row["http"]
+        if len(row["quota"]) == 2:  # reads and writes metered apart (Enterprise: 50 and 20)
+            expected = [count * row["read"], count * row["write"]]
+            assert all(used <= 0.9 * quota + 1e-9 for used, quota in zip(expected, row["quota"], strict=True)), edition
+        else:  # one limit for both kinds of call (5 calls/s)
+            expected = [count * (row["read"] + row["write"])]
+            assert expected[0] <= 0.9 * row["quota"][0] + 1e-9, edition
+        assert row["total"] == pytest.approx(expected), f"{edition}: the stated total is not the arithmetic"
+    assert [50, 20] in [row["quota"] for row in table.values()] and [5] in [row["quota"] for row in table.values()]
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -205,15 +272,39 @@ def test_role_policy_grants_exactly_the_dataworks_actions_the_code_calls_and_sls
     statements = role_statements(load())
     assert all(s["Effect"] == "Allow" for s in statements)
     actions = {a for s in statements for a in s["Action"]}
-    assert actions == {f"dataworks:{a}" for a in ACTIONS} | {SLS_WRITE}
+    assert actions == {f"dataworks:{a}" for a in ACTIONS} | {f"fc:{a}" for a in FC_ACTIONS} | {SLS_WRITE}
+
+
+def test_invoke_function_is_granted_on_the_event_function_alone_as_a_list():
+    spec = render(load())
+    (fc,) = [s for s in role_statements(load()) if "fc:InvokeFunction" in s["Action"]]
+    assert isinstance(fc["Resource"], list) and len(fc["Resource"]) == 1  # never "*"
+    parts = fc["Resource"][0]["Fn::Join"][1]
+    assert parts[0] == "acs:fc:" and parts[-2:] == [":functions/", {"Ref": "EventFunctionName"}]
+    assert props(spec, "infra")["parameters"]["EventFunctionName"] == props(spec, "event")["functionName"]
+
+
+def test_the_event_function_has_async_task_mode_on():
+    # FC refuses a repeated x-fc-async-task-id with 409 only in async task mode.
+    spec = render(load())
+    assert props(spec, "event")["asyncInvokeConfig"]["asyncTask"] is True
+
+
+def test_every_policy_statement_gives_action_and_resource_as_lists():
+    # ROS types a RAM policy statement's Action and Resource as lists: a bare string is refused
+    # (tests/test_ros_spec.py checks the same against the ROS resource specification).
+    for statement in role_statements(load()):
+        assert isinstance(statement["Action"], list)
+        assert isinstance(statement["Resource"], list)
 
 
 def test_sls_write_is_scoped_to_the_functions_logstore():
     (sls,) = [s for s in role_statements(load()) if SLS_WRITE in s["Action"]]
-    parts = sls["Resource"]["Fn::Join"][1]
+    (arn,) = sls["Resource"]
+    parts = arn["Fn::Join"][1]
     assert parts[0] == "acs:log:"
     assert {"Ref": "ALIYUN::Region"} in parts and {"Ref": "ALIYUN::AccountId"} in parts
-    assert parts[-2:] == ["/logstore/", {"Ref": "Logstore"}]
+    assert parts[-2:] == ["/logstore/", {"Ref": "LogstoreName"}]
 
 
 def test_inline_ros_template_holds_no_serverless_devs_expression():
@@ -280,7 +371,9 @@ def test_every_record_field_the_code_writes_is_indexed():
     instance = records.instance_record(
         instance_id=1, decision=records.RERUN, success=True, message="", reason="", trigger="http", request_id=""
     )
-    summary = records.summary_record(trigger="http", request_id="", records=[instance], duration_ms=1.0)
+    summary = records.summary_record(
+        trigger="http", request_id="", records=[instance], duration_ms=1.0, dryRunMode=False, outcome="done"
+    )
     assert set(instance) - indexed == set()
     assert set(summary) - indexed == set()
 
@@ -293,6 +386,9 @@ def test_rule_targets_the_event_function_asynchronously():
     params = {p["ResourceKey"]: p for p in target["ParamList"]}
     assert params["InvocationType"]["Value"] == "Async"
     assert params["Body"]["Form"] == "ORIGINAL"
+    # DataFormat is a required FC-target parameter (EventBridge's event-target page): Object
+    # delivers each event as one JSON object, the shape the function parses.
+    assert params["DataFormat"] == {"ResourceKey": "DataFormat", "Form": "CONSTANT", "Value": "Object"}
     assert target["PushRetryStrategy"] == {"Ref": "PushRetryStrategy"}
     assert isinstance(rule["FilterPattern"], dict), "ROS wants the pattern as an object"
 

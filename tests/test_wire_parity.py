@@ -23,6 +23,7 @@ CREDS = Credentials("LTAIwireparity0001", "wire-parity-secret", "wire-parity-tok
 VARYING = {"x-acs-date", "x-acs-signature-nonce", "authorization"}
 ANSWERS = {
     "GetTaskInstance": {"RequestId": "r1", "TaskInstance": {"Id": 1000012345678, "Status": "Failure"}},
+    "GetTask": {"RequestId": "r3", "Task": {"Id": 700000004417, "RerunTimes": 2, "RerunInterval": 60}},
     "RerunTaskInstances": {"RequestId": "r2", "SuccessInfo": {"1000012345678": {"Success": True, "Message": ""}}},
     "GetTaskInstanceLog": {"RequestId": "r3", "TaskInstanceLog": "Exit code of the Shell command 1\n"},
 }
@@ -34,6 +35,12 @@ class Capture(BaseHTTPRequestHandler):
     def _capture(self):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.seen.append((self.requestline, list(self.headers.items()), body))
+        if self.headers["x-acs-action"] == "InvokeFunction":  # FC accepts an async call with 202, no body
+            self.send_response(202)
+            self.send_header("x-fc-request-id", "1-fc-request")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         answer = json.dumps(ANSWERS[self.headers["x-acs-action"]]).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json;charset=utf-8")
@@ -129,3 +136,50 @@ def test_a_missing_log_reads_as_empty_and_a_log_that_is_not_text_as_a_malformed_
         assert raised.value.code == "MalformedAnswer" and raised.value.transient
     else:
         assert ours.get_task_instance_log(1000012345678, 1, timeout=5) == expected
+
+
+def test_get_task_bytes_equal_the_official_sdk(capture):
+    endpoint = f"127.0.0.1:{capture.server_port}"
+    DataWorks(CREDS, endpoint, "http", "cn-hangzhou", Settings()).get_task(700000004417, "Prod", timeout=5)
+    sdk_client(endpoint).get_task_with_options(
+        sdk_models.GetTaskRequest(id=700000004417, project_env="Prod"), RuntimeOptions()
+    )
+    mine, theirs = capture.seen
+    assert comparable(mine) == comparable(theirs)
+    assert mine[0].startswith("GET /?Id=700000004417&ProjectEnv=Prod ")
+
+
+def test_invoke_function_bytes_equal_the_official_fc_sdk(capture):
+    # The FC SDK is a dev-only dependency, like the DataWorks one: the function never imports it.
+    from alibabacloud_fc20230330 import models as fc_models
+    from alibabacloud_fc20230330.client import Client as FcClient
+
+    from dwrerun.function_compute import FunctionCompute
+
+    endpoint = f"127.0.0.1:{capture.server_port}"
+    payload = b'{"scheduledRerun":{"instanceId":1000012345678}}'
+    ours = FunctionCompute(CREDS, endpoint, "http", "cn-hangzhou", Settings())
+    assert ours.invoke_async("dwrerun-event", payload, delay=90, task_id="dwrerun-1000012345678-run-1", timeout=5)
+    config = utils_models.Config(
+        access_key_id=CREDS.access_key_id,
+        access_key_secret=CREDS.access_key_secret,
+        security_token=CREDS.security_token,
+        endpoint=endpoint,
+        protocol="http",
+        region_id="cn-hangzhou",
+    )
+    headers = fc_models.InvokeFunctionHeaders(
+        common_headers={"x-fc-async-delay": "90"},
+        x_fc_async_task_id="dwrerun-1000012345678-run-1",
+        x_fc_invocation_type="Async",
+    )
+    FcClient(config).invoke_function_with_options(
+        "dwrerun-event", fc_models.InvokeFunctionRequest(body=payload), headers, RuntimeOptions()
+    )
+    mine, theirs = capture.seen
+    assert comparable(mine) == comparable(theirs)
+    assert mine[0].startswith("POST /2023-03-30/functions/dwrerun-event/invocations ")
+    sent = dict(comparable(mine)[1])
+    assert sent["x-fc-invocation-type"] == "Async" and sent["x-fc-async-delay"] == "90"
+    assert sent["x-fc-async-task-id"] == "dwrerun-1000012345678-run-1"
+    assert mine[2] == payload

@@ -7,8 +7,11 @@ invocation instead of rerunning the wrong thing.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 # The variables this function reads that a user sets (template.yml `environmentVariables`).
 # tests/test_template.py checks that the template sets exactly these.
@@ -29,6 +32,9 @@ RERUN_HTTP_MAX_IDS = "RERUN_HTTP_MAX_IDS"
 RERUN_READ_LOGS = "RERUN_READ_LOGS"
 RERUN_RULES_FILE = "RERUN_RULES_FILE"
 RERUN_RULES_DEFAULT = "RERUN_RULES_DEFAULT"
+RERUN_BACKOFF_BASE_SECONDS = "RERUN_BACKOFF_BASE_SECONDS"
+RERUN_BACKOFF_MAX_SECONDS = "RERUN_BACKOFF_MAX_SECONDS"
+FUNCTION_COMPUTE_ENDPOINT = "FUNCTION_COMPUTE_ENDPOINT"
 
 USER_VARIABLES = (
     DATAWORKS_ENDPOINT,
@@ -48,11 +54,15 @@ USER_VARIABLES = (
     RERUN_READ_LOGS,
     RERUN_RULES_FILE,
     RERUN_RULES_DEFAULT,
+    RERUN_BACKOFF_BASE_SECONDS,
+    RERUN_BACKOFF_MAX_SECONDS,
+    FUNCTION_COMPUTE_ENDPOINT,
 )
 
 # Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
 FC_REGION = "FC_REGION"
 FC_FUNCTION_NAME = "FC_FUNCTION_NAME"
+FC_ACCOUNT_ID = "FC_ACCOUNT_ID"
 ACCESS_KEY_ID = "ALIBABA_CLOUD_ACCESS_KEY_ID"
 ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 (a variable name)
 SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 (a variable name)
@@ -61,6 +71,7 @@ PROJECT_ENVS = ("Prod", "Dev")
 RULE_ACTIONS = ("rerun", "skip")  # what a failure rule (and RERUN_RULES_DEFAULT) may say
 ANY_ENV = "any"
 INT64_MAX = 2**63 - 1
+FC_MAX_ASYNC_DELAY = 3600  # seconds: FC delays an asynchronous invocation by at most this
 
 
 class ConfigError(ValueError):
@@ -71,9 +82,11 @@ class ConfigError(ValueError):
 class Settings:
     endpoint: str | None = None
     network: str = "public"
-    # Per warm instance; the template's defaults (README, Performance: sizing).
-    read_qps: float = 22.0
-    write_qps: float = 9.0
+    # Calls per second of one instance (FC 3.0 runs one invocation per instance, each with its
+    # own limiter). The template's defaults: its 10 instances at most use 45 reads/s and 18
+    # writes/s, 90% of Enterprise's quota (README, Sizing the QPS limits and instance counts).
+    read_qps: float = 4.5
+    write_qps: float = 1.8
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     max_reruns: int = 3
@@ -90,6 +103,10 @@ class Settings:
     # GetTaskInstanceLog answers the whole log in one body, with no paging and no documented size
     # limit: it gets a longer read timeout of its own than the other calls.
     log_timeout: float = 30.0
+    # Scheduled reruns (README, Scheduled reruns): 0 reruns at once, as before the feature.
+    backoff_base: int = 120
+    backoff_max: int = 1800
+    function_compute_endpoint: str | None = None
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -113,8 +130,11 @@ class Settings:
         rules_default = (get(RERUN_RULES_DEFAULT) or defaults.rules_default).lower()
         if rules_default not in RULE_ACTIONS:
             raise ConfigError(f"{RERUN_RULES_DEFAULT} must be 'rerun' or 'skip', got {rules_default!r}")
+        endpoint = get(DATAWORKS_ENDPOINT)
+        if endpoint is not None:
+            parse_endpoint(endpoint)  # a bad form fails here, at start, not as a TransportError per call
         return cls(
-            endpoint=get(DATAWORKS_ENDPOINT),
+            endpoint=endpoint,
             network=network,
             read_qps=_number(get, DATAWORKS_READ_QPS, defaults.read_qps, minimum=0.1),
             write_qps=_number(get, DATAWORKS_WRITE_QPS, defaults.write_qps, minimum=0.1),
@@ -131,7 +151,72 @@ class Settings:
             rules_file=get(RERUN_RULES_FILE),
             rules_default=rules_default,
             log_timeout=_number(get, DATAWORKS_LOG_TIMEOUT, defaults.log_timeout, minimum=0.1),
+            backoff_base=int(_number(get, RERUN_BACKOFF_BASE_SECONDS, defaults.backoff_base, minimum=0, integer=True)),
+            backoff_max=_backoff_max(get, defaults.backoff_max),
+            function_compute_endpoint=get(FUNCTION_COMPUTE_ENDPOINT),
         )
+
+
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?")
+
+
+def parse_endpoint(raw: str) -> tuple[str, str]:
+    """(host[:port], protocol) of a DATAWORKS_ENDPOINT value, or a ConfigError saying which form to use.
+
+    `host[:port]` means https. A loopback host must be given as a URL, `http://127.0.0.1:PORT`:
+    the local emulator speaks plain http, and `127.0.0.1:PORT` read as https made every call fail
+    with a bare TransportError. Plain http is refused for any other host: it would carry the STS
+    token in clear text.
+    """
+    has_scheme = "://" in raw
+    parts = urlsplit(raw if has_scheme else f"https://{raw}")
+    try:
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError:
+        parts = None
+    host = parts.hostname if parts else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not host
+        or not (_HOST.fullmatch(host) or _is_ip(host))
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ConfigError(
+            f"{DATAWORKS_ENDPOINT} must be host[:port] (https) or an http(s) URL such as "
+            f"https://dataworks-vpc.cn-hangzhou.aliyuncs.com, got {raw!r}"
+        )
+    if not has_scheme and is_loopback(host):
+        raise ConfigError(
+            f"{DATAWORKS_ENDPOINT} {raw!r} is a loopback address without a scheme, which would mean https; "
+            f"the local DataWorks emulator speaks http: write it as http://{raw}"
+        )
+    if parts.scheme == "http" and not is_loopback(host):
+        raise ConfigError(
+            f"{DATAWORKS_ENDPOINT} may use http:// only for a loopback address (the local emulator), "
+            f"got {raw!r}: use https://"
+        )
+    return parts.netloc, parts.scheme
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _number(get, name: str, default: float, *, minimum: float, integer: bool = False) -> float:
@@ -145,6 +230,16 @@ def _number(get, name: str, default: float, *, minimum: float, integer: bool = F
         raise ConfigError(f"{name} must be {kind}, got {raw!r}") from None
     if not value >= minimum:  # also refuses NaN
         raise ConfigError(f"{name} must be at least {minimum}, got {raw!r}")
+    return value
+
+
+def _backoff_max(get, default: int) -> int:
+    value = int(_number(get, RERUN_BACKOFF_MAX_SECONDS, default, minimum=1, integer=True))
+    if value > FC_MAX_ASYNC_DELAY:
+        raise ConfigError(
+            f"{RERUN_BACKOFF_MAX_SECONDS} must be at most {FC_MAX_ASYNC_DELAY} (FC's longest delay for an "
+            f"asynchronous invocation), got {value}"
+        )
     return value
 
 

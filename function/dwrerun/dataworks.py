@@ -10,27 +10,34 @@ Every failure comes out as a `DataWorksError` that says whether retrying can hel
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import logging
 import threading
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
-from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, ConfigError, Settings
+from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, ConfigError, Settings, parse_endpoint
 
 VERSION = "2024-05-18"
 GET_TASK_INSTANCE = "GetTaskInstance"
+GET_TASK = "GetTask"
 RERUN_TASK_INSTANCES = "RerunTaskInstances"
 GET_TASK_INSTANCE_LOG = "GetTaskInstanceLog"
 # Every DataWorks action the function calls: template.yml's RAM policy grants exactly these.
-ACTIONS = (GET_TASK_INSTANCE, RERUN_TASK_INSTANCES, GET_TASK_INSTANCE_LOG)
+ACTIONS = (GET_TASK_INSTANCE, GET_TASK, RERUN_TASK_INSTANCES, GET_TASK_INSTANCE_LOG)
 # The rest are writes, which DataWorks meters separately.
-READS = frozenset({GET_TASK_INSTANCE, GET_TASK_INSTANCE_LOG})
+READS = frozenset({GET_TASK_INSTANCE, GET_TASK, GET_TASK_INSTANCE_LOG})
 
 # Codes DataWorks (and the OpenAPI gateway in front of it) answers when a caller goes too fast
-# or the service is busy. 5xx answers are transient whatever their code.
+# or the service is busy (HTTP 429: Throttling.User, .Api, .System). 5xx answers are transient
+# whatever their code.
 THROTTLING_PREFIX = "Throttling"
+# Throttling codes that are not about speed: the account's daily call limit and the edition's quota
+# of calls (also 429; FACTS §2, the DataWorks error-code page). They do not clear within minutes,
+# so a retry in this invocation, or FC's retry of it, would only spend calls: never retried.
+QUOTA_LIMITS = {
+    "Throttling.Api.Risk": "the daily limit of DataWorks OpenAPI calls",
+    "Throttling.Resource": "the DataWorks edition's quota of OpenAPI calls",
+}
 TRANSIENT_CODES = frozenset({"ServiceUnavailable", "InternalError", "RequestTimeout"})
 # Refusals of the request itself, not of the instance: the STS token expired before FC handed the
 # instance the next one, or this host's clock is more than 15 minutes off. DataWorks did nothing.
@@ -82,7 +89,13 @@ class DataWorksError(Exception):
 
     @property
     def throttled(self) -> bool:
-        return self.code.startswith(THROTTLING_PREFIX)
+        """DataWorks said slow down: a rate limit, which clears within seconds."""
+        return self.code.startswith(THROTTLING_PREFIX) and not self.quota_exhausted
+
+    @property
+    def quota_exhausted(self) -> bool:
+        """DataWorks' daily call limit or the edition's quota is used up: no retry helps for hours."""
+        return self.code in QUOTA_LIMITS
 
 
 def credentials_from(environ, context) -> Credentials:
@@ -108,27 +121,11 @@ def credentials_from(environ, context) -> Credentials:
 def endpoint_for(settings: Settings, region: str | None) -> tuple[str, str]:
     """(host[:port], protocol) of the DataWorks OpenAPI this function calls."""
     if settings.endpoint:
-        raw = settings.endpoint
-        parts = urlsplit(raw if "://" in raw else f"https://{raw}")
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            raise ConfigError(f"DATAWORKS_ENDPOINT must be host[:port] or an http(s) URL, got {raw!r}")
-        if parts.scheme == "http" and not _is_loopback(parts.hostname):
-            # Plain HTTP would carry the STS token in clear text: only the local stand-ins get it.
-            raise ConfigError(f"DATAWORKS_ENDPOINT may use http:// only for a loopback address, got {raw!r}")
-        return parts.netloc, parts.scheme
+        return parse_endpoint(settings.endpoint)
     if not region:
         raise ConfigError("no region: FC_REGION is unset and the context has none; or set DATAWORKS_ENDPOINT")
     host = "dataworks-vpc" if settings.network == "vpc" else "dataworks"
     return f"{host}.{region}.aliyuncs.com", "https"
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class DataWorks:
@@ -193,6 +190,17 @@ class DataWorks:
             )
         return log
 
+    def get_task(self, task_id: int, project_env: str | None, timeout: float) -> dict:
+        """The `Task` object GetTask answers for one task (node): its own rerun settings among others."""
+        query = {"Id": str(task_id)}
+        if project_env:
+            query["ProjectEnv"] = project_env
+        body = self._call(GET_TASK, "GET", timeout, query=query)
+        task = body.get("Task")
+        if not isinstance(task, dict) or str(task.get("Id")) != str(task_id):
+            raise DataWorksError(GET_TASK, "MalformedAnswer", "the answer has no Task with this Id", transient=True)
+        return task
+
     def rerun_task_instances(self, instance_ids: list[int], comment: str, timeout: float) -> tuple[str | None, dict]:
         """(RequestId, SuccessInfo) for one RerunTaskInstances call; SuccessInfo keys are str ids."""
         form = {"Ids": json.dumps(instance_ids, separators=(",", ":")), "Comment": comment}
@@ -244,7 +252,7 @@ def _classify(action: str, exc: Exception) -> DataWorksError:
         code = str(exc.code or "Unknown")
         status = exc.status_code
         needs_new_invocation = code in NEW_INVOCATION_CODES
-        transient = (
+        transient = code not in QUOTA_LIMITS and (
             isinstance(exc, ThrottlingException)
             or code.startswith(THROTTLING_PREFIX)
             or code in TRANSIENT_CODES

@@ -1,8 +1,18 @@
 """The event function: one EventBridge delivery of DataWorks failure events in, records out.
 
-Returns normally whenever retrying cannot help (ignored events, skips, permanent errors), and
-raises `RetryLater` only when DataWorks kept failing transiently: FC then retries the asynchronous
-invocation, which is safe because every retry reads each instance's status before acting.
+Returns normally whenever retrying cannot help (ignored events, skips, permanent errors, and
+DataWorks' daily limit or edition quota used up: `quota-exhausted`), and raises `RetryLater` only
+when DataWorks kept failing transiently: FC then retries the asynchronous invocation, which is
+safe because every retry reads each instance's status before acting.
+
+Duplicates: EventBridge delivers at least once, and two copies of one event may run at the same
+moment on two FC instances (separate processes, no shared memory). What makes that harmless is
+DataWorks' state, not this process: the status guard skips an instance no longer in Failure
+(`not-failed`), and DataWorks refuses a rerun of an instance that is no longer finished, which
+the function reads back as `already-rerun` (rerun.py).
+
+The same function receives its own delayed invocations (schedule.py): a payload that is a
+scheduled rerun names one instance and its failed run, and goes through every guard again.
 """
 
 from __future__ import annotations
@@ -11,7 +21,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records, rules
+from dwrerun import events, pacing, records, rules, schedule
 from dwrerun.config import Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -19,11 +29,14 @@ from dwrerun.rerun import Job, RetryLater, Target, run
 
 
 class HandledEvents:
-    """CloudEvent ids this warm instance has handled or is handling (EventBridge delivers at least once).
+    """CloudEvent ids this instance's process has handled or is handling: an optimisation only.
 
-    An id is claimed when its handling starts and released if the invocation raises, so FC's
-    retry of the same event is handled, while a concurrent copy of it is not. Bounded: the
-    status guard, not this memory, is what makes a late duplicate harmless.
+    It stays because it is cheap and still useful: FC 3.0's standard runtimes give an instance one
+    invocation at a time, so it never sees two copies at once, but a copy that lands later on the
+    same warm instance is recorded `duplicate-event` without a GetTaskInstance call. No guarantee
+    rests on it: a copy on another instance (or after this one is recycled) is stopped by
+    DataWorks' state (see the module docstring). An id is claimed when its handling starts and
+    released if the invocation raises, so FC's retry of the same event is handled. Bounded.
     """
 
     def __init__(self, size: int = 10_000):
@@ -67,9 +80,24 @@ def handle(event: bytes, context) -> dict:
         deadline=invocation.deadline,
         dry_run=settings.dry_run,
         rules=rule_set,
+        may_schedule=True,
     )
     written, targets, claimed = [], [], []
-    for item in events.parse(event):
+    try:
+        scheduled = schedule.parse(event)
+        parsed = events.parse(event) if scheduled is None else []
+    except schedule.InvalidScheduledRerun as exc:
+        scheduled, parsed = None, [events.Ignored(f"not a valid scheduled rerun: {exc}")]
+    if scheduled is not None:
+        key = f"scheduled:{scheduled.async_task_id}"  # the original event id was claimed by its own delivery
+        if handled_events.claim(key):
+            claimed.append(key)
+            targets.append(Target(scheduled.instance_id, scheduled.event_id, scheduled=scheduled))
+        else:
+            written.append(
+                _ignored(job, scheduled, "duplicate-event", f"{scheduled.async_task_id} is already handled here")
+            )
+    for item in parsed:
         if isinstance(item, events.Ignored):
             written.append(_ignored(job, item))
         elif item.event_id is not None and not handled_events.claim(item.event_id):
@@ -83,8 +111,15 @@ def handle(event: bytes, context) -> dict:
         written += [_ignored(job, target, "config-error", str(rules_error)) for target in targets]
         targets = []
     try:
-        dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region) if targets else None
-        written += run(job, targets, dataworks)
+        credentials = credentials_from(os.environ, context) if targets else None
+        dataworks = client_for(credentials, settings, invocation.region) if targets else None
+
+        def functions():  # made only when a rerun is to be scheduled
+            from dwrerun import function_compute
+
+            return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
+
+        written += run(job, targets, dataworks, functions)
     except RetryLater as exc:
         handled_events.release(claimed)
         _write_all(job, written + exc.records, started, outcome="retry", error=exc.error.code if exc.error else None)
@@ -92,7 +127,9 @@ def handle(event: bytes, context) -> dict:
     except BaseException:
         handled_events.release(claimed)
         raise
-    return _write_all(job, written, started, outcome="done")
+    exhausted = any(r["reason"] == "quota-exhausted" for r in written)
+    # Returned normally even so: FC's retry would meet the same used-up limit.
+    return _write_all(job, written, started, outcome="quota-exhausted" if exhausted else "done")
 
 
 def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:
@@ -105,6 +142,7 @@ def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None 
         trigger=job.trigger,
         request_id=job.request_id,
         event_id=item.event_id,
+        async_task_id=getattr(item, "async_task_id", None),
     )
 
 

@@ -195,13 +195,17 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
     except RetryLater as exc:
         written, error = exc.records, exc.error
         status, headers = _upstream_status(error)
+    exhausted = next((r["errorCode"] for r in written if r["reason"] == "quota-exhausted"), None)
+    if exhausted:
+        # No Retry-After: a client that honours one of a few seconds would spend calls in vain.
+        status, headers = 429, {}
     records.write_invocation(
         written,
         trigger=job.trigger,
         request_id=job.request_id,
         duration_ms=(pacing.clock() - started) * 1000,
         dryRunMode=job.dry_run,
-        outcome="done" if status == 200 else "upstream-error",
+        outcome="quota-exhausted" if exhausted else "done" if status == 200 else "upstream-error",
     )
     answer = {
         "RequestId": job.request_id,
@@ -226,7 +230,9 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             for r in written
             if r["failureClass"] is not None
         }
-    if error is not None or status != 200:
+    if exhausted:
+        answer = {"Code": "QuotaExhausted", "Message": _quota_message(exhausted), **answer}
+    elif error is not None or status != 200:
         code = error.code if error else "DeadlineReached"
         answer = {
             "Code": "Throttled" if status == 429 else "UpstreamUnavailable",
@@ -234,6 +240,20 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             **answer,
         }
     return _response(status, answer, headers)
+
+
+def _quota_message(code: str) -> str:
+    from dwrerun.dataworks import QUOTA_LIMITS
+
+    when = {
+        # Inferred: the page names a daily limit, so a new day brings a new budget.
+        "Throttling.Api.Risk": "it clears when DataWorks counts a new day (inferred), not within minutes",
+        "Throttling.Resource": "it does not clear within minutes; DataWorks says a higher edition has a larger quota",
+    }[code]
+    return (
+        f"DataWorks refused the calls: {QUOTA_LIMITS[code]} for this account and region is used up ({code}); "
+        f"{when}. The ids under Skipped with reason 'quota-exhausted' were not rerun: send them again then"
+    )
 
 
 def _upstream_status(error) -> tuple[int, dict]:

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 from dwrerun import pacing
-from dwrerun.config import FC_FUNCTION_NAME, FC_REGION
+from dwrerun.config import FC_ACCOUNT_ID, FC_FUNCTION_NAME, FC_REGION
 
 DEFAULT_TIMEOUT = 60  # seconds, when neither the context nor the environment says
 
@@ -22,6 +22,7 @@ class Invocation:
     function_name: str
     region: str | None
     deadline: float  # pacing.clock() time by which DataWorks calls must have ended
+    account_id: str | None = None  # for FC's own endpoint (a scheduled rerun invokes this function)
 
     @classmethod
     def from_context(cls, context, environ=None) -> Invocation:
@@ -35,6 +36,7 @@ class Invocation:
             function_name=str(getattr(function, "name", None) or env.get(FC_FUNCTION_NAME) or "dwrerun"),
             region=getattr(context, "region", None) or env.get(FC_REGION) or None,
             deadline=pacing.clock() + timeout - margin,
+            account_id=str(getattr(context, "account_id", None) or env.get(FC_ACCOUNT_ID) or "") or None,
         )
 
 

@@ -1,9 +1,20 @@
-"""When the next DataWorks call may go out: the warm instance's rate limiter and the retry backoff.
+"""When the next DataWorks call may go out: the instance's adaptive rate limiter and the retry backoff.
 
-DataWorks meters calls per account and region (Enterprise: 50 reads/s, 20 writes/s). Concurrent
-invocations of one warm instance share one limiter per kind, so a burst of failures is paced
-below the quota instead of being throttled and retried. Retries back off exponentially with
-full jitter, and never past the invocation's deadline.
+DataWorks meters calls per account and region (Enterprise: 50 reads/s, 20 writes/s), and that
+quota is shared with the console, every other client of the account and the function's other
+instances. Each instance paces its calls at a configured rate (one limiter per kind of call,
+shared by every thread of the invocation), and adapts when DataWorks says the quota is full:
+
+- a throttling answer halves the rate (at most once per second, the quota's window, so one
+  burst of throttled answers counts once), down to a floor of 1/20 of the configured rate;
+- each call that passes adds back `configured rate / RECOVERY_SECONDS / rate`, so an instance
+  that keeps calling regains about `configured rate / RECOVERY_SECONDS` calls/s every second,
+  up to the configured rate and never above it;
+- an `x-acs-retry-after` holds every caller of the limiter for that long.
+
+The state lives in the instance's process and is lost with it: it only saves wasted calls.
+Correctness never rests on it (a throttled call was not carried out, and is retried).
+Retries back off exponentially with full jitter, and never past the invocation's deadline.
 
 `clock`, `sleep` and `uniform` are module attributes so tests can replace them (the seams of time
 and randomness).
@@ -23,18 +34,30 @@ BACKOFF_BASE = 0.2  # seconds before the first retry, at most
 BACKOFF_CAP = 5.0  # no single wait is longer
 MAX_ATTEMPTS = 6  # per invocation; FC's own async retries come on top
 
+DECREASE = 0.5  # a throttling answer multiplies the rate by this
+DECREASE_SPACING = 1.0  # seconds: throttling answers closer together than the quota's window count once
+RECOVERY_SECONDS = 20.0  # calls that pass regain configured_rate / RECOVERY_SECONDS calls/s per second
+FLOOR_SHARE = 0.05  # the rate never drops below this share of the configured rate
+
 
 class DeadlineReached(Exception):
     """The invocation has no time left for the next call."""
 
 
 class RateLimiter:
-    """At most `rate` calls a second, evenly spaced, across every thread that shares it."""
+    """At most `rate` calls a second, evenly spaced, across every thread that shares it.
+
+    `rate` starts at the configured rate (`ceiling`) and adapts to DataWorks' answers:
+    `throttled()` after a throttling answer, `passed()` after a call that was not throttled.
+    """
 
     def __init__(self, rate: float):
+        self.ceiling = rate
         self.rate = rate
-        self._interval = 1.0 / rate
+        self.floor = rate * FLOOR_SHARE
+        self._step = rate / RECOVERY_SECONDS
         self._next_slot = 0.0
+        self._last_decrease: float | None = None
         self._lock = threading.Lock()
 
     def acquire(self, deadline: float | None = None) -> None:
@@ -44,9 +67,25 @@ class RateLimiter:
             slot = max(now, self._next_slot)
             if deadline is not None and slot > deadline:
                 raise DeadlineReached(f"the next call slot is {slot - now:.1f}s away, past the deadline")
-            self._next_slot = slot + self._interval
+            self._next_slot = slot + 1.0 / self.rate
         if slot > now:
             sleep(slot - now)
+
+    def throttled(self, retry_after: float | None = None) -> None:
+        """DataWorks throttled a call: slow down, and hold every caller for `retry_after` seconds."""
+        with self._lock:
+            now = clock()
+            if self._last_decrease is None or now - self._last_decrease >= DECREASE_SPACING:
+                self.rate = max(self.floor, self.rate * DECREASE)
+                self._last_decrease = now
+            # The next call waits at least one interval at the new rate, and the server's retry-after.
+            self._next_slot = max(self._next_slot, now + 1.0 / self.rate, now + (retry_after or 0.0))
+
+    def passed(self) -> None:
+        """A call went through: recover a little toward the configured rate."""
+        with self._lock:
+            if self.rate < self.ceiling:
+                self.rate = min(self.ceiling, self.rate + self._step / self.rate)
 
 
 _limiters: dict[tuple[str, float], RateLimiter] = {}
@@ -54,7 +93,7 @@ _limiters_lock = threading.Lock()
 
 
 def limiter(kind: str, rate: float) -> RateLimiter:
-    """The warm instance's shared limiter for one kind of call ("read" or "write")."""
+    """The instance's limiter for one kind of call ("read" or "write"), shared by its threads."""
     with _limiters_lock:
         key = (kind, rate)
         if key not in _limiters:

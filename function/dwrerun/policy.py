@@ -36,6 +36,7 @@ class Instance:
     rerun_mode: str | None
     trigger_recurrence: str | None
     task_type: str | None = None  # the node type, e.g. ODPS_SQL, DI, DIDE_SHELL: failure rules may name it
+    finished_time: int | None = None  # epoch ms when the current run ended (None while it runs)
 
     @classmethod
     def from_api(cls, task_instance: dict) -> Instance:
@@ -51,6 +52,7 @@ class Instance:
             rerun_mode=task_instance.get("RerunMode"),
             trigger_recurrence=task_instance.get("TriggerRecurrence"),
             task_type=task_instance.get("TaskType") if isinstance(task_instance.get("TaskType"), str) else None,
+            finished_time=_int_or_none(task_instance.get("FinishedTime")),
         )
 
 
@@ -70,8 +72,13 @@ def decide(
     manual: bool = False,
     force: bool = False,
     event_task_type: int | None = None,
+    failed_run: int | None = None,
 ) -> Decision:
-    """Decide for one instance. `manual` is an operator's HTTP request; `force` lifts only the cap."""
+    """Decide for one instance. `manual` is an operator's HTTP request; `force` lifts only the cap.
+
+    `failed_run` is the run a scheduled rerun was planned for: the instance is rerun only if that
+    run is still its latest one, so a delayed rerun never stacks on one that happened meanwhile.
+    """
     if settings.project_ids and instance.project_id not in settings.project_ids:
         return _skip("project-not-allowed", f"project {instance.project_id} is not in RERUN_PROJECT_IDS")
     if instance.task_id in settings.exclude_task_ids:
@@ -85,6 +92,18 @@ def decide(
         return _skip("paused", "the instance is frozen (paused): unfreeze it in DataWorks to run it")
     if instance.rerun_mode == ALL_DENIED:
         return _skip("rerun-denied", "the node's rerun property forbids reruns (RerunMode AllDenied)")
+    if failed_run is not None and instance.run_number != failed_run:
+        if instance.run_number is not None and instance.run_number > failed_run:
+            return _skip(
+                "already-rerun",
+                f"run {failed_run} failed, but the instance is now at run {instance.run_number} "
+                f"({instance.status}): it was rerun meanwhile, by hand, by DataWorks or by an earlier "
+                "attempt whose answer was lost",
+            )
+        return _skip(
+            "unknown-run-number",
+            f"the scheduled rerun names run {failed_run}, but the instance is at run {instance.run_number}",
+        )
     if instance.status != FAILURE:
         if not manual:
             # Already rerun, fixed or set successful by someone: this is what makes duplicate

@@ -1,8 +1,9 @@
 """The one place that writes records: one line of pure JSON on stdout per decision.
 
 FC ships stdout to the function's Logstore line by line and keeps a line that is pure JSON as
-JSON, so SLS can index every field (template.yml creates the index). Records are built from
-plain values only: nothing here ever sees a credential.
+JSON, so SLS can index every field (template.yml creates the index). The fields, their order and
+their index types are defined once, in schema.py: a record carries exactly those. Records are
+built from plain values only: nothing here ever sees a credential.
 """
 
 from __future__ import annotations
@@ -10,9 +11,12 @@ from __future__ import annotations
 import json
 import sys
 
+from . import schema
+
 RERUN = "rerun"
 SKIP = "skip"
 DRY_RUN = "dry-run"
+SCHEDULED = "scheduled"  # a rerun queued as a delayed invocation of the event function (schedule.py)
 
 EVENTBRIDGE = "eventbridge"
 HTTP = "http"
@@ -38,13 +42,20 @@ def instance_record(
     rule: str | None = None,
     failure_class: str | None = None,
     matched_line: str | None = None,
+    delay_seconds: int | None = None,
+    due_at: str | None = None,
+    async_task_id: str | None = None,
+    schedule_error_code: str | None = None,
 ) -> dict:
     """One instance's decision and outcome. `instance` is the policy.Instance read, if any.
 
     `rule`, `failure_class` and `matched_line` say what the failed run's log showed (dwrerun/
     failure.py); `matched_line` is already redacted and cut, the log itself never comes here.
+    `async_task_id` is FC's async task id of a scheduled rerun (not `taskId`, which is the DataWorks
+    task): the scheduling record and the delayed invocation's record both carry it, and the
+    delayed one also the original `eventId`, so SLS joins the two.
     """
-    return {
+    record = {
         "kind": "instance",
         "instanceId": instance_id,
         "decision": decision,
@@ -69,15 +80,20 @@ def instance_record(
         "rule": rule,
         "failureClass": failure_class,
         "matchedLine": matched_line,
+        "delaySeconds": delay_seconds,
+        "dueAt": due_at,
+        "asyncTaskId": async_task_id,
+        "scheduleErrorCode": schedule_error_code,
     }
+    return _shaped(record, schema.INSTANCE_NAMES)
 
 
 def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
     """The invocation's totals, written after its instance records."""
-    counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0}
+    counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0, SCHEDULED: 0}
     for record in records:
         counts[record["decision"]] += 1
-    return {
+    record = {
         "kind": "summary",
         "trigger": trigger,
         "requestId": request_id,
@@ -87,9 +103,22 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
         "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
         "skipped": counts[SKIP],
         "dryRun": counts[DRY_RUN],
+        "scheduled": counts[SCHEDULED],
         "durationMs": _ms(duration_ms),
         **extra,
     }
+    return _shaped(record, schema.SUMMARY_NAMES, optional=schema.SUMMARY_OPTIONAL)
+
+
+def _shaped(record: dict, names: tuple[str, ...], optional: frozenset[str] = frozenset()) -> dict:
+    """The record with exactly the schema's fields, in its order. A field outside the schema
+    would be written but never indexed nor queried: refuse it, in every test that writes it."""
+    unknown, missing = set(record) - set(names), set(names) - set(record) - optional
+    if unknown or missing:
+        raise ValueError(
+            f"record fields differ from dwrerun/schema.py: unknown {sorted(unknown)}, missing {sorted(missing)}"
+        )
+    return {name: record[name] for name in names if name in record}
 
 
 def write_invocation(written: list[dict], **summary_fields) -> dict:

@@ -8,18 +8,38 @@ the invocation's deadline; what is still unfinished then is recorded and `RetryL
 Never rerun twice: when a rerun request may have been carried out without an answer reaching us
 (timeout, reset, 5xx, unreadable body), the instance is read again before anything is resent. A
 RunNumber that moved on means the rerun happened.
+
+Someone else got there first: DataWorks refuses (SuccessInfo Success false) a rerun of an instance
+that is no longer finished, e.g. because another copy of the same failure event, on another FC
+instance, reran it a moment earlier. Every refusal is checked by reading the instance again: a
+RunNumber past the run this call was about is recorded as `already-rerun`, not as a failed rerun.
+
+DataWorks' daily call limit and the edition's quota (Throttling.Api.Risk, Throttling.Resource) end
+the work at once: every unfinished instance is recorded `quota-exhausted`, and nothing is retried.
+
+Scheduled reruns (schedule.py, README "Scheduled reruns"): on the event path, once the guards
+allow a rerun and DataWorks does not rerun the node itself (autorerun.py), the rerun waits a delay.
+A positive delay is queued as a delayed invocation of the event function (InvokeFunction with an
+async task id per instance and failed run: a copy gets 409, `already-scheduled`); FC refusing for
+good (no permission, task mode off) falls back to rerunning at once. The delayed invocation comes
+back here with the failed run number (`Target.scheduled`): every guard again, and a rerun only if
+that run is still the latest.
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
-from dwrerun import failure, pacing, records
-from dwrerun.config import Settings
-from dwrerun.dataworks import DataWorks, DataWorksError
+from dwrerun import autorerun, failure, pacing, records, schedule
+from dwrerun.config import ConfigError, Settings
+from dwrerun.dataworks import QUOTA_LIMITS, DataWorks, DataWorksError
+from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.policy import FAILURE, Decision, Instance, decide
 from dwrerun.rules import RuleSet
+from dwrerun.schedule import ScheduledRerun
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
@@ -33,6 +53,7 @@ class Target:
     instance_id: int
     event_id: str | None = None
     event_task_type: int | None = None  # the failure event's taskType (2 = frozen)
+    scheduled: ScheduledRerun | None = None  # a delayed invocation: the failed run it was planned for
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,7 @@ class Job:
     operator_comment: str | None = None
     # Failure rules: on the event path they decide; on the HTTP path they only explain a dry run.
     rules: RuleSet | None = None
+    may_schedule: bool = False  # the event path: a positive delay queues the rerun (schedule.py)
 
 
 class RetryLater(Exception):
@@ -74,14 +96,27 @@ class _Progress:
     lookup_ms: float | None = None
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
+    refused_at_run: int | None = None  # RunNumber when DataWorks refused the rerun (SuccessInfo false)
+    refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
+    refusal_request_id: str | None = None
     error: DataWorksError | None = None
     verdict: failure.Verdict | None = None  # what the failed run's log said; read once per run
+    delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
+    due_at: str | None = None
+    schedule_sent: bool = False  # an InvokeFunction with no clear answer went out
+    schedule_refused: InvokeFunctionError | None = None  # why a planned delay became "at once"
 
 
-def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[dict]:
+def run(
+    job: Job,
+    targets: list[Target],
+    dataworks: DataWorks | None,
+    functions: Callable[[], FunctionCompute] | None = None,
+) -> list[dict]:
     """Decide and act on every target; returns their records in target order. May raise RetryLater.
 
-    `dataworks` may be None only when `targets` is empty.
+    `dataworks` may be None only when `targets` is empty. `functions` makes the FC client that
+    schedules delayed reruns (called only when one is needed); without it every rerun is at once.
     """
     progress = []
     seen: set[int] = set()
@@ -96,13 +131,26 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
 
     attempt = 0
     last_error = None
+    quota = _QuotaWatch()
     while True:
         open_items = [p for p in progress if p.record is None]
         if not open_items:
             return [p.record for p in progress]
         try:
-            _look_up(job, dataworks, [p for p in open_items if p.decision is None])
-            _rerun(job, dataworks, [p for p in open_items if p.record is None and p.decision is not None])
+            _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
+            if quota.error is None:
+                _schedule(
+                    job, functions, [p for p in open_items if p.record is None and p.decision is not None and p.delay]
+                )
+                _rerun(
+                    job,
+                    dataworks,
+                    [p for p in open_items if p.record is None and p.decision is not None and not p.delay],
+                    quota,
+                )
+            if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
+                _quota_exhausted(job, progress, quota.error)
+                continue
             errors = [p.error for p in progress if p.record is None and p.error is not None]
             if not errors:
                 continue
@@ -117,29 +165,52 @@ def run(job: Job, targets: list[Target], dataworks: DataWorks | None) -> list[di
                 raise pacing.DeadlineReached("no time left for another attempt")
             pacing.sleep(delay)
         except pacing.DeadlineReached as exc:
-            raise _deferred(job, progress, last_error, str(exc)) from None
+            later = _deferred(job, progress, last_error, str(exc))
+            if later is None:  # only refusals were left to explain: DataWorks' answers stand, no retry
+                return [p.record for p in progress]
+            raise later from None
 
 
-def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
+class _QuotaWatch:
+    """The first quota-exhausted answer of the invocation; once seen, no thread starts another call."""
+
+    def __init__(self):
+        self.error: DataWorksError | None = None
+        self._lock = threading.Lock()
+
+    def saw(self, error: DataWorksError) -> None:
+        with self._lock:
+            self.error = self.error or error
+
+
+def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
     if len(items) == 1:
-        _look_up_one(job, dataworks, items[0])
+        _look_up_one(job, dataworks, items[0], quota)
     elif items:
         with ThreadPoolExecutor(min(LOOKUP_THREADS, len(items))) as pool:
-            futures = [pool.submit(_look_up_one, job, dataworks, item) for item in items]
+            futures = [pool.submit(_look_up_one, job, dataworks, item, quota) for item in items]
         for future in futures:
             future.result()  # DeadlineReached surfaces here, in the invocation's own thread
 
 
-def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
+def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> None:
+    if quota.error is not None:
+        return
     item.error = None
     started = pacing.clock()
+    limiter = pacing.limiter("read", job.settings.read_qps)
     try:
-        pacing.limiter("read", job.settings.read_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+        limiter.acquire(job.deadline - MIN_CALL_SECONDS)
         item.attempts += 1
         item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job)))
     except DataWorksError as exc:
-        if exc.transient:
+        _paced(limiter, exc)
+        if exc.quota_exhausted:
+            quota.saw(exc)
+        elif exc.transient:
             item.error = exc
+        elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
+            item.record = _refused(job, item)
         else:
             item.record = _record(
                 job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {exc.message}", exc
@@ -147,8 +218,24 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         return
     finally:
         item.lookup_ms = (pacing.clock() - started) * 1000
+    limiter.passed()
     instance = item.instance
-    if item.sent_at_run is not None and instance.run_number is not None and instance.run_number > item.sent_at_run:
+    if item.refusal is not None:
+        if _moved_on(instance, item.refused_at_run):
+            item.record = _record(
+                job,
+                item,
+                records.SKIP,
+                None,
+                "already-rerun",
+                f"already rerun by someone else: the instance is at run {instance.run_number} ({instance.status}), "
+                f"past run {item.refused_at_run}, so DataWorks refused this rerun ({item.refusal})",
+                dataworks_request_id=item.refusal_request_id,
+            )
+        else:
+            item.record = _refused(job, item)
+        return
+    if _moved_on(instance, item.sent_at_run):
         item.record = _record(
             job,
             item,
@@ -159,19 +246,34 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress) -> None:
             f"the rerun request got no clear answer",
         )
         return
+    scheduled = item.target.scheduled
     item.decision = decide(
         instance,
         job.settings,
         manual=job.manual,
         force=job.force,
         event_task_type=item.target.event_task_type,
+        failed_run=scheduled.failed_run_number if scheduled else None,
     )
-    if item.decision.rerun:
-        _classify(job, dataworks, item)
     if not item.decision.rerun:
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
-    elif job.dry_run:
-        item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}")
+        return
+    # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
+    if not job.manual and _left_to_dataworks(job, dataworks, item, quota):
+        return
+    _classify(job, dataworks, item)
+    if not item.decision.rerun:
+        item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
+        return
+    if job.may_schedule and scheduled is None:
+        settings = job.settings
+        item.delay = schedule.delay_seconds(
+            instance.run_number, settings.backoff_base, settings.backoff_max, hint=item.decision.delay_seconds
+        )
+        item.due_at = schedule.due_at(item.delay) if item.delay else None
+    if job.dry_run:
+        later = f" (would wait {item.delay} s, until {item.due_at})" if item.delay else ""
+        item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}{later}")
 
 
 def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
@@ -182,6 +284,10 @@ def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
     """
     instance = item.instance
     if job.rules is None or instance.status != FAILURE or (job.manual and not job.dry_run):
+        return
+    if item.target.scheduled is not None:
+        # A delayed invocation: the rules decided when the rerun was scheduled, on this same failed
+        # run's log (the payload names the rule). Reading it again would only spend a call.
         return
     if item.verdict is None or item.verdict.run_number != instance.run_number:  # never the same run twice
         item.verdict = failure.classify(dataworks, instance, job.settings, job.rules, job.deadline)
@@ -195,7 +301,135 @@ def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         item.decision = failure.apply(item.decision, item.verdict, instance, job.settings)
 
 
-def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
+def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
+    """Whether DataWorks reruns the instance itself (recorded `dataworks-auto-rerun`), or GetTask
+    could not say (recorded, or left to retry). False: the function's own rerun may go ahead."""
+    instance = item.instance
+    if not autorerun.may_rerun_itself(instance):
+        return False
+    node = autorerun.task_cache.get(instance.task_id, instance.project_env)
+    if node is None:
+        limiter = pacing.limiter("read", job.settings.read_qps)
+        try:
+            limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+            item.attempts += 1
+            node = autorerun.AutoRerun.from_api(
+                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job))
+            )
+        except DataWorksError as exc:
+            _paced(limiter, exc)
+            item.decision = None  # read the instance again with the next attempt
+            if exc.quota_exhausted:
+                quota.saw(exc)
+            elif exc.transient:
+                item.error = exc
+            else:  # not knowing risks a double run: hold back, and say why
+                item.record = _record(
+                    job,
+                    item,
+                    records.SKIP,
+                    None,
+                    "lookup-failed",
+                    f"GetTask refused ({exc.message}): whether DataWorks reruns this node itself is unknown",
+                    exc,
+                )
+            return True
+        limiter.passed()
+        autorerun.task_cache.put(instance.project_env, node)
+    found = autorerun.check(node, instance)
+    if found is None:
+        return False
+    item.decision, due = found
+    item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message, due_at=due)
+    return True
+
+
+def _schedule(job: Job, functions: Callable[[], FunctionCompute] | None, items: list[_Progress]) -> None:
+    """Queue each item's rerun as a delayed invocation of this function (FC InvokeFunction)."""
+    for item in items:
+        item.error = None
+        scheduled = ScheduledRerun(
+            instance_id=item.target.instance_id,
+            failed_run_number=item.instance.run_number,
+            due_at=item.due_at,
+            event_id=item.target.event_id,
+            rule=item.verdict.rule if item.verdict else None,
+        )
+        try:
+            if functions is None:
+                raise ConfigError("this invocation cannot schedule (no FC client)")
+            client = functions()
+        except ConfigError as exc:
+            _rerun_at_once(item, InvokeFunctionError("ConfigError", str(exc), transient=False))
+            continue
+        timeout = _time_left(job)
+        item.attempts += 1
+        try:
+            client.invoke_async(
+                job.function_name,
+                scheduled.to_payload(),
+                delay=item.delay,
+                task_id=scheduled.async_task_id,
+                timeout=timeout,
+            )
+        except InvokeFunctionError as exc:
+            if exc.duplicate and item.schedule_sent:  # our own earlier request got through
+                item.record = _scheduled(job, item, scheduled, "FC's 409 confirms the earlier request")
+            elif exc.duplicate:
+                item.due_at, item.delay = None, 0
+                item.record = _record(
+                    job,
+                    item,
+                    records.SKIP,
+                    None,
+                    "already-scheduled",
+                    f"the rerun of run {scheduled.failed_run_number} is already scheduled (FC async task "
+                    f"{scheduled.async_task_id} exists: a copy of this failure got there first)",
+                    async_task_id=scheduled.async_task_id,
+                )
+            elif exc.transient:
+                item.error = exc
+                item.schedule_sent = item.schedule_sent or exc.ambiguous
+            else:
+                _rerun_at_once(item, exc)
+            continue
+        item.record = _scheduled(job, item, scheduled)
+
+
+def _scheduled(job: Job, item: _Progress, scheduled: ScheduledRerun, note: str = "") -> dict:
+    message = (
+        f"run {scheduled.failed_run_number} failed: rerun as run {scheduled.failed_run_number + 1} "
+        f"in {item.delay} s, at about {item.due_at} (FC async task {scheduled.async_task_id})"
+    )
+    return _record(
+        job,
+        item,
+        records.SCHEDULED,
+        None,
+        "eligible",
+        f"{message}; {note}" if note else message,
+        async_task_id=scheduled.async_task_id,
+    )
+
+
+def _rerun_at_once(item: _Progress, refusal: InvokeFunctionError) -> None:
+    """FC will not schedule (no permission, async task mode off, no endpoint): rerun now instead."""
+    item.schedule_refused = refusal
+    item.delay, item.due_at = 0, None
+
+
+def _moved_on(instance: Instance, run: int | None) -> bool:
+    """Whether the instance's RunNumber is past `run`: a rerun of that run has started."""
+    return run is not None and instance.run_number is not None and instance.run_number > run
+
+
+def _paced(limiter: pacing.RateLimiter, error: DataWorksError) -> None:
+    """Tell the limiter about a rate-limit answer: it slows down every caller of this instance."""
+    if error.throttled:
+        limiter.throttled(error.retry_after)
+
+
+def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
     # One call per chunk of instances that will start the same run number, so each call's
     # Comment can say which run it starts.
     by_run: dict[int, list[_Progress]] = {}
@@ -204,12 +438,15 @@ def _rerun(job: Job, dataworks: DataWorks, items: list[_Progress]) -> None:
     size = job.settings.chunk_size
     for next_run, group in sorted(by_run.items()):
         for start in range(0, len(group), size):
+            if quota.error is not None:  # the daily limit or edition quota: send nothing more
+                return
             chunk = group[start : start + size]
-            _rerun_chunk(job, dataworks, _comment(job, next_run, chunk), chunk)
+            _rerun_chunk(job, dataworks, _comment(job, next_run, chunk), chunk, quota)
 
 
-def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress]) -> None:
-    pacing.limiter("write", job.settings.write_qps).acquire(job.deadline - MIN_CALL_SECONDS)
+def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Progress], quota: _QuotaWatch) -> None:
+    limiter = pacing.limiter("write", job.settings.write_qps)
+    limiter.acquire(job.deadline - MIN_CALL_SECONDS)
     timeout = _time_left(job)
     for item in chunk:
         item.error = None
@@ -220,8 +457,13 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
             [item.target.instance_id for item in chunk], comment, timeout
         )
     except DataWorksError as exc:
+        _paced(limiter, exc)
+        if exc.quota_exhausted:  # refused before anything happened: nothing to read back
+            quota.saw(exc)
         for item in chunk:
             item.rerun_ms = (pacing.clock() - started) * 1000
+            if exc.quota_exhausted:
+                continue
             if not exc.transient:
                 item.record = _record(
                     job,
@@ -238,6 +480,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
                 item.sent_at_run = item.instance.run_number
                 item.decision = None
         return
+    limiter.passed()
     for item in chunk:
         item.rerun_ms = (pacing.clock() - started) * 1000
         info = success_info.get(str(item.target.instance_id))
@@ -249,26 +492,69 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
             item.sent_at_run = item.instance.run_number
             item.decision = None
             continue
-        # DataWorks' own message, else (when a log was looked at) why it was rerun: the rule that
+        if not info["Success"]:
+            # Refused. If someone else reran the instance since it was read (another copy of the
+            # event on another FC instance, an operator), that is why: read it again to tell.
+            item.refusal = str(info.get("Message") or "no message")
+            item.refusal_request_id = request_id
+            item.refused_at_run = item.instance.run_number
+            item.decision = None
+            continue
+        # Accepted. DataWorks' own message, else (when a log was looked at) why it was rerun: the rule that
         # matched, or why no log could be read.
         message = str(info.get("Message") or (item.decision.message if item.verdict else ""))
         item.record = _record(
             job,
             item,
             records.RERUN,
-            info["Success"],
+            True,
             "eligible",
             message,
             dataworks_request_id=request_id,
         )
 
 
-def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> RetryLater:
-    """Record every unfinished instance as deferred; the RetryLater to raise with the records."""
-    code = error.code if error else "DeadlineReached"
-    then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+def _refused(job: Job, item: _Progress) -> dict:
+    """The record of a rerun DataWorks refused, when nobody else had rerun the instance."""
+    return _record(
+        job, item, records.RERUN, False, "eligible", item.refusal, dataworks_request_id=item.refusal_request_id
+    )
+
+
+def _quota_exhausted(job: Job, progress: list[_Progress], error: DataWorksError) -> None:
+    """Record every unfinished instance as not rerun because DataWorks' daily limit or edition quota is used up."""
+    limit = QUOTA_LIMITS[error.code]
     for item in progress:
-        if item.record is None:
+        if item.record is not None:
+            continue
+        if item.refusal is not None:
+            item.record = _refused(job, item)
+            continue
+        maybe = " A rerun request may have reached DataWorks before the limit." if item.sent_at_run else ""
+        item.record = _record(
+            job,
+            item,
+            records.SKIP,
+            None,
+            "quota-exhausted",
+            f"not rerun: {limit} is used up ({error.code}); it does not clear within minutes, so this is not "
+            f"retried. Rerun it over HTTP once the limit clears.{maybe}",
+            error,
+        )
+
+
+def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None, why: str) -> RetryLater | None:
+    """Record every unfinished instance as deferred; the RetryLater to raise with the records, or
+    None when none was deferred (an unexplained refusal is recorded as the refusal it is)."""
+    code = error.code if error else "DeadlineReached"
+    service = "Function Compute (InvokeFunction)" if isinstance(error, InvokeFunctionError) else "DataWorks"
+    then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+    deferred = False
+    for item in progress:
+        if item.record is None and item.refusal is not None:
+            item.record = _refused(job, item)  # DataWorks' answer is known; only its explanation is missing
+        elif item.record is None:
+            deferred = True
             maybe = (
                 " A rerun request may have reached DataWorks; a retry reads the instance first."
                 if item.sent_at_run
@@ -280,10 +566,12 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
                 records.SKIP,
                 None,
                 "deferred",
-                f"DataWorks kept failing ({code}; {why}): {then}.{maybe}",
+                f"{service} kept failing ({code}; {why}): {then}.{maybe}",
                 error,
             )
-    return RetryLater(f"DataWorks kept failing ({code}); {why}", [p.record for p in progress], error)
+    if not deferred:
+        return None
+    return RetryLater(f"{service} kept failing ({code}); {why}", [p.record for p in progress], error)
 
 
 def _time_left(job: Job) -> float:
@@ -299,6 +587,13 @@ def _comment(job: Job, next_run: int, chunk: list[_Progress]) -> str:
     if job.manual:
         origin = f"{job.operator_comment} " if job.operator_comment else ""
         return f"{origin}[{job.function_name}: manual rerun over HTTP, FC request {job.request_id}, run {next_run}]"
+    scheduled = [item.target.scheduled for item in chunk if item.target.scheduled]
+    if scheduled:  # a delayed invocation: one instance
+        first = scheduled[0]
+        return (
+            f"[{job.function_name}: scheduled rerun (FC async task {first.async_task_id}, due {first.due_at}) "
+            f"after failure event {first.event_id or '(RawData)'}; run {next_run} of at most {job.settings.max_reruns + 1}]"
+        )
     event_ids = [item.target.event_id or "(RawData)" for item in chunk]
     shown = ", ".join(event_ids[:COMMENT_EVENTS])
     if len(event_ids) > COMMENT_EVENTS:  # the SLS records of the FC request list every one
@@ -318,7 +613,16 @@ def _record(
     message: str,
     error: DataWorksError | None = None,
     dataworks_request_id: str | None = None,
+    due_at: str | None = None,
+    async_task_id: str | None = None,
 ) -> dict:
+    scheduled = item.target.scheduled
+    if scheduled is not None:  # a delayed invocation names its task and when it was due
+        async_task_id, due_at = scheduled.async_task_id, due_at or scheduled.due_at
+    refused = item.schedule_refused
+    if refused is not None and decision == records.RERUN:
+        message = f"InvokeFunction refused ({refused.code}: {refused.message}): rerun at once instead. {message}"
+    planned = decision in (records.SCHEDULED, records.DRY_RUN) and item.delay
     return records.instance_record(
         instance_id=item.target.instance_id,
         decision=decision,
@@ -335,7 +639,11 @@ def _record(
         attempts=item.attempts,
         lookup_ms=item.lookup_ms,
         rerun_ms=item.rerun_ms,
-        rule=item.verdict.rule if item.verdict else None,
+        rule=item.verdict.rule if item.verdict else (scheduled.rule if scheduled else None),
         failure_class=item.verdict.failure_class if item.verdict else None,
         matched_line=item.verdict.matched_line if item.verdict else None,
+        delay_seconds=item.delay if planned else None,
+        due_at=due_at or (item.due_at if planned else None),
+        async_task_id=async_task_id,
+        schedule_error_code=refused.code if refused is not None else None,
     )

@@ -183,12 +183,14 @@ def verify(
     now: float | None = None,
     nonces: NonceCache | None = None,
     max_skew: float = MAX_CLOCK_SKEW,
+    canonical_query_string: str | None = None,
 ) -> Credentials:
     """Check an ACS3-HMAC-SHA256 request; return the Credentials it was signed with.
 
     `credentials` are the ones accepted now; `expired` are STS credentials that used to be valid
     (answered with InvalidSecurityToken.Expired rather than "not found"). `query` is the decoded
-    query string. Raises SignatureError with the gateway's code.
+    query string; a service that canonicalises its query its own way (FC: fcauth.canonical_query)
+    passes the result as `canonical_query_string`. Raises SignatureError with the gateway's code.
     """
     now = time.time() if now is None else now
     lowered = _lower_headers(headers)
@@ -237,7 +239,8 @@ def verify(
     payload = hashlib.sha256(body).hexdigest()
     if not hmac.compare_digest(payload, lowered["x-acs-content-sha256"]):
         raise SignatureError("SignatureDoesNotMatch", "The body's SHA-256 differs from x-acs-content-sha256.")
-    canonical = canonical_request(method, path, canonical_query(query), lowered, signed, payload)
+    query_string = canonical_query(query) if canonical_query_string is None else canonical_query_string
+    canonical = canonical_request(method, path, query_string, lowered, signed, payload)
     if not hmac.compare_digest(signature_of(creds.access_key_secret, canonical), signature):
         raise SignatureError("SignatureDoesNotMatch")
     # Only a correctly signed request may burn a nonce, or anyone could block a replayable one.

@@ -1,11 +1,20 @@
 """A local EventBridge rule with a Function Compute target, for the event function.
 
-`EventBridge.publish()` delivers one event the way a rule on an Alibaba Cloud service source does
-in event-driven mode: one CloudEvent per invocation, invoked asynchronously, so a handler that
-raises or times out is retried (FC async: default 3 retries, `maxAsyncRetryAttempts` 0-8), and
-delivery is at least once (`duplicate=True` delivers the same bytes twice). Retries happen at once:
-the real backoff (seconds to hours) is not waited for. `matches()` is EventBridge's event-pattern
-matcher, shared with the deployment tests that check template.yml's rule against the samples.
+A rule on an Alibaba Cloud service source delivers in event-driven mode: one CloudEvent per
+invocation, invoked asynchronously. FC then owns the event: it queues it, runs it on an instance
+when one is free (at most reservedConcurrency at once), and retries an invocation that raised or
+timed out (`maxAsyncRetryAttempts`, default 3, 0-8). Delivery is at least once (`duplicate=True`
+delivers the same bytes twice, as two invocations).
+
+The target is either
+- a `localcloud.fcfunction.Function` (the process model: one process per instance):
+  `deliver()` puts the event into the function's asynchronous queue and returns the handles;
+  `publish()` does the same and waits until FC is done with each copy, returning every attempt;
+- or the in-process `localcloud.fc.FunctionCompute` (one instance, for unit-level tests):
+  `publish()` invokes it and retries at once, one attempt after the other (`max_retries`).
+`publish_batch()` is one synchronous invocation with a JSON array, on either. `matches()` is
+EventBridge's event-pattern matcher, shared with the deployment tests that check template.yml's
+rule against the samples.
 
 Sources: FACTS sections 1 and 5; EventBridge "Event patterns" (help.aliyun.com/.../eventbridge/
 user-guide/event-patterns): a pattern has the event's nesting, each leaf is a list of allowed
@@ -23,16 +32,27 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from localcloud.fc import FunctionCompute, Invocation, new_request_id
+from localcloud.fcfunction import MAX_ASYNC_RETRIES, AsyncInvocation, Function
 
 SCHEMAS = ("CloudEvents", "RawData")
-MAX_ASYNC_RETRIES = 8
 _MISSING = object()
 
 
 class EventBridge:
     """Delivers events to one function through one rule (optional filter pattern)."""
 
-    def __init__(self, fn: FunctionCompute, filter_pattern: Mapping | None = None, max_retries: int = 3):
+    def __init__(
+        self, fn: Function | FunctionCompute, filter_pattern: Mapping | None = None, max_retries: int | None = None
+    ):
+        if isinstance(fn, Function):
+            if max_retries is not None:
+                raise ValueError(
+                    "max_retries belongs to the function (its maxAsyncRetryAttempts): "
+                    "set max_async_retry_attempts on the Function instead"
+                )
+            max_retries = fn.max_async_retry_attempts
+        elif max_retries is None:
+            max_retries = 3  # FC's default maxAsyncRetryAttempts
         if not 0 <= max_retries <= MAX_ASYNC_RETRIES:
             raise ValueError(
                 f"max_retries must be 0..{MAX_ASYNC_RETRIES} (FC's maxAsyncRetryAttempts), got {max_retries}"
@@ -43,15 +63,35 @@ class EventBridge:
         self.filter_pattern = filter_pattern
         self.max_retries = max_retries
 
-    def publish(self, event: Mapping, schema: str = "CloudEvents", duplicate: bool = False) -> list[Invocation]:
-        """Deliver one event; return every attempt (retries and the duplicate included), or []
-        when the rule's pattern does not match it."""
+    def deliver(self, event: Mapping, schema: str = "CloudEvents", duplicate: bool = False) -> list[AsyncInvocation]:
+        """Put the event into the function's asynchronous queue (twice with `duplicate`) and return
+        at once, with a handle per copy; [] when the rule's pattern does not match it."""
+        if not isinstance(self.fn, Function):
+            raise TypeError(
+                "the in-process FunctionCompute has no asynchronous queue: deliver to a "
+                "localcloud.fcfunction.Function, or use publish()"
+            )
         payload = self.payload(event, schema)
         if payload is None:
             return []
-        attempts = self._deliver(payload)
+        return [self.fn.invoke_async(payload) for _ in range(2 if duplicate else 1)]
+
+    def publish(self, event: Mapping, schema: str = "CloudEvents", duplicate: bool = False) -> list[Invocation]:
+        """Deliver one event and wait until FC is done with it; return every attempt (retries and
+        the duplicate included), or [] when the rule's pattern does not match it."""
+        if isinstance(self.fn, Function):
+            handles = self.deliver(event, schema, duplicate)
+            budget = (1 + self.max_retries) * (self.fn.timeout + 30) * len(handles)
+            for handle in handles:
+                if not handle.wait(budget):
+                    raise TimeoutError(f"invocation {handle.request_id} still {handle.status} after {budget} s")
+            return [attempt for handle in handles for attempt in handle.attempts]
+        payload = self.payload(event, schema)
+        if payload is None:
+            return []
+        attempts = self._deliver_in_process(payload)
         if duplicate:
-            attempts += self._deliver(payload)
+            attempts += self._deliver_in_process(payload)
         return attempts
 
     def publish_batch(self, events: Iterable[Mapping], schema: str = "CloudEvents") -> list[Invocation]:
@@ -73,7 +113,7 @@ class EventBridge:
             return None
         return _encode(_shape(event, schema))
 
-    def _deliver(self, payload: bytes) -> list[Invocation]:
+    def _deliver_in_process(self, payload: bytes) -> list[Invocation]:
         # FC keeps the request id of an asynchronous invocation across its retries [inferred].
         request_id = new_request_id()
         attempts = []

@@ -1,4 +1,4 @@
-"""A local Function Compute 3.0 instance for the Python built-in runtimes.
+"""A local Function Compute 3.0 instance for the Python built-in runtimes, inside this process.
 
 `FunctionCompute` runs a handler the way FC's python3.10 / python3.12 runtimes do: the event is
 bytes, the context has the runtime's shape, the function's variables and role credentials are in
@@ -6,14 +6,18 @@ bytes, the context has the runtime's shape, the function's variables and role cr
 to stdout/stderr is kept per request id and appended to a JSON-lines stand-in for the Logstore,
 and an invocation that outlives the function's timeout fails with `FunctionTimeout`.
 
+It is ONE instance, serving one invocation at a time, for unit-level tests: FC 3.0's standard
+runtimes have no instance concurrency, so a function under load runs many instances, each its
+own process. `localcloud.fcfunction.Function` models that (reservedConcurrency, the asynchronous
+queue, FC's retries); it reuses the context shapes, variables and Logstore format defined here.
+
 Platform facts: /work/shared/FACTS.md section 5. The context classes mirror the ones FC's
 "Context" page (Python) prints for each runtime; attributes the page does not give are marked.
 
 Limits of the stand-in, on purpose:
-- The process is the instance. One `FunctionCompute` at a time owns `os.environ`: the one that
-  was created or invoked last. Two harnesses invoked at the same moment from different threads
-  would see each other's variables, so drive them one at a time. `close()` puts every variable
-  back as it was before the first harness touched it.
+- The test process is the instance. One `FunctionCompute` at a time owns `os.environ`: the one
+  that was created or invoked last. Drive two harnesses one after the other, not at once from
+  two threads. `close()` puts every variable back as it was before the first harness touched it.
 - Modules are imported once per instance: the first invocation imports them, `new_instance()`
   and `close()` unload every module loaded from `code_dir`. Harnesses on the same `code_dir`
   share the imported modules (on FC they would be separate processes).
@@ -35,7 +39,6 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -330,6 +333,88 @@ _path_users: dict[str, int] = {}
 _import_lock = threading.Lock()
 
 
+# --- what every local FC function shares: its settings, variables and Logstore -------------------
+
+
+def check_function(handler, initializer, runtime, timeout, code_dir, env) -> tuple[Path, dict[str, str]]:
+    """Refuse what FC refuses in a function's configuration; returns (code path, user variables)."""
+    if runtime not in CONTEXT_SHAPES:
+        raise ValueError(f"runtime {runtime!r} is not one of {sorted(CONTEXT_SHAPES)}")
+    for name, value in (("handler", handler), ("initializer", initializer)):
+        if value is not None and (not isinstance(value, str) or "." not in value.strip(".")):
+            raise ValueError(f"{name} must look like 'module.function', got {value!r}")
+    if not timeout or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    code_path = Path(code_dir).resolve()
+    if not code_path.is_dir():
+        raise ValueError(f"code_dir {str(code_dir)!r} is not a directory")
+    user_env = dict(env or {})
+    bad = sorted(k for k in user_env if k.upper().startswith("FC_"))
+    if bad:
+        raise ValueError(f"environment variables may not start with FC_ (FC refuses them): {bad}")
+    not_text = sorted(k for k, v in user_env.items() if not isinstance(v, str))
+    if not_text:
+        raise ValueError(f"environment variable values must be strings: {not_text}")
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in user_env.items())
+    if size > ENV_LIMIT_BYTES:
+        raise ValueError(f"environment variables take {size} bytes; FC allows {ENV_LIMIT_BYTES}")
+    return code_path, user_env
+
+
+def function_environment(fn: Any, instance_id: str) -> dict[str, str | None]:
+    """The variables FC sets in an instance of `fn` (None: the variable must be absent)."""
+    creds = fn.credentials
+    env: dict[str, str | None] = {
+        # Without a role FC sets no credentials at all, so none may leak in from this shell.
+        ACCESS_KEY_ID: getattr(creds, "access_key_id", None) if creds else None,
+        ACCESS_KEY_SECRET: getattr(creds, "access_key_secret", None) if creds else None,
+        SECURITY_TOKEN: (getattr(creds, "security_token", None) or None) if creds else None,
+        "FC_REGION": fn.region,
+        "FC_ACCOUNT_ID": fn.account_id,
+        "FC_FUNCTION_NAME": fn.function_name,
+        "FC_FUNCTION_HANDLER": fn.handler,
+        "FC_FUNCTION_MEMORY_SIZE": str(fn.memory),
+        "FC_INSTANCE_ID": instance_id,
+        "FC_FUNC_CODE_PATH": str(fn.code_dir),
+    }
+    env.update(fn.env)
+    return env
+
+
+class Logstore:
+    """The local stand-in for a function's Logstore: one JSON object per line a function wrote."""
+
+    def __init__(self, path: str | os.PathLike | None, function_name: str):
+        self.path = Path(path or Path(".localcloud") / "logs" / f"{function_name}.jsonl")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.function_name = function_name
+        self._lock = threading.Lock()
+
+    def append(self, request_id: str, instance_id: str, stream: str, message: str) -> None:
+        # The fields FC's log lines carry in SLS, as far as they apply locally.
+        entry = {
+            "__time__": int(time.time()),
+            "__topic__": f"FCLogs:{self.function_name}",
+            "functionName": self.function_name,
+            "qualifier": QUALIFIER,
+            "instanceId": instance_id,
+            "requestId": request_id,
+            "stream": stream,
+            "message": message,
+        }
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+        with self._lock, self.path.open("a", encoding="utf-8") as out:
+            out.write(line)
+
+    def lines(self) -> list[dict]:
+        """Every line of the file, parsed."""
+        if not self.path.exists():
+            return []
+        with self._lock:
+            text = self.path.read_text(encoding="utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
 # --- the harness -------------------------------------------------------------------------------
 
 
@@ -346,6 +431,7 @@ class Invocation:
     stderr: list[str] = field(default_factory=list)
     duration: float = 0.0
     cold_start: bool = False
+    instance_id: str = ""  # the instance (FC_INSTANCE_ID) that served it
 
     @property
     def ok(self) -> bool:
@@ -394,27 +480,7 @@ class FunctionCompute:
         log_store: str | None = None,
         version_id: str = "",
     ):
-        if runtime not in CONTEXT_SHAPES:
-            raise ValueError(f"runtime {runtime!r} is not one of {sorted(CONTEXT_SHAPES)}")
-        for name, value in (("handler", handler), ("initializer", initializer)):
-            if value is not None and (not isinstance(value, str) or "." not in value.strip(".")):
-                raise ValueError(f"{name} must look like 'module.function', got {value!r}")
-        if not timeout or timeout <= 0:
-            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        code_path = Path(code_dir).resolve()
-        if not code_path.is_dir():
-            raise ValueError(f"code_dir {str(code_dir)!r} is not a directory")
-        user_env = dict(env or {})
-        bad = sorted(k for k in user_env if k.upper().startswith("FC_"))
-        if bad:
-            raise ValueError(f"environment variables may not start with FC_ (FC refuses them): {bad}")
-        not_text = sorted(k for k, v in user_env.items() if not isinstance(v, str))
-        if not_text:
-            raise ValueError(f"environment variable values must be strings: {not_text}")
-        size = sum(len(k.encode()) + len(v.encode()) for k, v in user_env.items())
-        if size > ENV_LIMIT_BYTES:
-            raise ValueError(f"environment variables take {size} bytes; FC allows {ENV_LIMIT_BYTES}")
-
+        code_path, user_env = check_function(handler, initializer, runtime, timeout, code_dir, env)
         self.handler = handler
         self.initializer = initializer
         self.code_dir = code_path
@@ -429,14 +495,13 @@ class FunctionCompute:
         self.log_project = log_project
         self.log_store = log_store or function_name
         self.version_id = version_id
-        self.logstore = Path(logstore or Path(".localcloud") / "logs" / f"{function_name}.jsonl")
-        self.logstore.parent.mkdir(parents=True, exist_ok=True)
+        self._logstore = Logstore(logstore, function_name)
+        self.logstore = self._logstore.path
 
         self._lock = threading.Lock()  # short: instance id, credentials, handler reference
         self._load_lock = threading.Lock()  # held while a cold start imports the code
-        self._log_lock = threading.Lock()
         self._handler_fn: Callable | None = None
-        self._instance_id = _new_instance_id()
+        self._instance_id = new_instance_id()
         self._closed = False
 
         with _path_lock:
@@ -482,7 +547,7 @@ class FunctionCompute:
         with self._lock:
             self._drop_modules()
             self._handler_fn = None
-            self._instance_id = _new_instance_id()
+            self._instance_id = new_instance_id()
             if _ENV.owner is self:
                 _ENV.claim(self, self._environment())
 
@@ -528,7 +593,7 @@ class FunctionCompute:
                 handler, outcome["cold_start"] = self._load(context)
                 outcome["result"] = handler(event, context)
             except BaseException as exc:  # noqa: BLE001 - FC turns anything, SystemExit too, into an error
-                outcome["error"] = _error_body(exc)
+                outcome["error"] = error_body(exc)
                 capture.write("stderr", "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
             finally:
                 capture.flush_partial()
@@ -547,12 +612,9 @@ class FunctionCompute:
             with self._lock:
                 if self._instance_id == instance_id:
                     self._handler_fn = None
-                    self._instance_id = _new_instance_id()
+                    self._instance_id = new_instance_id()
                     self._drop_modules()
-            error = {
-                "errorType": "FunctionTimeout",
-                "errorMessage": f"Function timed out after {self.timeout} seconds",
-            }
+            error = timeout_error(self.timeout)
         else:
             error = outcome.get("error")
         self._log_line(request_id, instance_id, "stdout", f"FC Invoke End RequestId: {request_id}")
@@ -566,60 +628,28 @@ class FunctionCompute:
             stderr=list(capture.lines["stderr"]),
             duration=duration,
             cold_start=bool(outcome.get("cold_start")),
+            instance_id=instance_id,
         )
 
-    def invoke_many(self, events: Iterable[bytes], concurrency: int = 20) -> list[Invocation]:
-        """Invoke concurrently on this one instance (FC's instanceConcurrency); results in input order."""
-        if concurrency < 1:
-            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
-        with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fc-client") as pool:
-            return list(pool.map(self.invoke, events))
+    def invoke_many(self, events: Iterable[bytes]) -> list[Invocation]:
+        """Invoke once per event, one after the other, on this one instance: an FC 3.0 standard
+        runtime instance serves one invocation at a time. For invocations at the same moment (on
+        separate instances, as FC runs them) use `localcloud.fcfunction.Function`."""
+        return [self.invoke(event) for event in events]
 
     # -- the Logstore
 
     def logstore_lines(self) -> list[dict]:
         """Every line of the local Logstore file, parsed."""
-        if not self.logstore.exists():
-            return []
-        with self._log_lock:
-            text = self.logstore.read_text(encoding="utf-8")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        return self._logstore.lines()
 
     def _log_line(self, request_id: str, instance_id: str, stream: str, message: str) -> None:
-        # The fields FC's log lines carry in SLS, as far as they apply locally.
-        entry = {
-            "__time__": int(time.time()),
-            "__topic__": f"FCLogs:{self.function_name}",
-            "functionName": self.function_name,
-            "qualifier": QUALIFIER,
-            "instanceId": instance_id,
-            "requestId": request_id,
-            "stream": stream,
-            "message": message,
-        }
-        line = json.dumps(entry, ensure_ascii=False) + "\n"
-        with self._log_lock, self.logstore.open("a", encoding="utf-8") as out:
-            out.write(line)
+        self._logstore.append(request_id, instance_id, stream, message)
 
     # -- internals
 
     def _environment(self) -> dict[str, str | None]:
-        creds = self.credentials
-        env: dict[str, str | None] = {
-            # Without a role FC sets no credentials at all, so none may leak in from this shell.
-            ACCESS_KEY_ID: getattr(creds, "access_key_id", None) if creds else None,
-            ACCESS_KEY_SECRET: getattr(creds, "access_key_secret", None) if creds else None,
-            SECURITY_TOKEN: (getattr(creds, "security_token", None) or None) if creds else None,
-            "FC_REGION": self.region,
-            "FC_ACCOUNT_ID": self.account_id,
-            "FC_FUNCTION_NAME": self.function_name,
-            "FC_FUNCTION_HANDLER": self.handler,
-            "FC_FUNCTION_MEMORY_SIZE": str(self.memory),
-            "FC_INSTANCE_ID": self._instance_id,
-            "FC_FUNC_CODE_PATH": str(self.code_dir),
-        }
-        env.update(self.env)
-        return env
+        return function_environment(self, self._instance_id)
 
     def _load(self, context) -> tuple[Callable, bool]:
         """The handler of the current instance, importing the module (and running the
@@ -673,13 +703,13 @@ def _resolve(dotted: str) -> Callable:
         raise AttributeError(f"module {module_name!r} has no function {attr!r}") from None
 
 
-def _error_body(exc: BaseException) -> dict:
+def error_body(exc: BaseException, harness_files: Iterable[str] = ()) -> dict:
     """FC's UnhandledInvocationError body: errorType, errorMessage, stackTrace (the handler's frames)."""
     tb = exc.__traceback__
     frames = traceback.extract_tb(tb)
     # Drop the harness's own frames: FC's stackTrace starts in the user's code.
-    here = os.path.abspath(__file__)
-    frames = [f for f in frames if os.path.abspath(f.filename) != here]
+    skip = {os.path.abspath(__file__), *(os.path.abspath(f) for f in harness_files)}
+    frames = [f for f in frames if os.path.abspath(f.filename) not in skip]
     return {
         "errorType": type(exc).__name__,
         "errorMessage": str(exc),
@@ -687,5 +717,10 @@ def _error_body(exc: BaseException) -> dict:
     }
 
 
-def _new_instance_id() -> str:
+def timeout_error(timeout: float) -> dict:
+    """What FC answers for an invocation that outlived the function's timeout."""
+    return {"errorType": "FunctionTimeout", "errorMessage": f"Function timed out after {timeout} seconds"}
+
+
+def new_instance_id() -> str:
     return f"c-{secrets.token_hex(4)}-{secrets.token_hex(4)}-{secrets.token_hex(6)}"

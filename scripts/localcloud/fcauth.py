@@ -78,7 +78,7 @@ def sign(
         credentials.access_key_secret,
         method,
         _canonical_path(parts.path),
-        _canonical_query(parts.query),
+        canonical_query(parts.query),
         [(name, headers[name]) for name in signed_names],
         payload,
     )
@@ -143,7 +143,7 @@ def verify(
         creds.access_key_secret,
         method,
         _canonical_path(raw_path),
-        _canonical_query(raw_query),
+        canonical_query(raw_query),
         [(name, ",".join(sorted(v.strip() for v in values[name]))) for name in signed_names],
         payload,
     )
@@ -190,8 +190,9 @@ def _canonical_path(path: str) -> str:
     return (path or "/").replace("$", "%24")
 
 
-def _canonical_query(raw_query: str) -> str:
-    # First value per key, keys sorted, values RFC 3986 encoded: what the documented sample signs.
+def canonical_query(raw_query: str) -> str:
+    """FC's canonical query: first value per key, keys sorted, values RFC 3986 encoded (what the
+    documented sample and the tea-openapi client sign). Shared with the local FC OpenAPI."""
     query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
     return "&".join(f"{k}={quote(query[k], safe='~')}" for k in sorted(query))
 

@@ -7,6 +7,9 @@ HTTP response. With `auth_type="function"` the request must carry a valid signat
 (localcloud.fcauth) or it gets 403, like FC's gateway.
 
 Where the docs are silent the stand-in chooses, and says so here:
+- with the process model (`localcloud.fcfunction.Function`) each request is a synchronous
+  invocation on an idle or new instance; with every instance the reserved concurrency allows
+  busy it answers 429 `ResourceExhausted` [FC's error list: "concurrency over the limit"; FC 3.0 inferred];
 - a handler error or timeout answers 502 with `{"errorType", "errorMessage"}` and the
   `x-fc-error-type` header; the stack trace only goes to the function's log [inferred];
 - a return value that is not a response struct is sent as a 200 body (a string as text, anything
@@ -31,6 +34,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from localcloud import fcauth
 from localcloud.fc import FunctionCompute, Invocation, new_request_id
+from localcloud.fcfunction import ConcurrencyExceeded, Function
 
 AUTH_TYPES = ("anonymous", "function")
 MAX_SYNC_BODY = 32 * 1024 * 1024  # FC: 32 MB for a synchronous invocation
@@ -61,7 +65,7 @@ class HttpGateway:
 
     def __init__(
         self,
-        fn: FunctionCompute,
+        fn: FunctionCompute | Function,
         port: int = 0,
         auth_type: str = "anonymous",
         credentials: Any = None,
@@ -129,7 +133,12 @@ class HttpGateway:
                     403, {"Code": exc.code, "Message": exc.message, "RequestId": request_id}, request_id
                 )
         event = self.event_for(request, request_id)
-        invocation = self.fn.invoke(json.dumps(event, ensure_ascii=False).encode("utf-8"), request_id=request_id)
+        try:
+            invocation = self.fn.invoke(json.dumps(event, ensure_ascii=False).encode("utf-8"), request_id=request_id)
+        except ConcurrencyExceeded as exc:  # every instance the reserved concurrency allows is busy
+            return _json_answer(
+                exc.status, {"errorCode": exc.code, "errorMessage": str(exc), "RequestId": request_id}, request_id
+            )
         self.invocations.append(invocation)
         return _answer(invocation)
 

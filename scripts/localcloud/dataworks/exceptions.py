@@ -12,8 +12,12 @@ status with an `x-acs-retry-after` header -> ThrottlingException.
 | InvalidTaskInstance.NotFound                | 404  | chosen here: no public doc gives the real one       |
 | InvalidTaskInstanceLog.NotFound             | 404  | chosen here: a run whose log DataWorks no longer has|
 | ResourceNotAuthorized.Api                   | 403  | DataWorks public error codes (the role may not call)|
-| Throttling.User / Throttling.Api            | 400  | common POP codes (DataWorks rate-limit doc)         |
-| Throttling.System                           | 503  | chosen here (system-side overload)                  |
+| InvalidTask.NotFound                        | 404  | chosen here, likewise (GetTask)                     |
+| Throttling.User                             | 429  | DataWorks error codes [1]: "too frequent"           |
+| Throttling.Api                              | 429  | DataWorks error codes [1]: one API's limit          |
+| Throttling.System                           | 429  | DataWorks error codes [1]: "system is busy"         |
+| Throttling.Api.Risk                         | 429  | DataWorks error codes [1]: the daily call limit     |
+| Throttling.Resource                         | 429  | DataWorks error codes [1]: the edition's quota      |
 | ServiceUnavailable                          | 503  | common POP code                                     |
 | InternalError                               | 500  | common POP code                                     |
 | IncompleteSignature, InvalidSignatureMethod | 400  | from localcloud.acs3.SignatureError                 |
@@ -24,6 +28,14 @@ status with an `x-acs-retry-after` header -> ThrottlingException.
 | MissingSecurityToken                        | 400  | from localcloud.acs3.SignatureError                 |
 | InvalidSecurityToken.MismatchWithAccessKey  | 400  | from localcloud.acs3.SignatureError                 |
 | InvalidSecurityToken.Expired                | 400  | from localcloud.acs3.SignatureError                 |
+
+[1] DataWorks "Public error codes" (FACTS §2: the DataWorks OpenAPI error-code page),
+https://www.alibabacloud.com/help/en/dataworks/developer-reference/api-dataworks-public-2020-05-18-errorcodes
+-- every throttling code is HTTP 429, with the messages below. The page sits under the 2020-05-18
+reference; that the 2024-05-18 gateway answers the same is inferred. `Throttling.Api.Risk` and
+`Throttling.Resource` do not clear within minutes (FACTS §2). The daily limits per edition (Basic
+100, Standard 1,000, Professional 10,000 calls a day, Enterprise none) are on DataWorks' "Usage
+notes of DataWorks API operations" page.
 
 Throttling answers carry no `x-acs-retry-after` header by default (no public source shows the
 real gateway sending one), so the generic client raises ClientException with code Throttling.*;
@@ -98,22 +110,44 @@ class ResourceNotAuthorized(DataWorksError):
     message = "You are not authorized to access the resources."
 
 
-class Throttling(DataWorksError):
-    """Throttling.User (the account's quota), Throttling.Api (one API's quota) or Throttling.System."""
+class TaskNotFound(DataWorksError):
+    status = 404
+    code = "InvalidTask.NotFound"
 
+    def __init__(self, task_id: int, project_env: str):
+        super().__init__(f"The task does not exist in {project_env}: {task_id}.")
+
+
+class Throttling(DataWorksError):
+    """A throttling answer: always HTTP 429, the code says which limit.
+
+    Rate limits (they clear within a second or so): Throttling.User (the account's QPS),
+    Throttling.Api (one API's limit), Throttling.System (DataWorks is busy). Quota limits (they do
+    not clear within minutes): Throttling.Api.Risk (the daily call limit), Throttling.Resource
+    (the edition's quota of calls).
+    """
+
+    status = 429
     MESSAGES = {
-        "Throttling.User": (400, "Request was denied due to user flow control."),
-        "Throttling.Api": (400, "Request was denied due to api flow control."),
-        "Throttling.System": (503, "Request was denied due to system flow control."),
+        "Throttling.User": "Your request is too frequent. Try again later.",
+        "Throttling.Api": "The request for this resource has exceeded your available limit.",
+        "Throttling.System": "The DataWorks system is busy. Try again later.",
+        "Throttling.Api.Risk": "The request for this resource has exceeded your daily available limit.",
+        "Throttling.Resource": (
+            "the number of API calls that you can make has reached the upper limit. You can upgrade the "
+            "edition of your DataWorks service to obtain a larger quota for the number of API calls."
+        ),
     }
+    RATE_CODES = ("Throttling.User", "Throttling.Api", "Throttling.System")
+    DAILY_LIMIT = "Throttling.Api.Risk"
+    EDITION_QUOTA = "Throttling.Resource"
 
     def __init__(self, code: str = "Throttling.User", retry_after: int | None = None):
         if code not in self.MESSAGES:
             raise ValueError(f"throttle code must be one of {sorted(self.MESSAGES)}, not {code!r}")
         self.code = code
-        self.status, message = self.MESSAGES[code]
         headers = {"x-acs-retry-after": str(retry_after)} if retry_after else None
-        super().__init__(message, headers)
+        super().__init__(self.MESSAGES[code], headers)
 
 
 class ServiceUnavailable(DataWorksError):

@@ -1,9 +1,13 @@
-"""What can go wrong between the function and DataWorks, on demand: injected faults and a rate quota.
+"""What can go wrong between the function and DataWorks, on demand: injected faults and the quota.
 
 Faults are set per action ("*" = every action). Each count is how many upcoming calls the fault
 hits (None = every call, 0 = off). When several are armed, one call gets at most one of them, in
-this order: throttle, server_error, refuse, hang, reset, malformed. Latency delays every call; a
-partial_failure map applies to every RerunTaskInstances call that reaches the backend.
+this order: throttle, server_error, refuse, hang, reset, malformed, concurrent_rerun. Latency delays
+every call; a partial_failure map applies to every RerunTaskInstances call that reaches the backend.
+
+The quota is DataWorks' metering of one account and region: rate limits per category, a daily
+call limit, the edition's quota, and a neighbour (another client of the same account) using part
+of the rate limits.
 """
 
 from __future__ import annotations
@@ -12,10 +16,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 from .exceptions import SERVER_ERRORS, Throttling
 
-KINDS = ("throttle", "server_error", "refuse", "hang", "reset", "malformed")
+KINDS = ("throttle", "server_error", "refuse", "hang", "reset", "malformed", "concurrent_rerun")
+# Inferred: DataWorks' daily limit counts calendar days in China time (no public source says).
+CHINA = timezone(timedelta(hours=8))
 _UNSET = object()  # "not given", since None already means "every call"
 
 
@@ -63,6 +70,7 @@ class Faults:
         hang=_UNSET,
         reset=_UNSET,
         malformed=_UNSET,
+        concurrent_rerun=_UNSET,
         partial_failure: dict[int, str] | None = None,
         after_backend: bool | None = None,
     ) -> None:
@@ -73,6 +81,9 @@ class Faults:
         ServiceUnavailable or 500 InternalError (server_error_code). refuse: answer 403
         ResourceNotAuthorized.Api (RAM refuses the call). hang: never answer. reset:
         close the connection with a TCP RST. malformed: 200 with a body that is not JSON.
+        concurrent_rerun (RerunTaskInstances): another client reruns the call's instances just
+        before the backend runs it, as if it had between the caller's read and its rerun; the
+        caller's rerun is then refused (Success false: not finished).
         partial_failure: {instance id: message} answered Success=false, state unchanged.
         after_backend: hang/reset/malformed only after the backend has executed the call.
         """
@@ -82,6 +93,7 @@ class Faults:
             raise ValueError(f"server_error_code must be one of {sorted(SERVER_ERRORS)}, not {server_error_code!r}")
         given = {"throttle": throttle, "server_error": server_error, "refuse": refuse, "hang": hang, "reset": reset}
         given["malformed"] = malformed
+        given["concurrent_rerun"] = concurrent_rerun
         for kind, count in given.items():
             if count is not _UNSET and count is not None and (not isinstance(count, int) or count < 0):
                 raise ValueError(f"{kind} must be a count of calls (int >= 0) or None for every call, not {count!r}")
@@ -137,43 +149,88 @@ class Faults:
 
 
 class Quota:
-    """DataWorks' per-account rate limits: separate read (Get*/List*) and write QPS.
+    """DataWorks' metering of one account and region (FACTS §2), checked in this order:
 
-    A sliding window: a call is admitted when fewer than `qps` calls of its category were admitted
-    in the last second, i.e. in every window (t - 1 s, t] at most `qps` calls are admitted.
+    - the edition's quota (`edition_exhausted`): every call gets 429 Throttling.Resource;
+    - the daily call limit (`daily_limit`, reads and writes together): once that many calls were
+      admitted in a day, every call gets 429 Throttling.Api.Risk until the next day (China time,
+      inferred) or `new_day()`;
+    - the rate limits per category (read = Get*/List*, write = the rest) as a sliding window: a
+      call is admitted when fewer than the limit were admitted in the last second, i.e. in every
+      window (t - 1 s, t] at most that many. A `neighbour` (another client of the same account,
+      the console, a script) uses that share of each limit all the time, so this caller gets the
+      rest; over it, 429 with `code` (Throttling.User by default).
+
+    `clock` (epoch seconds) is a seam: a test may replace it to drive the windows without waiting.
     """
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._limits: dict[str, int | None] = {"read": None, "write": None}
-        self._admitted: dict[str, deque[float]] = {"read": deque(), "write": deque()}
-        self.code = "Throttling.User"
-        self.retry_after: int | None = None
+        self.clock = time.time
+        self.configure()
 
     def configure(
-        self, read_qps: int | None = None, write_qps: int | None = None, code: str = "Throttling.User", retry_after=None
+        self,
+        read_qps: int | None = None,
+        write_qps: int | None = None,
+        code: str = "Throttling.User",
+        retry_after=None,
+        *,
+        daily_limit: int | None = None,
+        edition_exhausted: bool = False,
+        neighbour: float = 0.0,
     ) -> None:
-        Throttling(code)  # validates the code
-        for name, value in (("read_qps", read_qps), ("write_qps", write_qps)):
-            if value is not None and (not isinstance(value, int) or value < 1):
+        if code not in Throttling.RATE_CODES:
+            raise ValueError(f"code must be one of {', '.join(Throttling.RATE_CODES)}, not {code!r}")
+        for name, value in (("read_qps", read_qps), ("write_qps", write_qps), ("daily_limit", daily_limit)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"{name} must be a positive int or None (no limit), not {value!r}")
+        if not 0.0 <= neighbour < 1.0:
+            raise ValueError(f"neighbour must be a share of the rate limits in [0, 1), not {neighbour!r}")
+        limits = {}
+        for category, qps in (("read", read_qps), ("write", write_qps)):
+            # What the neighbour leaves of the limit; at least one call a second stays for this caller.
+            limits[category] = None if qps is None else max(1, qps - round(qps * neighbour))
         with self._lock:
-            self._limits = {"read": read_qps, "write": write_qps}
-            self._admitted = {"read": deque(), "write": deque()}
+            self._limits = limits
+            self._admitted: dict[str, deque[float]] = {"read": deque(), "write": deque()}
             self.code, self.retry_after = code, retry_after
+            self.daily_limit, self.edition_exhausted = daily_limit, edition_exhausted
+            self._day, self._calls_today = None, 0
 
-    def admit(self, is_read: bool) -> tuple[bool, float]:
-        """(admitted?, the time of the decision) for one call."""
+    def new_day(self) -> None:
+        """Start a new day now: the daily count goes back to 0."""
+        with self._lock:
+            self._day, self._calls_today = self._today(self.clock()), 0
+
+    @property
+    def calls_today(self) -> int:
+        with self._lock:
+            return self._calls_today
+
+    def admit(self, is_read: bool) -> tuple[Throttling | None, float]:
+        """(the refusal to answer, or None if admitted; the time of the decision) for one call."""
         category = "read" if is_read else "write"
         with self._lock:
-            now = time.time()
+            now = self.clock()
+            if self.edition_exhausted:
+                return Throttling(Throttling.EDITION_QUOTA), now
+            today = self._today(now)
+            if today != self._day:
+                self._day, self._calls_today = today, 0
+            if self.daily_limit is not None and self._calls_today >= self.daily_limit:
+                return Throttling(Throttling.DAILY_LIMIT), now
             limit = self._limits[category]
-            if limit is None:
-                return True, now
-            window = self._admitted[category]
-            while window and window[0] <= now - 1.0:
-                window.popleft()
-            if len(window) >= limit:
-                return False, now
-            window.append(now)
-            return True, now
+            if limit is not None:
+                window = self._admitted[category]
+                while window and window[0] <= now - 1.0:
+                    window.popleft()
+                if len(window) >= limit:
+                    return Throttling(self.code, self.retry_after), now
+                window.append(now)
+            self._calls_today += 1
+            return None, now
+
+    @staticmethod
+    def _today(now: float):
+        return datetime.fromtimestamp(now, CHINA).date()

@@ -5,6 +5,9 @@ State moves only when an operation or a test says so (moto style, no clocks in t
   fails at once and a dry-run (Skip*) one succeeds at once, as DataWorks does when it schedules them.
 - `finish(id, status)` ends the current run now; `advance()` ends every Running instance's run with
   the next outcome scripted by `script_runs(id, [...])` (an instance with no script keeps running).
+- Tasks (nodes) carry DataWorks' own automatic rerun (`RerunTimes`, `RerunInterval`): `add_task`
+  sets them; `auto_rerun(id)` is DataWorks starting one of those reruns (a test says when). A task
+  never added is known through its instances and has no automatic rerun.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .exceptions import InvalidParameter, TaskInstanceLogNotFound, TaskInstanceNotFound
+from .exceptions import InvalidParameter, TaskInstanceLogNotFound, TaskInstanceNotFound, TaskNotFound
 
 STATUSES = (
     "NotRun",
@@ -158,6 +161,64 @@ class TaskInstance:
         return out
 
 
+@dataclass
+class Task:
+    """One task (node) in one environment, with the fields of the 2024-05-18 API's Task (snake_case)."""
+
+    id: int
+    project_id: int
+    project_env: str = "Prod"
+    name: str = ""
+    type: str = "DIDE_SHELL"
+    rerun_mode: str = "FailureAllowed"
+    # DataWorks' own automatic rerun after a failure: at most 10, at most 30 minutes apart (FACTS §2).
+    rerun_times: int = 0
+    rerun_interval: int = 0  # seconds
+    owner: str = "207947397706614299"
+    workflow_id: int = 0
+    timeout: int = 0
+    priority: int = 1
+    description: str = ""
+    trigger_type: str = "Scheduler"
+    trigger_recurrence: str = "Normal"
+
+    def __post_init__(self):
+        for name, allowed in (("rerun_mode", RERUN_MODES), ("project_env", PROJECT_ENVS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {', '.join(allowed)}, not {getattr(self, name)!r}")
+        if not 0 <= self.rerun_times <= 10:
+            raise ValueError(f"rerun_times must be 0..10 (DataWorks' limit), not {self.rerun_times}")
+        if not 0 <= self.rerun_interval <= 1800:
+            raise ValueError(f"rerun_interval must be 0..1800 seconds (DataWorks' limit), not {self.rerun_interval}")
+        self.name = self.name or f"task_{self.id}"
+        self.workflow_id = self.workflow_id or self.id
+
+    def to_api(self) -> dict:
+        """The task as GetTask renders it."""
+        return {
+            "Id": self.id,
+            "Name": self.name,
+            "Type": self.type,
+            "ProjectId": self.project_id,
+            "ProjectEnv": self.project_env,
+            "EnvType": self.project_env,
+            "Owner": self.owner,
+            "WorkflowId": self.workflow_id,
+            "Description": self.description,
+            "Priority": self.priority,
+            "Timeout": self.timeout,
+            "RerunMode": self.rerun_mode,
+            "RerunTimes": self.rerun_times,
+            "RerunInterval": self.rerun_interval,
+            "InstanceMode": "T+1",
+            "Trigger": {"Type": self.trigger_type, "Recurrence": self.trigger_recurrence, "Cron": "00 00 02 * * ?"},
+            "RuntimeResource": {"ResourceGroupId": "Serverless_res_group_524257424564736_6831777003194368"},
+            "Tags": [],
+        }
+
+
+_TASK_FIELDS = {f.name for f in fields(Task)}
+_TASK_ONLY = {"rerun_times", "rerun_interval"}  # seed keys of a task that its instances do not inherit
 _FIELDS = {f.name for f in fields(TaskInstance)}
 _PASCAL_FIELDS = {_pascal(name): name for name in _FIELDS}
 
@@ -210,6 +271,7 @@ class DataWorksBackend:
         self._history: dict[int, dict[int, dict]] = {}  # id -> RunNumber -> row of a finished run
         self._logs: dict[tuple[int, int], str | None] = {}  # None: the run's log is gone
         self._scripts: dict[int, deque[str]] = {}
+        self._tasks: dict[tuple[int, str], Task] = {}
 
     # --- seeding and driving (for tests and the demo) ---
 
@@ -243,6 +305,16 @@ class DataWorksBackend:
                 task = self._snake(task, path)
                 if "task_id" not in task:
                     raise ValueError(f"{path}: every task needs a task_id")
+                own = {k: task.pop(k) for k in list(task) if k in _TASK_ONLY}
+                if own:
+                    self.add_task(
+                        id=task["task_id"],
+                        project_id=task.get("project_id", 0),
+                        project_env=task.get("project_env", "Prod"),
+                        name=task.get("task_name", ""),
+                        rerun_mode=task.get("rerun_mode", "FailureAllowed"),
+                        **own,
+                    )
                 tasks[task["task_id"]] = task
             data = data.get("instances", [])
         if not isinstance(data, list):
@@ -264,10 +336,60 @@ class DataWorksBackend:
             name = _PASCAL_FIELDS.get(key, key)
             if key in ("Log", "NextRuns"):
                 name = {"Log": "log", "NextRuns": "next_runs"}[key]
-            if name not in _FIELDS and name not in extra:
+            if name not in _FIELDS and name not in extra and name not in _TASK_ONLY:
                 raise ValueError(f"{path}: unknown field {key!r}")
             out[name] = value
         return out
+
+    def add_task(self, **values) -> Task:
+        """Add (or replace) a task in one environment; any Task field may be given."""
+        unknown = set(values) - _TASK_FIELDS
+        if unknown:
+            raise ValueError(f"unknown Task fields: {', '.join(sorted(unknown))}")
+        task = Task(**values)
+        with self._lock:
+            self._tasks[(task.id, task.project_env)] = task
+        return replace(task)
+
+    def auto_rerun(self, instance_id: int) -> TaskInstance:
+        """DataWorks' own automatic rerun of a failed instance: a new run starts, as a rerun does.
+
+        Refused (ValueError) unless the instance is Failure and its task still has automatic reruns
+        left (run N failed: N - 1 used of RerunTimes) [inferred: the docs do not say how DataWorks counts]."""
+        with self._lock:
+            inst = self._get(instance_id)
+            task = self._task_of(inst.task_id, inst.project_env)
+            if inst.status != "Failure":
+                raise ValueError(f"instance {instance_id} is {inst.status}: DataWorks reruns only a failure")
+            if task.rerun_mode == "AllDenied":
+                raise ValueError(f"task {task.id} has RerunMode AllDenied: DataWorks does not rerun it")
+            if task.rerun_times < inst.run_number:
+                raise ValueError(f"task {task.id} has no automatic rerun left for run {inst.run_number}")
+            self._start_run(inst, f"automatic rerun {inst.run_number} of {task.rerun_times}", None)
+            return replace(inst)
+
+    def _task_of(self, task_id: int, project_env: str) -> Task:
+        task = self._tasks.get((task_id, project_env))
+        if task is not None:
+            return task
+        # A task known only through its instances: the latest one's settings, no automatic rerun.
+        known = [i for i in self._instances.values() if i.task_id == task_id and i.project_env == project_env]
+        if not known:
+            raise TaskNotFound(task_id, project_env)
+        inst = max(known, key=lambda i: i.id)
+        return Task(
+            id=task_id,
+            project_id=inst.project_id,
+            project_env=project_env,
+            name=inst.task_name,
+            type=inst.task_type,
+            rerun_mode=inst.rerun_mode,
+            owner=inst.owner,
+            workflow_id=inst.workflow_id,
+            timeout=inst.timeout,
+            priority=inst.priority,
+            trigger_type=inst.trigger_type,
+        )
 
     def instance(self, instance_id: int) -> TaskInstance:
         """A snapshot of the instance (KeyError if unknown)."""
@@ -336,6 +458,10 @@ class DataWorksBackend:
         return inst
 
     # --- the OpenAPI operations ---
+
+    def get_task(self, task_id: int, project_env: str = "Prod") -> dict:
+        with self._lock:
+            return self._task_of(task_id, project_env).to_api()
 
     def get_task_instance(self, instance_id: int) -> dict:
         with self._lock:

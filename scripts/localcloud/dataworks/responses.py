@@ -68,7 +68,7 @@ def _choice(params: dict, name: str, allowed: tuple[str, ...]) -> str | None:
 class DataWorksResponse:
     """One method per emulated action: params (dict of str) -> the JSON body without RequestId."""
 
-    ACTIONS = ("GetTaskInstance", "RerunTaskInstances", "ListTaskInstances", "GetTaskInstanceLog")
+    ACTIONS = ("GetTaskInstance", "RerunTaskInstances", "ListTaskInstances", "GetTaskInstanceLog", "GetTask")
     # How the rate limits classify an action (FACTS §2: separate read and write QPS).
     READ_PREFIXES = ("Get", "List")
 
@@ -139,6 +139,11 @@ class DataWorksResponse:
             filters, page_number, page_size, f"{key} {order or 'Desc'}", runs_of=_int(params, "Id")
         )
         return {"PagingInfo": paging}
+
+    def get_task(self, params: dict) -> dict:
+        task_id = _int(params, "Id", required=True)
+        project_env = _choice(params, "ProjectEnv", PROJECT_ENVS) or "Prod"
+        return {"Task": self.backend.get_task(task_id, project_env)}
 
     def get_task_instance_log(self, params: dict) -> dict:
         instance_id = _int(params, "Id", required=True)

@@ -1,7 +1,7 @@
 """The emulated DataWorks OpenAPI gateway: a real HTTP server on loopback.
 
-Each request goes: route (x-acs-action / x-acs-version) -> ACS3 signature -> quota -> faults ->
-backend -> JSON answer, and is recorded in the journal whatever happens.
+Each request goes: route (x-acs-action / x-acs-version) -> ACS3 signature -> quota (rate, daily
+limit, edition) -> faults -> backend -> JSON answer, and is recorded in the journal whatever happens.
 
     with DataWorksEmulator(credentials=[creds], seed="seed.json") as emu:
         ...  # point the client at emu.endpoint with protocol "http"
@@ -34,6 +34,7 @@ from .responses import DataWorksResponse
 
 MAX_BODY = 8 * 1024 * 1024
 MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+CONCURRENT_COMMENT = "rerun by another client (the emulator's concurrent_rerun fault)"
 
 
 class _Server(ThreadingHTTPServer):
@@ -151,7 +152,9 @@ class DataWorksEmulator:
 
     @property
     def endpoint(self) -> str:
-        """host:port, what the client's `endpoint` (and DATAWORKS_ENDPOINT) takes."""
+        """host:port, what a generic client's `endpoint` takes (with protocol "http").
+
+        The function's DATAWORKS_ENDPOINT takes `url`: without the scheme it would mean https."""
         return f"{self._host}:{self.port}"
 
     @property
@@ -176,10 +179,46 @@ class DataWorksEmulator:
         write_qps: int | None = None,
         code: str = "Throttling.User",
         retry_after: int | None = None,
+        *,
+        daily_limit: int | None = None,
+        edition_exhausted: bool = False,
+        neighbour: float = 0.0,
     ) -> None:
-        """Enforce DataWorks' rate limits (reads = Get*/List*, writes = the rest; None = no limit);
-        a call over the limit gets `code` (400 Throttling.User by default)."""
-        self._quota.configure(read_qps, write_qps, code, retry_after)
+        """Enforce DataWorks' metering (see faults.Quota); `emu.quota()` turns it all off.
+
+        read_qps / write_qps: rate limits (reads = Get*/List*, writes = the rest; None = no limit);
+        a call over them gets 429 `code` (Throttling.User, .Api or .System), with
+        x-acs-retry-after when `retry_after` is given. neighbour: the share of both rate limits
+        another client of the account uses all the time. daily_limit: calls a day, then 429
+        Throttling.Api.Risk on everything. edition_exhausted: 429 Throttling.Resource on everything.
+        """
+        self._quota.configure(
+            read_qps,
+            write_qps,
+            code,
+            retry_after,
+            daily_limit=daily_limit,
+            edition_exhausted=edition_exhausted,
+            neighbour=neighbour,
+        )
+
+    def new_day(self) -> None:
+        """A new day for the daily call limit: its count goes back to 0."""
+        self._quota.new_day()
+
+    @property
+    def calls_today(self) -> int:
+        """Calls admitted today, as the daily limit counts them (since the last quota() or new_day())."""
+        return self._quota.calls_today
+
+    @property
+    def quota_clock(self):
+        """Where the quota reads the time (epoch seconds): a seam a test may replace."""
+        return self._quota.clock
+
+    @quota_clock.setter
+    def quota_clock(self, clock) -> None:
+        self._quota.clock = clock
 
     def now(self) -> float:
         """The server's clock: real time plus `clock_offset`."""
@@ -212,9 +251,9 @@ class DataWorksEmulator:
         try:
             self.responses.check_route(action, version)
             self._verify(h.command, split.path or "/", query, h.headers.items(), body)
-            admitted, admitted_at = self._quota.admit(self.responses.is_read(action))
-            if not admitted:
-                raise Throttling(self._quota.code, self._quota.retry_after)
+            refusal, admitted_at = self._quota.admit(self.responses.is_read(action))
+            if refusal is not None:
+                raise refusal
             plan = self.faults.take(action)
             if plan.latency:
                 self._stopping.wait(plan.latency)
@@ -227,6 +266,9 @@ class DataWorksEmulator:
                 raise ResourceNotAuthorized()
             if fault in ("hang", "reset", "malformed"):
                 misbehave = fault
+            if fault == "concurrent_rerun" and action == "RerunTaskInstances":
+                # Another client (the console, a second copy of the function) gets there first.
+                self.responses.rerun_task_instances({"Ids": params.get("Ids", ""), "Comment": CONCURRENT_COMMENT})
             if misbehave is None or plan.after_backend:
                 accepted = True
                 refuse = plan.partial_failure if action == "RerunTaskInstances" else None
@@ -322,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--security-token", default=os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN") or None)
     parser.add_argument("--read-qps", type=int, help="enforce a read quota (Get*/List* calls per second)")
     parser.add_argument("--write-qps", type=int, help="enforce a write quota (other calls per second)")
+    parser.add_argument("--daily-limit", type=int, help="calls a day, then 429 Throttling.Api.Risk")
+    parser.add_argument(
+        "--neighbour", type=float, default=0.0, help="share of the read and write quotas another client uses (0-1)"
+    )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
     parser.add_argument(
         "--advance-every", type=float, default=0.0, help="end scripted runs every N seconds (backend.advance())"
@@ -330,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
     creds = Credentials(args.access_key_id, args.access_key_secret, args.security_token)
     emu = DataWorksEmulator([creds], port=args.port, seed=args.seed)
-    emu.quota(args.read_qps, args.write_qps)
+    emu.quota(args.read_qps, args.write_qps, daily_limit=args.daily_limit, neighbour=args.neighbour)
     if args.latency:
         emu.faults.set("*", latency=args.latency)
     emu.start()

@@ -1,0 +1,118 @@
+"""Does DataWorks rerun this failed instance itself? Then the function stays out of its way.
+
+A node can have an automatic rerun of its own (GetTask: `RerunMode`, `RerunTimes` at most 10,
+`RerunInterval` in seconds, at most 30 minutes; "takes effect only if RerunMode is AllAllowed or
+FailureAllowed"). While DataWorks still has reruns of its own left for an instance, a rerun by the
+function as well would run the task twice, so the function skips it with `dataworks-auto-rerun`
+and says when DataWorks will rerun it.
+
+How the counting works is not documented [inferred, README "Scheduled reruns"]: `RunNumber` is
+"the current number of runs, starting at 1", and each automatic rerun is taken to be a run of
+its own, so run N failing means DataWorks has used N - 1 of its RerunTimes: it has one left while
+N <= RerunTimes. Manual reruns also count as runs, so the guard errs towards letting the function
+act, never towards a silent double run. DataWorks' next rerun is expected RerunInterval seconds
+after the failed run finished.
+
+GetTask answers are kept per task and environment for TASK_CACHE_SECONDS in a warm instance: a burst
+of failures of one node reads it once. Nothing depends on the cache for correctness.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from dwrerun import pacing, schedule
+from dwrerun.policy import ALL_ALLOWED, FAILURE, FAILURE_ALLOWED, Decision, Instance
+
+TASK_CACHE_SECONDS = 60.0
+TASK_CACHE_SIZE = 2000
+DATAWORKS_MAX_RERUN_TIMES = 10  # the node setting's limit: a run past it cannot be one DataWorks reruns
+REASON = "dataworks-auto-rerun"
+
+
+@dataclass(frozen=True)
+class AutoRerun:
+    """A node's own automatic-rerun settings, as GetTask answers them."""
+
+    task_id: int
+    rerun_mode: str | None
+    rerun_times: int
+    rerun_interval: int  # seconds
+
+    @classmethod
+    def from_api(cls, task: dict) -> AutoRerun:
+        return cls(
+            task_id=int(task["Id"]),
+            rerun_mode=task.get("RerunMode"),
+            rerun_times=_non_negative(task.get("RerunTimes")),
+            rerun_interval=_non_negative(task.get("RerunInterval")),
+        )
+
+
+def may_rerun_itself(instance: Instance) -> bool:
+    """Whether GetTask is worth asking at all: a failed run DataWorks could still rerun by itself."""
+    return (
+        instance.status == FAILURE
+        and instance.task_id is not None
+        and instance.run_number is not None
+        and instance.run_number <= DATAWORKS_MAX_RERUN_TIMES
+    )
+
+
+def check(settings: AutoRerun, instance: Instance) -> tuple[Decision, str | None] | None:
+    """(the skip, when DataWorks' rerun is due) while DataWorks still reruns the instance itself; else None."""
+    if settings.rerun_mode not in (FAILURE_ALLOWED, ALL_ALLOWED) or settings.rerun_times <= 0:
+        return None
+    run = instance.run_number
+    if instance.status != FAILURE or run is None or run > settings.rerun_times:
+        return None
+    due = None
+    if instance.finished_time:
+        due = schedule.due_at(settings.rerun_interval, now=instance.finished_time / 1000)
+    when = f"at about {due}" if due else f"{settings.rerun_interval} s after the run ended"
+    message = (
+        f"DataWorks reruns this node itself (RerunTimes {settings.rerun_times}, RerunInterval "
+        f"{settings.rerun_interval} s): run {run} failed, {settings.rerun_times - run + 1} automatic "
+        f"rerun(s) left, the next {when}. The function acts only on the failure after DataWorks' last one."
+    )
+    return Decision(False, REASON, message), due
+
+
+class TaskCache:
+    """GetTask answers of this warm instance, per (task id, environment), for a short time."""
+
+    def __init__(self, ttl: float = TASK_CACHE_SECONDS, size: int = TASK_CACHE_SIZE):
+        self._ttl = ttl
+        self._size = size
+        self._entries: OrderedDict[tuple[int, str | None], tuple[float, AutoRerun]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, task_id: int, project_env: str | None) -> AutoRerun | None:
+        with self._lock:
+            entry = self._entries.get((task_id, project_env))
+            if entry is None:
+                return None
+            if pacing.clock() - entry[0] > self._ttl:
+                del self._entries[(task_id, project_env)]
+                return None
+            return entry[1]
+
+    def put(self, project_env: str | None, settings: AutoRerun) -> None:
+        with self._lock:
+            self._entries[(settings.task_id, project_env)] = (pacing.clock(), settings)
+            self._entries.move_to_end((settings.task_id, project_env))
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+task_cache = TaskCache()
+
+
+def _non_negative(value: object) -> int:
+    try:
+        number = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+    return max(0, number)

@@ -1,0 +1,177 @@
+"""When a failed instance is rerun: at once, or after a delay that grows with its runs.
+
+Pure code: no I/O. `clock` (wall time, for `dueAt`) and `uniform` (the jitter) are module
+attributes so tests can replace them, as in pacing.py.
+
+The delay for a failed run N (N - 1 reruns so far):
+- a failure rule's delay hint, when the matching rule gives one: never earlier than the rule asks,
+  spread by up to 10 % so a burst that matches one rule does not come back at once;
+- otherwise "equal jitter": ceiling = min(RERUN_BACKOFF_MAX_SECONDS, RERUN_BACKOFF_BASE_SECONDS × 2^(N-1)),
+  delay = ceiling/2 + uniform(0, ceiling/2). The floor (half the ceiling) is what gives a transient
+  cause time to clear; the jitter above it spreads a burst of failures over the other half.
+  (README, Scheduled reruns, says why not full or decorrelated jitter.)
+0 means "rerun now, in this invocation". FC delays an asynchronous invocation by at most 3600 s.
+
+A delayed rerun is an asynchronous invocation of the event function itself whose payload is a
+`ScheduledRerun`. Its FC async task id is derived from the instance id and the failed run number
+alone, so every copy of the same failure (a duplicate event, FC's retry, another instance) asks
+for the same task id, and FC refuses all but the first with 409. The payload is parsed strictly
+and earns no trust: it only names an instance and the run that failed, and the delayed invocation
+reads the instance and applies every guard again, as for a failure event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+clock = time.time
+uniform = random.uniform
+
+FC_MAX_DELAY_SECONDS = 3600  # FC's limit for x-fc-async-delay
+RULE_HINT_SPREAD = 0.10  # a rule's delay hint is stretched by up to this fraction, never shortened
+PAYLOAD_KEY = "scheduledRerun"
+FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId")
+REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
+MAX_TEXT = 256  # eventId and rule: CloudEvent ids and rule names are far shorter
+MAX_RUN_NUMBER = 1_000_000
+INT64_MAX = 2**63 - 1
+DUE_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+# FC's rule for an async task id: a letter or `_` first, then letters, digits, `_` or `-`, <= 128.
+TASK_ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+
+
+class InvalidScheduledRerun(ValueError):
+    """A payload that says it is a scheduled rerun but is not a well-formed one. The message says why."""
+
+
+def delay_seconds(failed_run: int, base: int, maximum: int, hint: float | None = None) -> int:
+    """Whole seconds to wait before rerunning the instance whose run `failed_run` failed; 0 = now.
+
+    `base` and `maximum` are RERUN_BACKOFF_BASE_SECONDS and RERUN_BACKOFF_MAX_SECONDS; `hint` is the
+    matching failure rule's delay hint in seconds, if it gives one (it wins over the schedule).
+    A `base` of 0 turns scheduling off, hints included: every rerun goes out at once, as before.
+    """
+    if base <= 0:
+        return 0
+    if hint is not None:
+        if hint <= 0:
+            return 0
+        return min(FC_MAX_DELAY_SECONDS, math.ceil(hint + uniform(0, hint * RULE_HINT_SPREAD)))
+    reruns_so_far = max(0, failed_run - 1)
+    ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2 ** min(reruns_so_far, 32))
+    half = ceiling / 2
+    # ceil keeps the floor: the delay is never below half the ceiling, and never above the ceiling.
+    return max(1, min(ceiling, math.ceil(half + uniform(0, half))))
+
+
+def async_task_id(instance_id: int, failed_run: int) -> str:
+    """FC's async task id for the rerun of this failed run: the same for every copy of the failure."""
+    task_id = f"dwrerun-{instance_id}-run-{failed_run}"
+    if not TASK_ID_PATTERN.fullmatch(task_id):  # cannot happen for positive ints; kept as the contract
+        raise ValueError(f"not a valid FC async task id: {task_id!r}")
+    return task_id
+
+
+def due_at(delay: float, now: float | None = None) -> str:
+    """When a rerun delayed by `delay` seconds from now is due, as UTC ISO 8601 (what records carry)."""
+    moment = (clock() if now is None else now) + delay
+    return datetime.fromtimestamp(moment, timezone.utc).strftime(DUE_AT_FORMAT)
+
+
+@dataclass(frozen=True)
+class ScheduledRerun:
+    """What a delayed invocation is told: which instance, which of its runs failed, and why it waited."""
+
+    instance_id: int
+    failed_run_number: int
+    due_at: str
+    event_id: str | None = None  # the failure event that scheduled it: SLS joins the two records on it
+    rule: str | None = None  # the failure rule that set the delay, if one did
+
+    @property
+    def async_task_id(self) -> str:
+        return async_task_id(self.instance_id, self.failed_run_number)
+
+    def to_payload(self) -> bytes:
+        body = {
+            "instanceId": self.instance_id,
+            "failedRunNumber": self.failed_run_number,
+            "eventId": self.event_id,
+            "rule": self.rule,
+            "dueAt": self.due_at,
+            "asyncTaskId": self.async_task_id,
+        }
+        return json.dumps({PAYLOAD_KEY: body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def parse(body: bytes | str) -> ScheduledRerun | None:
+    """The scheduled rerun a payload carries; None when the payload is not one (a failure event).
+
+    Raises InvalidScheduledRerun, naming the field, when it claims to be one and is malformed.
+    """
+    if isinstance(body, bytes):
+        # Cheap test first: a CloudEvent never carries this key, so it is never parsed twice.
+        if PAYLOAD_KEY.encode() not in body:
+            return None
+    elif PAYLOAD_KEY not in body:
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None  # not JSON at all: the event parser reports it
+    if not isinstance(payload, dict) or PAYLOAD_KEY not in payload:
+        return None
+    if len(payload) != 1:
+        others = ", ".join(sorted(k for k in payload if k != PAYLOAD_KEY))
+        raise InvalidScheduledRerun(f"a scheduled rerun payload has only {PAYLOAD_KEY!r}, not also {others}")
+    inner = payload[PAYLOAD_KEY]
+    if not isinstance(inner, dict):
+        raise InvalidScheduledRerun(f"{PAYLOAD_KEY} must be a JSON object")
+    unknown = sorted(set(inner) - set(FIELDS))
+    if unknown:
+        raise InvalidScheduledRerun(f"{PAYLOAD_KEY} has unknown field(s) {', '.join(map(str, unknown))}")
+    missing = [name for name in REQUIRED if inner.get(name) is None]
+    if missing:
+        raise InvalidScheduledRerun(f"{PAYLOAD_KEY} lacks {', '.join(missing)}")
+    instance_id = _int(inner["instanceId"], "instanceId", INT64_MAX)
+    failed_run = _int(inner["failedRunNumber"], "failedRunNumber", MAX_RUN_NUMBER)
+    event_id = _text(inner.get("eventId"), "eventId")
+    rule = _text(inner.get("rule"), "rule")
+    due = inner["dueAt"]
+    if not isinstance(due, str):
+        raise InvalidScheduledRerun("dueAt must be a UTC time like 2026-11-28T02:10:00Z")
+    try:
+        datetime.strptime(due, DUE_AT_FORMAT)
+    except ValueError:
+        raise InvalidScheduledRerun(f"dueAt must be a UTC time like 2026-11-28T02:10:00Z, got {due[:40]!r}") from None
+    scheduled = ScheduledRerun(instance_id, failed_run, due, event_id, rule)
+    if inner["asyncTaskId"] != scheduled.async_task_id:
+        raise InvalidScheduledRerun(
+            f"asyncTaskId must be {scheduled.async_task_id!r} for instance {instance_id} run {failed_run}"
+        )
+    return scheduled
+
+
+def _int(value: object, name: str, maximum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
+        raise InvalidScheduledRerun(f"{name} must be a positive integer up to {maximum}, got {_short(value)}")
+    return value
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        raise InvalidScheduledRerun(f"{name} must be null or a string of 1 to {MAX_TEXT} characters")
+    return value
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

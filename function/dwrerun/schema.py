@@ -1,0 +1,114 @@
+"""The records' schema: every field a record carries, with its type in the SLS index.
+
+The one definition of the record fields. `records.py` builds records from it (a field not listed
+here cannot be written), the Logstore index in template.yml is checked against it
+(`json_key_indices()`, tests/test_schema.py), and the SLS queries of the alerts and dashboard
+use only the keys it defines.
+
+FC writes each stdout line as the `message` field of a log entry, so the index is a json index
+on `message`: a record key is searched as `message.<key>`, and in SQL by its alias. SLS json keys
+are `text`, `long` or `double`; true/false/null fields (`success`, `dryRunMode`) are text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TEXT = "text"
+LONG = "long"
+DOUBLE = "double"
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # its SLS index type: text, long or double
+    # The SQL name. None for `message`: an alias `message` would shadow the log entry's own field.
+    alias: str | None
+
+    def __post_init__(self):
+        if self.type not in (TEXT, LONG, DOUBLE):
+            raise ValueError(f"{self.name}: SLS json keys are text, long or double, not {self.type!r}")
+
+
+def _field(name: str, type_: str, alias: str | None = "") -> Field:
+    return Field(name, type_, name if alias == "" else alias)
+
+
+# One instance's decision and outcome (records.instance_record), in the order written.
+INSTANCE_FIELDS = (
+    _field("kind", TEXT),  # "instance"
+    _field("instanceId", LONG),
+    _field("decision", TEXT),  # rerun | skip | dry-run | scheduled
+    _field("success", TEXT),  # true | false | null (no rerun call)
+    _field("message", TEXT, alias=None),
+    _field("reason", TEXT),
+    _field("trigger", TEXT),  # eventbridge | http
+    _field("requestId", TEXT),  # the FC invocation's
+    _field("eventId", TEXT),  # the CloudEvent's id (eventbridge only)
+    _field("runNumber", LONG),
+    _field("projectId", LONG),
+    _field("taskId", LONG),
+    _field("taskName", TEXT),
+    _field("projectEnv", TEXT),
+    _field("status", TEXT),
+    _field("errorCode", TEXT),
+    _field("dataworksRequestId", TEXT),
+    _field("comment", TEXT),
+    _field("attempts", LONG),
+    _field("lookupMs", DOUBLE),
+    _field("rerunMs", DOUBLE),
+    # What the failed run's log showed (failure rules, dwrerun/failure.py).
+    _field("rule", TEXT),  # the matched rule's name, "default", or null when no log was read
+    _field("failureClass", TEXT),  # retryable | not-retryable | unknown
+    _field("matchedLine", TEXT),  # the one matched line, redacted and cut; never the log
+    # Scheduled reruns (decision "scheduled", and the delayed invocation's record).
+    _field("delaySeconds", LONG),
+    _field("dueAt", TEXT),  # ISO 8601 UTC: when the delayed invocation (or DataWorks' own rerun) is due
+    _field("asyncTaskId", TEXT),  # FC's async task id; joins a scheduling record and its delayed one
+    _field("scheduleErrorCode", TEXT),  # why FC refused to schedule (the rerun then went out at once)
+)
+
+# An invocation's totals (records.summary_record), in the order written.
+SUMMARY_FIELDS = (
+    _field("kind", TEXT),  # "summary"
+    _field("trigger", TEXT),
+    _field("requestId", TEXT),
+    _field("instances", LONG),
+    _field("rerun", LONG),
+    _field("rerunSucceeded", LONG),
+    _field("rerunFailed", LONG),
+    _field("skipped", LONG),
+    _field("dryRun", LONG),
+    _field("scheduled", LONG),
+    _field("durationMs", DOUBLE),
+    _field("outcome", TEXT),  # done | retry (event: FC retries it) | upstream-error (HTTP)
+    _field("dryRunMode", TEXT),  # true | false
+    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it
+)
+
+
+def _all_fields() -> dict[str, Field]:
+    fields: dict[str, Field] = {}
+    for field in INSTANCE_FIELDS + SUMMARY_FIELDS:
+        if fields.setdefault(field.name, field) != field:
+            raise ValueError(f"{field.name} is defined twice, differently")
+    return fields
+
+
+FIELDS = _all_fields()
+INSTANCE_NAMES = tuple(f.name for f in INSTANCE_FIELDS)
+SUMMARY_NAMES = tuple(f.name for f in SUMMARY_FIELDS)
+# Summary fields a record may leave out (written only in some outcomes).
+SUMMARY_OPTIONAL = frozenset({"outcome", "error"})
+
+
+def json_key_indices() -> list[dict]:
+    """The `JsonKeyIndices` of the Logstore's json index on `message` (template.yml)."""
+    indices = []
+    for field in FIELDS.values():
+        index = {"Name": field.name, "Type": field.type}
+        if field.alias is not None:
+            index["Alias"] = field.alias
+        indices.append(index)
+    return indices

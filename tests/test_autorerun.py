@@ -1,0 +1,158 @@
+"""DataWorks' own automatic rerun: GetTask in the emulator and the client, the pure check, the cache."""
+
+import dataclasses
+import json
+
+import pytest
+
+from conftest import CREDS, PROJECT_ID, TASK_ID, seed_failed
+from dwrerun import autorerun, pacing
+from dwrerun.autorerun import AutoRerun, TaskCache, check, may_rerun_itself
+from dwrerun.config import Settings
+from dwrerun.dataworks import DataWorks, DataWorksError
+from dwrerun.policy import Instance
+
+FAILED = Instance(
+    id=1000012345678,
+    task_id=TASK_ID,
+    task_name="ods_orders_di",
+    project_id=PROJECT_ID,
+    project_env="Prod",
+    status="Failure",
+    run_number=1,
+    rerun_mode="FailureAllowed",
+    trigger_recurrence="Normal",
+    finished_time=1_790_000_000_000,
+)
+NODE = AutoRerun(task_id=TASK_ID, rerun_mode="FailureAllowed", rerun_times=2, rerun_interval=300)
+
+
+def client(dataworks) -> DataWorks:
+    return DataWorks(CREDS, dataworks.endpoint, "http", "cn-hangzhou", Settings())
+
+
+# --- the emulator and the client ---------------------------------------------------------------
+
+
+def test_get_task_answers_a_nodes_own_rerun_settings(dataworks):
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=3, rerun_interval=120)
+    task = client(dataworks).get_task(TASK_ID, "Prod", timeout=5)
+    assert (task["Id"], task["RerunMode"], task["RerunTimes"], task["RerunInterval"]) == (
+        TASK_ID,
+        "FailureAllowed",
+        3,
+        120,
+    )
+    (call,) = dataworks.journal.calls("GetTask")
+    assert call.params == {"Id": str(TASK_ID), "ProjectEnv": "Prod"}
+
+
+def test_a_task_known_only_through_its_instances_has_no_automatic_rerun(dataworks):
+    seed_failed(dataworks, rerun_mode="AllAllowed")
+    task = client(dataworks).get_task(TASK_ID, "Prod", timeout=5)
+    assert (task["RerunMode"], task["RerunTimes"], task["RerunInterval"]) == ("AllAllowed", 0, 0)
+
+
+def test_tasks_are_per_environment_and_an_unknown_one_is_a_permanent_error(dataworks):
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=3)
+    with pytest.raises(DataWorksError) as caught:
+        client(dataworks).get_task(TASK_ID, "Dev", timeout=5)
+    assert (caught.value.code, caught.value.status, caught.value.transient) == ("InvalidTask.NotFound", 404, False)
+
+
+def test_the_seed_file_gives_tasks_their_own_rerun_settings(dataworks, tmp_path):
+    seed = {
+        "tasks": [{"task_id": 7, "project_id": 1, "task_name": "t", "rerun_times": 2, "rerun_interval": 60}],
+        "instances": [{"id": 70, "task_id": 7}],
+    }
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(seed))
+    dataworks.backend.load_json(path)
+    assert dataworks.backend.instance(70).task_name == "t"  # the instance still inherits the task's fields
+    assert dataworks.backend.get_task(7)["RerunTimes"] == 2
+
+
+def test_dataworks_reruns_a_failure_itself_only_while_it_has_reruns_left(dataworks):
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=1, rerun_interval=60)
+    seed_failed(dataworks)
+    assert dataworks.backend.auto_rerun(FAILED.id).run_number == 2
+    dataworks.backend.finish(FAILED.id, "Failure")
+    with pytest.raises(ValueError, match="no automatic rerun left"):
+        dataworks.backend.auto_rerun(FAILED.id)
+
+
+@pytest.mark.parametrize(("times", "interval"), [(11, 0), (-1, 0), (1, 1801)])
+def test_task_settings_past_dataworks_limits_are_refused(dataworks, times, interval):
+    with pytest.raises(ValueError):
+        dataworks.backend.add_task(id=1, project_id=1, rerun_times=times, rerun_interval=interval)
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+
+def test_a_failure_with_dataworks_reruns_left_is_left_to_dataworks_and_says_when():
+    decision, due = check(NODE, FAILED)
+    assert (decision.rerun, decision.reason) == (False, "dataworks-auto-rerun")
+    assert due == "2026-09-21T14:18:20Z"  # FinishedTime 14:13:20 + RerunInterval 300 s
+    assert "RerunTimes 2" in decision.message and "2 automatic rerun(s) left" in decision.message
+
+
+def test_the_last_automatic_rerun_is_still_dataworks_and_the_failure_after_it_is_ours():
+    assert check(NODE, dataclasses.replace(FAILED, run_number=2)) is not None  # run 2 failed: 1 left
+    assert check(NODE, dataclasses.replace(FAILED, run_number=3)) is None  # both used: the function acts
+
+
+@pytest.mark.parametrize(
+    "node",
+    [
+        dataclasses.replace(NODE, rerun_times=0),
+        dataclasses.replace(NODE, rerun_mode="AllDenied"),  # "takes effect only if" FailureAllowed/AllAllowed
+        dataclasses.replace(NODE, rerun_mode=None),
+    ],
+)
+def test_a_node_without_an_effective_automatic_rerun_is_ours(node):
+    assert check(node, FAILED) is None
+
+
+def test_an_instance_no_longer_failed_is_not_dataworks_to_rerun():
+    assert check(NODE, dataclasses.replace(FAILED, status="Running")) is None
+
+
+def test_without_a_finish_time_the_message_still_says_when():
+    decision, due = check(NODE, dataclasses.replace(FAILED, finished_time=None))
+    assert due is None and "300 s after the run ended" in decision.message
+
+
+def test_gettask_is_not_asked_when_dataworks_cannot_be_rerunning_it():
+    assert may_rerun_itself(FAILED)
+    assert not may_rerun_itself(dataclasses.replace(FAILED, run_number=11))  # past DataWorks' 10
+    assert not may_rerun_itself(dataclasses.replace(FAILED, status="Success"))
+    assert not may_rerun_itself(dataclasses.replace(FAILED, task_id=None))
+
+
+def test_settings_are_read_leniently_from_the_answer():
+    node = AutoRerun.from_api({"Id": "7", "RerunMode": "AllAllowed", "RerunTimes": "3", "RerunInterval": None})
+    assert node == AutoRerun(7, "AllAllowed", 3, 0)
+
+
+# --- the cache ---------------------------------------------------------------------------------
+
+
+def test_the_cache_keeps_an_answer_per_task_and_environment_for_a_short_time(mocker):
+    now = mocker.patch.object(pacing, "clock", return_value=1000.0)
+    cache = TaskCache(ttl=60)
+    cache.put("Prod", NODE)
+    assert cache.get(TASK_ID, "Prod") == NODE
+    assert cache.get(TASK_ID, "Dev") is None
+    now.return_value = 1060.0
+    assert cache.get(TASK_ID, "Prod") == NODE
+    now.return_value = 1060.1
+    assert cache.get(TASK_ID, "Prod") is None
+
+
+def test_the_cache_is_bounded():
+    cache = TaskCache(size=2)
+    for task_id in (1, 2, 3):
+        cache.put("Prod", dataclasses.replace(NODE, task_id=task_id))
+    assert cache.get(1, "Prod") is None and cache.get(3, "Prod") is not None
+    assert autorerun.task_cache is not None

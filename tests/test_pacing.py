@@ -1,0 +1,140 @@
+"""The instance's adaptive rate limiter and the retry backoff, on a fake clock (no real waiting).
+
+The limiter paces calls at the configured rate, halves it on a throttling answer (once per quota
+window), recovers slowly toward the configured rate as calls pass, and holds every caller for a
+server's retry-after. Time is the `pacing.clock` / `pacing.sleep` seam: sleeping moves the fake
+clock, so every figure below is exact and no test waits.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+
+import pytest
+
+
+class FakeClock:
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def pacing(mocker):
+    from dwrerun import pacing
+
+    fake = FakeClock()
+    mocker.patch.object(pacing, "clock", fake)
+    mocker.patch.object(pacing, "sleep", fake.sleep)
+    pacing.fake = fake
+    return pacing
+
+
+def call_times(pacing, limiter, n: int) -> list[float]:
+    """When each of n back-to-back calls may go out (the fake clock after each acquire)."""
+    times = []
+    for _ in range(n):
+        limiter.acquire()
+        times.append(pacing.fake.now)
+    return times
+
+
+def gaps(times: list[float]) -> list[float]:
+    return [round(b - a, 6) for a, b in pairwise(times)]
+
+
+def test_calls_are_spaced_at_the_configured_rate(pacing):
+    limiter = pacing.RateLimiter(4.0)
+    assert gaps(call_times(pacing, limiter, 5)) == [0.25] * 4
+
+
+def test_a_throttling_answer_halves_the_rate_and_spaces_the_next_call_at_it(pacing):
+    # GIVEN a limiter at 4 calls/s that has just made a call
+    limiter = pacing.RateLimiter(4.0)
+    limiter.acquire()
+    # WHEN DataWorks throttles
+    limiter.throttled()
+    # THEN the rate is halved, and the next calls go out 0.5 s apart
+    assert limiter.rate == 2.0
+    assert gaps([pacing.fake.now, *call_times(pacing, limiter, 3)]) == [0.5] * 3
+
+
+def test_throttling_answers_within_one_quota_window_count_once(pacing):
+    # Eight threads of one invocation throttled by the same full window must not divide the rate by 256.
+    limiter = pacing.RateLimiter(8.0)
+    for _ in range(8):
+        limiter.throttled()
+    assert limiter.rate == 4.0
+    pacing.fake.now += pacing.DECREASE_SPACING  # a second later it is a new signal
+    limiter.throttled()
+    assert limiter.rate == 2.0
+
+
+def test_the_rate_never_falls_below_the_floor(pacing):
+    limiter = pacing.RateLimiter(10.0)
+    for _ in range(20):
+        limiter.throttled()
+        pacing.fake.now += pacing.DECREASE_SPACING
+    assert limiter.rate == pytest.approx(10.0 * pacing.FLOOR_SHARE) == limiter.floor
+
+
+def test_calls_that_pass_recover_additively_and_never_past_the_configured_rate(pacing):
+    # GIVEN a limiter at 10 calls/s, halved by a throttling answer
+    limiter = pacing.RateLimiter(10.0)
+    limiter.throttled()
+    assert limiter.rate == 5.0
+    # WHEN calls pass at the limiter's pace
+    rates = []
+    while limiter.rate < limiter.ceiling:
+        limiter.acquire()
+        limiter.passed()
+        rates.append(limiter.rate)
+    # THEN the rate climbs by small steps of step / rate per call (step = ceiling / RECOVERY_SECONDS:
+    # about that many calls/s regained per second of calls) and stops at the configured rate
+    assert rates == sorted(rates) and rates[-1] == limiter.ceiling
+    assert rates[0] == pytest.approx(5.0 + (10.0 / pacing.RECOVERY_SECONDS) / 5.0)
+    assert max(b - a for a, b in pairwise(rates)) < 0.11  # slow: no jump back to full speed
+    # rate² grows by 2 × step per call: from 5 to 10 takes (100 - 25) / (2 × 0.5) = 75 calls
+    assert 74 <= len(rates) <= 76
+    limiter.passed()
+    assert limiter.rate == limiter.ceiling
+
+
+def test_a_retry_after_holds_every_caller_of_the_limiter(pacing):
+    # GIVEN one call throttled with x-acs-retry-after of 3 s (the client gives it in seconds)
+    limiter = pacing.RateLimiter(10.0)
+    limiter.acquire()
+    start = pacing.fake.now
+    limiter.throttled(retry_after=3.0)
+    # THEN the next call, whichever thread makes it, waits the 3 s; the one after it the new interval
+    times = call_times(pacing, limiter, 2)
+    assert [round(t - start, 6) for t in times] == [3.0, 3.2]
+
+
+def test_a_hold_past_the_deadline_raises_without_waiting(pacing):
+    limiter = pacing.RateLimiter(10.0)
+    limiter.throttled(retry_after=30.0)
+    with pytest.raises(pacing.DeadlineReached):
+        limiter.acquire(deadline=pacing.fake.now + 10.0)
+    assert pacing.fake.slept == []
+
+
+def test_each_kind_of_call_has_one_limiter_per_instance(pacing):
+    reads = pacing.limiter("read", 22.0)
+    assert pacing.limiter("read", 22.0) is reads
+    assert pacing.limiter("write", 9.0) is not reads
+    reads.throttled()
+    assert pacing.limiter("read", 22.0).rate == 11.0  # the slowdown is seen by every caller
+
+
+def test_backoff_is_full_jitter_capped_and_at_least_retry_after(pacing, mocker):
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)
+    assert [pacing.backoff(n) for n in (1, 2, 3, 6, 10)] == [0.2, 0.4, 0.8, 5.0, 5.0]
+    assert pacing.backoff(1, retry_after=2.0) == 2.0

@@ -1,0 +1,173 @@
+"""schedule.py: the delay, the async task id and the scheduled payload. Pure: randomness and the
+clock are replaced at their seams (schedule.uniform, schedule.clock)."""
+
+import json
+import random
+import statistics
+
+import pytest
+
+from conftest import sample_bytes
+from dwrerun import schedule
+from dwrerun.schedule import InvalidScheduledRerun, ScheduledRerun, async_task_id, delay_seconds
+
+
+@pytest.fixture
+def lowest(mocker):
+    """The jitter at its bottom: every delay is its floor."""
+    return mocker.patch.object(schedule, "uniform", side_effect=lambda a, b: a)
+
+
+@pytest.fixture
+def highest(mocker):
+    return mocker.patch.object(schedule, "uniform", side_effect=lambda a, b: b)
+
+
+@pytest.fixture
+def seeded(mocker):
+    rng = random.Random(20260412)
+    return mocker.patch.object(schedule, "uniform", side_effect=rng.uniform)
+
+
+# --- the delay ---------------------------------------------------------------------------------
+
+
+def test_a_zero_base_means_rerun_now_whatever_the_run(seeded):
+    assert [delay_seconds(run, 0, 1800) for run in range(1, 8)] == [0] * 7
+
+
+@pytest.mark.parametrize(("run", "floor", "ceiling"), [(1, 60, 120), (2, 120, 240), (3, 240, 480), (4, 480, 960)])
+def test_the_delay_doubles_with_each_rerun_and_never_drops_below_half_its_ceiling(lowest, run, floor, ceiling):
+    assert delay_seconds(run, 120, 1800) == floor
+
+
+@pytest.mark.parametrize(("run", "ceiling"), [(1, 120), (2, 240), (3, 480), (4, 960)])
+def test_the_delay_never_exceeds_its_ceiling(highest, run, ceiling):
+    assert delay_seconds(run, 120, 1800) == ceiling
+
+
+def test_the_ceiling_stops_at_the_maximum_and_at_fcs_one_hour(lowest):
+    assert delay_seconds(5, 120, 1800) == 900  # 120 * 16 = 1920 > 1800: half of 1800
+    assert delay_seconds(40, 120, 1800) == 900  # no overflow for absurd run numbers
+    assert delay_seconds(9, 120, 99_999) == 1800  # FC allows at most 3600 s: half of it
+
+
+def test_a_tiny_ceiling_still_waits_a_second(lowest):
+    assert delay_seconds(1, 1, 1) == 1
+
+
+def test_a_rule_hint_wins_over_the_schedule_and_is_never_shortened(lowest):
+    assert delay_seconds(1, 120, 1800, hint=600) == 600
+    assert delay_seconds(1, 0, 1800, hint=600) == 600  # even with the schedule off
+
+
+def test_a_rule_hint_is_spread_by_at_most_a_tenth_and_capped_at_an_hour(highest):
+    assert delay_seconds(1, 120, 1800, hint=600) == 660
+    assert delay_seconds(1, 120, 1800, hint=5000) == 3600
+
+
+def test_a_rule_hint_of_zero_reruns_now(seeded):
+    assert delay_seconds(3, 120, 1800, hint=0) == 0
+
+
+def test_equal_jitter_spreads_a_burst_evenly_between_floor_and_ceiling(seeded):
+    # 10 000 first failures with the default schedule (base 120, max 1800), seeded randomness.
+    delays = [delay_seconds(1, 120, 1800) for _ in range(10_000)]
+    assert min(delays) >= 60 and max(delays) <= 120
+    assert 88 <= statistics.mean(delays) <= 92  # uniform over [60, 120]: mean 90
+    # Six 10-second buckets from 60 to 120 each hold about a sixth; none is a spike.
+    buckets = [0] * 6
+    for d in delays:
+        buckets[min(5, (d - 60) // 10)] += 1
+    assert all(1400 <= b <= 1950 for b in buckets), buckets
+    assert len(set(delays)) >= 55  # nearly every whole second between 60 and 120 is used
+
+
+# --- the async task id -------------------------------------------------------------------------
+
+
+def test_the_task_id_depends_only_on_the_instance_and_the_failed_run():
+    assert async_task_id(1000012345678, 1) == async_task_id(1000012345678, 1) == "dwrerun-1000012345678-run-1"
+    assert async_task_id(1000012345678, 2) != async_task_id(1000012345678, 1)
+    assert async_task_id(1000012345679, 1) != async_task_id(1000012345678, 1)
+
+
+@pytest.mark.parametrize(("instance_id", "run"), [(1, 1), (2**63 - 1, 1_000_000), (1000012345678, 3)])
+def test_the_task_id_follows_fcs_naming_rule(instance_id, run):
+    task_id = async_task_id(instance_id, run)
+    assert schedule.TASK_ID_PATTERN.fullmatch(task_id)
+    assert task_id[0].isalpha() and len(task_id) <= 128
+
+
+# --- the payload -------------------------------------------------------------------------------
+
+
+def test_due_at_is_utc_iso_from_the_clock(mocker):
+    mocker.patch.object(schedule, "clock", return_value=1_790_000_000.4)
+    assert schedule.due_at(90) == "2026-09-21T14:14:50Z"
+
+
+def test_a_scheduled_rerun_round_trips_through_its_payload():
+    scheduled = ScheduledRerun(1000012345678, 2, "2026-09-21T14:14:50Z", "evt-1", "upstream-not-ready")
+    payload = scheduled.to_payload()
+    assert schedule.parse(payload) == scheduled
+    assert json.loads(payload)["scheduledRerun"]["asyncTaskId"] == "dwrerun-1000012345678-run-2"
+    assert len(payload) < 1024  # far below FC's 128 KB for an async body
+
+
+def test_a_scheduled_rerun_without_event_or_rule_round_trips():
+    scheduled = ScheduledRerun(7, 1, "2026-09-21T14:14:50Z")
+    assert schedule.parse(scheduled.to_payload().decode()) == scheduled
+
+
+@pytest.mark.parametrize(
+    "name", ["dataworks-instance-failed.json", "dataworks-instance-running.json", "dataworks-workflow-failed.json"]
+)
+def test_failure_events_are_not_scheduled_reruns(name):
+    assert schedule.parse(sample_bytes(name)) is None
+
+
+@pytest.mark.parametrize("body", [b"", b"not json", b"[1,2]", b'"scheduledRerun"', b'{"other":{"scheduledRerun":1}}'])
+def test_other_payloads_are_not_scheduled_reruns(body):
+    assert schedule.parse(body) is None
+
+
+def good() -> dict:
+    return json.loads(ScheduledRerun(1000012345678, 2, "2026-09-21T14:14:50Z", "evt-1").to_payload())
+
+
+def with_field(**changes) -> bytes:
+    payload = good()
+    for key, value in changes.items():
+        if value is ...:
+            payload["scheduledRerun"].pop(key)
+        else:
+            payload["scheduledRerun"][key] = value
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "names"),
+    [
+        (with_field(instanceId=...), "instanceId"),
+        (with_field(instanceId=True), "instanceId"),
+        (with_field(instanceId=-1), "instanceId"),
+        (with_field(instanceId="1000012345678"), "instanceId"),
+        (with_field(instanceId=2**63), "instanceId"),
+        (with_field(failedRunNumber=0), "failedRunNumber"),
+        (with_field(failedRunNumber=1.5), "failedRunNumber"),
+        (with_field(dueAt="tomorrow"), "dueAt"),
+        (with_field(dueAt=1790000000), "dueAt"),
+        (with_field(eventId="x" * 300), "eventId"),
+        (with_field(rule=["a"]), "rule"),
+        (with_field(asyncTaskId="dwrerun-1-run-1"), "asyncTaskId"),
+        (with_field(asyncTaskId=...), "asyncTaskId"),
+        (with_field(force=True), "force"),  # a forged payload cannot ask for more than a recheck
+        (with_field(delaySeconds=0), "delaySeconds"),
+        (json.dumps({**good(), "data": {}}).encode(), "data"),
+        (b'{"scheduledRerun": [1]}', "scheduledRerun"),
+    ],
+)
+def test_a_malformed_scheduled_rerun_is_refused_naming_the_field(body, names):
+    with pytest.raises(InvalidScheduledRerun, match=names):
+        schedule.parse(body)
