@@ -77,15 +77,17 @@ def test_a_failure_a_rerun_cannot_fix_is_skipped_and_stays_failure(dataworks, fn
     assert read.params == {"Id": str(FAILED_ID), "RunNumber": "1"}
 
 
-def test_a_retryable_failure_is_rerun_in_three_calls(dataworks, fn):
+def test_a_retryable_failure_is_rerun_in_four_calls_three_once_the_nodes_settings_are_cached(dataworks, fn):
     seed_with_log(dataworks, "odps_sql_resource_wait.log")
     inv = deliver(fn)
     record = record_for(inv)
     assert (record["decision"], record["success"], record["reason"]) == ("rerun", True, "eligible")
     assert (record["rule"], record["failureClass"]) == ("maxcompute-resource-wait", "retryable")
     assert "AllOrNothingResourceWaitTimeout" in record["matchedLine"]
-    assert actions(dataworks) == [GET, LOG, RERUN]  # the API calls of one failure event: 3
-    assert record["attempts"] == 3
+    # The API calls of one failure event: the instance, the node's own rerun settings (GetTask,
+    # cached per task), the failed run's log, the rerun.
+    assert actions(dataworks) == [GET, "GetTask", LOG, RERUN]
+    assert record["attempts"] == 4
 
 
 def test_a_failure_no_rule_knows_takes_the_default(dataworks, fn):
@@ -158,7 +160,7 @@ def test_reading_logs_can_be_turned_off(dataworks, tmp_path):
     assert (record["decision"], record["success"]) == ("rerun", True)
     assert (record["rule"], record["failureClass"]) == (None, "unknown")
     assert "RERUN_READ_LOGS is false" in record["message"]
-    assert actions(dataworks) == [GET, RERUN]
+    assert actions(dataworks) == [GET, "GetTask", RERUN]
 
 
 def test_a_dry_run_records_what_the_rules_say(dataworks, tmp_path):

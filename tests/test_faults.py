@@ -370,7 +370,7 @@ def test_another_copy_rerunning_between_the_read_and_the_rerun_is_recorded_alrea
     assert record["runNumber"] == 2 and record["dataworksRequestId"]
     # Exactly one rerun started (the other copy's); this copy's call was refused, then checked.
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
-    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]
 
 
 def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
@@ -380,7 +380,7 @@ def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
     record = record_for(attempt, FAILED_ID)
     assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
     assert record["message"] == "Instance is locked by another operation."
-    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]  # checked, not resent
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]  # checked, not resent
     assert dataworks.backend.instance(FAILED_ID).run_number == 1
 
 

@@ -259,7 +259,9 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
         return
     # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
-    if not job.manual and _left_to_dataworks(job, dataworks, item, quota):
+    # A delayed invocation skips it: it was checked for this same failed run when the rerun was
+    # scheduled, and the guards above just found the instance still at that run.
+    if not job.manual and scheduled is None and _left_to_dataworks(job, dataworks, item, quota):
         return
     _classify(job, dataworks, item)
     if not item.decision.rerun:
