@@ -105,3 +105,21 @@ def test_table_is_printed_and_saved(results):
         assert set(row) == {"figure", "ours", "comparison", "ratio", "target", "met"}
         assert row["met"] in (True, False, None)
         assert row["figure"] in stdout
+
+
+def test_failure_rules_figures(results):
+    # The classification cost: CPU per event with a log read and matched against without, the
+    # matching alone, the rules' cold load, and the API calls per failure event (at most 3).
+    figures = results[0]["figures"]["failure_rules"]
+    for key in (
+        "with_log_cpu_ms_per_event",
+        "without_log_cpu_ms_per_event",
+        "match_cpu_ms",
+        "rules_load_cpu_ms",
+        "ratio_with_without_log",
+        "match_share_of_event",
+    ):
+        assert seconds(figures[key]), key
+    assert figures["events"] == 10 and figures["log_chars"] > figures["tail_chars"] == 64 * 1024
+    assert figures["matched_rule"] == "default" and figures["patterns"] > 0  # every pattern tried
+    assert figures["calls_per_failure_event"]["mean"] == figures["calls_per_failure_event"]["max"] == 3

@@ -26,6 +26,7 @@ from conftest import (
     CREDS,
     FAILED_ID,
     PROJECT_ID,
+    ROOT,
     TASK_ID,
     failure_event,
     instance_records,
@@ -460,3 +461,28 @@ def test_500_simultaneous_failures_spread_out_instead_of_returning_together(data
     assert len(attempts) == 500 and all(a.error is None for a in attempts)
     run_numbers = [dataworks.backend.instance(i).run_number for i in ids]
     assert run_numbers == [2] * 500  # 0 lost, 0 double
+
+
+# --- with the failure rules ----------------------------------------------------------------------
+
+
+def test_a_rules_delay_hint_schedules_and_the_delayed_invocation_reads_neither_log_nor_node_again(
+    dataworks, local_fc, tmp_path, seeded
+):
+    # GIVEN a MaxCompute run that failed waiting for resources: its rule asks for 600 s
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    log = (ROOT / "tests" / "logs" / "odps_sql_resource_wait.log").read_text()
+    dataworks.backend.set_log(FAILED_ID, 1, log)
+    with scheduling_function(dataworks, local_fc, tmp_path) as fn:
+        (record,) = instance_records(fn.invoke(event(event_id="evt-hint")))
+        assert (record["decision"], record["rule"]) == ("scheduled", "maxcompute-resource-wait")
+        assert 600 <= record["delaySeconds"] <= 660  # the hint, stretched by at most 10 %, never shortened
+        assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "GetTaskInstanceLog"]
+        dataworks.journal.clear()
+        fn.new_instance()  # the delayed invocation lands on another instance: nothing cached
+        (attempt,) = local_fc.advance(record["delaySeconds"], fn)
+    # THEN the delayed invocation re-reads the instance and reruns: the rule and DataWorks' own
+    # rerun settings were settled for this failed run when it was scheduled
+    (delayed,) = instance_records(attempt)
+    assert (delayed["decision"], delayed["success"], delayed["rule"]) == ("rerun", True, "maxcompute-resource-wait")
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "RerunTaskInstances"]
