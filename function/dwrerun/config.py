@@ -276,7 +276,7 @@ def _signing_key(get) -> str | None:
         # The message gives the length, never the value: the key is a secret.
         raise ConfigError(
             f"{RERUN_SIGNING_KEY} must be at least {MIN_SIGNING_KEY_CHARS} characters (scripts/deploy generates "
-            f"one), got {len(key)}"
+            f"one), got {len(key)} characters"
         )
     return key
 

@@ -12,7 +12,9 @@ DataWorks' state, not this process: the status guard skips an instance no longer
 the function reads back as `already-rerun` (rerun.py).
 
 The same function receives its own delayed invocations (schedule.py): a payload that is a
-scheduled rerun names one instance and its failed run, and goes through every guard again.
+scheduled rerun names one instance and its failed run, and goes through every guard again. It also
+runs the continuations of bulk reruns by filter (continuation.py, bulk.py): a signed payload from
+the HTTP function (or from an earlier continuation) naming up to 500 instances and their failed runs.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records, rules, schedule
+from dwrerun import continuation, events, pacing, records, rules, schedule
 from dwrerun.config import Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -82,6 +84,29 @@ def handle(event: bytes, context) -> dict:
         rules=rule_set,
         may_schedule=True,
     )
+    try:
+        bulk_part = continuation.parse(event, settings.signing_key)
+    except continuation.InvalidContinuation as exc:
+        return _write_all(job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started)
+    except continuation.UntrustedContinuation as exc:
+        # Never acted on: a forged payload gets nothing. FC retrying cannot fix a key either. The
+        # records carry the request id it claims, so an operator following that request sees them.
+        refused = [
+            records.instance_record(
+                instance_id=instance_id,
+                decision=records.SKIP,
+                success=None,
+                message=f"not rerun: {exc}; select it again by filter",
+                reason="config-error",
+                trigger=records.HTTP,
+                request_id=job.request_id,
+                origin_request_id=exc.origin_request_id,
+            )
+            for instance_id in exc.instance_ids
+        ]
+        return _write_all(job, refused, started)
+    if bulk_part is not None:
+        return _continue(bulk_part, settings, rule_set, rules_error, invocation, context)
     written, targets, claimed = [], [], []
     try:
         scheduled = schedule.parse(event)
@@ -130,6 +155,25 @@ def handle(event: bytes, context) -> dict:
     exhausted = any(r["reason"] == "quota-exhausted" for r in written)
     # Returned normally even so: FC's retry would meet the same used-up limit.
     return _write_all(job, written, started, outcome="quota-exhausted" if exhausted else "done")
+
+
+def _continue(part, settings: Settings, rule_set, rules_error, invocation: Invocation, context) -> dict:
+    from dwrerun import bulk, function_compute
+
+    credentials = credentials_from(os.environ, context)
+
+    def functions():
+        return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
+
+    return bulk.continue_(
+        part,
+        settings,
+        rule_set,
+        rules_error,
+        invocation,
+        lambda: client_for(credentials, settings, invocation.region),
+        functions,
+    )
 
 
 def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:
