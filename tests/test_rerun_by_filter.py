@@ -16,6 +16,7 @@ import pytest
 
 from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
 from dwrerun import continuation, plan, schema
+from localcloud.fcapi import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
 KEY = "k" * 40  # RERUN_SIGNING_KEY of these tests: at least 32 characters
@@ -303,3 +304,69 @@ def test_credentials_never_reach_the_answer(dataworks, http):
     _, answer = call(http, {**FILTER, "DryRun": True})
     text = json.dumps(answer)
     assert CREDS.access_key_secret not in text and KEY not in text
+
+
+def signed_part(*instances) -> bytes:
+    part = continuation.Continuation(
+        origin_request_id="1-origin",
+        part=1,
+        hop=0,
+        stalls=0,
+        project_id=PROJECT_ID,
+        bizdate=BIZDATE,
+        project_env="Prod",
+        instances=tuple(instances),
+    )
+    return part.to_payload(KEY)
+
+
+def test_a_continuation_reruns_only_what_is_still_at_the_failed_run_and_in_failure(dataworks, tmp_path):
+    # GIVEN three instances the selection found failed at run 1: one still is; one was rerun
+    # since (run 2); one an operator set successful (still run 1, AllAllowed)
+    seed(dataworks, FIRST)
+    seed(dataworks, FIRST + 1, run_number=2, status="Failure")
+    seed(dataworks, FIRST + 2, status="Success", rerun_mode="AllAllowed")
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as event_fn:
+        inv = event_fn.invoke(signed_part((FIRST, 1), (FIRST + 1, 1), (FIRST + 2, 1)))
+    assert inv.ok
+    reasons = {r["instanceId"]: r["reason"] for r in instance_records(inv)}
+    assert reasons == {FIRST: "eligible", FIRST + 1: "already-rerun", FIRST + 2: "not-failed"}
+    assert [json.loads(c.params["Ids"]) for c in reruns(dataworks)] == [[FIRST]]
+    # one ListTaskInstances rereads them all: no GetTaskInstance one by one
+    assert dataworks.journal.count(action="ListTaskInstances") == 1
+    assert dataworks.journal.count(action="GetTaskInstance") == 0
+
+
+def test_dataworks_own_rerun_is_asked_about_only_for_a_failure_young_enough_to_get_one(dataworks, http):
+    # GIVEN a node DataWorks reruns itself (RerunTimes 3), and two of its failures: one a minute
+    # old, one from the night before
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=3, rerun_interval=600)
+    seed(dataworks, FIRST, task_id=TASK_ID, finished_time=int(time.time() * 1000) - 60_000)
+    seed(dataworks, FIRST + 1, task_id=TASK_ID)
+    status, answer = call(http, {**FILTER, "DryRun": True})
+    # THEN only the young one waits for DataWorks; the old one DataWorks has given up on
+    assert status == 200 and answer["Decisions"] == {"dataworks-auto-rerun": [FIRST], "dry-run": [FIRST + 1]}
+    assert dataworks.journal.count(action="GetTask") == 1
+
+
+def test_a_log_the_deadline_left_unread_defers_the_instance_never_reruns_it_unchecked(dataworks, tmp_path):
+    # GIVEN 50 failures whose logs take half a second each to read, more than one invocation
+    # has time for, and a role that may not invoke the event function to hand the rest on
+    for n in range(50):
+        seed(dataworks, FIRST + n)
+    dataworks.faults.set("GetTaskInstanceLog", latency=0.5)
+    with FunctionComputeApi(credentials=[CREDS]) as api:
+        api.faults.set(deny=None)
+        env = {"RERUN_SIGNING_KEY": KEY, "DATAWORKS_READ_TIMEOUT": "1", "FUNCTION_COMPUTE_ENDPOINT": api.url}
+        with make_function(dataworks, tmp_path, handler="index.handle_http", timeout=8, **env) as fn:
+            status, answer = call(fn, FILTER)
+    records = instance_records(SEEN[-1])
+    # THEN what had its log read was rerun; the rest is deferred, and says the hand-off failed
+    deferred = [r for r in records if r["reason"] == "deferred"]
+    assert status == 502 and answer["Code"] == "ContinuationFailed" and deferred
+    assert {r["errorCode"] for r in deferred} == {"AccessDenied"}
+    assert "Send the same filter again" in deferred[0]["message"]
+    rerun_ids = {i for c in reruns(dataworks) for i in json.loads(c.params["Ids"])}
+    assert rerun_ids and not rerun_ids & {r["instanceId"] for r in deferred}
+    assert all(r["rule"] == "default" for r in records if r["decision"] == "rerun")  # each log was read
+    assert sorted(r["instanceId"] for r in records) == [FIRST + n for n in range(50)]

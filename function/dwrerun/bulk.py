@@ -215,7 +215,7 @@ def plan_or_apply(
         from dwrerun.http_function import quota_message  # the HTTP API's one wording of it
 
         return Answer(429, {"Code": "QuotaExhausted", "Message": quota_message(work.quota), **body})
-    failed = [r for r in refused if r["reason"] == DEFERRED]
+    failed = [r for r in written if r["reason"] == DEFERRED]
     if failed:
         message = (
             f"{len(failed)} instance(s) could not be handed to a continuation ({failed[0]['errorCode']}): they were "

@@ -41,7 +41,7 @@ from dataclasses import dataclass, replace
 
 from dwrerun import autorerun, failure, pacing, records, schedule
 from dwrerun.config import ConfigError, Settings
-from dwrerun.dataworks import QUOTA_LIMITS, DataWorks, DataWorksError
+from dwrerun.dataworks import GET_TASK_INSTANCE_LOG, QUOTA_LIMITS, DataWorks, DataWorksError
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.policy import FAILURE, Decision, Instance, decide
 from dwrerun.rules import RuleSet
@@ -276,6 +276,8 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
     ):
         return
     _classify(job, dataworks, item)
+    if item.decision is None:  # its log is left for a continuation to read
+        return
     if not item.decision.rerun:
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
         return
@@ -347,9 +349,17 @@ def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         item.verdict = failure.classify(dataworks, instance, job.settings, job.rules, job.deadline)
         item.attempts += item.verdict.calls
         if job.continues and failure.ran_out_of_time(item.verdict):
-            # A continuation takes it over with time for its log: never rerun it unchecked.
-            item.verdict = None
-            raise pacing.DeadlineReached("no time left to read a failed run's log")
+            # A continuation takes it over with time for its log: never rerun it unchecked. The
+            # instances whose logs were read are still rerun in this round; then the round ends.
+            item.verdict, item.decision = None, None
+            item.error = DataWorksError(
+                GET_TASK_INSTANCE_LOG,
+                "DeadlineReached",
+                "no time left to read the failed run's log",
+                transient=True,
+                needs_new_invocation=True,
+            )
+            return
     if not job.rules_hold_back:
         held = (
             "IgnoreRules: rules hold nothing back"
