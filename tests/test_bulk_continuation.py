@@ -6,15 +6,18 @@ an asynchronous queue, FC's retries: localcloud.fcfunction), queued through the 
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 
 import pytest
 
+import rerun_client
 from conftest import CREDS, FUNCTION_DIR, NO_BACKOFF_SLEEP, PROJECT_ID, TASK_ID, function_env, make_function, sample
 from dwrerun.continuation import Continuation
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
+from localcloud.gateway import HttpGateway
 
 KEY = "continuation-test-key-0123456789abcdef"
 BIZDATE = 1_795_708_800_000  # 2026-11-27 00:00 +08:00
@@ -194,3 +197,32 @@ def test_a_part_whose_batch_keeps_failing_hands_it_to_its_next_hop(dataworks, ap
     assert set(reruns) == {i for i, r in expected.items() if r == "eligible"} and set(reruns.values()) == {1}
     assert {i: rs[-1]["reason"] for i, rs in by_instance.items()} == expected
     assert all(len(rs) == 1 for rs in by_instance.values())  # no deferred record: the next hop wrote theirs
+
+
+def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(dataworks, api, tmp_path):
+    # GIVEN 600 failures: more than one part, so 100 continue in the event function
+    expected = seed(dataworks, 600)
+    env = {"RERUN_SIGNING_KEY": KEY, "FUNCTION_COMPUTE_ENDPOINT": api.url, "RERUN_READ_LOGS": "false"}
+    plan_file = tmp_path / "plan.json"
+    with (
+        event_function(dataworks, api, tmp_path, RERUN_READ_LOGS="false"),
+        make_function(dataworks, tmp_path, handler="index.handle_http", **env) as http_fn,
+        HttpGateway(http_fn) as gateway,
+    ):
+        # WHEN the operator plans, then applies the saved plan
+        out, err = io.StringIO(), io.StringIO()
+        argv = [gateway.url, "--project-id", str(PROJECT_ID), "--bizdate", "2026-11-27", "--plan", str(plan_file)]
+        assert rerun_client.main(argv, out=out, environ={}) == 0
+        saved = json.loads(plan_file.read_text())
+        assert saved["selected"] == 600 and saved["request"] == {"ProjectId": PROJECT_ID, "Bizdate": "2026-11-27"}
+        assert "selected 600 failed instance(s)" in out.getvalue() and f"--apply {plan_file}" in out.getvalue()
+        out = io.StringIO()
+        argv = [gateway.url, "--apply", str(plan_file), "--logstore", str(tmp_path)]
+        assert rerun_client.main(argv, out=out, environ={}, err=err) == 0
+    # THEN it followed the records of the request and its continuation until all 600 had one
+    progress = err.getvalue().splitlines()
+    assert progress[-1].startswith("following ") and "600/600 instances done" in progress[-1]
+    assert "100 continue asynchronously" in out.getvalue()
+    summary = out.getvalue().split("the request and its continuation together:")[1].split()
+    assert dict(zip(summary[::2], map(int, summary[1::2]), strict=True)) == Counter(expected.values())
+    assert set(accepted_reruns(dataworks).values()) == {1}

@@ -117,7 +117,9 @@ def test_the_real_run_reruns_once_and_holds_back_what_a_rule_says_a_rerun_cannot
     assert answer["NotRetryable"][str(HELD_BACK)]["Rule"] == "maxcompute-table-not-found"
     (call_,) = reruns(dataworks)
     assert json.loads(call_.params["Ids"]) == [FIRST, FIRST + 1]
-    assert call_.params["Comment"].startswith(f"after the outage [dwrerun-http: bulk rerun by filter over HTTP, FC request {answer['RequestId']}")
+    assert call_.params["Comment"].startswith(
+        f"after the outage [dwrerun-http: bulk rerun by filter over HTTP, FC request {answer['RequestId']}"
+    )
     assert "UseLatestConfig" not in call_.params  # not asked: DataWorks' default, the snapshot
     # WHEN the same filter is applied again THEN nothing is selected twice: the reruns left Failure
     status, again = call(http, FILTER)
@@ -147,7 +149,10 @@ def test_a_time_window_and_task_ids_narrow_the_selection(dataworks, http):
     status, answer = call(http, body)
     assert status == 200 and answer["Decisions"] == {"dry-run": [FIRST + 1, FIRST + 2, FIRST + 3]}
     (listing,) = dataworks.journal.calls("ListTaskInstances")
-    assert json.loads(listing.params["Filter"]) == {"finishedTimeStart": BIZDATE + 26 * 3_600_000, "finishedTimeEnd": BIZDATE + 28 * 3_600_000}
+    assert json.loads(listing.params["Filter"]) == {
+        "finishedTimeStart": BIZDATE + 26 * 3_600_000,
+        "finishedTimeEnd": BIZDATE + 28 * 3_600_000,
+    }
     assert json.loads(listing.params["TaskIds"]) == [TASK_ID + 1, TASK_ID + 2, TASK_ID + 3]
     assert listing.params["Status"] == "Failure" and listing.params["PageSize"] == "500"
 
@@ -167,7 +172,12 @@ def _token(filter_=None, options=None, selected=9, now=None, ttl=900, key=KEY):
     [
         (None, 428, "PlanRequired", "more than RERUN_PLAN_REQUIRED_ABOVE=8"),
         (_token(now=time.time() - 1000, ttl=60), 409, "PlanExpired", "expired at"),
-        (_token(filter_={"ProjectId": PROJECT_ID, "Bizdate": OTHER_DAY, "ProjectEnv": "Prod"}), 409, "PlanMismatch", "Bizdate"),
+        (
+            _token(filter_={"ProjectId": PROJECT_ID, "Bizdate": OTHER_DAY, "ProjectEnv": "Prod"}),
+            409,
+            "PlanMismatch",
+            "Bizdate",
+        ),
         (_token(options=_options(IgnoreRules=True)), 409, "PlanMismatch", "IgnoreRules"),
         (_token(selected=8), 409, "PlanOutdated", "saw 8"),
         (_token(key="x" * 40), 400, "InvalidPlanToken", "signature does not verify"),
@@ -221,7 +231,12 @@ def test_use_latest_config_reaches_the_wire_for_a_filter_and_for_ids(dataworks, 
         ({**FILTER, "Bizdate": "27/11/2026"}, 400, "InvalidParameter", "a date like 2026-11-27"),
         ({**FILTER, "ProjectEnv": "Staging"}, 400, "InvalidParameter", "Prod or Dev"),
         ({**FILTER, "FinishedTimeStart": "2026-11-28T02:00:00"}, 400, "InvalidParameter", "with its offset"),
-        ({**FILTER, "FinishedTimeStart": BIZDATE + 2, "FinishedTimeEnd": BIZDATE + 1}, 400, "InvalidParameter", "before"),
+        (
+            {**FILTER, "FinishedTimeStart": BIZDATE + 2, "FinishedTimeEnd": BIZDATE + 1},
+            400,
+            "InvalidParameter",
+            "before",
+        ),
         ({**FILTER, "Ids": [FIRST]}, 400, "InvalidParameter", "either Ids or a filter"),
         ({"Ids": [FIRST], "IgnoreRules": True}, 400, "InvalidParameter", "with a filter only"),
         ({**FILTER, "PlanToken": 42}, 400, "InvalidParameter", "PlanToken"),
@@ -247,7 +262,10 @@ def test_the_filter_form_needs_the_signing_key_the_ids_form_does_not(dataworks, 
         assert call(fn, {"Ids": [FIRST]})[0] == 200
     with make_function(dataworks, tmp_path, handler="index.handle_http", RERUN_SIGNING_KEY="short") as fn:
         status, answer = call(fn, {"Ids": [FIRST]})
-        assert status == 500 and "at least 32 characters (scripts/deploy generates one), got 5 characters" in answer["Message"]
+        assert (
+            status == 500
+            and "at least 32 characters (scripts/deploy generates one), got 5 characters" in answer["Message"]
+        )
         assert "short" not in json.dumps(answer)  # the length, never the key
 
 

@@ -74,7 +74,9 @@ def _windows(params: dict) -> list[tuple[str, Window]]:
         value = None
     keys = [f"{name}{end}" for name in TIME_FILTERS for end in ("Start", "End")]
     if not isinstance(value, dict):
-        raise InvalidParameter("Filter", f"expected a JSON object with keys among {', '.join(keys)}, got {raw[:100]!r}.")
+        raise InvalidParameter(
+            "Filter", f"expected a JSON object with keys among {', '.join(keys)}, got {raw[:100]!r}."
+        )
     unknown = sorted(set(value) - set(keys))
     if unknown:
         raise InvalidParameter("Filter", f"unknown key(s) {', '.join(unknown)}; supported: {', '.join(keys)}.")
