@@ -28,6 +28,7 @@ function's instances, beside failure events.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from dwrerun import pacing, plan, records, schedule, selection
@@ -40,6 +41,9 @@ from dwrerun.rerun import MIN_CALL_SECONDS, Job, RetryLater, Target, run
 
 HAND_ON_RESERVE = 3.0  # seconds kept at the end of an invocation to hand the rest on and answer
 SLICE_SHARE = 0.6  # a part is sized to use this share of the function's timeout
+# A selection is spread over about this many parts, so they run side by side: the template's 9
+# event-function instances and the HTTP one (README, Sizing), each at its own QPS limits.
+PARALLEL_PARTS = 10
 MAX_STALLS = 3  # hops in a row that finish no instance: the chain stops and records why
 DEFERRED = "deferred"
 
@@ -94,10 +98,13 @@ def per_instance_seconds(settings: Settings, reads_logs: bool) -> float:
     return (1.0 / settings.read_qps if reads_logs else 0.0) + 1.0 / (settings.chunk_size * settings.write_qps)
 
 
-def slice_size(settings: Settings, timeout: float, reads_logs: bool) -> int:
-    """Instances one continuation part is given: what fits in SLICE_SHARE of a timeout, 1 to 500."""
+def slice_size(settings: Settings, timeout: float, reads_logs: bool, count: int) -> int:
+    """Instances one part is given: a PARALLEL_PARTS-th of the `count` selected (at least a
+    RerunTaskInstances chunk), at most what fits in SLICE_SHARE of a timeout, and at most 500."""
     budget = timeout * SLICE_SHARE - HAND_ON_RESERVE - 1.0 / settings.read_qps  # the reread call
-    return max(1, min(MAX_PAGE_SIZE, int(budget / per_instance_seconds(settings, reads_logs))))
+    fits = int(budget / per_instance_seconds(settings, reads_logs))
+    spread = max(settings.chunk_size, math.ceil(count / PARALLEL_PARTS))
+    return max(1, min(MAX_PAGE_SIZE, fits, spread))
 
 
 def reads_logs(job: Job) -> bool:
@@ -171,7 +178,7 @@ def plan_or_apply(
                 f"then send its PlanToken within RERUN_PLAN_TTL_SECONDS={settings.plan_ttl}",
             )
         plan.check_selection(checked, len(targets))
-    size = slice_size(settings, invocation.timeout, reads_logs(job))
+    size = slice_size(settings, invocation.timeout, reads_logs(job), len(targets))
     own = min(len(targets), _fits(job, invocation.deadline, size))
     parts = [targets[n : n + size] for n in range(own, len(targets), size)]
     handed, refused = _hand_on_parts(job, request, functions, parts, first_part=1, invocation=invocation)
