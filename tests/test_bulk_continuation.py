@@ -18,6 +18,7 @@ from dwrerun.continuation import Continuation
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
 from localcloud.gateway import HttpGateway
+from test_sls_queries import problems
 
 KEY = "continuation-test-key-0123456789abcdef"
 BIZDATE = 1_795_708_800_000  # 2026-11-27 00:00 +08:00
@@ -138,6 +139,8 @@ def test_a_2000_instance_selection_continues_and_every_instance_ends_rerun_once_
         assert applied["Continuing"] == 1800 and applied["Continuation"]["Parts"] == 9
         assert applied["Started"] + sum(n for r, n in applied["Counts"].items() if r != "eligible") == 200
         assert applied["Continuation"]["Query"] == f'message.originRequestId: "{applied["RequestId"]}"'
+        # both queries the answer gives use only what the records' index defines
+        assert problems(applied["Continuation"]["Query"]) == problems(applied["Continuation"]["CountQuery"]) == []
         event_fn.drain(timeout=180)
         logstores = (tmp_path / "event.jsonl", tmp_path / "logstore.jsonl")
         by_instance = records_by_instance(*logstores)

@@ -173,7 +173,10 @@ def reread(
     dataworks: DataWorks, project_id: int, bizdate: int, project_env: str, ids: list[int], settings, deadline
 ) -> dict[int, Instance]:
     """The current state of `ids` (one ListTaskInstances call per 500), by id; an id DataWorks no
-    longer lists is absent. Raises the DataWorksError that kept it from answering."""
+    longer lists is absent. Raises the DataWorksError that kept it from answering.
+
+    The API documents `Ids` as a batch filter without a maximum; 500 a call (one page) is this
+    function's choice [inferred: that DataWorks takes 500 ids in one call]."""
     current: dict[int, Instance] = {}
     for start in range(0, len(ids), MAX_PAGE_SIZE):
         chunk = ids[start : start + MAX_PAGE_SIZE]
