@@ -317,11 +317,13 @@ def test_the_new_record_fields_are_in_the_schema():
     assert "originRequestId" in schema.SUMMARY_NAMES
 
 
-def test_credentials_never_reach_the_answer(dataworks, http):
+def test_neither_the_key_nor_the_token_reach_a_record(dataworks, http):
     seed(dataworks, FIRST)
     _, answer = call(http, {**FILTER, "DryRun": True})
     text = json.dumps(answer)
     assert CREDS.access_key_secret not in text and KEY not in text
+    logged = "\n".join(SEEN[-1].stdout + SEEN[-1].stderr)
+    assert KEY not in logged and answer["PlanToken"] not in logged  # the token is in the answer only
 
 
 def signed_part(*instances) -> bytes:
