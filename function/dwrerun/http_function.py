@@ -28,7 +28,7 @@ ID_FIELDS = ("Ids", "Comment", "DryRun", "Force", "UseLatestConfig")
 FILTER_FIELDS = ("ProjectId", "Bizdate", "TaskIds", "ProjectEnv", "FinishedTimeStart", "FinishedTimeEnd")
 FILTER_OPTIONS = ("IgnoreRules", "PlanToken")  # meaningful with a filter only
 FIELDS = ID_FIELDS + FILTER_FIELDS + FILTER_OPTIONS
-MAX_PLAN_TOKEN_CHARS = 4096
+MAX_PLAN_TOKEN_CHARS = 32 * 1024  # dwrerun/plan.py MAX_TOKEN_CHARS; the body is at most 64 KiB
 RERUN_PATHS = ("/rerun", "/")
 HEALTH_PATH = "/health"
 

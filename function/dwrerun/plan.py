@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from dwrerun import signing
 
 VERSION = 1
-MAX_TOKEN_CHARS = 4096  # a token is a few hundred characters; TaskIds make it longer
+MAX_TOKEN_CHARS = 32 * 1024  # a few hundred characters; a long TaskIds list makes it longer
 
 
 class PlanError(Exception):
