@@ -26,19 +26,18 @@ FIRST = 3_000_000_000_000
 SELECTED = 2000
 CRASH_AFTER_FIRST_RERUN = """
 import os
-from pathlib import Path
 from dwrerun import dataworks
 
 _rerun = dataworks.DataWorks.rerun_task_instances
-_mark = Path({mark!r})
 
 
 def _rerun_then_die(self, *args, **kwargs):
     answer = _rerun(self, *args, **kwargs)
-    if not _mark.exists():  # the first instance to get here dies right after DataWorks accepted
-        _mark.write_text("died")
-        os._exit(17)
-    return answer
+    try:  # the first instance to get here (O_EXCL: one of them) dies right after DataWorks accepted
+        os.close(os.open({mark!r}, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return answer
+    os._exit(17)
 
 
 dataworks.DataWorks.rerun_task_instances = _rerun_then_die
