@@ -14,8 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
-import sls_views
 
+import sls_views
 from dwrerun import schema
 
 # Fields of the log entry itself (FC's), indexed beside the json `message`.
