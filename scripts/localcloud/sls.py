@@ -146,7 +146,8 @@ def query(
 
 # --- the search part ---------------------------------------------------------------------------
 
-_TOKEN = re.compile(r'\s*(\(|\)|"[^"]*"|[^\s()"]+)')
+# A term (key, operator, value: spaces allowed around the operator), a parenthesis, or a word.
+_TOKEN = re.compile(r'\s*(\(|\)|[A-Za-z_][\w.]*\s*(?::|>=|<=|>|<|=)\s*(?:"[^"]*"|[^\s()"]+)|"[^"]*"|[^\s()"]+)')
 
 
 class _Search:
@@ -205,12 +206,10 @@ class _Search:
             return inner
         if token == "*":
             return lambda e: True
-        match = re.fullmatch(r"([A-Za-z_][\w.]*)(:|>=|<=|>|<|=)(.*)", token)
+        match = re.fullmatch(r"([A-Za-z_][\w.]*)\s*(:|>=|<=|>|<|=)\s*(.+)", token)
         if match is None:
             raise QueryError(f"search {self.text!r}: {token!r} is not key:value (free text is not emulated)")
         key, operator, value = match.groups()
-        if not value:
-            value = self._take()
         return _term(self.index, key, operator, value.strip('"'), self.text)
 
 
