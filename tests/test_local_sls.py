@@ -36,14 +36,22 @@ class FakeInstance:
         self.__dict__.update(fields)
 
 
-def entry(record: dict | str, age: float = 0, topic: str = "FCLogs:dwrerun-event") -> sls.Entry:
+def line(record: dict | str, age: float = 0, topic: str = "FCLogs:dwrerun-event") -> dict:
     """A Logstore line as FC writes it: the record, a JSON string, in `message`."""
     message = record if isinstance(record, str) else json.dumps(record)
-    line = {"__time__": int(NOW - age), "__topic__": topic, "functionName": topic.split(":")[-1], "message": message}
-    return sls.entry_of(line)
+    return {"__time__": int(NOW - age), "__topic__": topic, "functionName": topic.split(":")[-1], "message": message}
 
 
-def instance(reason="eligible", decision=records.RERUN, success=True, age=0, instance_id=1, **fields):
+def entry(record: dict | str, age: float = 0, topic: str = "FCLogs:dwrerun-event") -> sls.Entry:
+    return sls.entry_of(line(record, age, topic))
+
+
+def instance(*args, **fields) -> sls.Entry:
+    return sls.entry_of(instance_line(*args, **fields))
+
+
+def instance_line(reason="eligible", decision=records.RERUN, success=True, age=0, instance_id=1, **fields) -> dict:
+    """The line of an instance record, written by the function's own record writer."""
     details = {k: fields.pop(k) for k in list(fields) if k in FakeInstance().__dict__}
     record = records.instance_record(
         instance_id=instance_id,
@@ -56,7 +64,7 @@ def instance(reason="eligible", decision=records.RERUN, success=True, age=0, ins
         instance=FakeInstance(**details),
         **fields,
     )
-    return entry(record, age)
+    return line(record, age)
 
 
 def run(entries, text, **window):
@@ -193,8 +201,8 @@ def test_the_logstore_files_are_read_in_time_order(tmp_path):
 # --- template.yml's own queries ----------------------------------------------------------------
 
 
-def every_kind_of_record() -> list[sls.Entry]:
-    """A Logstore holding each kind of record the function writes."""
+def every_kind_of_record() -> list[dict]:
+    """The lines of a Logstore holding each kind of record the function writes."""
     summary = records.summary_record(
         trigger=records.EVENTBRIDGE,
         request_id="1-req-9",
@@ -203,15 +211,23 @@ def every_kind_of_record() -> list[sls.Entry]:
         dryRunMode=False,
         outcome="retry",
     )
+    due = "2027-01-15T08:00:00Z"
     return [
-        instance(instance_id=1, lookup_ms=20.0, rerun_ms=5.0, rule="default", failure_class="unknown"),
-        instance("cap-reached", records.SKIP, None, instance_id=2, run_number=4),
-        instance(
+        instance_line(instance_id=1, lookup_ms=20.0, rerun_ms=5.0, rule="default", failure_class="unknown"),
+        instance_line("cap-reached", records.SKIP, None, instance_id=2, run_number=4, age=5),
+        instance_line(
             "not-retryable", records.SKIP, None, instance_id=3, rule="sql-syntax", matched_line="ParseException: x"
         ),
-        instance("eligible", records.SCHEDULED, None, instance_id=4, delay_seconds=120, due_at="2027-01-15T08:00:00Z"),
-        instance("deferred", records.SKIP, None, instance_id=5, error_code="ServiceUnavailable"),
-        entry(summary),
+        # a scheduled rerun and its delayed invocation's rerun; another still waiting
+        instance_line(
+            "eligible", records.SCHEDULED, None, instance_id=4, delay_seconds=120, due_at=due, async_task_id="t4", age=9
+        ),
+        instance_line(instance_id=4, due_at=due, async_task_id="t4", rerun_ms=3.0, rule="default"),
+        instance_line(
+            "eligible", records.SCHEDULED, None, instance_id=6, delay_seconds=240, due_at=due, async_task_id="t6"
+        ),
+        instance_line("deferred", records.SKIP, None, instance_id=5, error_code="Throttling.User"),
+        line(summary),
     ]
 
 
@@ -226,5 +242,6 @@ def test_each_alert_and_chart_query_of_the_template_runs_locally(view):
         for v in [*views.alerts, *views.charts]
         if view in (getattr(v, "logical_id", ""), v.title)
     )
-    rows = sls.query(every_kind_of_record(), query, sls.Index(views.json_key_indices), start=start, end=end, now=NOW)
+    entries = [sls.entry_of(line) for line in every_kind_of_record()]
+    rows = sls.query(entries, query, sls.Index(views.json_key_indices), start=start, end=end, now=NOW)
     assert isinstance(rows, list)
