@@ -9,7 +9,6 @@
 3. Makes a manual rerun through the local HTTP gateway, as an operator would with curl, then lets
    the reruns finish in the emulator.
 4. Prints one row per decision, the instances that ran, and how to query the records.
-5. Ends with what template.yml's SLS alert rules would have fired on these records (scripts/alerts.py).
 
 `--serve` keeps everything running for curl experiments instead, and prints the endpoints.
 """
@@ -97,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  {RERUN_QUERY_JQ.format(path=path)}")
     print(f"  {RERUN_QUERY_PYTHON.format(path=path)}")
     print()
-    from alerts import print_fired  # the alert rules of template.yml, over the local Logstore
+    # Last: what template.yml's SLS alert rules would have fired on these records (scripts/alerts.py).
+    from alerts import print_fired
 
     print_fired(LOGS)
     return 0
