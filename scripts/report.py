@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-_PAGE = """<!DOCTYPE html>
+_PAGE = r"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -228,6 +228,17 @@ function pieChart(panel) {{
   return [svg, legend(panel.rows.map(row => `${{shown(row[label])}} (${{shown(row[name])}})`))];
 }}
 
+function span(start) {{
+  // "-604800s" -> "7 days": the chart's time range, as SLS's relative start says it
+  const match = /^-(\d+)([smhd])$/.exec(start);
+  if (!match) return start;
+  const seconds = Number(match[1]) * {{s: 1, m: 60, h: 3600, d: 86400}}[match[2]];
+  for (const [unit, size] of [["days", 86400], ["hours", 3600], ["minutes", 60]]) {{
+    if (seconds % size === 0 && seconds >= size) return `${{seconds / size}} ${{unit}}`;
+  }}
+  return `${{seconds}} seconds`;
+}}
+
 const DRAW = {{line: lineChart, number: numberChart, table: tableChart, pie: pieChart}};
 
 function render(panel) {{
@@ -240,7 +251,7 @@ function render(panel) {{
   if (!draw) throw new Error(`chart type ${{panel.type}} is not drawn here`);
   const rows = panel.rows.filter(row => Object.values(row).some(v => v !== null));
   if (rows.length === 0) {{
-    section.append(element("div", {{class: "empty"}}, `No data in the last ${{panel.start.replace("-", "")}}`));
+    section.append(element("div", {{class: "empty"}}, `No data in the last ${{span(panel.start)}}`));
   }} else {{
     section.append(...draw({{...panel, rows: rows}}));
   }}

@@ -155,9 +155,9 @@ class _Resolver:
         self.template = template
         self.parameters = parameters
 
-    def value(self, node, path: str = ""):
+    def value(self, node):
         if isinstance(node, list):
-            return [self.value(v, path) for v in node]
+            return [self.value(v) for v in node]
         if not isinstance(node, dict):
             return node
         if set(node) == {"Ref"}:
@@ -167,14 +167,14 @@ class _Resolver:
             return f"<{name}>"  # a pseudo parameter or a resource: known at deploy time only
         if set(node) == {"Fn::Join"}:
             delimiter, parts = node["Fn::Join"]
-            return delimiter.join(str(self.value(p, path)) for p in parts)
+            return delimiter.join(str(self.value(p)) for p in parts)
         if set(node) == {"Fn::GetAtt"}:
             resource, attribute = node["Fn::GetAtt"]
             return f"<{resource}.{attribute}>"
         if set(node) == {"Fn::If"}:
             condition, when_true, when_false = node["Fn::If"]
-            return self.value(when_true if self.condition(condition) else when_false, path)
-        return {k: self.value(v, f"{path}.{k}") for k, v in node.items()}
+            return self.value(when_true if self.condition(condition) else when_false)
+        return {k: self.value(v) for k, v in node.items()}
 
     def condition(self, name: str) -> bool:
         return self._holds(self.template["Conditions"][name])

@@ -88,7 +88,7 @@ SUMMARY_FIELDS = (
     _field("durationMs", DOUBLE),
     _field("outcome", TEXT),  # done | retry (event: FC retries it) | upstream-error (HTTP)
     _field("dryRunMode", TEXT),  # true | false
-    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it
+    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it, or an unexpected error's type
 )
 
 
