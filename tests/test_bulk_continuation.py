@@ -14,7 +14,9 @@ import pytest
 
 import rerun_client
 from conftest import CREDS, FUNCTION_DIR, NO_BACKOFF_SLEEP, PROJECT_ID, TASK_ID, function_env, make_function, sample
+from dwrerun import schema
 from dwrerun.continuation import Continuation
+from localcloud import sls
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
 from localcloud.gateway import HttpGateway
@@ -228,3 +230,11 @@ def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(datawo
     summary = out.getvalue().split("the request and its continuation together:")[1].split()
     assert dict(zip(summary[::2], map(int, summary[1::2]), strict=True)) == Counter(expected.values())
     assert set(accepted_reruns(dataworks).values()) == {1}
+    # AND the answer's SLS query counts the same, run by the local SLS over the local Logstore
+    request_id = progress[-1].split()[1].rstrip(":")
+    count_query = (
+        f'message.originRequestId: "{request_id}" and message.kind: instance '
+        "| select reason, count(*) as instances from log group by reason"
+    )
+    rows = sls.query(sls.read_logstore(tmp_path), count_query, sls.Index(schema.json_key_indices()))
+    assert {row["reason"]: row["instances"] for row in rows} == Counter(expected.values())

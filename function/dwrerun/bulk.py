@@ -215,7 +215,7 @@ def plan_or_apply(
             "Query": f'message.originRequestId: "{invocation.request_id}"',
             "CountQuery": (
                 f'message.originRequestId: "{invocation.request_id}" and message.kind: instance '
-                "| select reason, count(*) as instances group by reason"
+                "| select reason, count(*) as instances from log group by reason"
             ),
         }
     if work.quota:
