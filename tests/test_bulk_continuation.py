@@ -233,7 +233,7 @@ def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(datawo
     # AND the answer's SLS query counts the same, run by the local SLS over the local Logstore
     request_id = progress[-1].split()[1].rstrip(":")
     count_query = (
-        f'message.originRequestId: "{request_id}" and message.kind: instance '
+        f'message.originRequestId: "{request_id}" and message.kind: instance '  # noqa: S608 (the local SLS)
         "| select reason, count(*) as instances from log group by reason"
     )
     rows = sls.query(sls.read_logstore(tmp_path), count_query, sls.Index(schema.json_key_indices()))

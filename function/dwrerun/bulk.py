@@ -213,8 +213,9 @@ def plan_or_apply(
             "Parts": len(handed),
             "AsyncTaskIds": [c.task_id for c in handed],
             "Query": f'message.originRequestId: "{invocation.request_id}"',
+            # Text for the operator to paste into SLS, not run here; the id is FC's own request id.
             "CountQuery": (
-                f'message.originRequestId: "{invocation.request_id}" and message.kind: instance '
+                f'message.originRequestId: "{invocation.request_id}" and message.kind: instance '  # noqa: S608
                 "| select reason, count(*) as instances from log group by reason"
             ),
         }
