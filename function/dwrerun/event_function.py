@@ -15,7 +15,9 @@ DataWorks' state, not this process: the status guard skips an instance no longer
 the function reads back as `already-rerun` (rerun.py).
 
 The same function receives its own delayed invocations (schedule.py): a payload that is a
-scheduled rerun names one instance and its failed run, and goes through every guard again.
+scheduled rerun names one instance and its failed run, and goes through every guard again. It also
+runs the continuations of bulk reruns by filter (continuation.py, bulk.py): a signed payload from
+the HTTP function (or from an earlier continuation) naming up to 500 instances and their failed runs.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records, rules, schedule
+from dwrerun import continuation, events, pacing, records, rules, schedule
 from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -85,6 +87,19 @@ def handle(event: bytes, context) -> dict:
         rules=rule_set,
         may_schedule=True,
     )
+    try:
+        bulk_part = continuation.parse(event, settings.signing_key)
+    except continuation.InvalidContinuation as exc:
+        return _write_all(job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started)
+    except continuation.UntrustedContinuation as exc:
+        # Never acted on: a forged payload gets nothing. FC retrying cannot fix a key (or another
+        # bad setting, which leaves no key to check with) either. The records carry the request id
+        # it claims, so an operator following that request sees them.
+        why = f"not rerun: {config_error or exc}; select it again by filter"
+        refused = [_named(job, i, "config-error", why, exc.origin_request_id) for i in exc.instance_ids]
+        return _write_all(job, refused, started, outcome="done")
+    if bulk_part is not None:
+        return _continue(job, bulk_part, settings, rule_set, invocation, context, started)
     written, targets, claimed = [], [], []
     try:
         scheduled = schedule.parse(event)
@@ -145,6 +160,48 @@ def handle(event: bytes, context) -> dict:
     exhausted = any(r["reason"] == "quota-exhausted" for r in written)
     # Returned normally even so: FC's retry would meet the same used-up limit.
     return _write_all(job, written, started, outcome="quota-exhausted" if exhausted else "done")
+
+
+def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocation, context, started: float) -> dict:
+    """A continuation of a bulk rerun by filter (dwrerun/bulk.py), with the same error handling
+    as a failure event: a bad deployment is recorded, a bug is recorded and retried by FC."""
+    from dwrerun import bulk, function_compute
+
+    ids = [instance_id for instance_id, _ in part.instances]
+    try:
+        credentials = credentials_from(os.environ, context)
+
+        def functions():
+            return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
+
+        def dataworks():
+            return client_for(credentials, settings, invocation.region)
+
+        return bulk.continue_(part, settings, rule_set, None, invocation, dataworks, functions)
+    except bulk.ContinueLater:  # its records are written: FC retries the part
+        raise
+    except ConfigError as exc:  # no credentials or no region: no retry brings them
+        written = [_named(job, i, "config-error", str(exc), part.origin_request_id) for i in ids]
+        return _write_all(job, written, started, outcome="done")
+    except Exception as exc:
+        why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the continuation"
+        _write_all(job, [_named(job, i, "deferred", why, part.origin_request_id) for i in ids], started,
+                   outcome="retry", error=type(exc).__name__)  # fmt: skip
+        raise
+
+
+def _named(job: Job, instance_id: int, reason: str, message: str, origin_request_id: str) -> dict:
+    """The record of an instance a continuation names and this invocation did not get to."""
+    return records.instance_record(
+        instance_id=instance_id,
+        decision=records.SKIP,
+        success=None,
+        message=message,
+        reason=reason,
+        trigger=records.HTTP,
+        request_id=job.request_id,
+        origin_request_id=origin_request_id,
+    )
 
 
 def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:
