@@ -65,7 +65,8 @@ DEEP = "[" * 100_000 + "]" * 100_000
 TRICKY = st.sampled_from(
     ["5", "05", "٥", "", " 5", "-1", "0", "1" * 5000, str(2**63), str(2**63 - 1), "\ud800", "x\udfffy", "1e3"]
     + [5, 0, -5, 2**63, 2**63 - 1, 2**64, 5.0, 1e308, True, False, None, [], {}, [5], {"taskId": 5}]
-)
+).map(copy.deepcopy)  # sampled_from hands out the same list or dict each time: mutation_of would
+# edit it in place, so later examples (and their replays) would start from another value.
 TEXT = st.text(max_size=20) | st.text(st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), max_size=3)
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | TEXT | TRICKY
 JSON = st.recursive(
