@@ -66,6 +66,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+from bench_schedule import bench_schedule, histogram_lines  # noqa: E402
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
 
@@ -104,7 +105,7 @@ MANUAL_RATIO = 1.1  # the bench's choice: within 10% of what the HTTP instance's
 _instance_ids = itertools.count(5_000_000_000_000)
 
 
-BENCHMARKS = ("cold_start", "health", "burst", "neighbour", "memory_cpu", "manual_rerun")
+BENCHMARKS = ("cold_start", "health", "burst", "neighbour", "memory_cpu", "manual_rerun", "schedule")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +114,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds of the cold-start figures (15)")
     parser.add_argument("--manual-rounds", type=int, default=3, help="alternating rounds of the manual rerun (3)")
     parser.add_argument("--burst-rounds", type=int, default=1, help="alternating rounds of the burst (default 1)")
-    parser.add_argument("--quick", action="store_true", help="20 ids in the manual rerun, a smaller profile")
+    parser.add_argument(
+        "--failures", type=int, default=500, help="failures at once in the schedule benchmark (default 500)"
+    )
+    parser.add_argument(
+        "--instances",
+        type=int,
+        help="run the event function on at most this many instances instead of template.yml's reservedConcurrency",
+    )
+    parser.add_argument("--quick", action="store_true", help="10 ids in the manual rerun, a smaller profile")
     parser.add_argument(
         "--only",
         default=",".join(BENCHMARKS),
@@ -121,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=OUT, help=f"where the JSON goes (default {OUT.relative_to(ROOT)})")
     args = parser.parse_args(argv)
-    if min(args.events, args.rounds, args.manual_rounds, args.burst_rounds) < 1:
-        parser.error("--events, --rounds, --manual-rounds and --burst-rounds must be at least 1")
+    if args.instances is not None and args.instances < 1:
+        parser.error("--instances must be at least 1")
+    if min(args.events, args.failures, args.rounds, args.manual_rounds, args.burst_rounds) < 1:
+        parser.error("--events, --failures, --rounds, --manual-rounds and --burst-rounds must be at least 1")
     chosen = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = sorted(set(chosen) - set(BENCHMARKS))
     if unknown or not chosen:
@@ -133,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     machine = describe_machine()
     defaults = template_defaults()
+    if args.instances is not None:
+        defaults["event"]["reserved_concurrency"] = args.instances
     print(f"Machine: {machine['cpu_model']}, {machine['cpu_cores']} cores, Python {machine['python']}", flush=True)
     run = [name for name in BENCHMARKS if name in chosen]
     figures: dict[str, dict] = {}
@@ -151,12 +164,31 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "memory_cpu":
                 figures[name] = bench_memory_cpu(emulator, defaults, figures["burst"], args.events, args.quick)
             elif name == "manual_rerun":
-                ids = 20 if args.quick else 100
+                ids = 10 if args.quick else 100
                 figures[name] = bench_manual_rerun(emulator, defaults, args.manual_rounds, ids, started)
+            elif name == "schedule":
+                figures[name] = bench_schedule(
+                    emulator,
+                    defaults,
+                    args.failures,
+                    credentials=CREDENTIALS,
+                    region=REGION,
+                    seed=seed,
+                    journal_figures=journal_figures,
+                    progress=lambda message: progress(message, started),
+                )
             progress(f"[{number}/{len(run)}] {name} done in {time.perf_counter() - t0:.0f} s", started)
     rows = table_rows(figures, defaults)
     print()
     print_table(rows)
+    if "schedule" in figures:
+        plan = figures["schedule"]
+        print(
+            f"\nScheduled reruns of {plan['failures']} failures at once, due this many seconds after the failure "
+            f"(RERUN_BACKOFF_BASE_SECONDS={plan['backoff_base_s']}):"
+        )
+        for line in histogram_lines(plan["scheduled"]["histogram"]):
+            print(f"  {line}")
     results = {
         "generated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
@@ -168,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             "manual_rounds": args.manual_rounds,
             "burst_rounds": args.burst_rounds,
             "quick": args.quick,
+            "instances": args.instances,
             "benchmarks": run,
+            "failures": args.failures,
             "emulator_latency_s": LATENCY,
             "read_quota": READ_QUOTA,
             "write_quota": WRITE_QUOTA,
@@ -191,6 +225,7 @@ DESCRIPTIONS = {
     "neighbour": f"burst again, with a neighbour using {NEIGHBOUR:.0%} of both quotas",
     "memory_cpu": "memory and CPU: the model with a do-nothing handler, then the handler profiled",
     "manual_rerun": "manual rerun: POST /rerun to the HTTP function vs the serial floor",
+    "schedule": "schedule: failures at once on the default schedule (FC's clock moved by the bench), then rerun at once",
 }
 
 
@@ -904,6 +939,58 @@ def table_rows(figures: dict, defaults: dict) -> list[dict]:
             "-",
             None,
         )
+    if "schedule" in figures:
+        plan = figures["schedule"]
+        later, now, n = plan["scheduled"], plan["immediate"], plan["failures"]
+        row(
+            f"{n} failures at once, scheduled: due times after the failure",
+            f"{later['due_s'][0]:.0f}-{later['due_s'][-1]:.0f} s",
+            "immediate: all at 0 s",
+            None,
+            "-",
+            None,
+        )
+        row(
+            "Reruns due in the busiest second, immediate vs scheduled",
+            f"{n} / {later['most_due_in_one_second']}",
+            "",
+            ratio(n, later["most_due_in_one_second"]),
+            "-",
+            None,
+        )
+        row(
+            "Scheduled reruns, peak rate reaching DataWorks",
+            f"{later['peak_writes_per_s']} writes/s (mean {later['mean_writes_per_s_while_due']:.1f})",
+            f"write quota {plan['write_quota']}/s",
+            later["peak_share_of_write_quota"],
+            "-",
+            None,
+        )
+        row(
+            "Immediate reruns (base 0), peak rate reaching DataWorks",
+            f"{now['peak_writes_per_s']} writes/s for {seconds(now['wall_s'])}",
+            f"write quota {plan['write_quota']}/s",
+            now["peak_share_of_write_quota"],
+            "-",
+            None,
+        )
+        row(
+            "Peak rerun rate, immediate vs scheduled",
+            f"{now['peak_writes_per_s']} / {later['peak_writes_per_s']} writes/s",
+            "",
+            plan["ratio_peak_immediate_scheduled"],
+            "-",
+            None,
+        )
+        for label, figures_of in (("scheduled", later), ("immediate", now)):
+            row(
+                f"{label.capitalize()} reruns, rerun exactly once (lost / double)",
+                f"{n - figures_of['lost'] - figures_of['double']}/{n} ({figures_of['lost']} / {figures_of['double']})",
+                f"throttled {figures_of['throttled']}",
+                None,
+                f"{n}/{n} (0 / 0)",
+                figures_of["all_rerun_exactly_once"],
+            )
     return rows
 
 

@@ -21,7 +21,7 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", "12", "--rounds", "1", "--quick"]
-        + ["--manual-rounds", "1", "--out", str(out)],
+        + ["--manual-rounds", "1", "--failures", "8", "--instances", "2", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -65,8 +65,8 @@ def test_burst_figures(results):
     for key in ("quota_bound_s", "pacing_bound_s", "ratio_ours_quota_bound", "ratio_ours_pacing_bound"):
         assert seconds(burst[key]), key
     assert seconds(ours["wall_s"])
-    # The process model at the template's sizing: instances, cold starts, no more than allowed.
-    assert 1 <= ours["instances_started"] <= template["reserved_concurrency"] == 9
+    # The process model: instances, cold starts, no more than allowed (--instances 2 here).
+    assert 1 <= ours["instances_started"] <= template["reserved_concurrency"] == 2
     assert ours["cold_starts"] == ours["instances_started"] == len(ours["peak_rss_mib_per_instance"])
     assert sum(ours["invocations_per_instance"]) == ours["attempts"] == 12
     # Correctness, not speed: every instance rerun once, nothing throttled, one record each.
@@ -109,9 +109,24 @@ def test_memory_and_cpu_figures(results):
 
 def test_manual_rerun_figures(results):
     manual = results[0]["figures"]["manual_rerun"]
-    assert manual["ids"] == 20 and manual["rounds"] == 1 and manual["read_qps"] == 4.5
+    assert manual["ids"] == 10 and manual["rounds"] == 1 and manual["read_qps"] == 4.5
     assert seconds(manual["ours"]["wall_s"]) and seconds(manual["serial_floor"]["wall_s"])
     assert seconds(manual["ratio_ours_serial_floor"]) and seconds(manual["ratio_ours_share_bound"])
+
+
+def test_schedule_figures(results):
+    plan, stdout = results[0]["figures"]["schedule"], results[1]
+    later, now = plan["scheduled"], plan["immediate"]
+    assert (plan["failures"], plan["backoff_base_s"], plan["write_quota"]) == (8, 120, 20)
+    # The template's default schedule: the first rerun waits 60-120 s, FC holds each that long.
+    assert later["decisions"] == {"scheduled eligible": 8} and later["invoke_function_calls"] == {"202": 8}
+    assert len(later["due_s"]) == 8 and 60 <= later["due_s"][0] <= later["due_s"][-1] <= 120
+    assert sum(row["count"] for row in later["histogram"]) == 8 and "s  #" in stdout
+    assert sum(later["writes_per_clock_second"]) == 8 and later["delayed_invocations_failed"] == 0
+    for figures in (later, now):
+        assert (figures["lost"], figures["double"], figures["throttled"]) == (0, 0, 0)
+        assert figures["all_rerun_exactly_once"] is True and 1 <= figures["peak_writes_per_s"] <= 8
+    assert sum(now["writes_per_second"]) == 8 and seconds(plan["ratio_peak_immediate_scheduled"])
 
 
 def test_table_is_printed_and_saved(results):
