@@ -39,6 +39,21 @@ Figures:
   DATAWORKS_READ_QPS: the reads one HTTP instance may make) and the unpaced serial floor: 100
   GetTaskInstance calls then one RerunTaskInstances, one after another, with the generic client.
 
+- failure rules: the cost of reading the failed run's log and matching the rules. The handler
+  alone (one thread, thread CPU time) alternates, event by event, a failure whose log is read (a
+  realistic ODPS SQL log of ~140 KB, so a full 64 KiB tail is scanned, that no rule matches: every
+  pattern is tried) with a failure handled with RERUN_READ_LOGS=false; then the matching alone on
+  that log; what checking and compiling the shipped rules costs a cold instance. Also the
+  DataWorks calls each failure event made (target: at most 3).
+- schedule (scripts/bench_schedule.py): 500 failures at once on template.yml's default schedule,
+  FC's ManualClock moved a second at a time: the spread of the due times (a histogram), the peak
+  rerun rate reaching DataWorks against the write quota, against the same failures rerun at once.
+
+The cold-start, health, profile and manual figures measure the rerun engine against floors that
+make the same two calls, so they run with RERUN_READ_LOGS=false; the failure-rules figure adds the
+log read's cost on top, measured in the same run. The bursts and the schedule benchmark run as
+template.yml deploys the function: the failed run's log is read (RERUN_READ_LOGS=true).
+
 Progress goes to stderr, one line per benchmark and every few seconds within a long one.
 Results: a table on stdout and bench-results/latest.json (or --out). No test asserts timings.
 """
@@ -83,6 +98,9 @@ LATENCY = 0.025  # seconds the emulator adds to every call in the burst and manu
 READ_QUOTA, WRITE_QUOTA = 50, 20  # DataWorks Enterprise, per account and region (FACTS §2)
 NEIGHBOUR = 0.6  # the share of both quotas another client uses in the second burst
 NAIVE_CONCURRENCY = 20  # the naive peer's threads
+TAIL_CHARS = 64 * 1024  # dwrerun.rules.TAIL_CHARS: the part of a log the rules scan
+FAILURE_RULES_SHARE = 0.5  # the bench's choice: matching stays under half of an event's CPU
+MAX_CALLS_PER_FAILURE = 3
 SETTLE = 1.1  # seconds between measurements so the quota's one-second window starts empty
 PACKAGES = (
     "alibabacloud-tea-openapi",
@@ -105,7 +123,7 @@ MANUAL_RATIO = 1.1  # the bench's choice: within 10% of what the HTTP instance's
 _instance_ids = itertools.count(5_000_000_000_000)
 
 
-BENCHMARKS = ("cold_start", "health", "burst", "neighbour", "memory_cpu", "manual_rerun", "schedule")
+BENCHMARKS = ("cold_start", "health", "burst", "neighbour", "memory_cpu", "manual_rerun", "failure_rules", "schedule")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             elif name == "manual_rerun":
                 ids = 10 if args.quick else 100
                 figures[name] = bench_manual_rerun(emulator, defaults, args.manual_rounds, ids, started)
+            elif name == "failure_rules":
+                figures[name] = bench_failure_rules(emulator, defaults, 10 if args.quick else 100)
             elif name == "schedule":
                 figures[name] = bench_schedule(
                     emulator,
@@ -225,6 +245,7 @@ DESCRIPTIONS = {
     "neighbour": f"burst again, with a neighbour using {NEIGHBOUR:.0%} of both quotas",
     "memory_cpu": "memory and CPU: the model with a do-nothing handler, then the handler profiled",
     "manual_rerun": "manual rerun: POST /rerun to the HTTP function vs the serial floor",
+    "failure_rules": "failure rules: a failure event with its log read and matched vs without",
     "schedule": "schedule: failures at once on the default schedule (FC's clock moved by the bench), then rerun at once",
 }
 
@@ -480,6 +501,7 @@ def bench_manual_rerun(emulator, defaults: dict, rounds: int, id_count: int, sin
             "DATAWORKS_ENDPOINT": emulator.url,
             "DATAWORKS_READ_QPS": str(http["read_qps"]),
             "DATAWORKS_WRITE_QPS": str(http["write_qps"]),
+            "RERUN_READ_LOGS": "false",  # the engine's figures: the failure-rules figure measures logs
         },
         credentials=CREDENTIALS,
         logstore=str(Path(logs) / "dwrerun-http.jsonl"),
@@ -517,14 +539,84 @@ def bench_manual_rerun(emulator, defaults: dict, rounds: int, id_count: int, sin
     return result
 
 
+def bench_failure_rules(emulator, defaults: dict, count: int) -> dict:
+    """CPU per failure event with the log read and matched vs without, matching alone, calls per event."""
+    emulator.faults.set("*", latency=LATENCY)
+    emulator.quota(None, None)
+    log = failure_log()
+    warm = seed(emulator, 2, task_type="ODPS_SQL")
+    with_log = seed(emulator, count, task_type="ODPS_SQL")
+    without_log = seed(emulator, count, task_type="ODPS_SQL")
+    for instance_id in warm + with_log + without_log:
+        emulator.backend.set_log(instance_id, 1, log)
+    env = {
+        **fc_environment(emulator, defaults["event"]),
+        "DATAWORKS_READ_QPS": "1000",
+        "DATAWORKS_WRITE_QPS": "1000",
+    }
+    started = time.time()
+    with tempfile.NamedTemporaryFile("w", suffix=".log", encoding="utf-8") as log_file:
+        log_file.write(log)
+        log_file.flush()
+        child = run_burst_child(
+            "classify",
+            {
+                "env": {k: v for k, v in env.items() if k not in ("PATH", "HOME", "LANG")},
+                "warm_ids": warm,
+                "with_log": with_log,
+                "without_log": without_log,
+                "log_file": log_file.name,
+                "task_type": "ODPS_SQL",
+            },
+        )
+    calls = calls_per_instance(emulator, started, with_log)
+    if any(emulator.backend.instance(i).run_number != 2 for i in with_log + without_log):
+        raise RuntimeError("failure rules: not every instance was rerun exactly once")
+    return {
+        **child,
+        "log_chars": len(log),
+        "tail_chars": min(len(log), TAIL_CHARS),
+        "ratio_with_without_log": ratio(child["with_log_cpu_ms_per_event"], child["without_log_cpu_ms_per_event"]),
+        "match_share_of_event": ratio(child["match_cpu_ms"], child["with_log_cpu_ms_per_event"]),
+        "calls_per_failure_event": {"mean": statistics.mean(calls), "max": max(calls)},
+        "events": count,
+    }
+
+
+def failure_log() -> str:
+    """An ODPS SQL node's log of ~140 KB whose failure no rule knows: its 64 KiB tail is scanned whole."""
+    lines = (ROOT / "tests" / "logs" / "odps_sql_unknown_with_noise.log").read_text(encoding="utf-8").splitlines()
+    cut = next(n for n, line in enumerate(lines) if line.startswith("Job Queueing"))
+    progress = [
+        f"2024-11-28 04:{n // 60 % 60:02d}:{n % 60:02d} M1_job_0:{n % 1200}/{n % 37}/1200[{n * 100 // 1500}%]\t"
+        f"J3_1_2_job_0:{n % 300}/0/300[{n % 100}%]\tR4_3_job_0:0/0/1[0%]"
+        for n in range(1500)
+    ]
+    return "\n".join(lines[: cut + 1] + progress + lines[cut + 1 :]) + "\n"
+
+
+def calls_per_instance(emulator, since: float, ids: list[int]) -> list[int]:
+    """DataWorks calls that named each instance (by Id or in Ids) from `since` on."""
+    counts = dict.fromkeys(ids, 0)
+    for entry in emulator.journal.entries():
+        if entry.time < since:
+            continue
+        named = json.loads(entry.params["Ids"]) if "Ids" in entry.params else [int(entry.params.get("Id", 0))]
+        for instance_id in named:
+            if instance_id in counts:
+                counts[instance_id] += 1
+    return list(counts.values())
+
+
 # --- what the benchmarks share -------------------------------------------------------------------
 
 
-def seed(emulator, count: int) -> list[int]:
+def seed(emulator, count: int, **fields) -> list[int]:
     """`count` fresh Failure instances (run 1, FailureAllowed, Prod), each never seen before."""
     ids = [next(_instance_ids) for _ in range(count)]
     for instance_id in ids:
         emulator.backend.add_instance(
+            **fields,
             id=instance_id,
             task_id=700000004417,
             project_id=48213,
@@ -553,6 +645,9 @@ def fc_environment(emulator, function: dict) -> dict[str, str]:
         "DATAWORKS_ENDPOINT": emulator.url,
         "DATAWORKS_READ_QPS": str(function["read_qps"]),
         "DATAWORKS_WRITE_QPS": str(function["write_qps"]),
+        # The engine's figures compare with floors making the same two calls: no log read here
+        # (bench_failure_rules measures it).
+        "RERUN_READ_LOGS": "false",
         # These figures are of immediate reruns; the schedule benchmark measures scheduled ones.
         "RERUN_BACKOFF_BASE_SECONDS": "0",
     }
@@ -938,6 +1033,40 @@ def table_rows(figures: dict, defaults: dict) -> list[dict]:
             manual["ratio_ours_serial_floor"],
             "-",
             None,
+        )
+    if "failure_rules" in figures:
+        failure_rules = figures["failure_rules"]
+        row(
+            f"Failure event with its log read and matched ({failure_rules['log_chars'] // 1024} KiB log), CPU",
+            f"{failure_rules['with_log_cpu_ms_per_event']:.2f} ms",
+            f"without the log {failure_rules['without_log_cpu_ms_per_event']:.2f} ms",
+            failure_rules["ratio_with_without_log"],
+            "-",
+            None,
+        )
+        row(
+            f"Failure rules: matching a {failure_rules['tail_chars'] // 1024} KiB tail no rule knows, CPU",
+            f"{failure_rules['match_cpu_ms']:.2f} ms",
+            f"the whole event {failure_rules['with_log_cpu_ms_per_event']:.2f} ms",
+            failure_rules["match_share_of_event"],
+            f"< {FAILURE_RULES_SHARE} of the event (bench's choice)",
+            failure_rules["match_share_of_event"] < FAILURE_RULES_SHARE,
+        )
+        row(
+            "Failure rules: checking and compiling the shipped rules, once per instance (CPU)",
+            f"{failure_rules['rules_load_cpu_ms']:.1f} ms",
+            "",
+            None,
+            "-",
+            None,
+        )
+        row(
+            "Failure rules: DataWorks calls per failure event (log read included)",
+            f"{failure_rules['calls_per_failure_event']['mean']:.1f} (max {failure_rules['calls_per_failure_event']['max']})",
+            "",
+            None,
+            f"<= {MAX_CALLS_PER_FAILURE}",
+            failure_rules["calls_per_failure_event"]["max"] <= MAX_CALLS_PER_FAILURE,
         )
     if "schedule" in figures:
         plan = figures["schedule"]

@@ -14,6 +14,8 @@ Modes (each prints one `BENCH {json}` line last; progress goes to stderr):
            official SDK, no limiter, `concurrency` threads.
 - profile: the event handler called directly, one event after another on this thread: CPU per
            event by thread time (network waits excluded), then a cProfile breakdown.
+- classify: the same direct handler, alternating a failure whose log is read and matched with one
+           handled with RERUN_READ_LOGS=false; then the rules matching that log alone.
 
 The DataWorks emulator runs in the parent (DataWorks is another machine), so the CPU and memory
 measured here are the function's side only.
@@ -26,6 +28,7 @@ import io
 import json
 import os
 import pstats
+import re
 import resource
 import sys
 import tempfile
@@ -293,6 +296,70 @@ def profile(settings: dict) -> dict:
     }
 
 
+def classify(settings: dict) -> dict:
+    """CPU per failure event with the log read and matched, and without; the matching alone."""
+    for name, value in settings["env"].items():
+        os.environ[name] = value
+    sys.path.insert(0, str(FUNCTION_DIR))
+    import index
+    from dwrerun import rules
+
+    class Context:
+        request_id = "1-bench-classify"
+        region = "cn-hangzhou"
+
+        class function:  # noqa: N801 - the context's attribute name
+            name, handler, memory, timeout = "dwrerun-event", "index.handle_event", 256, 120
+
+    def handle(instance_id: int, read_logs: bool) -> float:
+        os.environ["RERUN_READ_LOGS"] = "true" if read_logs else "false"  # read per invocation
+        t0 = time.thread_time()
+        summary = index.handle_event(failure_payload(instance_id, "classify"), Context())
+        spent = time.thread_time() - t0
+        (outcome,) = summary["outcomes"]
+        if outcome["decision"] != "rerun" or outcome["success"] is not True:
+            raise SystemExit(f"instance {instance_id} was not rerun: {outcome}")
+        return spent
+
+    real_stdout = sys.stdout
+    sys.stdout = io.StringIO()  # the records: FC ships them, here they are dropped
+    try:
+        handle(settings["warm_ids"][0], True)  # both paths warm: the rules loaded, connections open
+        handle(settings["warm_ids"][1], False)
+        with_cpu = without_cpu = 0.0
+        for n, (with_id, without_id) in enumerate(zip(settings["with_log"], settings["without_log"], strict=True)):
+            if n % 2:  # which goes first alternates, so drift hits both alike
+                with_cpu += handle(with_id, True)
+                without_cpu += handle(without_id, False)
+            else:
+                without_cpu += handle(without_id, False)
+                with_cpu += handle(with_id, True)
+    finally:
+        sys.stdout = real_stdout
+    rule_set, count = rules.load(), len(settings["with_log"])
+    log = Path(settings["log_file"]).read_text(encoding="utf-8")
+    # What a cold instance pays once to check and compile the shipped rules (re's cache emptied).
+    loads = []
+    for _ in range(5):
+        re.purge()
+        t0 = time.thread_time()
+        rules.parse(rules.DEFAULT_FILE.read_text(encoding="utf-8"))
+        loads.append(time.thread_time() - t0)
+    found = rules.match(rule_set, log, settings["task_type"])
+    t0 = time.thread_time()
+    for _ in range(count):
+        rules.match(rule_set, log, settings["task_type"])
+    match_cpu = time.thread_time() - t0
+    return {
+        "with_log_cpu_ms_per_event": with_cpu * 1000 / count,
+        "without_log_cpu_ms_per_event": without_cpu * 1000 / count,
+        "match_cpu_ms": match_cpu * 1000 / count,
+        "rules_load_cpu_ms": min(loads) * 1000,
+        "matched_rule": found.rule.name if found.rule else rules.DEFAULT_RULE,
+        "patterns": sum(len(rule.patterns) for rule in rule_set.rules if rule.applies_to(settings["task_type"])),
+    }
+
+
 def generic_calls(settings: dict):
     """The floor: GetTaskInstance then RerunTaskInstances with the generic client, nothing else."""
     from bench_coldstart_child import bare_call
@@ -343,7 +410,8 @@ def _tally(codes) -> dict[str, int]:
 
 def main() -> None:
     mode, settings = sys.argv[1], json.loads(sys.argv[2])
-    result = {"burst": burst, "harness": harness, "naive": naive, "profile": profile}[mode](settings)
+    modes = {"burst": burst, "harness": harness, "naive": naive, "profile": profile, "classify": classify}
+    result = modes[mode](settings)
     print("BENCH " + json.dumps(result), flush=True)
 
 

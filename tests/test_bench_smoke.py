@@ -72,7 +72,10 @@ def test_burst_figures(results):
     # Correctness, not speed: every instance rerun once, nothing throttled, one record each.
     assert ours["throttled"] == 0 and (ours["lost"], ours["double"]) == (0, 0)
     assert ours["all_rerun_exactly_once"] is True and ours["instances_rerun"] == 12
-    assert ours["writes"] == 12 and ours["reads"] == 12 + ours["calls_per_action"].get("GetTask 200 OK", 0)
+    # As deployed: the failed run's log is read (RERUN_READ_LOGS=true), GetTask once per instance or so.
+    calls = ours["calls_per_action"]
+    assert calls["GetTaskInstance 200 OK"] == calls["GetTaskInstanceLog 200 OK"] == ours["writes"] == 12
+    assert ours["reads"] == 24 + calls.get("GetTask 200 OK", 0)
     assert ours["instance_records"] == ours["summary_records"] == ours["rerun_records"] == 12
     assert ours["invocations_failed"] == 0 and ours["fc_retries"] == 0
     assert all(isinstance(v, int) for v in ours["calls_per_action"].values())
@@ -144,3 +147,21 @@ def test_progress_goes_to_stderr_per_benchmark(results):
     data, _, stderr = results
     for number, name in enumerate(data["settings"]["benchmarks"], 1):
         assert f"[{number}/{len(data['settings']['benchmarks'])}] {name} done in" in stderr
+
+
+def test_failure_rules_figures(results):
+    # The classification cost: CPU per event with a log read and matched against without, the
+    # matching alone, the rules' cold load, and the API calls per failure event (at most 3).
+    figures = results[0]["figures"]["failure_rules"]
+    for key in (
+        "with_log_cpu_ms_per_event",
+        "without_log_cpu_ms_per_event",
+        "match_cpu_ms",
+        "rules_load_cpu_ms",
+        "ratio_with_without_log",
+        "match_share_of_event",
+    ):
+        assert seconds(figures[key]), key
+    assert figures["events"] == 10 and figures["log_chars"] > figures["tail_chars"] == 64 * 1024
+    assert figures["matched_rule"] == "default" and figures["patterns"] > 0  # every pattern tried
+    assert figures["calls_per_failure_event"]["mean"] == figures["calls_per_failure_event"]["max"] == 3

@@ -106,6 +106,7 @@ def host_package(tmp_path_factory) -> Path:
 def test_package_holds_the_function_and_no_tests_or_scripts(host_package):
     assert (host_package / "index.py").is_file()
     assert (host_package / "dwrerun" / "config.py").is_file()
+    assert (host_package / "dwrerun" / "failure_rules.json").is_file()  # the shipped failure rules
     assert (host_package / "alibabacloud_tea_openapi").is_dir()
     assert not (host_package / "bin").exists()
     assert not [p for p in host_package.rglob("*") if p.is_dir() and p.name in ("tests", "test")]

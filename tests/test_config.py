@@ -2,6 +2,7 @@
 
 import pytest
 
+from dwrerun import rules
 from dwrerun.config import USER_VARIABLES, ConfigError, Settings
 
 
@@ -13,6 +14,13 @@ def test_defaults():
         "Prod",
         False,
         100,
+    )
+    # Failure rules: logs are read, the shipped rules apply, an unmatched failure is rerun.
+    assert (settings.read_logs, settings.rules_file, settings.rules_default, settings.log_timeout) == (
+        True,
+        None,
+        "rerun",
+        30.0,
     )
 
 
@@ -27,11 +35,17 @@ def test_values_are_parsed():
             "RERUN_CHUNK_SIZE": "10",
             "DATAWORKS_NETWORK": "VPC",
             "DATAWORKS_READ_QPS": "2.5",
+            "RERUN_READ_LOGS": "false",
+            "RERUN_RULES_FILE": "my-rules.json",
+            "RERUN_RULES_DEFAULT": "SKIP",
+            "DATAWORKS_LOG_TIMEOUT": "60",
         }
     )
     assert settings.max_reruns == 5 and settings.project_env == "any" and settings.dry_run
     assert settings.project_ids == {48213, 1} and settings.exclude_task_ids == {7}
     assert (settings.chunk_size, settings.network, settings.read_qps) == (10, "vpc", 2.5)
+    assert not settings.read_logs and settings.rules_file == "my-rules.json"
+    assert (settings.rules_default, settings.log_timeout) == ("skip", 60.0)
 
 
 @pytest.mark.parametrize(
@@ -49,6 +63,9 @@ def test_values_are_parsed():
         ("DATAWORKS_READ_QPS", "nan"),
         ("DATAWORKS_WRITE_QPS", "0"),
         ("DATAWORKS_READ_TIMEOUT", "soon"),
+        ("DATAWORKS_LOG_TIMEOUT", "0"),
+        ("RERUN_READ_LOGS", "sometimes"),
+        ("RERUN_RULES_DEFAULT", "retry"),
         ("RERUN_BACKOFF_BASE_SECONDS", "-1"),
         ("RERUN_BACKOFF_BASE_SECONDS", "1.5"),
         ("RERUN_BACKOFF_MAX_SECONDS", "0"),
@@ -68,6 +85,10 @@ def test_every_user_variable_is_read():
             continue
         if name == "FUNCTION_COMPUTE_ENDPOINT":  # checked where it is used (tests/test_function_compute.py)
             assert Settings.from_env({name: "127.0.0.1:1"}).function_compute_endpoint == "127.0.0.1:1"
+            continue
+        if name == "RERUN_RULES_FILE":  # a path: the rules loader reads and checks it, naming the variable
+            with pytest.raises(ConfigError, match=name):
+                rules.load(Settings.from_env({name: "!"}).rules_file)
             continue
         with pytest.raises(ConfigError, match=name):
             Settings.from_env({name: "!"})

@@ -200,6 +200,21 @@ def test_quota_throttles_a_caller_that_exceeds_it(emu):
     assert rerun(clients[0])["SuccessInfo"][str(FAILED)]["Success"] is True
 
 
+def test_refuse_fault_answers_403_resource_not_authorized_for_that_action_only(emu):
+    # GIVEN the role may not read logs
+    emu.faults.set("GetTaskInstanceLog", refuse=1)
+    client = make_client(emu)
+    # THEN the log read is refused once, with DataWorks' documented code; other actions pass
+    with pytest.raises(ClientException) as err:
+        openapi.call(client, "GetTaskInstanceLog", "GET", Id=FAILED, RunNumber=1)
+    assert (err.value.status_code, err.value.code) == (403, "ResourceNotAuthorized.Api")
+    get(client)
+    log = openapi.call(client, "GetTaskInstanceLog", "GET", Id=FAILED, RunNumber=1)["body"]["TaskInstanceLog"]
+    assert "Exit code" in log
+    assert emu.journal.count(action="GetTaskInstanceLog", fault="refuse", status=403) == 1
+    assert len(emu.journal.calls("GetTaskInstanceLog")) == 1  # the refused call never reached the backend
+
+
 # The DataWorks error-code page: every throttling answer is 429, with these messages.
 DOCUMENTED = {
     "Throttling.User": "Your request is too frequent. Try again later.",

@@ -253,3 +253,15 @@ def test_load_json_names_what_is_wrong(tmp_path, content, words):
     path.write_text(json.dumps(content))
     with pytest.raises(ValueError, match=words):
         DataWorksEmulator(credentials=[CREDS], seed=path)
+
+
+def test_a_removed_log_answers_not_found_for_that_run_only(emu, call):
+    # GIVEN a run whose log DataWorks no longer has
+    emu.backend.set_log(FAILED, 1, "first run log")
+    rerun(call, FAILED)
+    emu.backend.remove_log(FAILED, 1)
+    # THEN reading it answers 404, and the other run's log is still served
+    with pytest.raises(ClientException) as err:
+        call("GetTaskInstanceLog", "GET", Id=FAILED, RunNumber=1)
+    assert (err.value.status_code, err.value.code) == (404, "InvalidTaskInstanceLog.NotFound")
+    assert "RUNNING" in call("GetTaskInstanceLog", "GET", Id=FAILED, RunNumber=2)["TaskInstanceLog"]

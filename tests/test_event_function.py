@@ -120,9 +120,9 @@ def test_throttling_then_success_reruns_once(dataworks, event_function):
     assert inv.error is None
     (record,) = instance_records(inv)
     assert record["decision"] == "rerun" and record["success"] is True
-    # 3 GetTaskInstance, 1 GetTask (the node's own rerun settings), 3 writes: a throttled write is
-    # resent without a re-read
-    assert record["attempts"] == 7
+    # 3 GetTaskInstance, 1 GetTask (the node's own rerun settings), 1 log read, 3 writes: a throttled
+    # write is resent without a re-read, and the failed run's log is read once
+    assert record["attempts"] == 8
     assert len(reruns(dataworks)) == 1
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
 

@@ -14,6 +14,7 @@ import itertools
 import json
 import socket
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -34,6 +35,7 @@ from localcloud.eventbridge import EventBridge
 
 RERUN = "RerunTaskInstances"
 GET = "GetTaskInstance"
+LOG = "GetTaskInstanceLog"
 OTHER_ID = FAILED_ID + 1
 THIRD_ID = FAILED_ID + 2
 
@@ -144,8 +146,9 @@ def test_a_lost_answer_to_a_carried_out_rerun_is_confirmed_by_reading_not_by_res
     record = record_for(attempt, FAILED_ID)
     assert record["success"] is True and "confirmed by GetTaskInstance" in record["message"]
     assert dataworks.journal.count(action=RERUN) == 1  # never sent again, not even refused
-    # GetTask once (the node's own rerun settings, then cached for the instance), never a second rerun
-    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]
+    # GetTask once (the node's own rerun settings, then cached for the instance), the log once,
+    # never a second rerun
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]
 
 
 def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, fn):
@@ -153,7 +156,7 @@ def test_a_lost_answer_to_a_rerun_that_did_not_happen_is_resent_once(dataworks, 
     dataworks.faults.set(RERUN, malformed=1)  # garbage answer, nothing carried out
     (attempt,) = publish(fn)
     assert end_state(dataworks, [attempt], FAILED_ID) == "rerun"
-    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET, RERUN]
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET, RERUN]  # the log is read once
 
 
 def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dataworks, fn):
@@ -367,7 +370,7 @@ def test_another_copy_rerunning_between_the_read_and_the_rerun_is_recorded_alrea
     assert record["runNumber"] == 2 and record["dataworksRequestId"]
     # Exactly one rerun started (the other copy's); this copy's call was refused, then checked.
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
-    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]
 
 
 def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
@@ -377,7 +380,7 @@ def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
     record = record_for(attempt, FAILED_ID)
     assert (record["decision"], record["success"], record["reason"]) == ("rerun", False, "eligible")
     assert record["message"] == "Instance is locked by another operation."
-    assert [e.action for e in dataworks.journal] == [GET, "GetTask", RERUN, GET]  # checked, not resent
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]  # checked, not resent
     assert dataworks.backend.instance(FAILED_ID).run_number == 1
 
 
@@ -493,6 +496,92 @@ def test_backoff_never_waits_past_the_deadline(dataworks, tmp_path, mocker):
     # deadline = 3 s - 0.3 s margin: tries at 0 s, 1 s and 2 s; a fourth would start too late.
     assert dataworks.journal.count(action=RERUN, code="Throttling.User") == 3
     assert record_for(inv, FAILED_ID)["reason"] == "deferred"
+
+
+# --- the failed run's log: a read that fails never holds a rerun back ------------------------------
+
+TABLE_NOT_FOUND = (Path(__file__).parent / "logs" / "odps_sql_table_not_found.log").read_text(encoding="utf-8")
+
+# (how the log read fails, settings, GetTaskInstanceLog calls made). The log says "a rerun cannot
+# fix it"; every one of these must rerun anyway, and say in the record that no log was read.
+LOG_READ_FAILS = [
+    pytest.param(
+        lambda dw: dw.backend.remove_log(FAILED_ID, 1), {}, 1, "InvalidTaskInstanceLog.NotFound", id="log-not-found"
+    ),
+    pytest.param(lambda dw: dw.faults.set(LOG, refuse=None), {}, 1, "ResourceNotAuthorized.Api", id="log-read-refused"),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, throttle=None), {}, 3, "Throttling.User", id="log-read-throttled-throughout"
+    ),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, server_error=None), {}, 3, "ServiceUnavailable", id="log-read-5xx-throughout"
+    ),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, malformed=None),
+        {},
+        # The emulator closes the connection after the HTML body: a retry on the pooled connection
+        # may fail before it reaches DataWorks, so DataWorks sees 1 to 3 of the 3 attempts.
+        None,
+        ("MalformedAnswer", "ConnectionError"),
+        id="log-read-malformed-throughout",
+    ),
+    pytest.param(
+        lambda dw: dw.faults.set(LOG, hang=None),
+        {"DATAWORKS_LOG_TIMEOUT": "0.3"},
+        3,
+        "ReadTimeout",
+        id="log-read-hangs",
+    ),
+    pytest.param(
+        lambda dw: dw.backend.remove_log(FAILED_ID, 1),
+        {"RERUN_RULES_DEFAULT": "skip"},
+        1,
+        "InvalidTaskInstanceLog.NotFound",
+        id="log-not-found-with-default-skip",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fail", "env", "calls", "code"), LOG_READ_FAILS)
+def test_a_log_that_cannot_be_read_never_holds_a_rerun_back(dataworks, tmp_path, fail, env, calls, code):
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    dataworks.backend.set_log(FAILED_ID, 1, TABLE_NOT_FOUND)
+    fail(dataworks)
+    with make_function(dataworks, tmp_path, DATAWORKS_READ_TIMEOUT="0.5", **env) as fn:
+        attempts = publish(fn)
+    assert end_state(dataworks, attempts, FAILED_ID) == "rerun" and len(attempts) == 1
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+    assert (record["rule"], record["failureClass"], record["matchedLine"]) == (None, "unknown", None)
+    codes = code if isinstance(code, tuple) else (code,)
+    assert any(f"could not be read ({c}" in record["message"] for c in codes), record["message"]
+    if calls is None:
+        assert 1 <= dataworks.journal.count(action=LOG) <= 3 and "3 attempt(s)" in record["message"]
+    else:
+        assert dataworks.journal.count(action=LOG) == calls
+
+
+def test_a_log_read_throttled_once_is_read_on_the_next_attempt_and_decides(dataworks, fn):
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    dataworks.backend.set_log(FAILED_ID, 1, TABLE_NOT_FOUND)
+    dataworks.faults.set(LOG, throttle=1)
+    attempts = publish(fn)
+    assert end_state(dataworks, attempts, FAILED_ID) == "not-rerun"
+    record = record_for(attempts[0], FAILED_ID)
+    assert (record["reason"], record["rule"]) == ("not-retryable", "maxcompute-table-not-found")
+    assert dataworks.journal.count(action=LOG) == 2 and len(dataworks.journal.calls(LOG)) == 1
+
+
+def test_a_log_read_hung_until_the_deadline_leaves_time_for_the_rerun(dataworks, tmp_path):
+    # Real time passes here: the log read hangs; with FC's timeout at 3 s the read gives up in
+    # time for the rerun call, which still goes out before the deadline.
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    dataworks.backend.set_log(FAILED_ID, 1, TABLE_NOT_FOUND)
+    dataworks.faults.set(LOG, hang=None)
+    with make_function(dataworks, tmp_path, timeout=3, DATAWORKS_READ_TIMEOUT="0.5") as fn:
+        attempts = publish(fn)
+    assert not attempts[0].timed_out and end_state(dataworks, attempts, FAILED_ID) == "rerun"
+    record = record_for(attempts[0], FAILED_ID)
+    assert record["rule"] is None and "could not be read (ReadTimeout" in record["message"]
 
 
 # --- the same faults on the HTTP path ------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_a_throttled_call_slows_its_kinds_limiter_which_recovers_as_calls_pass(
 def test_the_daily_limit_on_a_rerun_is_recorded_and_not_retried_by_the_invocation_or_fc(dataworks, event_function):
     # GIVEN two calls left today: the reads (GetTaskInstance, GetTask) pass, the rerun meets the limit
     seed_failed(dataworks)
-    dataworks.quota(daily_limit=2)
+    dataworks.quota(daily_limit=3)  # GetTaskInstance, GetTask, GetTaskInstanceLog; the rerun is refused
     attempts = EventBridge(event_function).publish(failure_event(FAILED_ID))
     # THEN one attempt, returned normally (FC does not retry), the instance skipped with the code
     (attempt,) = attempts
@@ -135,6 +135,7 @@ def test_the_daily_limit_on_a_rerun_is_recorded_and_not_retried_by_the_invocatio
     assert [(e.action, e.code) for e in dataworks.journal] == [
         (GET, None),
         ("GetTask", None),
+        ("GetTaskInstanceLog", None),
         (RERUN, "Throttling.Api.Risk"),
     ]
     assert dataworks.backend.instance(FAILED_ID).run_number == 1
@@ -160,8 +161,9 @@ def test_an_exhausted_edition_quota_ends_a_batch_at_once_with_a_record_for_each(
 
 def test_a_rerun_whose_answer_was_lost_and_then_the_daily_limit_says_it_may_have_happened(dataworks, event_function):
     seed_failed(dataworks)
-    # the reads (GetTaskInstance, GetTask), the rerun (carried out, answer lost); the re-read is refused
-    dataworks.quota(daily_limit=3)
+    # the reads (GetTaskInstance, GetTask, the log), the rerun (carried out, answer lost); the re-read
+    # is refused
+    dataworks.quota(daily_limit=4)
     dataworks.faults.set(RERUN, reset=1, after_backend=True)
     (attempt,) = EventBridge(event_function).publish(failure_event(FAILED_ID))
     assert attempt.error is None
@@ -175,7 +177,7 @@ def test_a_refusal_read_back_under_the_daily_limit_stays_a_refusal(dataworks, ev
     # DataWorks refused the rerun; the read meant to explain it meets the daily limit: the
     # refusal, which is known, is recorded, not a quota skip.
     seed_failed(dataworks)
-    dataworks.quota(daily_limit=3)  # GetTaskInstance, GetTask, the refused rerun; the read-back is refused
+    dataworks.quota(daily_limit=4)  # GetTaskInstance, GetTask, the log, the refused rerun; the read-back is refused
     dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "Instance is locked by another operation."})
     (attempt,) = EventBridge(event_function).publish(failure_event(FAILED_ID))
     (record,) = instance_records(attempt)

@@ -58,7 +58,7 @@ def test_a_tiny_ceiling_still_waits_a_second(lowest):
 
 def test_a_rule_hint_wins_over_the_schedule_and_is_never_shortened(lowest):
     assert delay_seconds(1, 120, 1800, hint=600) == 600
-    assert delay_seconds(1, 0, 1800, hint=600) == 600  # even with the schedule off
+    assert delay_seconds(1, 0, 1800, hint=600) == 0  # base 0 turns scheduling off, hints included
 
 
 def test_a_rule_hint_is_spread_by_at_most_a_tenth_and_capped_at_an_hour(highest):

@@ -23,6 +23,7 @@ from conftest import (
     FUNCTION_DIR,
     NO_BACKOFF_SLEEP,
     PROJECT_ID,
+    ROOT,
     TASK_ID,
     failure_event,
     function_env,
@@ -417,3 +418,29 @@ def test_500_simultaneous_failures_spread_out_instead_of_returning_together(data
     assert len(finals) == 500 and all(a is not None and a.error is None for a in finals)
     run_numbers = [dataworks.backend.instance(i).run_number for i in ids]
     assert run_numbers == [2] * 500  # 0 lost, 0 double
+
+
+# --- with the failure rules ----------------------------------------------------------------------
+
+
+def test_a_rules_delay_hint_schedules_and_the_delayed_invocation_reads_neither_log_nor_node_again(dataworks, cloud):
+    # GIVEN a MaxCompute run that failed waiting for resources: its rule asks for 600 s
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    log = (ROOT / "tests" / "logs" / "odps_sql_resource_wait.log").read_text()
+    dataworks.backend.set_log(FAILED_ID, 1, log)
+    with cloud() as fn:
+        (record,) = instance_records(publish(fn, event_id="evt-hint")[0])
+        assert (record["decision"], record["rule"]) == ("scheduled", "maxcompute-resource-wait")
+        assert 600 <= record["delaySeconds"] <= 660  # the hint, stretched by at most 10 %, never shortened
+        assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "GetTaskInstanceLog"]
+        (handle,) = delayed(fn)
+    dataworks.journal.clear()
+    # WHEN the delayed invocation lands on a fresh instance, with nothing cached (here: the
+    # function's instances were replaced meanwhile, and FC delivers the same payload)
+    with cloud() as fn:
+        attempt = fn.invoke(handle.event)
+    # THEN it re-reads the instance and reruns: the rule and DataWorks' own rerun settings were
+    # settled for this failed run when it was scheduled
+    (rerun,) = instance_records(attempt)
+    assert (rerun["decision"], rerun["success"], rerun["rule"]) == ("rerun", True, "maxcompute-resource-wait")
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "RerunTaskInstances"]

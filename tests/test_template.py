@@ -357,6 +357,7 @@ def test_logstore_index_covers_the_record_fields():
     for field in ("decision", "success", "message", "trigger", "requestId", "eventId", "taskName"):
         assert types[field] == "text"
     assert types["errorCode"] == types["kind"] == "text"
+    assert types["rule"] == types["failureClass"] == types["matchedLine"] == "text"
     assert set(types.values()) <= {"text", "long", "double"}  # what SLS json keys support
     aliases = [k["Alias"] for k in message["JsonKeyIndices"] if "Alias" in k]
     assert len(aliases) == len(set(aliases))

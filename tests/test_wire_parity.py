@@ -17,7 +17,7 @@ from alibabacloud_tea_openapi import utils_models
 from darabonba.runtime import RuntimeOptions
 
 from dwrerun.config import Settings
-from dwrerun.dataworks import Credentials, DataWorks
+from dwrerun.dataworks import Credentials, DataWorks, DataWorksError
 
 CREDS = Credentials("LTAIwireparity0001", "wire-parity-secret", "wire-parity-token")
 VARYING = {"x-acs-date", "x-acs-signature-nonce", "authorization"}
@@ -25,6 +25,7 @@ ANSWERS = {
     "GetTaskInstance": {"RequestId": "r1", "TaskInstance": {"Id": 1000012345678, "Status": "Failure"}},
     "GetTask": {"RequestId": "r3", "Task": {"Id": 700000004417, "RerunTimes": 2, "RerunInterval": 60}},
     "RerunTaskInstances": {"RequestId": "r2", "SuccessInfo": {"1000012345678": {"Success": True, "Message": ""}}},
+    "GetTaskInstanceLog": {"RequestId": "r3", "TaskInstanceLog": "Exit code of the Shell command 1\n"},
 }
 
 
@@ -109,6 +110,32 @@ def test_get_task_instance_bytes_equal_the_official_sdk(capture):
     mine, theirs = capture.seen
     assert comparable(mine) == comparable(theirs)
     assert mine[0].startswith("GET /?Id=1000012345678 ")
+
+
+def test_get_task_instance_log_bytes_equal_the_official_sdk(capture):
+    endpoint = f"127.0.0.1:{capture.server_port}"
+    ours = DataWorks(CREDS, endpoint, "http", "cn-hangzhou", Settings())
+    assert ours.get_task_instance_log(1000012345678, 2, timeout=5) == "Exit code of the Shell command 1\n"
+    sdk_client(endpoint).get_task_instance_log_with_options(
+        sdk_models.GetTaskInstanceLogRequest(id=1000012345678, run_number=2), RuntimeOptions()
+    )
+    mine, theirs = capture.seen
+    assert comparable(mine) == comparable(theirs)
+    assert mine[0].startswith("GET /?Id=1000012345678&RunNumber=2 ")  # the failed run's number, always sent
+
+
+@pytest.mark.parametrize(("log", "expected"), [(None, ""), ("", ""), (42, DataWorksError), ({"a": 1}, DataWorksError)])
+def test_a_missing_log_reads_as_empty_and_a_log_that_is_not_text_as_a_malformed_answer(
+    capture, monkeypatch, log, expected
+):
+    monkeypatch.setitem(ANSWERS, "GetTaskInstanceLog", {"RequestId": "r4", "TaskInstanceLog": log})
+    ours = DataWorks(CREDS, f"127.0.0.1:{capture.server_port}", "http", "cn-hangzhou", Settings())
+    if expected is DataWorksError:
+        with pytest.raises(DataWorksError) as raised:
+            ours.get_task_instance_log(1000012345678, 1, timeout=5)
+        assert raised.value.code == "MalformedAnswer" and raised.value.transient
+    else:
+        assert ours.get_task_instance_log(1000012345678, 1, timeout=5) == expected
 
 
 def test_get_task_bytes_equal_the_official_sdk(capture):

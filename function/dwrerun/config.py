@@ -21,6 +21,7 @@ DATAWORKS_READ_QPS = "DATAWORKS_READ_QPS"
 DATAWORKS_WRITE_QPS = "DATAWORKS_WRITE_QPS"
 DATAWORKS_CONNECT_TIMEOUT = "DATAWORKS_CONNECT_TIMEOUT"
 DATAWORKS_READ_TIMEOUT = "DATAWORKS_READ_TIMEOUT"
+DATAWORKS_LOG_TIMEOUT = "DATAWORKS_LOG_TIMEOUT"
 RERUN_MAX_RERUNS = "RERUN_MAX_RERUNS"
 RERUN_PROJECT_ENV = "RERUN_PROJECT_ENV"
 RERUN_PROJECT_IDS = "RERUN_PROJECT_IDS"
@@ -28,6 +29,9 @@ RERUN_EXCLUDE_TASK_IDS = "RERUN_EXCLUDE_TASK_IDS"
 RERUN_DRY_RUN = "RERUN_DRY_RUN"
 RERUN_CHUNK_SIZE = "RERUN_CHUNK_SIZE"
 RERUN_HTTP_MAX_IDS = "RERUN_HTTP_MAX_IDS"
+RERUN_READ_LOGS = "RERUN_READ_LOGS"
+RERUN_RULES_FILE = "RERUN_RULES_FILE"
+RERUN_RULES_DEFAULT = "RERUN_RULES_DEFAULT"
 RERUN_BACKOFF_BASE_SECONDS = "RERUN_BACKOFF_BASE_SECONDS"
 RERUN_BACKOFF_MAX_SECONDS = "RERUN_BACKOFF_MAX_SECONDS"
 FUNCTION_COMPUTE_ENDPOINT = "FUNCTION_COMPUTE_ENDPOINT"
@@ -39,6 +43,7 @@ USER_VARIABLES = (
     DATAWORKS_WRITE_QPS,
     DATAWORKS_CONNECT_TIMEOUT,
     DATAWORKS_READ_TIMEOUT,
+    DATAWORKS_LOG_TIMEOUT,
     RERUN_MAX_RERUNS,
     RERUN_PROJECT_ENV,
     RERUN_PROJECT_IDS,
@@ -46,6 +51,9 @@ USER_VARIABLES = (
     RERUN_DRY_RUN,
     RERUN_CHUNK_SIZE,
     RERUN_HTTP_MAX_IDS,
+    RERUN_READ_LOGS,
+    RERUN_RULES_FILE,
+    RERUN_RULES_DEFAULT,
     RERUN_BACKOFF_BASE_SECONDS,
     RERUN_BACKOFF_MAX_SECONDS,
     FUNCTION_COMPUTE_ENDPOINT,
@@ -60,6 +68,7 @@ ACCESS_KEY_SECRET = "ALIBABA_CLOUD_ACCESS_KEY_SECRET"  # noqa: S105 (a variable 
 SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 (a variable name)
 
 PROJECT_ENVS = ("Prod", "Dev")
+RULE_ACTIONS = ("rerun", "skip")  # what a failure rule (and RERUN_RULES_DEFAULT) may say
 ANY_ENV = "any"
 INT64_MAX = 2**63 - 1
 FC_MAX_ASYNC_DELAY = 3600  # seconds: FC delays an asynchronous invocation by at most this
@@ -87,6 +96,13 @@ class Settings:
     dry_run: bool = False
     chunk_size: int = 50
     http_max_ids: int = 100
+    # Failure rules (dwrerun/rules.py): read the failed run's log and match it before a rerun.
+    read_logs: bool = True
+    rules_file: str | None = None  # None: the rules shipped in the code package
+    rules_default: str = "rerun"  # when the log was read and no rule matched
+    # GetTaskInstanceLog answers the whole log in one body, with no paging and no documented size
+    # limit: it gets a longer read timeout of its own than the other calls.
+    log_timeout: float = 30.0
     # Scheduled reruns (README, Scheduled reruns): 0 reruns at once, as before the feature.
     backoff_base: int = 120
     backoff_max: int = 1800
@@ -111,6 +127,9 @@ class Settings:
             project_env = project_env.capitalize()
         else:
             raise ConfigError(f"{RERUN_PROJECT_ENV} must be 'Prod', 'Dev' or 'any', got {project_env!r}")
+        rules_default = (get(RERUN_RULES_DEFAULT) or defaults.rules_default).lower()
+        if rules_default not in RULE_ACTIONS:
+            raise ConfigError(f"{RERUN_RULES_DEFAULT} must be 'rerun' or 'skip', got {rules_default!r}")
         endpoint = get(DATAWORKS_ENDPOINT)
         if endpoint is not None:
             parse_endpoint(endpoint)  # a bad form fails here, at start, not as a TransportError per call
@@ -128,6 +147,10 @@ class Settings:
             dry_run=_boolean(get, RERUN_DRY_RUN),
             chunk_size=int(_number(get, RERUN_CHUNK_SIZE, defaults.chunk_size, minimum=1, integer=True)),
             http_max_ids=int(_number(get, RERUN_HTTP_MAX_IDS, defaults.http_max_ids, minimum=1, integer=True)),
+            read_logs=_boolean(get, RERUN_READ_LOGS, default=True),
+            rules_file=get(RERUN_RULES_FILE),
+            rules_default=rules_default,
+            log_timeout=_number(get, DATAWORKS_LOG_TIMEOUT, defaults.log_timeout, minimum=0.1),
             backoff_base=int(_number(get, RERUN_BACKOFF_BASE_SECONDS, defaults.backoff_base, minimum=0, integer=True)),
             backoff_max=_backoff_max(get, defaults.backoff_max),
             function_compute_endpoint=get(FUNCTION_COMPUTE_ENDPOINT),
@@ -220,8 +243,8 @@ def _backoff_max(get, default: int) -> int:
     return value
 
 
-def _boolean(get, name: str) -> bool:
-    raw = (get(name) or "false").lower()
+def _boolean(get, name: str, default: bool = False) -> bool:
+    raw = (get(name) or str(default)).lower()
     if raw in ("true", "1", "yes"):
         return True
     if raw in ("false", "0", "no"):

@@ -21,9 +21,11 @@ VERSION = "2024-05-18"
 GET_TASK_INSTANCE = "GetTaskInstance"
 GET_TASK = "GetTask"
 RERUN_TASK_INSTANCES = "RerunTaskInstances"
+GET_TASK_INSTANCE_LOG = "GetTaskInstanceLog"
 # Every DataWorks action the function calls: template.yml's RAM policy grants exactly these.
-ACTIONS = (GET_TASK_INSTANCE, GET_TASK, RERUN_TASK_INSTANCES)
-READS = frozenset({GET_TASK_INSTANCE, GET_TASK})  # the rest are writes, which DataWorks meters separately
+ACTIONS = (GET_TASK_INSTANCE, GET_TASK, RERUN_TASK_INSTANCES, GET_TASK_INSTANCE_LOG)
+# The rest are writes, which DataWorks meters separately.
+READS = frozenset({GET_TASK_INSTANCE, GET_TASK, GET_TASK_INSTANCE_LOG})
 
 # Codes DataWorks (and the OpenAPI gateway in front of it) answers when a caller goes too fast
 # or the service is busy (HTTP 429: Throttling.User, .Api, .System). 5xx answers are transient
@@ -170,6 +172,23 @@ class DataWorks:
                 GET_TASK_INSTANCE, "MalformedAnswer", "the answer has no TaskInstance with this Id", transient=True
             )
         return task_instance
+
+    def get_task_instance_log(self, instance_id: int, run_number: int, timeout: float) -> str:
+        """The whole log of one run of an instance (`TaskInstanceLog`; "" when DataWorks has none).
+
+        `run_number` is always sent: without it DataWorks answers the latest run's log, which after
+        a rerun is the new run's, not the failed one's.
+        """
+        query = {"Id": str(instance_id), "RunNumber": str(run_number)}
+        body = self._call(GET_TASK_INSTANCE_LOG, "GET", timeout, query=query)
+        log = body.get("TaskInstanceLog")
+        if log is None:  # inferred: a run that never started may answer no log at all
+            return ""
+        if not isinstance(log, str):
+            raise DataWorksError(
+                GET_TASK_INSTANCE_LOG, "MalformedAnswer", "the answer's TaskInstanceLog is not text", transient=True
+            )
+        return log
 
     def get_task(self, task_id: int, project_env: str | None, timeout: float) -> dict:
         """The `Task` object GetTask answers for one task (node): its own rerun settings among others."""

@@ -21,7 +21,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records, schedule
+from dwrerun import events, pacing, records, rules, schedule
 from dwrerun.config import Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -67,6 +67,11 @@ def handle(event: bytes, context) -> dict:
     started = pacing.clock()
     invocation = Invocation.from_context(context)
     settings = Settings.from_env()
+    try:
+        rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
+        rules_error = None
+    except rules.RulesError as exc:
+        rule_set, rules_error = None, exc
     job = Job(
         trigger=records.EVENTBRIDGE,
         request_id=invocation.request_id,
@@ -74,6 +79,7 @@ def handle(event: bytes, context) -> dict:
         settings=settings,
         deadline=invocation.deadline,
         dry_run=settings.dry_run,
+        rules=rule_set,
         may_schedule=True,
     )
     written, targets, claimed = [], [], []
@@ -99,6 +105,11 @@ def handle(event: bytes, context) -> dict:
         else:
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type))
+    if rules_error is not None:
+        # A bad rules file: nothing is rerun (every failure is recorded, none is lost) and the
+        # invocation returns normally, since FC retrying it cannot fix the file.
+        written += [_ignored(job, target, "config-error", str(rules_error)) for target in targets]
+        targets = []
     try:
         credentials = credentials_from(os.environ, context) if targets else None
         dataworks = client_for(credentials, settings, invocation.region) if targets else None

@@ -43,7 +43,11 @@ def handle(event: bytes, context) -> dict:
             return _response(200, {"Status": "ok", "RequestId": request_id})
         settings = Settings.from_env()
         body = _parse_rerun_body(request, settings)
-        return _rerun(body, settings, context)
+        from dwrerun import rules  # here, not at import: GET /health never parses the rules
+
+        # A bad rules file is a bad deploy: answered 500 like any other setting, before any call.
+        rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
+        return _rerun(body, settings, rule_set, context)
     except BadRequest as exc:
         return _response(exc.status, {"Code": exc.code, "Message": exc.message, "RequestId": request_id}, exc.headers)
     except ConfigError as exc:
@@ -164,7 +168,7 @@ def _flag(body: dict, name: str) -> bool:
     return value
 
 
-def _rerun(body: dict, settings: Settings, context) -> dict:
+def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
     # Imported here so that GET /health and every refused request stay cheap on a cold instance.
     from dwrerun.dataworks import client_for, credentials_from
     from dwrerun.invocation import Invocation
@@ -182,6 +186,7 @@ def _rerun(body: dict, settings: Settings, context) -> dict:
         manual=True,
         force=body["Force"],
         operator_comment=body["Comment"],
+        rules=rule_set,
     )
     dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region)
     try:
@@ -214,6 +219,17 @@ def _rerun(body: dict, settings: Settings, context) -> dict:
             str(r["instanceId"]): f"{r['reason']}: {r['message']}" for r in written if r["decision"] != records.RERUN
         },
     }
+    if job.dry_run:
+        # The explain: per id, what the failed run's log says (no entry: the log was not looked at).
+        answer["Explain"] = {
+            str(r["instanceId"]): {
+                "Rule": r["rule"],
+                "FailureClass": r["failureClass"],
+                "MatchedLine": r["matchedLine"],
+            }
+            for r in written
+            if r["failureClass"] is not None
+        }
     if exhausted:
         answer = {"Code": "QuotaExhausted", "Message": _quota_message(exhausted), **answer}
     elif error is not None or status != 200:

@@ -35,6 +35,7 @@ class Instance:
     run_number: int | None
     rerun_mode: str | None
     trigger_recurrence: str | None
+    task_type: str | None = None  # the node type, e.g. ODPS_SQL, DI, DIDE_SHELL: failure rules may name it
     finished_time: int | None = None  # epoch ms when the current run ended (None while it runs)
 
     @classmethod
@@ -50,6 +51,7 @@ class Instance:
             run_number=_int_or_none(task_instance.get("RunNumber")),
             rerun_mode=task_instance.get("RerunMode"),
             trigger_recurrence=task_instance.get("TriggerRecurrence"),
+            task_type=task_instance.get("TaskType") if isinstance(task_instance.get("TaskType"), str) else None,
             finished_time=_int_or_none(task_instance.get("FinishedTime")),
         )
 
@@ -59,6 +61,8 @@ class Decision:
     rerun: bool
     reason: str  # a short code to query on, e.g. "cap-reached"; "eligible" when rerun is True
     message: str  # the same for a person, with the facts that led to it
+    # Seconds a failure rule suggests waiting before the rerun; kept for scheduled reruns to use.
+    delay_seconds: int | None = None
 
 
 def decide(

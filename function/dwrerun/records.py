@@ -39,6 +39,9 @@ def instance_record(
     attempts: int = 0,
     lookup_ms: float | None = None,
     rerun_ms: float | None = None,
+    rule: str | None = None,
+    failure_class: str | None = None,
+    matched_line: str | None = None,
     delay_seconds: int | None = None,
     due_at: str | None = None,
     async_task_id: str | None = None,
@@ -46,6 +49,8 @@ def instance_record(
 ) -> dict:
     """One instance's decision and outcome. `instance` is the policy.Instance read, if any.
 
+    `rule`, `failure_class` and `matched_line` say what the failed run's log showed (dwrerun/
+    failure.py); `matched_line` is already redacted and cut, the log itself never comes here.
     `async_task_id` is FC's async task id of a scheduled rerun (not `taskId`, which is the DataWorks
     task): the scheduling record and the delayed invocation's record both carry it, and the
     delayed one also the original `eventId`, so SLS joins the two.
@@ -72,6 +77,9 @@ def instance_record(
         "attempts": attempts,
         "lookupMs": _ms(lookup_ms),
         "rerunMs": _ms(rerun_ms),
+        "rule": rule,
+        "failureClass": failure_class,
+        "matchedLine": matched_line,
         "delaySeconds": delay_seconds,
         "dueAt": due_at,
         "asyncTaskId": async_task_id,

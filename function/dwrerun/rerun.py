@@ -31,13 +31,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from dwrerun import autorerun, pacing, records, schedule
+from dwrerun import autorerun, failure, pacing, records, schedule
 from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import QUOTA_LIMITS, DataWorks, DataWorksError
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
-from dwrerun.policy import Decision, Instance, decide
+from dwrerun.policy import FAILURE, Decision, Instance, decide
+from dwrerun.rules import RuleSet
 from dwrerun.schedule import ScheduledRerun
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
@@ -68,6 +69,8 @@ class Job:
     manual: bool = False
     force: bool = False
     operator_comment: str | None = None
+    # Failure rules: on the event path they decide; on the HTTP path they only explain a dry run.
+    rules: RuleSet | None = None
     may_schedule: bool = False  # the event path: a positive delay queues the rerun (schedule.py)
 
 
@@ -97,6 +100,7 @@ class _Progress:
     refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
     refusal_request_id: str | None = None
     error: DataWorksError | None = None
+    verdict: failure.Verdict | None = None  # what the failed run's log said; read once per run
     delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
     due_at: str | None = None
     schedule_sent: bool = False  # an InvokeFunction with no clear answer went out
@@ -254,15 +258,49 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
     if not item.decision.rerun:
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
         return
-    if not job.manual and _left_to_dataworks(job, dataworks, item, quota):
+    # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
+    # A delayed invocation skips it: it was checked for this same failed run when the rerun was
+    # scheduled, and the guards above just found the instance still at that run.
+    if not job.manual and scheduled is None and _left_to_dataworks(job, dataworks, item, quota):
+        return
+    _classify(job, dataworks, item)
+    if not item.decision.rerun:
+        item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
         return
     if job.may_schedule and scheduled is None:
         settings = job.settings
-        item.delay = schedule.delay_seconds(instance.run_number, settings.backoff_base, settings.backoff_max)
+        item.delay = schedule.delay_seconds(
+            instance.run_number, settings.backoff_base, settings.backoff_max, hint=item.decision.delay_seconds
+        )
         item.due_at = schedule.due_at(item.delay) if item.delay else None
     if job.dry_run:
         later = f" (would wait {item.delay} s, until {item.due_at})" if item.delay else ""
         item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}{later}")
+
+
+def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
+    """The failure-rules step, for a failed instance the guards would rerun.
+
+    Event path: the rules decide. HTTP path: an operator's rerun is never held back by them; a
+    dry run reads the log only to explain which rule matches.
+    """
+    instance = item.instance
+    if job.rules is None or instance.status != FAILURE or (job.manual and not job.dry_run):
+        return
+    if item.target.scheduled is not None:
+        # A delayed invocation: the rules decided when the rerun was scheduled, on this same failed
+        # run's log (the payload names the rule). Reading it again would only spend a call.
+        return
+    if item.verdict is None or item.verdict.run_number != instance.run_number:  # never the same run twice
+        item.verdict = failure.classify(dataworks, instance, job.settings, job.rules, job.deadline)
+        item.attempts += item.verdict.calls
+    if job.manual:
+        item.decision = replace(
+            item.decision,
+            message=f"{item.decision.message}; {item.verdict.note} (rules never hold back a manual rerun)",
+        )
+    else:
+        item.decision = failure.apply(item.decision, item.verdict, instance, job.settings)
 
 
 def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
@@ -317,6 +355,7 @@ def _schedule(job: Job, functions: Callable[[], FunctionCompute] | None, items: 
             failed_run_number=item.instance.run_number,
             due_at=item.due_at,
             event_id=item.target.event_id,
+            rule=item.verdict.rule if item.verdict else None,
         )
         try:
             if functions is None:
@@ -463,13 +502,16 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
             item.refused_at_run = item.instance.run_number
             item.decision = None
             continue
+        # Accepted. DataWorks' own message, else (when a log was looked at) why it was rerun: the rule that
+        # matched, or why no log could be read.
+        message = str(info.get("Message") or (item.decision.message if item.verdict else ""))
         item.record = _record(
             job,
             item,
             records.RERUN,
             True,
             "eligible",
-            str(info.get("Message") or ""),
+            message,
             dataworks_request_id=request_id,
         )
 
@@ -599,6 +641,9 @@ def _record(
         attempts=item.attempts,
         lookup_ms=item.lookup_ms,
         rerun_ms=item.rerun_ms,
+        rule=item.verdict.rule if item.verdict else (scheduled.rule if scheduled else None),
+        failure_class=item.verdict.failure_class if item.verdict else None,
+        matched_line=item.verdict.matched_line if item.verdict else None,
         delay_seconds=item.delay if planned else None,
         due_at=due_at or (item.due_at if planned else None),
         async_task_id=async_task_id,

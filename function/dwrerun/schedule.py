@@ -55,13 +55,14 @@ def delay_seconds(failed_run: int, base: int, maximum: int, hint: float | None =
 
     `base` and `maximum` are RERUN_BACKOFF_BASE_SECONDS and RERUN_BACKOFF_MAX_SECONDS; `hint` is the
     matching failure rule's delay hint in seconds, if it gives one (it wins over the schedule).
+    A `base` of 0 turns scheduling off, hints included: every rerun goes out at once, as before.
     """
+    if base <= 0:
+        return 0
     if hint is not None:
         if hint <= 0:
             return 0
         return min(FC_MAX_DELAY_SECONDS, math.ceil(hint + uniform(0, hint * RULE_HINT_SPREAD)))
-    if base <= 0:
-        return 0
     reruns_so_far = max(0, failed_run - 1)
     ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2 ** min(reruns_so_far, 32))
     half = ceiling / 2

@@ -58,6 +58,10 @@ INSTANCE_FIELDS = (
     _field("attempts", LONG),
     _field("lookupMs", DOUBLE),
     _field("rerunMs", DOUBLE),
+    # What the failed run's log showed (failure rules, dwrerun/failure.py).
+    _field("rule", TEXT),  # the matched rule's name, "default", or null when no log was read
+    _field("failureClass", TEXT),  # retryable | not-retryable | unknown
+    _field("matchedLine", TEXT),  # the one matched line, redacted and cut; never the log
     # Scheduled reruns (decision "scheduled", and the delayed invocation's record).
     _field("delaySeconds", LONG),
     _field("dueAt", TEXT),  # ISO 8601 UTC: when the delayed invocation (or DataWorks' own rerun) is due

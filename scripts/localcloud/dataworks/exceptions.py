@@ -10,6 +10,8 @@ status with an `x-acs-retry-after` header -> ThrottlingException.
 | InvalidVersion                              | 400  | common POP code                                     |
 | MissingParameter / InvalidParameter         | 400  | common POP codes; the message names the parameter   |
 | InvalidTaskInstance.NotFound                | 404  | chosen here: no public doc gives the real one       |
+| InvalidTaskInstanceLog.NotFound             | 404  | chosen here: a run whose log DataWorks no longer has|
+| ResourceNotAuthorized.Api                   | 403  | DataWorks public error codes (the role may not call)|
 | InvalidTask.NotFound                        | 404  | chosen here, likewise (GetTask)                     |
 | Throttling.User                             | 429  | DataWorks error codes [1]: "too frequent"           |
 | Throttling.Api                              | 429  | DataWorks error codes [1]: one API's limit          |
@@ -88,6 +90,24 @@ class TaskInstanceNotFound(DataWorksError):
 
     def __init__(self, instance_id: int):
         super().__init__(f"The instance does not exist: {instance_id}.")
+
+
+class TaskInstanceLogNotFound(DataWorksError):
+    """A run whose log is gone (or never was). The real answer is not documented: chosen here."""
+
+    status = 404
+    code = "InvalidTaskInstanceLog.NotFound"
+
+    def __init__(self, instance_id: int, run_number: int):
+        super().__init__(f"The log of run {run_number} of instance {instance_id} does not exist.")
+
+
+class ResourceNotAuthorized(DataWorksError):
+    """RAM refuses the call (DataWorks' public error codes: 403 ResourceNotAuthorized.Api)."""
+
+    status = 403
+    code = "ResourceNotAuthorized.Api"
+    message = "You are not authorized to access the resources."
 
 
 class TaskNotFound(DataWorksError):

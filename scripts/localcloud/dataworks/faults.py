@@ -2,8 +2,8 @@
 
 Faults are set per action ("*" = every action). Each count is how many upcoming calls the fault
 hits (None = every call, 0 = off). When several are armed, one call gets at most one of them, in
-this order: throttle, server_error, hang, reset, malformed, concurrent_rerun. Latency delays every
-call; a partial_failure map applies to every RerunTaskInstances call that reaches the backend.
+this order: throttle, server_error, refuse, hang, reset, malformed, concurrent_rerun. Latency delays
+every call; a partial_failure map applies to every RerunTaskInstances call that reaches the backend.
 
 The quota is DataWorks' metering of one account and region: rate limits per category, a daily
 call limit, the edition's quota, and a neighbour (another client of the same account) using part
@@ -20,7 +20,7 @@ from datetime import datetime, timedelta, timezone
 
 from .exceptions import SERVER_ERRORS, Throttling
 
-KINDS = ("throttle", "server_error", "hang", "reset", "malformed", "concurrent_rerun")
+KINDS = ("throttle", "server_error", "refuse", "hang", "reset", "malformed", "concurrent_rerun")
 # Inferred: DataWorks' daily limit counts calendar days in China time (no public source says).
 CHINA = timezone(timedelta(hours=8))
 _UNSET = object()  # "not given", since None already means "every call"
@@ -66,6 +66,7 @@ class Faults:
         retry_after: int | None = None,
         server_error=_UNSET,
         server_error_code: str | None = None,
+        refuse=_UNSET,
         hang=_UNSET,
         reset=_UNSET,
         malformed=_UNSET,
@@ -77,7 +78,8 @@ class Faults:
 
         latency: seconds added to every call. throttle: answer Throttling (throttle_code, default
         Throttling.User; retry_after adds x-acs-retry-after). server_error: answer 503
-        ServiceUnavailable or 500 InternalError (server_error_code). hang: never answer. reset:
+        ServiceUnavailable or 500 InternalError (server_error_code). refuse: answer 403
+        ResourceNotAuthorized.Api (RAM refuses the call). hang: never answer. reset:
         close the connection with a TCP RST. malformed: 200 with a body that is not JSON.
         concurrent_rerun (RerunTaskInstances): another client reruns the call's instances just
         before the backend runs it, as if it had between the caller's read and its rerun; the
@@ -89,7 +91,7 @@ class Faults:
             Throttling(throttle_code)  # validates the code
         if server_error_code is not None and server_error_code not in SERVER_ERRORS:
             raise ValueError(f"server_error_code must be one of {sorted(SERVER_ERRORS)}, not {server_error_code!r}")
-        given = {"throttle": throttle, "server_error": server_error, "hang": hang, "reset": reset}
+        given = {"throttle": throttle, "server_error": server_error, "refuse": refuse, "hang": hang, "reset": reset}
         given["malformed"] = malformed
         given["concurrent_rerun"] = concurrent_rerun
         for kind, count in given.items():

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from .exceptions import InvalidParameter, TaskInstanceNotFound, TaskNotFound
+from .exceptions import InvalidParameter, TaskInstanceLogNotFound, TaskInstanceNotFound, TaskNotFound
 
 STATUSES = (
     "NotRun",
@@ -269,7 +269,7 @@ class DataWorksBackend:
         self._lock = threading.RLock()
         self._instances: dict[int, TaskInstance] = {}
         self._history: dict[int, dict[int, dict]] = {}  # id -> RunNumber -> row of a finished run
-        self._logs: dict[tuple[int, int], str] = {}
+        self._logs: dict[tuple[int, int], str | None] = {}  # None: the run's log is gone
         self._scripts: dict[int, deque[str]] = {}
         self._tasks: dict[tuple[int, str], Task] = {}
 
@@ -408,6 +408,12 @@ class DataWorksBackend:
             self._get(instance_id)
             self._logs[(instance_id, run_number)] = text
 
+    def remove_log(self, instance_id: int, run_number: int) -> None:
+        """Make the log of one run unavailable: GetTaskInstanceLog answers 404 for it."""
+        with self._lock:
+            self._get(instance_id)
+            self._logs[(instance_id, run_number)] = None
+
     def script_runs(self, instance_id: int, outcomes: list[str]) -> None:
         """Queue how this instance's next runs end, in order ("Failure" or "Success")."""
         bad = [o for o in outcomes if o not in FINISHED]
@@ -543,7 +549,10 @@ class DataWorksBackend:
             if not 1 <= run <= inst.run_number:
                 raise InvalidParameter("RunNumber", f"instance {instance_id} has runs 1 to {inst.run_number}.")
             if (instance_id, run) in self._logs:
-                return self._logs[(instance_id, run)]
+                log = self._logs[(instance_id, run)]
+                if log is None:
+                    raise TaskInstanceLogNotFound(instance_id, run)
+                return log
             if run == inst.run_number:
                 return default_log(inst)
             past = self._history[instance_id].get(run)

@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from ..acs3 import Credentials, NonceCache, SignatureError, verify
-from .exceptions import SERVER_ERRORS, DataWorksError, InternalError, Throttling
+from .exceptions import SERVER_ERRORS, DataWorksError, InternalError, ResourceNotAuthorized, Throttling
 from .faults import Faults, Quota
 from .journal import Journal, JournalEntry, public_params
 from .models import DataWorksBackend
@@ -262,6 +262,8 @@ class DataWorksEmulator:
                 raise Throttling(plan.throttle_code, plan.retry_after)
             if fault == "server_error":
                 raise SERVER_ERRORS[plan.server_error_code]()
+            if fault == "refuse":
+                raise ResourceNotAuthorized()
             if fault in ("hang", "reset", "malformed"):
                 misbehave = fault
             if fault == "concurrent_rerun" and action == "RerunTaskInstances":

@@ -1,0 +1,141 @@
+"""The failure-rules step on its own: what it reads, how often, and the decision it makes.
+
+DataWorks is a small in-test fake here (a seam: the step's only I/O); the end-to-end behaviour
+against the emulator is in tests/test_failure_rules.py and the fault matrix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dwrerun import failure, pacing, rules
+from dwrerun.config import Settings
+from dwrerun.dataworks import DataWorksError
+from dwrerun.policy import Decision, Instance
+
+LOGS = Path(__file__).parent / "logs"
+SHIPPED = rules.load()
+FAR = 1e12  # a deadline that is never reached
+
+
+class FakeDataWorks:
+    """Answers GetTaskInstanceLog from a script: a log text, or a DataWorksError to raise."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.reads: list[tuple[int, int, float]] = []
+
+    def get_task_instance_log(self, instance_id, run_number, timeout):
+        self.reads.append((instance_id, run_number, timeout))
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def instance(run_number=1, task_type="ODPS_SQL") -> Instance:
+    return Instance(7, 70, "t", 1, "Prod", "Failure", run_number, "FailureAllowed", "Normal", task_type)
+
+
+def error(code, transient=True, **kw) -> DataWorksError:
+    return DataWorksError("GetTaskInstanceLog", code, "m", transient=transient, **kw)
+
+
+def test_the_failed_runs_log_is_read_by_its_run_number_with_the_log_timeout():
+    dataworks = FakeDataWorks((LOGS / "odps_sql_syntax_error.log").read_text())
+    verdict = failure.classify(dataworks, instance(run_number=3), Settings(log_timeout=42), SHIPPED, FAR)
+    assert dataworks.reads == [(7, 3, 42)]
+    assert (verdict.rule, verdict.failure_class, verdict.action, verdict.calls) == (
+        "maxcompute-syntax-error",
+        "not-retryable",
+        "skip",
+        1,
+    )
+    assert verdict.run_number == 3 and "FAILED: ODPS-0130161" in verdict.matched_line
+
+
+@pytest.mark.parametrize(
+    ("answers", "calls", "why"),
+    [
+        ([error("Throttling.Api.Risk")], 1, "Throttling.Api.Risk"),  # the daily limit: not retried
+        ([error("Throttling.Resource")], 1, "Throttling.Resource"),  # the edition's quota: not retried
+        ([error("InvalidSecurityToken.Expired", needs_new_invocation=True)], 1, "InvalidSecurityToken.Expired"),
+        ([error("Forbidden", transient=False)], 1, "Forbidden"),
+        ([error("Throttling.User")] * 3, 3, "Throttling.User, 3 attempt(s)"),
+    ],
+)
+def test_a_log_that_cannot_be_read_gives_an_unknown_verdict_that_reruns(answers, calls, why):
+    dataworks = FakeDataWorks(*answers)
+    verdict = failure.classify(dataworks, instance(), Settings(rules_default="skip"), SHIPPED, FAR)
+    assert (verdict.rule, verdict.failure_class, verdict.action) == (None, "unknown", "rerun")
+    assert len(dataworks.reads) == calls == verdict.calls
+    assert f"could not be read ({why})" in verdict.note
+
+
+def test_a_transient_error_is_retried_with_backoff_and_the_log_then_decides(mocker):
+    sleep = mocker.patch.object(pacing, "sleep")
+    dataworks = FakeDataWorks(
+        error("ServiceUnavailable", retry_after=2.0), "FAILED: ODPS-0130131:[1,1] Table not found"
+    )
+    verdict = failure.classify(dataworks, instance(), Settings(), SHIPPED, FAR)
+    assert verdict.rule == "maxcompute-table-not-found" and verdict.calls == 2
+    assert any(call.args[0] >= 2.0 for call in sleep.call_args_list)  # the server's Retry-After is honoured
+
+
+def test_no_read_is_started_without_time_for_it_and_the_rerun_after_it(mocker):
+    mocker.patch.object(pacing, "clock", lambda: 100.0)
+    dataworks = FakeDataWorks()
+    # 2.9 s left: the rerun after the read needs 0.5 s + its read timeout (2 s), the read at least 0.5 s
+    verdict = failure.classify(dataworks, instance(), Settings(read_timeout=2.0), SHIPPED, 102.9)
+    assert dataworks.reads == [] and verdict.rule is None
+    assert "no time left before the deadline" in verdict.note
+
+
+def test_logs_turned_off_or_no_run_number_read_nothing():
+    dataworks = FakeDataWorks()
+    off = failure.classify(dataworks, instance(), Settings(read_logs=False), SHIPPED, FAR)
+    unknown_run = failure.classify(dataworks, instance(run_number=None), Settings(), SHIPPED, FAR)
+    assert dataworks.reads == [] and off.rule is None is unknown_run.rule
+    assert "RERUN_READ_LOGS is false" in off.note and "no RunNumber" in unknown_run.note
+
+
+ELIGIBLE = Decision(True, "eligible", "run 1 Failure: rerun as run 2")
+
+
+def verdict(**kw) -> failure.Verdict:
+    values = dict(run_number=1, rule="r", failure_class="retryable", action="rerun", note="rule 'r' matched")
+    return failure.Verdict(**{**values, **kw})
+
+
+def test_apply_skips_what_the_rules_call_not_retryable():
+    decision = failure.apply(ELIGIBLE, verdict(action="skip", failure_class="not-retryable"), instance(), Settings())
+    assert (decision.rerun, decision.reason) == (False, "not-retryable")
+    assert decision.message.startswith("rule 'r' matched. A rerun cannot fix it")
+
+
+def test_apply_skips_by_the_default_without_claiming_a_rerun_cannot_help():
+    skip = verdict(rule="default", failure_class="unknown", action="skip", note="no failure rule matched")
+    decision = failure.apply(ELIGIBLE, skip, instance(), Settings(rules_default="skip"))
+    assert (decision.rerun, decision.reason) == (False, "not-retryable")
+    assert decision.message == "no failure rule matched. Not rerun: the instance stays Failure for a person to look at"
+
+
+def test_apply_keeps_a_rerun_with_the_rules_delay_hint():
+    decision = failure.apply(ELIGIBLE, verdict(delay_seconds=600), instance(), Settings())
+    assert (decision.rerun, decision.reason, decision.delay_seconds) == (True, "eligible", 600)
+    assert decision.message == "run 1 Failure: rerun as run 2 (rule 'r' matched)"
+
+
+def test_apply_never_turns_a_skip_into_a_rerun():
+    held = Decision(False, "rerun-denied", "AllDenied")
+    assert failure.apply(held, verdict(), instance(), Settings()) is held
+
+
+@pytest.mark.parametrize(("rule_max", "setting", "run", "rerun"), [(1, 3, 1, True), (1, 3, 2, False), (5, 2, 3, False)])
+def test_apply_caps_at_the_lower_of_the_rules_max_and_rerun_max_reruns(rule_max, setting, run, rerun):
+    decision = failure.apply(ELIGIBLE, verdict(max_reruns=rule_max), instance(run), Settings(max_reruns=setting))
+    assert decision.rerun is rerun
+    if not rerun:
+        assert decision.reason == "cap-reached" and f"the {min(rule_max, setting)} rerun(s)" in decision.message

@@ -1,0 +1,303 @@
+"""Failure rules: the shipped set against whole logs of every node type, the noise they must ignore,
+and the checks a rules file has to pass before the function will use it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from dwrerun import rules
+from dwrerun.redact import redact
+
+LOGS = Path(__file__).parent / "logs"
+CASES = json.loads((LOGS / "cases.json").read_text(encoding="utf-8"))["cases"]
+SHIPPED = rules.load()
+
+
+def log_of(case: dict) -> str:
+    return (LOGS / case["log"]).read_text(encoding="utf-8")
+
+
+def case_id(case: dict) -> str:
+    return case["log"].removesuffix(".log")
+
+
+# --- the shipped rules against the logs ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_each_log_is_matched_by_its_rule_on_its_error_line(case):
+    found = rules.match(SHIPPED, log_of(case), case["taskType"])
+    if case["rule"] == rules.DEFAULT_RULE:
+        assert found.rule is None, f"{found.rule and found.rule.name} matched line {found.line_number}: {found.line}"
+        return
+    assert found.rule is not None and found.rule.name == case["rule"]
+    assert case["line"] in found.line
+    lines = log_of(case).splitlines()
+    assert found.line.strip("…") in redact(lines[found.line_number - 1])  # the line number is the whole log's
+
+
+def test_every_shipped_rule_has_a_log_that_shows_it():
+    shown = {case["rule"] for case in CASES}
+    assert {rule.name for rule in SHIPPED.rules} <= shown
+
+
+@pytest.mark.parametrize("rule", SHIPPED.rules, ids=lambda rule: rule.name)
+def test_a_rule_matches_no_other_log(rule):
+    # Alone, so that no earlier rule hides a wrong match: noise, echoes and other errors stay unmatched.
+    alone = rules.RuleSet((rule,), "one rule")
+    for case in CASES:
+        if case["rule"] != rule.name:
+            found = rules.match(alone, log_of(case), case["taskType"])
+            assert found.rule is None, f"{rule.name} matched {case['log']} line {found.line_number}: {found.line}"
+
+
+def test_not_retryable_rules_come_before_retryable_ones():
+    # A log showing a permanent error next to a transient one must not be rerun.
+    actions = [rule.action for rule in SHIPPED.rules]
+    assert actions == sorted(actions, key=lambda action: action == rules.RERUN)
+
+
+def test_every_shipped_rule_names_a_public_source():
+    for rule in SHIPPED.rules:
+        assert rule.source.startswith("https://"), rule.name
+        assert rule.description, rule.name
+
+
+@pytest.mark.parametrize(
+    ("log", "task_type", "rule", "why"),
+    [
+        ("odps_sql_table_not_found.log", "ODPS_SQL", "maxcompute-table-not-found", "a comment line"),
+        ("odps_sql_unknown_with_noise.log", "ODPS_SQL", "maxcompute-internal-error", "a comment line"),
+        ("odps_sql_unknown_with_noise.log", "ODPS_SQL", "shell-command-not-found", "a comment line"),
+        ("odps_sql_unknown_with_noise.log", "ODPS_SQL", "jdbc-connection-failed", "inside a quoted string"),
+        ("odps_sql_unknown_with_noise.log", "ODPS_SQL", "hologres-connection-limit", "inside a quoted string"),
+        ("odps_sql_unknown_with_noise.log", "ODPS_SQL", "network-reset-or-timeout", "a warning or debug line"),
+        ("di_connection_refused.log", "DI", "jdbc-connection-failed", None),
+        ("pyodps_missing_module.log", "PYODPS3", "python-missing-module", "a source line in a Python stack trace"),
+        ("shell_command_not_found.log", "DIDE_SHELL", "shell-command-not-found", None),
+    ],
+)
+def test_noise_lines_are_seen_and_passed_over(log, task_type, rule, why):
+    # Each kind of noise in the logs is recognised for what it is: the explain command shows these.
+    found = rules.match(SHIPPED, (LOGS / log).read_text(encoding="utf-8"), task_type)
+    reasons = {ignored.why for ignored in found.ignored if ignored.rule == rule}
+    if why is None:
+        assert found.rule.name == rule
+    else:
+        assert any(reason.startswith(why) for reason in reasons), reasons
+
+
+def test_a_warning_is_passed_over_and_the_error_below_it_found():
+    log = (
+        "2024-11-28 01:05:43.218 [job-0] WARN  DBUtil - Code:[MYSQLErrCode-02] Communications link failure, retry 1\n"
+        "2024-11-28 01:05:44 INFO connected on retry 2\n"
+        "\tat com.mysql.jdbc.ConnectionImpl.connectWithRetries(ConnectionImpl.java:2350) Code:[MYSQLErrCode-02]\n"
+        "com.alibaba.datax.common.exception.DataXException: Code:[MYSQLErrCode-02], Description:[...]\n"
+    )
+    found = rules.match(SHIPPED, log, "DI")
+    assert found.rule.name == "jdbc-connection-failed" and found.line_number == 4
+    assert [i.why for i in found.ignored] == ["a warning or debug line", "a Java stack frame"]
+
+
+def test_task_types_limit_a_rule_and_say_so():
+    log = "Traceback (most recent call last):\nModuleNotFoundError: No module named 'x'\n"
+    assert rules.match(SHIPPED, log, "PYODPS3").rule.name == "python-missing-module"
+    assert rules.match(SHIPPED, log, "pyodps3").rule.name == "python-missing-module"  # case does not matter
+    other = rules.match(SHIPPED, log, "ODPS_SQL")
+    assert other.rule is None and "python-missing-module" in other.not_applicable
+    assert rules.match(SHIPPED, log, None).rule is None  # unknown node type: only rules for every type
+
+
+# --- the tail, the line ----------------------------------------------------------------------------
+
+
+def test_only_the_tail_is_scanned_and_line_numbers_count_the_whole_log():
+    early = "FAILED: ODPS-0130131:[1,1] Table not found - table a.b cannot be resolved\n"
+    filler = "".join(f"2024-11-28 01:{n // 60 % 60:02d}:{n % 60:02d} INFO M1_job_0:{n}/0/9[50%]\n" for n in range(3000))
+    assert len(filler) > rules.TAIL_CHARS
+    late = "FAILED: ODPS-0010000:System internal error - fuxi JobMaster error\n"
+    found = rules.match(SHIPPED, early + filler + late, "ODPS_SQL")
+    assert found.rule.name == "maxcompute-internal-error"  # the early error is outside the tail
+    assert found.line_number == 3002 == found.lines
+    assert found.first_scanned_line > 2
+    assert rules.match(SHIPPED, early + filler, "ODPS_SQL").rule is None
+
+
+def test_a_long_matched_line_is_cut_around_the_match_and_redacted():
+    sql = "select " + ", ".join(f"col_{n}" for n in range(200))
+    line = (
+        f"DataXException: Code:[DBUtilErrorCode-07] - 执行的SQL为: {sql} jdbcUrl=jdbc:mysql://u:hunter2@h/db 具体错误信息为："
+        "com.mysql.jdbc.exceptions.jdbc4.CommunicationsException: Communications link failure"
+    )
+    found = rules.match(SHIPPED, line + "\n", "DI")
+    assert found.rule.name == "jdbc-connection-failed"
+    assert len(found.line) <= rules.LINE_CHARS
+    assert "Communications link failure" in found.line and found.line.startswith("…")
+    assert "hunter2" not in found.line
+
+
+def test_an_empty_log_and_a_log_without_newlines_are_handled():
+    empty = rules.match(SHIPPED, "", "ODPS_SQL")
+    assert (empty.rule, empty.lines, empty.line) == (None, 0, None)
+    found = rules.match(SHIPPED, "FAILED: ODPS-0130161:[1,8] Parse exception - invalid token", "ODPS_SQL")
+    assert found.rule.name == "maxcompute-syntax-error" and found.line_number == 1 == found.lines
+
+
+# --- checking a rules file --------------------------------------------------------------------------
+
+GOOD = {"name": "r1", "source": "https://example.com/doc", "patterns": ["boom"], "action": "skip"}
+
+
+def doc(*rule_list, **top) -> str:
+    return json.dumps({"rules": list(rule_list), **top})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"rules": [\n  {"name": "r1",}\n]}', "line 2 column 17: not valid JSON (Expecting property name"),
+        ('{"rules": [{"name": "r1", "patterns": ["a\\d"]}]}', "a backslash is written twice"),
+        ("[]", 'a JSON object with a list "rules"'),
+        (doc(GOOD, extra=1), "unknown top-level key(s) extra"),
+        (doc({**GOOD, "pattern": ["x"]}), 'rule 1 "r1": unknown key(s) pattern'),
+        (doc({**GOOD, "name": "has space"}), 'rule 1 "has space": name must be'),
+        (doc({**GOOD, "name": "default"}), 'the name "default" is reserved'),
+        (doc(GOOD, GOOD), 'rule 2 "r1": the name is already used'),
+        (doc({k: v for k, v in GOOD.items() if k != "source"}), 'rule 1 "r1": source is required'),
+        (doc({**GOOD, "action": "retry"}), "action must be 'rerun' or 'skip', got 'retry'"),
+        (doc({**GOOD, "patterns": []}), "patterns must be a non-empty list"),
+        (doc({**GOOD, "patterns": "boom"}), "patterns must be a non-empty list"),
+        (doc({**GOOD, "patterns": ["ok", "(unclosed"]}), "patterns[1] '(unclosed' is not a valid regular expression"),
+        (doc({**GOOD, "patterns": ["x*"]}), "patterns[0] 'x*' matches an empty line"),
+        (doc({**GOOD, "patterns": ["x" * 3000]}), "at most 2000 are allowed"),
+        (doc({**GOOD, "taskTypes": []}), "taskTypes must be a non-empty list"),
+        (doc({**GOOD, "taskTypes": ["ODPS SQL"]}), "got 'ODPS SQL'"),
+        (doc({**GOOD, "action": "rerun", "maxReruns": -1}), "maxReruns must be a whole number of at least 0"),
+        (doc({**GOOD, "action": "rerun", "maxReruns": True}), "maxReruns must be a whole number"),
+        (doc({**GOOD, "action": "rerun", "delaySeconds": 86401}), "delaySeconds must be at most 86400"),
+        (doc({**GOOD, "maxReruns": 1}), "maxReruns and delaySeconds only apply to action 'rerun'"),
+        (doc(*[{**GOOD, "name": f"r{n}"} for n in range(201)]), "201 rules, at most 200"),
+        (doc("not a rule"), "rule 1: a rule must be a JSON object"),
+    ],
+)
+def test_a_bad_rules_file_is_refused_with_a_message_naming_the_rule_and_the_problem(text, message):
+    with pytest.raises(rules.RulesError) as raised:
+        rules.parse(text, "my-rules.json")
+    assert str(raised.value).startswith("failure rules in my-rules.json: ")
+    assert message in str(raised.value)
+
+
+def test_a_good_rule_keeps_every_field():
+    (rule,) = rules.parse(
+        doc(
+            {
+                "name": "odps-quota",
+                "description": "quota",
+                "source": "https://example.com",
+                "taskTypes": ["odps_sql"],
+                "patterns": ["AllOrNothingResourceWaitTimeout"],
+                "action": "rerun",
+                "maxReruns": 1,
+                "delaySeconds": 600,
+            }
+        )
+    ).rules
+    assert (rule.name, rule.action, rule.max_reruns, rule.delay_seconds) == ("odps-quota", "rerun", 1, 600)
+    assert rule.task_types == {"ODPS_SQL"} and rule.description == "quota"
+
+
+def test_load_names_the_setting_for_a_missing_file_and_resolves_relative_paths(tmp_path):
+    with pytest.raises(rules.RulesError, match=r"RERUN_RULES_FILE='no/such.json' \(no/such.json\)"):
+        rules.load("no/such.json")
+    assert rules.resolve("dwrerun/failure_rules.json") == rules.DEFAULT_FILE  # relative to the code package
+    assert rules.load("dwrerun/failure_rules.json") is rules.load(None)  # one parse per file version
+    absolute = tmp_path / "rules.json"
+    absolute.write_text(doc(GOOD))
+    assert rules.load(str(absolute)).path == str(absolute)
+
+
+def test_an_edited_file_is_parsed_again_and_a_broken_edit_is_refused(tmp_path):
+    path = tmp_path / "rules.json"
+    path.write_text(doc(GOOD))
+    first = rules.load(str(path))
+    assert rules.load(str(path)) is first
+    path.write_text(doc({**GOOD, "name": "r2"}))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    assert rules.load(str(path)).rules[0].name == "r2"
+    path.write_text(doc({**GOOD, "action": "maybe"}))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 2_000_000))
+    with pytest.raises(rules.RulesError, match="action must be"):
+        rules.load(str(path))
+
+
+def test_a_rules_error_is_a_config_error():
+    # The HTTP function answers 500 InvalidConfiguration for every ConfigError, this one included.
+    # (rules' own ConfigError: the FC harness may have reloaded dwrerun.config since this import.)
+    assert issubclass(rules.RulesError, rules.ConfigError)
+
+
+DIRTY = next(rule for rule in SHIPPED.rules if rule.name == "di-dirty-data")
+
+
+@pytest.mark.parametrize(
+    ("log", "why"),
+    [
+        ("2024-11-28 01:00:00.123 [job-0] WARN  Checker - Code:[Framework-14] is near\n", "a warning or debug line"),
+        ("WARNING:odps.pyodpswrapper:Code:[Framework-14]\n", "a warning or debug line"),
+        ("\tat com.example.Checker.check(Code:[Framework-14].java:12)\n", "a Java stack frame"),
+        ('  File "/jobs/Code:[Framework-14].py", line 3, in <module>\n', "a Python stack frame"),
+        (
+            '  File "/jobs/etl.py", line 3, in <module>\n    raise Stop("Code:[Framework-14]")\n',
+            "a source line in a Python",
+        ),
+        ("-- seen before: Code:[Framework-14]\n", "a comment line"),
+        ("# retry on Code:[Framework-14]\n", "a comment line"),
+        ("+ echo 'Code:[Framework-14]'\n", "a shell trace line"),
+        ("select * from t where msg = 'Code:[Framework-14]';\n", "inside a quoted string"),
+    ],
+)
+def test_each_kind_of_noise_is_passed_over(log, why):
+    alone = rules.RuleSet((DIRTY,), "one rule")
+    found = rules.match(alone, log, "DI")
+    assert found.rule is None and found.ignored[0].why.startswith(why)
+    # the same error on a line of its own is found
+    real = rules.match(alone, log + "DataXException: Code:[Framework-14], Description:[...]\n", "DI")
+    assert real.rule is DIRTY and real.line_number == log.count("\n") + 1
+
+
+def test_the_tail_starts_at_a_whole_line():
+    # The tail's first character falls inside a comment line, right after its "-- ": the cut line
+    # must not be scanned as if it began with the error code.
+    line = "-- FAILED: ODPS-0130131:[1,1] Table not found\n"
+    filler = "x" * 99 + "\n"
+    body = filler * (rules.TAIL_CHARS // len(filler) + 1)
+    log = line + body[: rules.TAIL_CHARS - (len(line) - 3)]
+    assert len(log) - rules.TAIL_CHARS == 3
+    assert rules.match(SHIPPED, log, "ODPS_SQL").rule is None
+
+
+@pytest.mark.parametrize(
+    ("pattern", "literal"),
+    [
+        (r"ODPS-0130131:\s?Table", "ODPS-0130131:"),
+        (r"java\.net\.ConnectException", "java.net.ConnectException"),
+        (r"Code:\[x\]", "Code:[x]"),
+        (r"abcd?", "abc"),  # d may be absent
+        (r"abcde*f", "abcd"),
+        (r"abcd{0,2}", "abc"),
+        (r"abc|xyz", ""),  # a top-level alternative: no text every match starts with
+        (r"abc(?:x|y)", "abc"),
+        (r"(?i)abcdef", ""),  # flags change what matches
+        (r"^abc", ""),
+        (r"[|]abc", ""),
+        (r"ab\dcd", ""),  # too short before \d
+        (r"abc\ def", "abc def"),
+    ],
+)
+def test_the_text_a_pattern_must_start_with_is_never_wrong(pattern, literal):
+    # A wrong literal would hide a match (the pattern is skipped when its literal is absent).
+    assert rules._leading_literal(pattern) == literal
