@@ -21,7 +21,7 @@ def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     done = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", "12", "--rounds", "1", "--quick"]
-        + ["--manual-rounds", "1", "--failures", "8", "--instances", "2", "--out", str(out)],
+        + ["--manual-rounds", "1", "--failures", "8", "--instances", "2", "--schedule-speed", "30", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -125,11 +125,12 @@ def test_schedule_figures(results):
     assert later["decisions"] == {"scheduled eligible": 8} and later["invoke_function_calls"] == {"202": 8}
     assert len(later["due_s"]) == 8 and 60 <= later["due_s"][0] <= later["due_s"][-1] <= 120
     assert sum(row["count"] for row in later["histogram"]) == 8 and "s  #" in stdout
-    assert sum(later["writes_per_clock_second"]) == 8 and later["delayed_invocations_failed"] == 0
+    assert later["delayed_invocations_failed"] == 0 and plan["clock_speed"] == 30
     for figures in (later, now):
         assert (figures["lost"], figures["double"], figures["throttled"]) == (0, 0, 0)
         assert figures["all_rerun_exactly_once"] is True and 1 <= figures["peak_writes_per_s"] <= 8
-    assert sum(now["writes_per_second"]) == 8 and seconds(plan["ratio_peak_immediate_scheduled"])
+        assert sum(figures["writes_per_second"]) == 8 and 0 <= figures["busy_seconds"] <= 8
+    assert seconds(plan["ratio_peak_immediate_scheduled"]) and seconds(plan["ratio_busy_seconds_immediate_scheduled"])
 
 
 def test_table_is_printed_and_saved(results):
