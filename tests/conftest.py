@@ -128,18 +128,20 @@ def make_instances(
 def fresh_instance_state(mocker):
     """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
 
-    The harness unloads the function's modules when it closes, but a test may have imported them
-    directly since; either way the warm-instance state is reset here, and the backoff's sleep (a
-    seam of time) is replaced on the very modules the function will use: tests take the clock's
-    word for a wait.
+    The function's modules are the ones the test files imported: a harness serves its first
+    instance with the modules it finds and puts them back when it closes (localcloud/fc.py), so
+    they live for the whole session and their warm-instance state is reset here, whatever ran
+    before. The backoff's sleep (a seam of time) is replaced on those very modules: tests take the
+    clock's word for a wait.
     """
-    from dwrerun import autorerun, dataworks, event_function, function_compute, pacing
+    from dwrerun import autorerun, dataworks, event_function, function_compute, pacing, rules
 
     event_function.handled_events = event_function.HandledEvents()
     dataworks._cached = None
     function_compute._cached = None
     autorerun.task_cache = autorerun.TaskCache()
     pacing._limiters.clear()
+    rules._cache.clear()
     mocker.patch.object(pacing, "sleep")
 
 
