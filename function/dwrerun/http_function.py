@@ -158,6 +158,15 @@ def _comment(value) -> str | None:
         raise BadRequest(
             400, "InvalidParameter", f"Comment has {len(value)} characters, at most {MAX_COMMENT_CHARS} are allowed"
         )
+    try:
+        value.encode("utf-8")  # what DataWorks is sent: JSON may escape a half of a surrogate pair alone
+    except UnicodeEncodeError as exc:
+        raise BadRequest(
+            400,
+            "InvalidParameter",
+            f"Comment has a lone surrogate ({value[exc.start]!r}) at character {exc.start}: it is not text "
+            "DataWorks can store",
+        ) from None
     return value.strip() or None
 
 
