@@ -5,6 +5,7 @@ import json
 import pytest
 
 from conftest import (
+    CREDS,
     FAILED_ID,
     FROZEN_ID,
     PROJECT_ID,
@@ -251,3 +252,54 @@ def test_a_rotated_sts_token_is_picked_up_by_the_warm_instance(dataworks, event_
     event_function.rotate_credentials(ROTATED)
     inv = event_function.invoke(json.dumps(failure_event(FAILED_ID + 1)).encode())
     assert instance_records(inv)[0]["success"] is True
+
+
+# --- a deploy the function cannot run with: one record per instance, then FC's retry -------------
+
+
+def _two_failures() -> bytes:
+    return json.dumps([failure_event(FAILED_ID), failure_event(FAILED_ID + 1)]).encode()
+
+
+def _config_errors(inv) -> str:
+    # Raised, so FC retries the delivery (it succeeds once the deploy is fixed), with a record first.
+    assert inv.error["errorType"] == "ConfigError"
+    records = instance_records(inv)
+    assert [r["instanceId"] for r in records] == [FAILED_ID, FAILED_ID + 1]
+    assert {(r["decision"], r["reason"]) for r in records} == {("skip", "config-error")}
+    (message,) = {r["message"] for r in records}  # the same one for every instance
+    assert message == inv.error["errorMessage"]
+    summary = inv.records[-1]
+    assert (summary["kind"], summary["instances"], summary["outcome"]) == ("summary", 2, "retry")
+    return message
+
+
+@pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
+def test_missing_credentials_are_recorded_for_every_instance_of_the_event(dataworks, tmp_path, runtime):
+    # Before: ConfigError escaped the handler with no record for any instance.
+    seed_failed(dataworks)
+    with make_function(dataworks, tmp_path, runtime=runtime) as fn:
+        fn.rotate_credentials(None)  # a function without a role: FC injects no credentials
+        inv = fn.invoke(_two_failures())
+        assert "no credentials" in _config_errors(inv)
+        fn.rotate_credentials(CREDS)  # the role is fixed: FC's retry of the same delivery reruns
+        retry = fn.invoke(_two_failures())
+    assert [r["reason"] for r in instance_records(retry)] == ["eligible", "lookup-failed"]
+    assert len(reruns(dataworks)) == 1
+
+
+def test_a_bad_setting_is_recorded_for_every_instance_of_the_event(dataworks, tmp_path):
+    # Before: Settings.from_env raised before the event was even read: no record at all.
+    with make_function(dataworks, tmp_path, RERUN_MAX_RERUNS="lots") as fn:
+        inv = fn.invoke(_two_failures())
+    assert "RERUN_MAX_RERUNS must be an integer, got 'lots'" in _config_errors(inv)
+    assert len(dataworks.journal) == 0
+
+
+def test_no_region_and_no_endpoint_is_recorded_for_every_instance_of_the_event(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, DATAWORKS_ENDPOINT="") as fn:
+        fn.region = None
+        fn.new_instance()  # FC_REGION comes from the instance's variables
+        inv = fn.invoke(_two_failures())
+    assert "no region" in _config_errors(inv)
+    assert len(dataworks.journal) == 0

@@ -22,7 +22,7 @@ import threading
 from collections import OrderedDict
 
 from dwrerun import events, pacing, records, rules, schedule
-from dwrerun.config import Settings
+from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
 from dwrerun.rerun import Job, RetryLater, Target, run
@@ -66,12 +66,21 @@ def handle(event: bytes, context) -> dict:
     """Handle one delivery; returns the invocation's summary record."""
     started = pacing.clock()
     invocation = Invocation.from_context(context)
-    settings = Settings.from_env()
+    # A deploy the function cannot run with (a bad setting or rules file, no credentials, no
+    # region) is recorded for every instance the delivery names (reason config-error), so none is
+    # lost. A bad rules file then returns normally; the rest raise, so FC retries the delivery
+    # (README, Configuration: it succeeds once the setting or the role is fixed).
+    config_error: ConfigError | None = None
     try:
-        rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
-        rules_error = None
-    except rules.RulesError as exc:
-        rule_set, rules_error = None, exc
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        settings, config_error = Settings(), exc
+    rule_set = None
+    if config_error is None:
+        try:
+            rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
+        except rules.RulesError as exc:
+            config_error = exc
     job = Job(
         trigger=records.EVENTBRIDGE,
         request_id=invocation.request_id,
@@ -105,14 +114,21 @@ def handle(event: bytes, context) -> dict:
         else:
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type))
-    if rules_error is not None:
-        # A bad rules file: nothing is rerun (every failure is recorded, none is lost) and the
-        # invocation returns normally, since FC retrying it cannot fix the file.
-        written += [_ignored(job, target, "config-error", str(rules_error)) for target in targets]
+    credentials = dataworks = None
+    if config_error is None and targets:
+        try:
+            credentials = credentials_from(os.environ, context)
+            dataworks = client_for(credentials, settings, invocation.region)
+        except ConfigError as exc:
+            config_error = exc
+    if config_error is not None:
+        written += [_ignored(job, target, "config-error", str(config_error)) for target in targets]
         targets = []
+        if not isinstance(config_error, rules.RulesError):
+            handled_events.release(claimed)
+            _write_all(job, written, started, outcome="retry", error="ConfigError")
+            raise config_error
     try:
-        credentials = credentials_from(os.environ, context) if targets else None
-        dataworks = client_for(credentials, settings, invocation.region) if targets else None
 
         def functions():  # made only when a rerun is to be scheduled
             from dwrerun import function_compute
