@@ -183,6 +183,22 @@ def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dat
     assert record_for(retry, FAILED_ID)["reason"] == "not-failed"
 
 
+def test_a_lost_answer_then_a_non_failed_instance_at_the_same_run_names_its_own_request(dataworks, fn):
+    # The rerun is carried out but its answer lost; the read after it finds the instance Running
+    # at the same RunNumber (inferred: DataWorks may count the new run only once it starts).
+    # Before: recorded not-failed as if someone else had acted, with no word of its own request.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, reset=1, after_backend=True)
+    dataworks.faults.set(GET, answer_fields={"RunNumber": 1})
+    (only,) = publish(fn)
+    record = record_for(only, FAILED_ID)
+    assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "not-failed", 1)
+    assert "the rerun request this invocation sent (no clear answer: ConnectionError)" in record["message"]
+    assert "may be what started it" in record["message"]
+    assert record["errorCode"] == "ConnectionError"
+    assert len(carried_out(dataworks, FAILED_ID)) == 1
+
+
 def test_refused_connections_then_the_real_endpoint(dataworks, tmp_path):
     # Nobody listens on the port at first; then DataWorks comes up there before FC's retry.
     with socket.socket() as probe:

@@ -96,6 +96,7 @@ class _Progress:
     lookup_ms: float | None = None
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
+    lost: DataWorksError | None = None  # why that request's answer was not clear
     refused_at_run: int | None = None  # RunNumber when DataWorks refused the rerun (SuccessInfo false)
     refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
     refusal_request_id: str | None = None
@@ -256,7 +257,17 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
         failed_run=scheduled.failed_run_number if scheduled else None,
     )
     if not item.decision.rerun:
-        item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
+        message, lost = item.decision.message, None
+        if item.sent_at_run is not None and item.decision.reason in ("not-failed", "not-finished"):
+            # Not failed any more, yet the RunNumber did not move: nothing says who started it, and
+            # this invocation's own request may have (inferred: DataWorks may count a run only once
+            # it starts). Say so rather than let the record read as someone else's doing.
+            lost = item.lost
+            message += (
+                f"; it is still at run {instance.run_number}, so the rerun request this invocation sent "
+                f"(no clear answer: {lost.code}) may be what started it"
+            )
+        item.record = _record(job, item, records.SKIP, None, item.decision.reason, message, lost)
         return
     # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
     # A delayed invocation skips it: it was checked for this same failed run when the rerun was
@@ -479,7 +490,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
                 continue
             item.error = exc
             if exc.ambiguous:  # it may have happened: read the instance again before resending
-                item.sent_at_run = item.instance.run_number
+                item.sent_at_run, item.lost = item.instance.run_number, exc
                 item.decision = None
         return
     limiter.passed()
@@ -488,7 +499,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
         info = success_info.get(str(item.target.instance_id))
         if not isinstance(info, dict) or not isinstance(info.get("Success"), bool):
             # No verdict for this id: treat like an unanswered request and read the instance again.
-            item.error = DataWorksError(
+            item.error = item.lost = DataWorksError(
                 "RerunTaskInstances", "MissingSuccessInfo", "no SuccessInfo entry", transient=True
             )
             item.sent_at_run = item.instance.run_number
