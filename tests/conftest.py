@@ -5,6 +5,7 @@ variables) against the emulator over real HTTP with signature checks.
 """
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,14 @@ def sample_bytes(name: str) -> bytes:
 
 
 def failure_event(instance_id: int, event_id: str | None = None, **data) -> dict:
-    """The failure sample for another instance (and a fresh event id)."""
+    """The failure sample for another instance (and a fresh event id), about a run that ended now:
+    DataWorks publishes a run's failure when it ends, so its finishTime is not before the run the
+    instance is at (an event about an earlier run is a stale copy, which reruns nothing)."""
     event = sample("dataworks-instance-failed.json")
     event["id"] = event_id or f"evt-{instance_id}"
-    event["data"].update(taskId=instance_id, **data)
+    now = int(time.time() * 1000)
+    event["data"].update(taskId=instance_id, finishTime=now, modifyTime=now)
+    event["data"].update(data)
     return event
 
 

@@ -63,7 +63,9 @@ def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks,
 def test_each_guard_skips_with_a_recorded_reason_and_no_rerun(dataworks, tmp_path, fields, env, reason):
     seed_failed(dataworks, **fields)
     with make_function(dataworks, tmp_path, **env) as fn:
-        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+        # The sample about a run that ended now: the sample's own finishTime is older than the
+        # run 4 seeded here started, which would make it a stale copy (already-rerun).
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
     assert inv.error is None
     (record,) = instance_records(inv)
     assert (record["decision"], record["reason"], record["success"]) == ("skip", reason, None)

@@ -459,6 +459,27 @@ def test_a_success_event_after_the_failure_event_changes_nothing(dataworks, fn):
     assert record_for(late[0], FAILED_ID)["reason"] == "not-a-failure"
 
 
+def test_a_stale_copy_of_the_failure_event_after_the_rerun_failed_starts_no_second_rerun(dataworks, fn):
+    # Before: the copy found the instance in Failure again (run 2 failed) and reran it a second
+    # time for the one failure of run 1.
+    seed_failed(dataworks)
+    event = failure_event(FAILED_ID)
+    first = EventBridge(fn).publish(event)
+    assert record_for(first[0], FAILED_ID)["reason"] == "eligible"
+    run_2 = dataworks.backend.finish(FAILED_ID, "Failure")  # the rerun failed too
+    fn.new_instance()  # the copy lands on an instance with no memory of the event
+    stale = EventBridge(fn).publish(event)
+    record = record_for(stale[0], FAILED_ID)
+    assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "already-rerun", 2)
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
+    # The event about run 2's failure is not stale: it reruns run 2 once.
+    fresh = failure_event(FAILED_ID, "evt-run-2", finishTime=run_2.finished_time, modifyTime=run_2.modify_time)
+    later = EventBridge(fn).publish(fresh)
+    assert record_for(later[0], FAILED_ID)["reason"] == "eligible"
+    assert dataworks.backend.instance(FAILED_ID).run_number == 3
+    assert len(carried_out(dataworks, FAILED_ID)) == 2
+
+
 def test_a_failure_event_after_the_rerun_succeeded_is_skipped(dataworks, fn):
     seed_failed(dataworks)
     dataworks.backend.script_runs(FAILED_ID, ["Success"])

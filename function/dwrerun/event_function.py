@@ -113,7 +113,7 @@ def handle(event: bytes, context) -> dict:
             written.append(_ignored(job, item, "duplicate-event", f"event {item.event_id} is already handled here"))
         else:
             claimed += [item.event_id] if item.event_id else []
-            targets.append(Target(item.instance_id, item.event_id, item.task_type))
+            targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
     credentials = dataworks = None
     if config_error is None and targets:
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from dwrerun.config import ANY_ENV, INT64_MAX, Settings
 
@@ -96,11 +97,14 @@ def decide(
     force: bool = False,
     event_task_type: int | None = None,
     failed_run: int | None = None,
+    event_finished_at: int | None = None,
 ) -> Decision:
     """Decide for one instance. `manual` is an operator's HTTP request; `force` lifts only the cap.
 
     `failed_run` is the run a scheduled rerun was planned for: the instance is rerun only if that
     run is still its latest one, so a delayed rerun never stacks on one that happened meanwhile.
+    `event_finished_at` is when the run a failure event reports ended (epoch ms): an event about
+    a run older than the instance's current one is a stale copy, and reruns nothing.
     """
     # A guard field the answer lacks holds the rerun back (fails closed) when the guard needs it:
     # not knowing whose project, which task, which environment, whether the instance is frozen or
@@ -158,6 +162,13 @@ def decide(
             )
     if instance.run_number is None:
         return _skip("unknown-run-number", f"{_answered(instance, 'RunNumber')}, so the cap cannot be checked")
+    if _stale(instance, event_finished_at):
+        return _skip(
+            "already-rerun",
+            f"run {instance.run_number} started at {_utc(instance.started_time)}, after the run the event reports "
+            f"ended ({_utc(event_finished_at)}): that failure was already rerun, and this event is a late copy "
+            f"of it. Run {instance.run_number}'s own failure event decides about run {instance.run_number}",
+        )
     if instance.run_number > settings.max_reruns and not force:
         return _skip(
             "cap-reached",
@@ -172,6 +183,31 @@ def decide(
 
 def _skip(reason: str, message: str) -> Decision:
     return Decision(False, reason, message)
+
+
+def _stale(instance: Instance, event_finished_at: int | None) -> bool:
+    """Whether a failure event is about an earlier run than the instance's current one.
+
+    Inferred (README, Retry semantics): the event's finishTime (else modifyTime) and
+    GetTaskInstance's StartedTime come from the same scheduler clock, and a rerun starts after the
+    run it reruns ended; so a run that started after the event's run ended is a later run. Run 1
+    has no earlier run. Without either time the event cannot be placed, and it is taken to be about
+    the current run: the status guard still stands between it and a second rerun.
+    """
+    return (
+        event_finished_at is not None
+        and instance.started_time is not None
+        and instance.run_number is not None
+        and instance.run_number > 1
+        and event_finished_at < instance.started_time
+    )
+
+
+def _utc(epoch_ms: int) -> str:
+    try:
+        return datetime.fromtimestamp(epoch_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (OverflowError, ValueError, OSError):  # past the year 9999: say the number
+        return f"{epoch_ms} ms"
 
 
 def _lacks(instance: Instance, field: str, consequence: str) -> Decision:

@@ -54,6 +54,7 @@ class Target:
     event_id: str | None = None
     event_task_type: int | None = None  # the failure event's taskType (2 = frozen)
     scheduled: ScheduledRerun | None = None  # a delayed invocation: the failed run it was planned for
+    event_finished_at: int | None = None  # when the run the failure event reports ended (epoch ms)
 
 
 @dataclass(frozen=True)
@@ -255,6 +256,7 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
         force=job.force,
         event_task_type=item.target.event_task_type,
         failed_run=scheduled.failed_run_number if scheduled else None,
+        event_finished_at=item.target.event_finished_at,
     )
     if not item.decision.rerun:
         message, lost = item.decision.message, None
