@@ -28,6 +28,8 @@ that run is still the latest.
 
 from __future__ import annotations
 
+import math
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +46,14 @@ from dwrerun.schedule import ScheduledRerun
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
 COMMENT_EVENTS = 3  # event ids named in one RerunTaskInstances Comment, to keep it short
+# What the reads leave for the reruns after them: the least time a call is started with, one
+# call's read timeout (at most this much), and the write limiter's spacing between the chunks.
+RERUN_RESERVE_SECONDS = 3.0
+
+# The order instances are read in (a seam of randomness, as in pacing.py). FC's retry of an
+# invocation that ran out of time gets the same ids again: read in another order, it reaches
+# the ones the first attempt could not, instead of spending its time on the same first ones.
+shuffle = random.shuffle
 
 
 @dataclass(frozen=True)
@@ -102,6 +112,7 @@ class _Progress:
     refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
     refusal_request_id: str | None = None
     error: DataWorksError | None = None
+    out_of_time: bool = False  # not read: the reads' share of the invocation's time ran out first
     verdict: failure.Verdict | None = None  # what the failed run's log said; read once per run
     delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
     due_at: str | None = None
@@ -134,12 +145,21 @@ def run(
     attempt = 0
     last_error = None
     quota = _QuotaWatch()
+    # Liveness: reads stop in time for the reruns of what was read, so an invocation that cannot
+    # read everything still reruns what it read, and defers only the rest.
+    # A short FC timeout cannot spare a whole call's timeout for them: the reads get at least half.
+    now = pacing.clock()
+    reads_until = max(job.deadline - _rerun_reserve(job, len(progress)), now + (job.deadline - now) / 2)
+    lookup_order = list(progress)
+    shuffle(lookup_order)
     while True:
         open_items = [p for p in progress if p.record is None]
         if not open_items:
             return [p.record for p in progress]
         try:
-            _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
+            _look_up(
+                job, dataworks, [p for p in lookup_order if p.record is None and p.decision is None], quota, reads_until
+            )
             if quota.error is None:
                 _schedule(
                     job, functions, [p for p in open_items if p.record is None and p.decision is not None and p.delay]
@@ -153,6 +173,9 @@ def run(
             if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
                 _quota_exhausted(job, progress, quota.error)
                 continue
+            unread = sum(1 for p in progress if p.record is None and p.out_of_time)
+            if unread:  # what was read is done: only a new invocation can read the rest
+                raise pacing.DeadlineReached(f"no time left to read {unread} of the {len(progress)} instances")
             errors = [p.error for p in progress if p.record is None and p.error is not None]
             if not errors:
                 continue
@@ -185,26 +208,43 @@ class _QuotaWatch:
             self.error = self.error or error
 
 
-def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
+def _rerun_reserve(job: Job, count: int) -> float:
+    """Seconds the reads leave before the deadline for rerunning `count` instances."""
+    settings = job.settings
+    chunks = max(1, math.ceil(count / settings.chunk_size))
+    return MIN_CALL_SECONDS + min(settings.read_timeout, RERUN_RESERVE_SECONDS) + (chunks - 1) / settings.write_qps
+
+
+def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch, until: float) -> None:
     if len(items) == 1:
-        _look_up_one(job, dataworks, items[0], quota)
+        _look_up_one(job, dataworks, items[0], quota, until)
     elif items:
         with ThreadPoolExecutor(min(LOOKUP_THREADS, len(items))) as pool:
-            futures = [pool.submit(_look_up_one, job, dataworks, item, quota) for item in items]
+            futures = [pool.submit(_look_up_one, job, dataworks, item, quota, until) for item in items]
         for future in futures:
-            future.result()  # DeadlineReached surfaces here, in the invocation's own thread
+            future.result()  # an unexpected error surfaces here, in the invocation's own thread
 
 
-def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> None:
+def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> None:
+    """Read one instance and decide; `until` is when the reads' share of the invocation's time ends."""
+    item.out_of_time = False
+    try:
+        _read_and_decide(job, dataworks, item, quota, until)
+    except pacing.DeadlineReached:
+        item.out_of_time = True
+        item.decision = None  # half-decided (GetTask or the log not read): decided again next time
+
+
+def _read_and_decide(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> None:
     if quota.error is not None:
         return
     item.error = None
     started = pacing.clock()
     limiter = pacing.limiter("read", job.settings.read_qps)
     try:
-        limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+        limiter.acquire(until - MIN_CALL_SECONDS)
         item.attempts += 1
-        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job)))
+        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job, until)))
     except DataWorksError as exc:
         _paced(limiter, exc)
         if exc.quota_exhausted:
@@ -274,7 +314,7 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
     # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
     # A delayed invocation skips it: it was checked for this same failed run when the rerun was
     # scheduled, and the guards above just found the instance still at that run.
-    if not job.manual and scheduled is None and _left_to_dataworks(job, dataworks, item, quota):
+    if not job.manual and scheduled is None and _left_to_dataworks(job, dataworks, item, quota, until):
         return
     _classify(job, dataworks, item)
     if not item.decision.rerun:
@@ -316,7 +356,7 @@ def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         item.decision = failure.apply(item.decision, item.verdict, instance, job.settings)
 
 
-def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
+def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> bool:
     """Whether DataWorks reruns the instance itself (recorded `dataworks-auto-rerun`), or GetTask
     could not say (recorded, or left to retry). False: the function's own rerun may go ahead."""
     instance = item.instance
@@ -326,10 +366,10 @@ def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _
     if node is None:
         limiter = pacing.limiter("read", job.settings.read_qps)
         try:
-            limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+            limiter.acquire(until - MIN_CALL_SECONDS)
             item.attempts += 1
             node = autorerun.AutoRerun.from_api(
-                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job))
+                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job, until))
             )
         except DataWorksError as exc:
             _paced(limiter, exc)
@@ -564,6 +604,8 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
     code = error.code if error else "DeadlineReached"
     service = "Function Compute (InvokeFunction)" if isinstance(error, InvokeFunctionError) else "DataWorks"
     then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+    # No error: nothing failed, the invocation's time ran out before it got there.
+    cause = f"{service} kept failing ({code}; {why})" if error is not None else f"not done in time ({why})"
     deferred = False
     for item in progress:
         if item.record is None and item.refusal is not None:
@@ -581,17 +623,18 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
                 records.SKIP,
                 None,
                 "deferred",
-                f"{service} kept failing ({code}; {why}): {then}.{maybe}",
+                f"{cause}: {then}.{maybe}",
                 error,
             )
     if not deferred:
         return None
-    return RetryLater(f"{service} kept failing ({code}); {why}", [p.record for p in progress], error)
+    return RetryLater(cause, [p.record for p in progress], error)
 
 
-def _time_left(job: Job) -> float:
-    """The read timeout for the next call: the configured one, cut short so it ends by the deadline."""
-    left = job.deadline - pacing.clock()
+def _time_left(job: Job, until: float | None = None) -> float:
+    """The read timeout for the next call: the configured one, cut short so it ends by the deadline
+    (or by `until`, the end of the reads' share of the invocation's time)."""
+    left = (job.deadline if until is None else until) - pacing.clock()
     if left < MIN_CALL_SECONDS:
         raise pacing.DeadlineReached("the invocation's deadline is reached")
     return min(left, job.settings.read_timeout)
