@@ -5,6 +5,8 @@ variables) against the emulator over real HTTP with signature checks.
 """
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -163,3 +165,11 @@ def instance_records(invocation) -> list[dict]:
 def reruns(dataworks) -> list:
     """The RerunTaskInstances calls DataWorks accepted."""
     return [e for e in dataworks.journal.calls("RerunTaskInstances") if e.status == 200]
+
+
+@pytest.fixture(scope="session")
+def demo_run():
+    """`make demo`, once per session: what it printed; its records stay in .localcloud/logs."""
+    return subprocess.run(
+        [sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=180, check=True
+    )

@@ -1,9 +1,12 @@
 """The event function: one EventBridge delivery of DataWorks failure events in, records out.
 
-Returns normally whenever retrying cannot help (ignored events, skips, permanent errors, and
-DataWorks' daily limit or edition quota used up: `quota-exhausted`), and raises `RetryLater` only
-when DataWorks kept failing transiently: FC then retries the asynchronous invocation, which is
-safe because every retry reads each instance's status before acting.
+Returns normally whenever retrying cannot help (ignored events, skips, permanent errors, a bad
+setting or rules file: `config-error`, and DataWorks' daily limit or edition quota used up:
+`quota-exhausted`), and raises `RetryLater` only when DataWorks kept failing transiently: FC then
+retries the asynchronous invocation, which is safe because every retry reads each instance's
+status before acting. An unexpected error is raised too, after recording every unfinished
+instance `deferred`: each attempt FC makes leaves its records, so an invocation FC gives up on
+can be told from them (the retries-exhausted alert in template.yml).
 
 Duplicates: EventBridge delivers at least once, and two copies of one event may run at the same
 moment on two FC instances (separate processes, no shared memory). What makes that harmless is
@@ -66,21 +69,12 @@ def handle(event: bytes, context) -> dict:
     """Handle one delivery; returns the invocation's summary record."""
     started = pacing.clock()
     invocation = Invocation.from_context(context)
-    # A deploy the function cannot run with (a bad setting or rules file, no credentials, no
-    # region) is recorded for every instance the delivery names (reason config-error), so none is
-    # lost. A bad rules file then returns normally; the rest raise, so FC retries the delivery
-    # (README, Configuration: it succeeds once the setting or the role is fixed).
-    config_error: ConfigError | None = None
     try:
         settings = Settings.from_env()
-    except ConfigError as exc:
-        settings, config_error = Settings(), exc
-    rule_set = None
-    if config_error is None:
-        try:
-            rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
-        except rules.RulesError as exc:
-            config_error = exc
+        rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
+        config_error = None
+    except ConfigError as exc:  # a bad setting or rules file (rules.RulesError is a ConfigError)
+        settings, rule_set, config_error = Settings(), None, exc
     job = Job(
         trigger=records.EVENTBRIDGE,
         request_id=invocation.request_id,
@@ -114,21 +108,14 @@ def handle(event: bytes, context) -> dict:
         else:
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
-    credentials = dataworks = None
-    if config_error is None and targets:
-        try:
-            credentials = credentials_from(os.environ, context)
-            dataworks = client_for(credentials, settings, invocation.region)
-        except ConfigError as exc:
-            config_error = exc
     if config_error is not None:
-        written += [_ignored(job, target, "config-error", str(config_error)) for target in targets]
+        # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
+        # and the invocation returns normally, since FC retrying it cannot fix the deployment.
+        written += [_unfinished(job, target, "config-error", str(config_error)) for target in targets]
         targets = []
-        if not isinstance(config_error, rules.RulesError):
-            handled_events.release(claimed)
-            _write_all(job, written, started, outcome="retry", error="ConfigError")
-            raise config_error
     try:
+        credentials = credentials_from(os.environ, context) if targets else None
+        dataworks = client_for(credentials, settings, invocation.region) if targets else None
 
         def functions():  # made only when a rerun is to be scheduled
             from dwrerun import function_compute
@@ -139,6 +126,18 @@ def handle(event: bytes, context) -> dict:
     except RetryLater as exc:
         handled_events.release(claimed)
         _write_all(job, written + exc.records, started, outcome="retry", error=exc.error.code if exc.error else None)
+        raise
+    except ConfigError as exc:  # no credentials or no region: no retry brings them
+        handled_events.release(claimed)
+        written += [_unfinished(job, target, "config-error", str(exc)) for target in targets]
+        return _write_all(job, written, started, outcome="done")
+    except Exception as exc:
+        # A bug: FC retries the invocation. Its records say so, without the trace (FC logs that
+        # with the error), so every attempt is on record and the alert can count them.
+        handled_events.release(claimed)
+        why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the invocation"
+        written += [_unfinished(job, target, "deferred", why) for target in targets]
+        _write_all(job, written, started, outcome="retry", error=type(exc).__name__)
         raise
     except BaseException:
         handled_events.release(claimed)
@@ -159,6 +158,24 @@ def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None 
         request_id=job.request_id,
         event_id=item.event_id,
         async_task_id=getattr(item, "async_task_id", None),
+    )
+
+
+def _unfinished(job: Job, target: Target, reason: str, message: str) -> dict:
+    """The record of a target the invocation could not finish (nothing read, nothing rerun)."""
+    scheduled = target.scheduled
+    return records.instance_record(
+        instance_id=target.instance_id,
+        decision=records.SKIP,
+        success=None,
+        message=message,
+        reason=reason,
+        trigger=job.trigger,
+        request_id=job.request_id,
+        event_id=target.event_id,
+        rule=scheduled.rule if scheduled else None,
+        due_at=scheduled.due_at if scheduled else None,
+        async_task_id=scheduled.async_task_id if scheduled else None,
     )
 
 

@@ -71,6 +71,7 @@ def instance_record(
         "taskName": getattr(instance, "task_name", None),
         "projectEnv": getattr(instance, "project_env", None),
         "status": getattr(instance, "status", None),
+        "finishedTime": getattr(instance, "finished_time", None),
         "errorCode": error_code,
         "dataworksRequestId": dataworks_request_id,
         "comment": comment,

@@ -52,6 +52,10 @@ INSTANCE_FIELDS = (
     _field("taskName", TEXT),
     _field("projectEnv", TEXT),
     _field("status", TEXT),
+    # When the run that was read ended: GetTaskInstance's FinishedTime, epoch ms (null while it runs).
+    # For a rerun it is the failed run's end, so `__time__ - finishedTime / 1000` is the time from
+    # the failure to its rerun (the dashboard's panel).
+    _field("finishedTime", LONG),
     _field("errorCode", TEXT),
     _field("dataworksRequestId", TEXT),
     _field("comment", TEXT),
@@ -84,7 +88,7 @@ SUMMARY_FIELDS = (
     _field("durationMs", DOUBLE),
     _field("outcome", TEXT),  # done | retry (event: FC retries it) | upstream-error (HTTP)
     _field("dryRunMode", TEXT),  # true | false
-    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it
+    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it, or an unexpected error's type
 )
 
 
