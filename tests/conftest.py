@@ -173,3 +173,20 @@ def demo_run():
     return subprocess.run(
         [sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=180, check=True
     )
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`--dist loadgroup`): the tests that share a costly module- or
+    session-scoped fixture (a build, a benchmark, the demo) go to one worker, so it is made once.
+    The demo's tests all go to one worker: `make demo` rewrites .localcloud/logs, which one
+    process at a time may do. Without xdist the marks change nothing."""
+    for item in items:
+        if "demo_run" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("demo"))
+            continue
+        definitions = getattr(item, "_fixtureinfo", None)
+        for name in item.fixturenames:
+            defs = definitions.name2fixturedefs.get(name) if definitions else None
+            if defs and defs[-1].scope == "module":
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+                break

@@ -6,7 +6,9 @@ input causes is in its journal. Stdout is a strict UTF-8 stream, like FC's: a re
 cannot be written fails the property.
 
 Examples per property: FUZZ_EXAMPLES (default 500); README's Reliability section gives the
-run time. Deadlines are off: the machines are shared and noisy.
+run time. Deadlines are off: the machines are shared and noisy. The examples are derandomized
+(the same ones on every run, on every xdist worker, in any test order): a failure here replays,
+and nothing rests on a chance find. FUZZ_EXPLORE=1 draws new ones, to hunt for fresh inputs.
 """
 
 import base64
@@ -31,6 +33,7 @@ settings.register_profile(
     max_examples=int(os.environ.get("FUZZ_EXAMPLES", "500")),
     deadline=None,
     database=None,  # nothing written into the tree; a failure prints its reproduction blob
+    derandomize=os.environ.get("FUZZ_EXPLORE") != "1",
     print_blob=True,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
