@@ -2,13 +2,14 @@
 
     python bench_burst_child.py <mode> '<json settings>'
 
-Modes (each prints one `BENCH {json}` line last):
-- burst:   one warm FC instance (the in-process harness) takes `count` failure events, one
-           invocation at a time as an FC 3.0 standard-runtime instance serves them (issue 10
-           moves the burst onto localcloud.fcfunction's instances); reports wall time, CPU time
-           and peak RSS of this process.
-- harness: the same harness and burst with a do-nothing handler, to show what the harness
-           itself costs in CPU and memory.
+Modes (each prints one `BENCH {json}` line last; progress goes to stderr):
+- burst:   `count` failure events through the EventBridge publisher into the event function's
+           asynchronous queue, run as FC 3.0 runs a standard runtime (localcloud.fcfunction):
+           one invocation per instance, each instance its own process, at most
+           `reserved_concurrency` of them, FC's retries; cold starts included. Reports wall time,
+           instances started, peak memory per instance, the instances' CPU time, the records.
+- harness: the same burst on the same model with a do-nothing handler: what the model itself
+           (the instance processes, the dispatch, the log lines) costs in CPU and memory.
 - naive:   the naive peer: per event one GetTaskInstance and one RerunTaskInstances with the
            official SDK, no limiter, `concurrency` threads.
 - profile: the event handler called directly, one event after another on this thread: CPU per
@@ -16,8 +17,8 @@ Modes (each prints one `BENCH {json}` line last):
 - classify: the same direct handler, alternating a failure whose log is read and matched with one
            handled with RERUN_READ_LOGS=false; then the rules matching that log alone.
 
-The DataWorks emulator runs in the parent, so the CPU and memory measured here are the
-function's side only.
+The DataWorks emulator runs in the parent (DataWorks is another machine), so the CPU and memory
+measured here are the function's side only.
 """
 
 from __future__ import annotations
@@ -54,11 +55,15 @@ def handle_event(event, context):
 """
 
 
-def failure_event(instance_id: int, tag: str) -> bytes:
+def failure_event(instance_id: int, tag: str) -> dict:
     event = json.loads((ROOT / "tests" / "events" / "dataworks-instance-failed.json").read_text())
     event["id"] = f"bench-{tag}-{instance_id}"
     event["data"]["taskId"] = instance_id
-    return json.dumps(event).encode()
+    return event
+
+
+def failure_payload(instance_id: int, tag: str) -> bytes:
+    return json.dumps(failure_event(instance_id, tag)).encode()
 
 
 def cpu_seconds() -> float:
@@ -66,79 +71,106 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def current_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def harness_function(settings: dict, code_dir: Path, logstore: Path):
-    from localcloud.acs3 import Credentials
-    from localcloud.fc import FunctionCompute
-
-    return FunctionCompute(
-        handler="index.handle_event",
-        code_dir=str(code_dir),
-        runtime="python3.12",
-        timeout=120,
-        function_name="dwrerun-event",
-        region="cn-hangzhou",
-        env={
-            "DATAWORKS_ENDPOINT": settings["url"],
-            "DATAWORKS_READ_QPS": str(settings["read_qps"]),
-            "DATAWORKS_WRITE_QPS": str(settings["write_qps"]),
-            "RERUN_READ_LOGS": "false",  # the engine's burst; bench.py's failure-rules figure reads logs
-            "RERUN_BACKOFF_BASE_SECONDS": "0",  # the burst is of immediate reruns
-        },
-        credentials=Credentials(*settings["credentials"]),
-        logstore=str(logstore),
-    )
+def children_cpu_seconds() -> float:
+    """CPU time of the child processes that ended and were waited for: here, the FC instances."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def burst(settings: dict, code_dir: Path = FUNCTION_DIR) -> dict:
-    first, count = settings["first_id"], settings["count"]
+    """`count` failure events through the EventBridge publisher into the event function's queue, on the
+    process model (one invocation per instance process, at most reservedConcurrency of them), cold
+    starts included: the clock starts before the first delivery and no instance exists yet."""
+    from localcloud.acs3 import Credentials
+    from localcloud.eventbridge import EventBridge
+    from localcloud.fcfunction import Function
+
+    first, count, label = settings["first_id"], settings["count"], settings.get("label", "burst")
+    events = [failure_event(first + n, label) for n in range(count)]
     with tempfile.TemporaryDirectory() as tmp:
         logstore = Path(tmp) / "logstore.jsonl"
-        with harness_function(settings, code_dir, logstore) as fn:
-            warm = fn.invoke(failure_event(settings["warm_id"], "warm"))  # the instance is warm from here on
-            if not warm.ok:
-                raise SystemExit(f"the warm-up invocation failed: {warm.error}")
-            rss_warm = current_rss_mib()
-            time.sleep(settings.get("settle", 0.0))  # the warm-up's calls leave the quota's window
-            events = [failure_event(first + n, "burst") for n in range(count)]
-            started_epoch, cpu0, t0 = time.time(), cpu_seconds(), time.perf_counter()
-            invocations = fn.invoke_many(events)
+        function = Function(
+            handler="index.handle_event",
+            code_dir=str(code_dir),
+            runtime=settings["runtime"],
+            timeout=settings["timeout"],
+            memory=settings["memory"],
+            function_name="dwrerun-event",
+            region="cn-hangzhou",
+            env={
+                "DATAWORKS_ENDPOINT": settings["url"],
+                "DATAWORKS_READ_QPS": str(settings["read_qps"]),
+                "DATAWORKS_WRITE_QPS": str(settings["write_qps"]),
+                "RERUN_BACKOFF_BASE_SECONDS": "0",  # the burst is of immediate reruns
+            },
+            credentials=Credentials(*settings["credentials"]),
+            logstore=str(logstore),
+            reserved_concurrency=settings["reserved_concurrency"],
+            max_async_retry_attempts=settings["retries"],
+        )
+        with function:
+            rule = EventBridge(function)
+            cpu0, children0 = cpu_seconds(), children_cpu_seconds()
+            started_epoch, t0 = time.time(), time.perf_counter()
+            handles = [handle for event in events for handle in rule.deliver(event)]
+            wait_all(handles, label, t0, settings.get("budget", 3600.0))
             wall = time.perf_counter() - t0
-            cpu = cpu_seconds() - cpu0
-            peak = peak_rss_mib()
-            records = [r for inv in invocations for r in inv.records]
-            logstore_lines = sum(1 for _ in logstore.open(encoding="utf-8"))
+            dispatcher_cpu = cpu_seconds() - cpu0
+            instances = function.instances
+        # The instances ended with the function: their CPU time is now the children's.
+        instances_cpu = children_cpu_seconds() - children0
+        logstore_lines = sum(1 for _ in logstore.open(encoding="utf-8"))
+    attempts = [attempt for handle in handles for attempt in handle.attempts]
+    finals = [handle.final for handle in handles]
+    records = [r for attempt in attempts for r in attempt.records]
     instance_records = [r for r in records if r.get("kind") == "instance"]
+    final_records = [r for inv in finals if inv is not None for r in inv.records if r.get("kind") == "instance"]
+    peaks = [i.peak_rss_mib for i in instances]
     return {
         "wall_s": wall,
         "started_epoch": started_epoch,
-        "cpu_s": cpu,
-        "cpu_ms_per_event": cpu * 1000 / count,
-        "peak_rss_mib": peak,
-        "rss_after_warmup_mib": rss_warm,
-        "invocations": len(invocations),
-        "invocation_errors": sum(1 for inv in invocations if not inv.ok),
+        "instances_started": len(instances),
+        "invocations_per_instance": [i.invocations for i in instances],
+        "peak_rss_mib_per_instance": peaks,
+        "peak_rss_mib": max(peaks) if peaks else 0.0,
+        "cold_starts": sum(1 for a in attempts if a.cold_start),
+        "instances_cpu_s": instances_cpu,
+        "cpu_ms_per_event": instances_cpu * 1000 / count,
+        "dispatcher_cpu_ms_per_event": dispatcher_cpu * 1000 / count,
+        "invocations": len(handles),
+        "attempts": len(attempts),
+        "fc_retries": len(attempts) - len(handles),
+        "invocations_failed": sum(1 for handle in handles if handle.status != "Succeeded"),
+        "attempt_errors": _tally(a.error["errorType"] for a in attempts if a.error),
         "instance_records": len(instance_records),
         "summary_records": sum(1 for r in records if r.get("kind") == "summary"),
-        "rerun_records": sum(1 for r in instance_records if r.get("decision") == "rerun" and r.get("success")),
+        "rerun_records": sum(1 for r in final_records if r.get("decision") == "rerun" and r.get("success")),
+        "final_reasons": _tally(f"{r.get('decision')} {r.get('reason')}" for r in final_records),
         "logstore_lines": logstore_lines,
     }
 
 
+def wait_all(handles: list, label: str, t0: float, budget: float, every: float = 10.0) -> None:
+    """Wait until FC is done with every handle, saying how far it got on stderr every `every` s."""
+    done, last = 0, t0
+    for handle in handles:
+        while not handle.wait(1.0):
+            now = time.perf_counter()
+            if now - t0 > budget:
+                raise SystemExit(f"{label}: {len(handles) - done} invocations still not done after {budget:.0f} s")
+            if now - last >= every:
+                print(
+                    f"  {label}: {done}/{len(handles)} invocations done, {now - t0:.0f} s", file=sys.stderr, flush=True
+                )
+                last = now
+        done += 1
+
+
 def harness(settings: dict) -> dict:
+    """The same burst on the same process model with a do-nothing handler: what the model costs."""
     with tempfile.TemporaryDirectory() as code_dir:
         (Path(code_dir) / "index.py").write_text(NOOP_HANDLER)
-        return burst({**settings, "settle": 0.0}, Path(code_dir))
+        return burst(settings, Path(code_dir))
 
 
 def naive(settings: dict) -> dict:
@@ -212,18 +244,18 @@ def profile(settings: dict) -> dict:
     real_stdout = sys.stdout
     sys.stdout = io.StringIO()  # the records: FC ships them, here they are dropped
     try:
-        index.handle_event(failure_event(settings["warm_id"], "warm"), Context())
+        index.handle_event(failure_payload(settings["warm_id"], "warm"), Context())
         # Handler and floor alternate event by event, so drift on a shared machine hits both alike.
         direct_cpu = floor_cpu = 0.0
         for instance_id, floor_id in zip(plain, floor_ids, strict=True):
-            event = failure_event(instance_id, "plain")
+            event = failure_payload(instance_id, "plain")
             t0 = time.thread_time()
             index.handle_event(event, Context())
             t1 = time.thread_time()
             floor_call(floor_id)
             direct_cpu += t1 - t0
             floor_cpu += time.thread_time() - t1
-        events = [failure_event(i, "profiled") for i in profiled]
+        events = [failure_payload(i, "profiled") for i in profiled]
         profiler = cProfile.Profile(time.thread_time)  # CPU time of this thread: waits cost nothing
         profiler.enable()
         for event in events:
@@ -282,7 +314,7 @@ def classify(settings: dict) -> dict:
     def handle(instance_id: int, read_logs: bool) -> float:
         os.environ["RERUN_READ_LOGS"] = "true" if read_logs else "false"  # read per invocation
         t0 = time.thread_time()
-        summary = index.handle_event(failure_event(instance_id, "classify"), Context())
+        summary = index.handle_event(failure_payload(instance_id, "classify"), Context())
         spent = time.thread_time() - t0
         (outcome,) = summary["outcomes"]
         if outcome["decision"] != "rerun" or outcome["success"] is not True:

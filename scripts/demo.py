@@ -6,9 +6,13 @@
    of them twice, as at-least-once delivery may): into the function's asynchronous queue, which
    runs them as FC 3.0 does, one invocation per instance, each instance its own process, at most
    reservedConcurrency of them (localcloud.fcfunction).
-3. Makes a manual rerun through the local HTTP gateway, as an operator would with curl, then lets
-   the reruns finish in the emulator.
-4. Prints one row per decision, the instances that ran, and how to query the records.
+3. A failure the guards let through is scheduled, not rerun at once: the function invokes itself
+   through the local FC OpenAPI (localcloud.fcapi: InvokeFunction, ACS3-signed, async, delayed a
+   few seconds, with a task id, so the second copy of the twice-delivered event gets FC's 409),
+   and FC's delayed invocation reruns it when it comes due (real time here: DELAY_SECONDS).
+4. Makes a manual rerun through the local HTTP gateway, as an operator would with curl (always at
+   once), waits for the scheduled reruns, then lets the reruns finish in the emulator.
+5. Prints one row per decision, the instances that ran, and how to query the records.
 
 `--serve` keeps everything running for curl experiments instead, and prints the endpoints.
 """
@@ -19,6 +23,7 @@ import argparse
 import json
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,6 +35,7 @@ sys.path.insert(0, str(HERE))
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
 from localcloud.eventbridge import EventBridge  # noqa: E402
+from localcloud.fcapi import FunctionComputeApi  # noqa: E402
 from localcloud.fcfunction import Function  # noqa: E402
 from localcloud.gateway import HttpGateway  # noqa: E402
 
@@ -51,6 +57,9 @@ MANUAL_IDS = [1000012345679, 1000012345682, 1000012345680]  # a success (AllAllo
 # Instances each function may run at once. Small, so the demo's cold starts stay few on a laptop;
 # the deployed value is template.yml's reservedConcurrency.
 RESERVED_CONCURRENCY = 3
+# The demo's schedule: RERUN_BACKOFF_BASE_SECONDS and RERUN_BACKOFF_MAX_SECONDS both this, so every
+# scheduled rerun waits 2-4 s (equal jitter: half the ceiling at least). Deployed: 120 s and 1800 s.
+DELAY_SECONDS = 4
 # The records sit JSON-encoded in each Logstore line's "message": these unwrap them.
 RERUN_QUERY_JQ = 'jq -c \'.message | fromjson? | select(type == "object" and .decision == "rerun")\' {path}'
 RERUN_QUERY_PYTHON = (
@@ -67,27 +76,40 @@ def main(argv: list[str] | None = None) -> int:
     for old in LOGS.glob("*.jsonl"):
         old.unlink()
 
-    with DataWorksEmulator(credentials=[CREDENTIALS], seed=SEED) as dataworks:
-        # Reruns at once here; the scheduled part of the demo gives its own delays.
+    with (
+        DataWorksEmulator(credentials=[CREDENTIALS], seed=SEED) as dataworks,
+        FunctionComputeApi(credentials=[CREDENTIALS]) as fc_api,
+    ):
         env = {
             "DATAWORKS_ENDPOINT": dataworks.url,
             "DATAWORKS_READ_QPS": "50",
             "DATAWORKS_WRITE_QPS": "20",
-            "RERUN_BACKOFF_BASE_SECONDS": "0",
+            "RERUN_BACKOFF_BASE_SECONDS": str(DELAY_SECONDS),
+            "RERUN_BACKOFF_MAX_SECONDS": str(DELAY_SECONDS),
+            "FUNCTION_COMPUTE_ENDPOINT": fc_api.url,  # where the event function schedules its reruns
         }
-        event_fn = _function("index.handle_event", "dwrerun-event", env)
+        event_fn = _function("index.handle_event", "dwrerun-event", env, async_task=True)
         http_fn = _function("index.handle_http", "dwrerun-http", env)
+        fc_api.register(event_fn)
         with event_fn, http_fn, HttpGateway(http_fn) as gateway:
             if args.serve:
-                return _serve(dataworks, event_fn, gateway)
-            rows = _deliver_events(event_fn) + _manual_rerun(gateway)
+                return _serve(dataworks, fc_api, event_fn, gateway)
+            rows = _deliver_events(event_fn) + _manual_rerun(gateway) + _scheduled_reruns(event_fn)
             ended = dataworks.backend.advance()  # the reruns' runs end as the seed scripts them
             instances = event_fn.instances
+            calls = fc_api.calls()
     _print_table(rows)
     peaks = ", ".join(f"{i.peak_rss_mib:.0f}" for i in instances)
     print(
         f"\nThe event function ran on {len(instances)} instances (reservedConcurrency {RESERVED_CONCURRENCY}), "
         f"each its own process, one invocation at a time; peak memory per instance (MiB): {peaks}"
+    )
+    accepted = [c for c in calls if c.status == 202]
+    delays = sorted({c.delay for c in accepted})
+    print(
+        f"Scheduled reruns: {len(accepted)} delayed invocations through the local FC InvokeFunction "
+        f"(x-fc-async-delay {', '.join(map(str, delays)) or '-'} s), {sum(c.status == 409 for c in calls)} copy "
+        "refused with 409 (already-scheduled)"
     )
     print(f"Rerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
     path = f"{LOGS.relative_to(ROOT)}/dwrerun-event.jsonl"
@@ -103,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _function(handler: str, name: str, env: dict) -> Function:
+def _function(handler: str, name: str, env: dict, async_task: bool = False) -> Function:
     return Function(
         handler=handler,
         code_dir=str(ROOT / "function"),
@@ -116,6 +138,7 @@ def _function(handler: str, name: str, env: dict) -> Function:
         logstore=str(LOGS / f"{name}.jsonl"),
         reserved_concurrency=RESERVED_CONCURRENCY,
         max_async_retry_attempts=3,
+        async_task=async_task,  # asyncInvokeConfig.asyncTask: FC refuses a repeated task id (409)
     )
 
 
@@ -135,13 +158,28 @@ def _deliver_events(event_fn: Function) -> list[dict]:
     # All at once, as a burst of failures arrives: FC spreads them over instances as they free up.
     handles = [handle for event, twice in events for handle in rule.deliver(event, duplicate=twice)]
     event_fn.drain()
+    return _rows(handles)
+
+
+def _scheduled_reruns(event_fn: Function) -> list[dict]:
+    """Wait until FC's delayed invocations (the scheduled reruns) have come due and run."""
+    handles = [handle for handle in event_fn.async_invocations if handle.task_id is not None]
+    if handles:
+        wait = max(0.0, max(handle.due_at for handle in handles) - time.time())
+        print(f"Waiting {wait:.0f} s for {len(handles)} scheduled reruns to come due...", file=sys.stderr, flush=True)
+    for handle in handles:
+        handle.wait(60)
+    return _rows(handles, trigger="delayed")
+
+
+def _rows(handles, trigger: str | None = None) -> list[dict]:
     rows = []
     for invocation in (attempt for handle in handles for attempt in handle.attempts):
-        rows += [_row(r) for r in invocation.records if r.get("kind") == "instance"]
+        rows += [_row(r, trigger) for r in invocation.records if r.get("kind") == "instance"]
         if invocation.error:
             rows.append(
                 {
-                    "trigger": "eventbridge",
+                    "trigger": trigger or "eventbridge",
                     "instance": "-",
                     "decision": "error",
                     "reason": "",
@@ -161,15 +199,19 @@ def _manual_rerun(gateway: HttpGateway) -> list[dict]:
     return [_row(r) for r in gateway.invocations[-1].records if r.get("kind") == "instance"]
 
 
-def _row(record: dict) -> dict:
+def _row(record: dict, trigger: str | None = None) -> dict:
     if record["decision"] == "rerun":
         result = "rerun ok" if record["success"] else f"rerun FAILED: {record['message']}"
+        if record.get("asyncTaskId"):
+            result += f" (FC async task {record['asyncTaskId']}, due {record['dueAt']})"
+    elif record["decision"] == "scheduled":
+        result = f"rerun in {record['delaySeconds']} s (FC async task {record['asyncTaskId']})"
     elif record["decision"] == "dry-run":
         result = "would rerun"
     else:
         result = record["message"]
     return {
-        "trigger": record["trigger"],
+        "trigger": trigger or record["trigger"],
         "instance": str(record["instanceId"] or "-"),
         "decision": record["decision"],
         "reason": record["reason"],
@@ -185,7 +227,7 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(row[c].ljust(widths.get(c, 0)) for c in columns))
 
 
-def _serve(dataworks, event_fn: Function, gateway: HttpGateway) -> int:
+def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway) -> int:
     rule = EventBridge(event_fn)
 
     class PublishHandler(BaseHTTPRequestHandler):
@@ -219,6 +261,7 @@ DataWorks OpenAPI emulator  {dataworks.url}
                             ALIBABA_CLOUD_SECURITY_TOKEN={CREDENTIALS.security_token}
 HTTP function (gateway)     {gateway.url}   (authType anonymous locally: no signature needed)
 Event function (publisher)  {events_url}   (POST one CloudEvent; it goes to the event function as an EventBridge rule delivers it)
+FC OpenAPI (InvokeFunction) {fc_api.url}   (the event function schedules its reruns here: they run {DELAY_SECONDS // 2}-{DELAY_SECONDS} s later)
 Records                     {LOGS.relative_to(ROOT)}/dwrerun-event.jsonl, dwrerun-http.jsonl
 
 Try:

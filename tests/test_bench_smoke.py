@@ -20,15 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", "20", "--rounds", "1", "--quick"]
-        + ["--out", str(out)],
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", "12", "--rounds", "1", "--quick"]
+        + ["--manual-rounds", "1", "--failures", "8", "--instances", "2", "--schedule-speed", "30", "--out", str(out)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert f"Figures written to {out}" in done.stdout
-    return json.loads(out.read_text()), done.stdout
+    return json.loads(out.read_text()), done.stdout, done.stderr
 
 
 def seconds(value) -> bool:
@@ -58,33 +58,52 @@ def test_cold_start_and_health_figures(results):
 
 
 def test_burst_figures(results):
-    burst = results[0]["figures"]["burst"]
+    data = results[0]
+    burst, template = data["figures"]["burst"], data["settings"]["template"]["event"]
     ours, naive = burst["ours"], burst["naive_peer"]
-    assert burst["events"] == 20 and burst["rounds"] == 1
-    assert seconds(ours["wall_s"]) and seconds(burst["quota_bound_s"]) and seconds(burst["ratio_ours_quota_bound"])
+    assert burst["events"] == 12 and burst["rounds"] == 1
+    for key in ("quota_bound_s", "pacing_bound_s", "ratio_ours_quota_bound", "ratio_ours_pacing_bound"):
+        assert seconds(burst[key]), key
+    assert seconds(ours["wall_s"])
+    # The process model: instances, cold starts, no more than allowed (--instances 2 here).
+    assert 1 <= ours["instances_started"] <= template["reserved_concurrency"] == 2
+    assert ours["cold_starts"] == ours["instances_started"] == len(ours["peak_rss_mib_per_instance"])
+    assert sum(ours["invocations_per_instance"]) == ours["attempts"] == 12
     # Correctness, not speed: every instance rerun once, nothing throttled, one record each.
-    assert ours["throttled"] == 0
-    assert ours["all_rerun_exactly_once"] is True and ours["instances_rerun"] == 20
-    assert (ours["reads"], ours["writes"]) == (20, 20)
-    assert ours["instance_records"] == ours["summary_records"] == ours["rerun_records"] == 20
-    assert ours["invocation_errors"] == 0
+    assert ours["throttled"] == 0 and (ours["lost"], ours["double"]) == (0, 0)
+    assert ours["all_rerun_exactly_once"] is True and ours["instances_rerun"] == 12
+    # As deployed: the failed run's log is read (RERUN_READ_LOGS=true), GetTask once per instance or so.
+    calls = ours["calls_per_action"]
+    assert calls["GetTaskInstance 200 OK"] == calls["GetTaskInstanceLog 200 OK"] == ours["writes"] == 12
+    assert ours["reads"] == 24 + calls.get("GetTask 200 OK", 0)
+    assert ours["instance_records"] == ours["summary_records"] == ours["rerun_records"] == 12
+    assert ours["invocations_failed"] == 0 and ours["fc_retries"] == 0
     assert all(isinstance(v, int) for v in ours["calls_per_action"].values())
     assert seconds(naive["wall_s"]) and isinstance(naive["throttled"], int)
-    assert 0 <= naive["instances_rerun"] <= 20
+    assert 0 <= naive["instances_rerun"] <= 12
+
+
+def test_burst_with_a_neighbour_loses_nothing_and_reruns_nothing_twice(results):
+    near = results[0]["figures"]["neighbour"]
+    ours = near["ours"]
+    assert (near["neighbour_share"], near["reads_left"], near["writes_left"]) == (0.6, 20, 8)
+    assert seconds(ours["wall_s"]) and seconds(near["quota_bound_s"]) and isinstance(ours["throttled"], int)
+    assert (ours["lost"], ours["double"]) == (0, 0) and ours["instances_rerun"] == 12
 
 
 def test_memory_and_cpu_figures(results):
     memory = results[0]["figures"]["memory_cpu"]
     for key in (
         "peak_rss_mib",
-        "rss_after_warmup_mib",
         "cpu_ms_per_event",
+        "dispatcher_cpu_ms_per_event",
         "handler_alone_cpu_ms_per_event",
         "sdk_floor_cpu_ms_per_event",
     ):
         assert seconds(memory[key]), key
     assert isinstance(memory["function_own_cpu_ms_per_event"], float)  # a difference: may dip below 0
-    assert seconds(memory["harness_alone"]["peak_rss_mib"]) and memory["harness_alone"]["invocations"] == 20
+    assert memory["memory_mib"] == 512 and all(seconds(p) for p in memory["peak_rss_mib_per_instance"])
+    assert seconds(memory["harness_alone"]["peak_rss_mib"]) and memory["harness_alone"]["invocations"] == 12
     profile = memory["profile"]
     assert profile["events"] == 10 and profile["top_functions"]
     assert "function (dwrerun)" in profile["by_area"]
@@ -93,18 +112,42 @@ def test_memory_and_cpu_figures(results):
 
 def test_manual_rerun_figures(results):
     manual = results[0]["figures"]["manual_rerun"]
-    assert manual["ids"] == 20 and manual["rounds"] == 1
+    assert manual["ids"] == 10 and manual["rounds"] == 1 and manual["read_qps"] == 4.5
     assert seconds(manual["ours"]["wall_s"]) and seconds(manual["serial_floor"]["wall_s"])
-    assert seconds(manual["ratio_ours_serial_floor"])
+    assert seconds(manual["ratio_ours_serial_floor"]) and seconds(manual["ratio_ours_share_bound"])
+
+
+def test_schedule_figures(results):
+    plan, stdout = results[0]["figures"]["schedule"], results[1]
+    later, now = plan["scheduled"], plan["immediate"]
+    assert (plan["failures"], plan["backoff_base_s"], plan["write_quota"]) == (8, 120, 20)
+    # The template's default schedule: the first rerun waits 60-120 s, FC holds each that long.
+    assert later["decisions"] == {"scheduled eligible": 8} and later["invoke_function_calls"] == {"202": 8}
+    assert len(later["due_s"]) == 8 and 60 <= later["due_s"][0] <= later["due_s"][-1] <= 120
+    assert sum(row["count"] for row in later["histogram"]) == 8 and "s  #" in stdout
+    assert later["delayed_invocations_failed"] == 0 and plan["clock_speed"] == 30
+    for figures in (later, now):
+        assert (figures["lost"], figures["double"], figures["throttled"]) == (0, 0, 0)
+        assert figures["all_rerun_exactly_once"] is True and 1 <= figures["peak_writes_per_s"] <= 8
+        assert sum(figures["writes_per_second"]) == 8 and 0 <= figures["busy_seconds"] <= 8
+    assert seconds(plan["ratio_peak_immediate_scheduled"]) and seconds(plan["ratio_busy_seconds_immediate_scheduled"])
 
 
 def test_table_is_printed_and_saved(results):
-    data, stdout = results
-    assert len(data["table"]) >= 15
+    data, stdout, _ = results
+    assert len(data["table"]) >= 20
     for row in data["table"]:
         assert set(row) == {"figure", "ours", "comparison", "ratio", "target", "met"}
         assert row["met"] in (True, False, None)
         assert row["figure"] in stdout
+    # The same on any terminal: plain ASCII, no markdown emphasis.
+    assert stdout.isascii() and "**" not in stdout
+
+
+def test_progress_goes_to_stderr_per_benchmark(results):
+    data, _, stderr = results
+    for number, name in enumerate(data["settings"]["benchmarks"], 1):
+        assert f"[{number}/{len(data['settings']['benchmarks'])}] {name} done in" in stderr
 
 
 def test_failure_rules_figures(results):

@@ -20,14 +20,26 @@ def test_the_demo_shows_event_and_manual_reruns(demo):
     lines = demo.stdout.splitlines()
     assert lines[0].split() == ["trigger", "instance", "decision", "reason", "result"]
     first = [line for line in lines if line.startswith(f"eventbridge  {FIRST}") and "not-a-failure" not in line]
-    # Two copies of one failure event on two instances: one rerun, the other says why not.
-    assert len(first) == 2 and sum("rerun ok" in line for line in first) == 1
-    other = next(line for line in first if "rerun ok" not in line)
-    assert any(why in other for why in ("not-failed", "already-rerun", "duplicate-event", "is Running")), other
+    # Two copies of one failure event on two instances: one schedules the rerun through the local
+    # InvokeFunction, FC refuses the other's task id with 409.
+    assert len(first) == 2
+    assert sum(" scheduled " in line and "rerun in " in line for line in first) == 1
+    assert sum("already-scheduled" in line for line in first) == 1
     assert any(line.startswith("http") and "1000012345679  rerun" in line for line in lines)
     assert "The event function ran on" in demo.stdout and "reservedConcurrency 3" in demo.stdout
     assert "dwrerun-event.jsonl" in demo.stdout
     assert "demo-secret-local-only" not in demo.stdout + demo.stderr
+
+
+def test_the_demo_shows_a_scheduled_rerun_run_by_fcs_delayed_invocation(demo):
+    lines = demo.stdout.splitlines()
+    (delayed,) = [line for line in lines if line.startswith(f"delayed      {FIRST}")]
+    assert "rerun ok" in delayed and f"dwrerun-{FIRST}-run-1" in delayed
+    # The delayed rows come after every other row: the reruns waited for their delay.
+    table = lines[1 : lines.index("")]
+    assert [line.split()[0] for line in table][-2:] == ["delayed", "delayed"]
+    assert "2 delayed invocations through the local FC InvokeFunction" in demo.stdout
+    assert "1 copy refused with 409" in demo.stdout and "scheduled reruns to come due" in demo.stderr
 
 
 def printed_query(demo, program: str) -> str:

@@ -65,7 +65,9 @@ def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks,
 def test_each_guard_skips_with_a_recorded_reason_and_no_rerun(dataworks, tmp_path, fields, env, reason):
     seed_failed(dataworks, **fields)
     with make_function(dataworks, tmp_path, **env) as fn:
-        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+        # The sample about a run that ended now: the sample's own finishTime is older than the
+        # run 4 seeded here started, which would make it a stale copy (already-rerun).
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
     assert inv.error is None
     (record,) = instance_records(inv)
     assert (record["decision"], record["reason"], record["success"]) == ("skip", reason, None)
@@ -291,3 +293,40 @@ def test_a_rotated_sts_token_is_picked_up_by_the_warm_instance(dataworks, event_
     event_function.rotate_credentials(ROTATED)
     inv = event_function.invoke(json.dumps(failure_event(FAILED_ID + 1)).encode())
     assert instance_records(inv)[0]["success"] is True
+
+
+# --- a deploy the function cannot run with: the same record for every instance of the event ------
+
+
+def _two_failures() -> bytes:
+    return json.dumps([failure_event(FAILED_ID), failure_event(FAILED_ID + 1)]).encode()
+
+
+def _config_errors(inv) -> str:
+    assert inv.error is None, inv.error  # FC retrying cannot fix a deploy
+    records = instance_records(inv)
+    assert [r["instanceId"] for r in records] == [FAILED_ID, FAILED_ID + 1]
+    assert {(r["decision"], r["reason"]) for r in records} == {("skip", "config-error")}
+    (message,) = {r["message"] for r in records}  # the same one for every instance
+    summary = inv.records[-1]
+    assert (summary["kind"], summary["instances"], summary["outcome"]) == ("summary", 2, "done")
+    return message
+
+
+@pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
+def test_missing_credentials_are_recorded_for_every_instance_of_the_event(dataworks, tmp_path, runtime):
+    seed_failed(dataworks)
+    with make_function(dataworks, tmp_path, runtime=runtime) as fn:
+        fn.rotate_credentials(None)  # a function without a role: FC injects no credentials
+        inv = fn.invoke(_two_failures())
+    assert "no credentials" in _config_errors(inv)
+    assert len(dataworks.journal) == 0
+
+
+def test_no_region_and_no_endpoint_is_recorded_for_every_instance_of_the_event(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, DATAWORKS_ENDPOINT="") as fn:
+        fn.region = None
+        fn.new_instance()  # FC_REGION comes from the instance's variables
+        inv = fn.invoke(_two_failures())
+    assert "no region" in _config_errors(inv)
+    assert len(dataworks.journal) == 0

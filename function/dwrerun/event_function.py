@@ -122,7 +122,7 @@ def handle(event: bytes, context) -> dict:
             written.append(_ignored(job, item, "duplicate-event", f"event {item.event_id} is already handled here"))
         else:
             claimed += [item.event_id] if item.event_id else []
-            targets.append(Target(item.instance_id, item.event_id, item.task_type))
+            targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
     if config_error is not None:
         # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
         # and the invocation returns normally, since FC retrying it cannot fix the deployment.

@@ -208,6 +208,15 @@ def _comment(value) -> str | None:
         raise BadRequest(
             400, "InvalidParameter", f"Comment has {len(value)} characters, at most {MAX_COMMENT_CHARS} are allowed"
         )
+    try:
+        value.encode("utf-8")  # what DataWorks is sent: JSON may escape a half of a surrogate pair alone
+    except UnicodeEncodeError as exc:
+        raise BadRequest(
+            400,
+            "InvalidParameter",
+            f"Comment has a lone surrogate ({value[exc.start]!r}) at character {exc.start}: it is not text "
+            "DataWorks can store",
+        ) from None
     return value.strip() or None
 
 
@@ -338,13 +347,23 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             for r in written
             if r["failureClass"] is not None
         }
+    deferred = [r["instanceId"] for r in written if r["reason"] == "deferred"]
+    if deferred:  # what to send again, as a list ready for Ids
+        answer["Deferred"] = deferred
     if exhausted:
         answer = {"Code": "QuotaExhausted", "Message": quota_message(exhausted), **answer}
+    elif error is None and status != 200:
+        # Nothing failed: the invocation's time ran out. What was read was done (SuccessInfo).
+        answer = {
+            "Code": "Incomplete",
+            "Message": f"the function's time ran out after {len(written) - len(deferred)} of {len(written)} ids; "
+            "the ids under Deferred were not looked at: send them again",
+            **answer,
+        }
     elif error is not None or status != 200:
-        code = error.code if error else "DeadlineReached"
         answer = {
             "Code": "Throttled" if status == 429 else "UpstreamUnavailable",
-            "Message": f"DataWorks kept failing ({code}); the ids under Skipped with reason 'deferred' were not rerun",
+            "Message": f"DataWorks kept failing ({error.code}); the ids under Deferred were not rerun",
             **answer,
         }
     return _response(status, answer, headers)

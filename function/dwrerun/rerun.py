@@ -34,6 +34,8 @@ continuation that runs twice harmless.
 
 from __future__ import annotations
 
+import math
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,6 +55,14 @@ COMMENT_EVENTS = 3  # event ids named in one RerunTaskInstances Comment, to keep
 # DataWorks' own automatic rerun comes at most 30 minutes after a failure (FACTS §2); a bulk rerun
 # asks GetTask only about a failure younger than that (and a minute of slack).
 DATAWORKS_MAX_RERUN_INTERVAL_MS = (1800 + 60) * 1000
+# What the reads leave for the reruns after them: the least time a call is started with, one
+# call's read timeout (at most this much), and the write limiter's spacing between the chunks.
+RERUN_RESERVE_SECONDS = 3.0
+
+# The order instances are read in (a seam of randomness, as in pacing.py). FC's retry of an
+# invocation that ran out of time gets the same ids again: read in another order, it reaches
+# the ones the first attempt could not, instead of spending its time on the same first ones.
+shuffle = random.shuffle
 
 
 @dataclass(frozen=True)
@@ -65,6 +75,7 @@ class Target:
     scheduled: ScheduledRerun | None = None  # a delayed invocation: the failed run it was planned for
     listed: Instance | None = None  # a bulk rerun: the instance as ListTaskInstances showed it
     failed_run: int | None = None  # a bulk rerun: the run the selection found failed
+    event_finished_at: int | None = None  # when the run the failure event reports ended (epoch ms)
 
 
 @dataclass(frozen=True)
@@ -121,10 +132,12 @@ class _Progress:
     lookup_ms: float | None = None
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
+    lost: DataWorksError | None = None  # why that request's answer was not clear
     refused_at_run: int | None = None  # RunNumber when DataWorks refused the rerun (SuccessInfo false)
     refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
     refusal_request_id: str | None = None
     error: DataWorksError | None = None
+    out_of_time: bool = False  # not read: the reads' share of the invocation's time ran out first
     verdict: failure.Verdict | None = None  # what the failed run's log said; read once per run
     delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
     due_at: str | None = None
@@ -157,12 +170,21 @@ def run(
     attempt = 0
     last_error = None
     quota = _QuotaWatch()
+    # Liveness: reads stop in time for the reruns of what was read, so an invocation that cannot
+    # read everything still reruns what it read, and defers only the rest.
+    # A short FC timeout cannot spare a whole call's timeout for them: the reads get at least half.
+    now = pacing.clock()
+    reads_until = max(job.deadline - _rerun_reserve(job, len(progress)), now + (job.deadline - now) / 2)
+    lookup_order = list(progress)
+    shuffle(lookup_order)
     while True:
         open_items = [p for p in progress if p.record is None]
         if not open_items:
             return [p.record for p in progress]
         try:
-            _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
+            _look_up(
+                job, dataworks, [p for p in lookup_order if p.record is None and p.decision is None], quota, reads_until
+            )
             if quota.error is None:
                 _schedule(
                     job, functions, [p for p in open_items if p.record is None and p.decision is not None and p.delay]
@@ -176,6 +198,9 @@ def run(
             if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
                 _quota_exhausted(job, progress, quota.error)
                 continue
+            unread = sum(1 for p in progress if p.record is None and p.out_of_time)
+            if unread:  # what was read is done: only a new invocation can read the rest
+                raise pacing.DeadlineReached(f"no time left to read {unread} of the {len(progress)} instances")
             errors = [p.error for p in progress if p.record is None and p.error is not None]
             if not errors:
                 continue
@@ -208,24 +233,41 @@ class _QuotaWatch:
             self.error = self.error or error
 
 
-def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
+def _rerun_reserve(job: Job, count: int) -> float:
+    """Seconds the reads leave before the deadline for rerunning `count` instances."""
+    settings = job.settings
+    chunks = max(1, math.ceil(count / settings.chunk_size))
+    return MIN_CALL_SECONDS + min(settings.read_timeout, RERUN_RESERVE_SECONDS) + (chunks - 1) / settings.write_qps
+
+
+def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch, until: float) -> None:
     if len(items) == 1:
-        _look_up_one(job, dataworks, items[0], quota)
+        _look_up_one(job, dataworks, items[0], quota, until)
     elif items:
         with ThreadPoolExecutor(min(LOOKUP_THREADS, len(items))) as pool:
-            futures = [pool.submit(_look_up_one, job, dataworks, item, quota) for item in items]
+            futures = [pool.submit(_look_up_one, job, dataworks, item, quota, until) for item in items]
         for future in futures:
-            future.result()  # DeadlineReached surfaces here, in the invocation's own thread
+            future.result()  # an unexpected error surfaces here, in the invocation's own thread
 
 
-def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> None:
+def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> None:
+    """Read one instance and decide; `until` is when the reads' share of the invocation's time ends."""
+    item.out_of_time = False
+    try:
+        _read_and_decide(job, dataworks, item, quota, until)
+    except pacing.DeadlineReached:
+        item.out_of_time = True
+        item.decision = None  # half-decided (GetTask or the log not read): decided again next time
+
+
+def _read_and_decide(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> None:
     if quota.error is not None:
         return
     item.error = None
     if item.target.listed is not None and item.instance is None:
         # ListTaskInstances just answered every field the guards read: no GetTaskInstance first.
         item.instance = item.target.listed
-    elif not _read_instance(job, dataworks, item, quota):
+    elif not _read_instance(job, dataworks, item, quota, until):
         return
     instance = item.instance
     if item.refusal is not None:
@@ -262,9 +304,20 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
         force=job.force,
         event_task_type=item.target.event_task_type,
         failed_run=scheduled.failed_run_number if scheduled else item.target.failed_run,
+        event_finished_at=item.target.event_finished_at,
     )
     if not item.decision.rerun:
-        item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
+        message, lost = item.decision.message, None
+        if item.sent_at_run is not None and item.decision.reason in ("not-failed", "not-finished"):
+            # Not failed any more, yet the RunNumber did not move: nothing says who started it, and
+            # this invocation's own request may have (inferred: DataWorks may count a run only once
+            # it starts). Say so rather than let the record read as someone else's doing.
+            lost = item.lost
+            message += (
+                f"; it is still at run {instance.run_number}, so the rerun request this invocation sent "
+                f"(no clear answer: {lost.code}) may be what started it"
+            )
+        item.record = _record(job, item, records.SKIP, None, item.decision.reason, message, lost)
         return
     # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
     # A delayed invocation skips it: it was checked for this same failed run when the rerun was
@@ -272,7 +325,7 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
     if (
         scheduled is None
         and _dataworks_may_still_rerun(job, instance)
-        and _left_to_dataworks(job, dataworks, item, quota)
+        and _left_to_dataworks(job, dataworks, item, quota, until)
     ):
         return
     _classify(job, dataworks, item)
@@ -292,14 +345,15 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
         item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}{later}")
 
 
-def _read_instance(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
-    """GetTaskInstance into `item.instance`; False (recorded, or left to retry) when it failed."""
+def _read_instance(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> bool:
+    """GetTaskInstance into `item.instance`; False (recorded, or left to retry) when it failed.
+    `until` is when the reads' share of the invocation's time ends."""
     started = pacing.clock()
     limiter = pacing.limiter("read", job.settings.read_qps)
     try:
-        limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+        limiter.acquire(until - MIN_CALL_SECONDS)
         item.attempts += 1
-        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job)))
+        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job, until)))
     except DataWorksError as exc:
         _paced(limiter, exc)
         if exc.quota_exhausted:
@@ -371,7 +425,7 @@ def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
         item.decision = failure.apply(item.decision, item.verdict, instance, job.settings, force=job.force)
 
 
-def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
+def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> bool:
     """Whether DataWorks reruns the instance itself (recorded `dataworks-auto-rerun`), or GetTask
     could not say (recorded, or left to retry). False: the function's own rerun may go ahead."""
     instance = item.instance
@@ -381,10 +435,10 @@ def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _
     if node is None:
         limiter = pacing.limiter("read", job.settings.read_qps)
         try:
-            limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+            limiter.acquire(until - MIN_CALL_SECONDS)
             item.attempts += 1
             node = autorerun.AutoRerun.from_api(
-                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job))
+                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job, until))
             )
         except DataWorksError as exc:
             _paced(limiter, exc)
@@ -547,7 +601,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
                 continue
             item.error = exc
             if exc.ambiguous:  # it may have happened: read the instance again before resending
-                item.sent_at_run = item.instance.run_number
+                item.sent_at_run, item.lost = item.instance.run_number, exc
                 item.decision = None
         return
     limiter.passed()
@@ -556,7 +610,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
         info = success_info.get(str(item.target.instance_id))
         if not isinstance(info, dict) or not isinstance(info.get("Success"), bool):
             # No verdict for this id: treat like an unanswered request and read the instance again.
-            item.error = DataWorksError(
+            item.error = item.lost = DataWorksError(
                 "RerunTaskInstances", "MissingSuccessInfo", "no SuccessInfo entry", transient=True
             )
             item.sent_at_run = item.instance.run_number
@@ -619,6 +673,8 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
     code = error.code if error else "DeadlineReached"
     service = "Function Compute (InvokeFunction)" if isinstance(error, InvokeFunctionError) else "DataWorks"
     then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+    # No error: nothing failed, the invocation's time ran out before it got there.
+    cause = f"{service} kept failing ({code}; {why})" if error is not None else f"not done in time ({why})"
     deferred = False
     for item in progress:
         if item.record is None and item.refusal is not None:
@@ -636,17 +692,18 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
                 records.SKIP,
                 None,
                 "deferred",
-                f"{service} kept failing ({code}; {why}): {then}.{maybe}",
+                f"{cause}: {then}.{maybe}",
                 error,
             )
     if not deferred:
         return None
-    return RetryLater(f"{service} kept failing ({code}); {why}", [p.record for p in progress], error)
+    return RetryLater(cause, [p.record for p in progress], error)
 
 
-def _time_left(job: Job) -> float:
-    """The read timeout for the next call: the configured one, cut short so it ends by the deadline."""
-    left = job.deadline - pacing.clock()
+def _time_left(job: Job, until: float | None = None) -> float:
+    """The read timeout for the next call: the configured one, cut short so it ends by the deadline
+    (or by `until`, the end of the reads' share of the invocation's time)."""
+    left = (job.deadline if until is None else until) - pacing.clock()
     if left < MIN_CALL_SECONDS:
         raise pacing.DeadlineReached("the invocation's deadline is reached")
     return min(left, job.settings.read_timeout)

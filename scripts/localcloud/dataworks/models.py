@@ -134,8 +134,10 @@ class TaskInstance:
         self.workflow_name = self.workflow_name or f"{self.task_name}_flow"
         self.workflow_instance_id = self.workflow_instance_id or self.id - 1
         self.unified_workflow_instance_id = self.unified_workflow_instance_id or self.workflow_instance_id
-        self.trigger_time = self.trigger_time or self.bizdate + 26 * 3600 * 1000  # 02:00 the next day
-        self.create_time = self.create_time or self.bizdate + 25 * 3600 * 1000
+        # 02:00 the next day, or ten minutes ago when that is still to come (a seeded instance
+        # has run: its times are past, so a failure event stamped now is about its current run).
+        self.trigger_time = self.trigger_time or min(self.bizdate + 26 * 3600 * 1000, _now_ms() - 600_000)
+        self.create_time = self.create_time or min(self.bizdate + 25 * 3600 * 1000, self.trigger_time)
         self.modify_time = self.modify_time or self.create_time
         self.waiting_trigger_time = self.waiting_trigger_time or self.create_time
         if self.status not in ("NotRun", "WaitTime"):
