@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test bench build deploy clean
+.PHONY: demo serve test bench build deploy report clean
 
 # .venv/ros: the ROS CDK packages of tests/test_ros_spec.py, apart because they conflict with the
 # runtime pins (requirements-ros.txt says why).
@@ -18,6 +18,11 @@ $(STAMP): function/requirements.txt requirements-dev.txt requirements-ros.txt
 demo: $(STAMP)
 	$(PY) scripts/demo.py
 
+# The SLS dashboard's panels, computed from the local Logstore that `make demo` fills, as one
+# self-contained page: .localcloud/report.html.
+report: $(STAMP)
+	$(PY) scripts/report.py
+
 serve: $(STAMP)
 	$(PY) scripts/demo.py --serve
 
@@ -28,6 +33,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench.py
+	$(PY) scripts/bench_filter.py
 
 build: $(STAMP)
 	scripts/build

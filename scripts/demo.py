@@ -117,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
     print('Each Logstore line holds a record as a JSON string in "message"; the reruns, for example:')
     print(f"  {RERUN_QUERY_JQ.format(path=path)}")
     print(f"  {RERUN_QUERY_PYTHON.format(path=path)}")
+    print()
+    # Last: what template.yml's SLS alert rules would have fired on these records (scripts/alerts.py).
+    from alerts import print_fired
+
+    print_fired(LOGS)
     return 0
 
 

@@ -5,6 +5,9 @@ variables) against the emulator over real HTTP with signature checks.
 """
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -39,10 +42,14 @@ def sample_bytes(name: str) -> bytes:
 
 
 def failure_event(instance_id: int, event_id: str | None = None, **data) -> dict:
-    """The failure sample for another instance (and a fresh event id)."""
+    """The failure sample for another instance (and a fresh event id), about a run that ended now:
+    DataWorks publishes a run's failure when it ends, so its finishTime is not before the run the
+    instance is at (an event about an earlier run is a stale copy, which reruns nothing)."""
     event = sample("dataworks-instance-failed.json")
     event["id"] = event_id or f"evt-{instance_id}"
-    event["data"].update(taskId=instance_id, **data)
+    now = int(time.time() * 1000)
+    event["data"].update(taskId=instance_id, finishTime=now, modifyTime=now)
+    event["data"].update(data)
     return event
 
 
@@ -128,18 +135,20 @@ def make_instances(
 def fresh_instance_state(mocker):
     """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
 
-    The harness unloads the function's modules when it closes, but a test may have imported them
-    directly since; either way the warm-instance state is reset here, and the backoff's sleep (a
-    seam of time) is replaced on the very modules the function will use: tests take the clock's
-    word for a wait.
+    The function's modules are the ones the test files imported: a harness serves its first
+    instance with the modules it finds and puts them back when it closes (localcloud/fc.py), so
+    they live for the whole session and their warm-instance state is reset here, whatever ran
+    before. The backoff's sleep (a seam of time) is replaced on those very modules: tests take the
+    clock's word for a wait.
     """
-    from dwrerun import autorerun, dataworks, event_function, function_compute, pacing
+    from dwrerun import autorerun, dataworks, event_function, function_compute, pacing, rules
 
     event_function.handled_events = event_function.HandledEvents()
     dataworks._cached = None
     function_compute._cached = None
     autorerun.task_cache = autorerun.TaskCache()
     pacing._limiters.clear()
+    rules._cache.clear()
     mocker.patch.object(pacing, "sleep")
 
 
@@ -156,3 +165,28 @@ def instance_records(invocation) -> list[dict]:
 def reruns(dataworks) -> list:
     """The RerunTaskInstances calls DataWorks accepted."""
     return [e for e in dataworks.journal.calls("RerunTaskInstances") if e.status == 200]
+
+
+@pytest.fixture(scope="session")
+def demo_run():
+    """`make demo`, once per session: what it printed; its records stay in .localcloud/logs."""
+    return subprocess.run(
+        [sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=180, check=True
+    )
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`--dist loadgroup`): the tests that share a costly module- or
+    session-scoped fixture (a build, a benchmark, the demo) go to one worker, so it is made once.
+    The demo's tests all go to one worker: `make demo` rewrites .localcloud/logs, which one
+    process at a time may do. Without xdist the marks change nothing."""
+    for item in items:
+        if "demo_run" in item.fixturenames:
+            item.add_marker(pytest.mark.xdist_group("demo"))
+            continue
+        definitions = getattr(item, "_fixtureinfo", None)
+        for name in item.fixturenames:
+            defs = definitions.name2fixturedefs.get(name) if definitions else None
+            if defs and defs[-1].scope == "module":
+                item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+                break

@@ -3,7 +3,7 @@
 import pytest
 
 from dwrerun.config import ConfigError, Settings
-from dwrerun.dataworks import Credentials, DataWorksError, credentials_from, endpoint_for
+from dwrerun.dataworks import Credentials, DataWorks, DataWorksError, credentials_from, endpoint_for
 
 ENV = {
     "ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id",
@@ -135,10 +135,8 @@ def canned():
 )
 def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(canned, task_instance):
     # Before: an Id that is not a number crashed the invocation outside the retry loop.
-    # Imported here: the FC harness unloads dwrerun between tests, so a module-level
-    # DataWorksError could be another class than the one this client raises.
-    from dwrerun.dataworks import DataWorks, DataWorksError
-
+    # DataWorks and DataWorksError are this file's module-level imports: they stay the classes the
+    # client raises even after a test's FC harness closed (it restores the modules it found).
     canned.answer = {"RequestId": "r", "TaskInstance": task_instance}
     client = DataWorks(
         Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings()

@@ -3,7 +3,6 @@
 import json
 import shutil
 import subprocess
-import sys
 
 import pytest
 
@@ -13,11 +12,8 @@ FIRST = "1000012345678"  # delivered twice
 
 
 @pytest.fixture(scope="module")
-def demo():
-    result = subprocess.run(
-        [sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
-    )
-    return result
+def demo(demo_run):
+    return demo_run  # conftest: one run of the demo serves this module and tests/test_report.py
 
 
 def test_the_demo_shows_event_and_manual_reruns(demo):
@@ -65,3 +61,12 @@ def test_the_printed_python_query_finds_the_reruns(demo):
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 def test_the_printed_jq_query_finds_the_same_reruns(demo):
     assert reruns_found_by(printed_query(demo, "jq")) == reruns_found_by(printed_query(demo, "python3"))
+
+
+def test_the_demo_ends_with_the_alerts_template_yml_would_fire(demo):
+    section = demo.stdout.split("\nAlerts these records would fire", 1)[1]
+    # instance 1000012345680 is at run 4: reruns exhausted, on the event path and over HTTP (one task: one alert)
+    assert section.count("[dwrerun-cap-reached]") == 1
+    assert "Task dwd_orders_di (id 700000004418), instance 1000012345680, run 4: cap-reached" in section
+    assert "message.instanceId: 1000012345680" in section
+    assert "Quiet: " in section and "dwrerun-retries-exhausted" in section

@@ -193,6 +193,41 @@ def test_list_filters_and_pages(call):
     assert {i["TaskName"] for i in by_name["TaskInstances"]} == {"ods_orders_di", "dwd_orders_di", "dws_orders_1d"}
 
 
+def test_list_pages_through_thousands_and_filters_by_when_the_run_ended(emu, call):
+    # GIVEN 2,500 failures of one day, their runs ending a minute apart, and 500 successes
+    start = BIZDATE + 26 * 3_600_000
+    for n in range(3000):
+        emu.backend.add_instance(
+            id=5_000_000_000_000 + n,
+            task_id=800_000_000_000 + n,
+            project_id=48213,
+            bizdate=BIZDATE,
+            status="Failure" if n < 2500 else "Success",
+            finished_time=start + n * 60_000,
+        )
+    # WHEN the failures are listed 500 a page, by Id
+    seen, page = [], 1
+    while True:
+        paging = call(
+            "ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, Status="Failure", SortBy="Id Asc",
+            PageSize=500, PageNumber=page,
+        )["PagingInfo"]  # fmt: skip
+        seen += [row["Id"] for row in paging["TaskInstances"]]
+        if len(paging["TaskInstances"]) < 500:
+            break
+        page += 1
+    # THEN every failure comes once, in order (the seed's own failures among them)
+    assert paging["TotalCount"] == len(seen) and len(set(seen)) == len(seen) and seen == sorted(seen)
+    assert {5_000_000_000_000 + n for n in range(2500)} <= set(seen)
+    # AND the Filter's time window keeps runs that ended within it, bounds included [inferred]
+    window = json.dumps({"finishedTimeStart": start + 10 * 60_000, "finishedTimeEnd": start + 19 * 60_000})
+    within = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, Filter=window, PageSize=100)["PagingInfo"]
+    assert sorted(r["Id"] for r in within["TaskInstances"]) == [5_000_000_000_000 + n for n in range(10, 20)]
+    with pytest.raises(ClientException) as err:
+        call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, Filter='{"endedAfter": 1}')
+    assert err.value.status_code == 400 and "Filter" in err.value.message
+
+
 def test_list_with_id_shows_every_run(call):
     rerun(call, FAILED)
     runs = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, Id=FAILED, SortBy="Id Asc")["PagingInfo"]

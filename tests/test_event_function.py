@@ -23,6 +23,8 @@ from conftest import (
 def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks, event_function):
     # GIVEN a failed Prod instance and its failure event
     seed_failed(dataworks)
+    failed_at = dataworks.backend.instance(FAILED_ID).finished_time
+    assert failed_at
     # WHEN EventBridge delivers the sample event
     inv = event_function.invoke(sample_bytes("dataworks-instance-failed.json"))
     # THEN it is rerun once, with a comment saying who and why, and one record tells the outcome
@@ -41,6 +43,7 @@ def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks,
     assert record["eventId"] == "0b6f3f2e-5a41-4c8e-9d0e-2f7c1a9e4b01"
     assert (record["runNumber"], record["projectId"], record["taskId"]) == (1, PROJECT_ID, TASK_ID)
     assert record["taskName"] == "ods_orders_di"
+    assert record["finishedTime"] == failed_at  # the failed run's end: the dashboard's failure-to-rerun
     summary = inv.records[-1]
     assert summary["kind"] == "summary" and summary["rerun"] == 1 and summary["rerunSucceeded"] == 1
     assert inv.result["rerun"] == 1 and inv.result["outcomes"][0]["success"] is True
@@ -62,7 +65,9 @@ def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks,
 def test_each_guard_skips_with_a_recorded_reason_and_no_rerun(dataworks, tmp_path, fields, env, reason):
     seed_failed(dataworks, **fields)
     with make_function(dataworks, tmp_path, **env) as fn:
-        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+        # The sample about a run that ended now: the sample's own finishTime is older than the
+        # run 4 seeded here started, which would make it a stale copy (already-rerun).
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
     assert inv.error is None
     (record,) = instance_records(inv)
     assert (record["decision"], record["reason"], record["success"]) == ("skip", reason, None)
@@ -227,12 +232,49 @@ def test_an_unknown_instance_is_a_permanent_error_recorded_without_a_raise(dataw
     assert record["reason"] == "lookup-failed" and record["errorCode"]
 
 
-def test_an_invalid_setting_fails_with_an_error_naming_it(dataworks, tmp_path):
+def test_an_invalid_setting_is_recorded_as_a_config_error_naming_it_and_not_retried(dataworks, tmp_path):
+    # GIVEN a deployment with a bad setting
     with make_function(dataworks, tmp_path, RERUN_MAX_RERUNS="lots") as fn:
+        # WHEN a failure event arrives
         inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
-    assert inv.error["errorType"] == "ConfigError"
-    assert "RERUN_MAX_RERUNS" in inv.error["errorMessage"]
+    # THEN the failure is recorded `config-error` (what the config-error alert fires on), naming the
+    # setting, nothing is called, and the invocation returns: FC retrying cannot fix a setting
+    assert inv.error is None
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["instanceId"]) == ("skip", "config-error", FAILED_ID)
+    assert record["eventId"] == "0b6f3f2e-5a41-4c8e-9d0e-2f7c1a9e4b01"
+    assert "RERUN_MAX_RERUNS" in record["message"] and "lots" in record["message"]
+    assert inv.records[-1]["kind"] == "summary" and inv.records[-1]["outcome"] == "done"
     assert len(dataworks.journal) == 0
+
+
+def test_no_credentials_is_a_config_error_too(dataworks, tmp_path):
+    # GIVEN a function without a role: FC injects no credentials at all
+    with make_function(dataworks, tmp_path) as fn:
+        fn.rotate_credentials(None)
+        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+    assert inv.error is None
+    (record,) = instance_records(inv)
+    assert record["reason"] == "config-error" and "no credentials" in record["message"]
+    assert len(dataworks.journal) == 0
+
+
+def test_an_unexpected_error_records_every_instance_deferred_and_raises_for_fcs_retry(dataworks, tmp_path, mocker):
+    # GIVEN a bug: deciding raises something nobody expected (a seam: nothing real raises it today)
+    from dwrerun import event_function
+
+    seed_failed(dataworks)
+    mocker.patch.object(event_function, "run", side_effect=KeyError("Boom"))
+    with make_function(dataworks, tmp_path) as fn:
+        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+    # THEN FC sees the error (and retries an asynchronous invocation), and the attempt is on record:
+    # the instance `deferred`, the summary `retry` with the error's type, not its text
+    assert inv.error["errorType"] == "KeyError"
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["instanceId"]) == ("skip", "deferred", FAILED_ID)
+    assert "unexpected error (KeyError)" in record["message"] and "Boom" not in record["message"]
+    summary = inv.records[-1]
+    assert (summary["kind"], summary["outcome"], summary["error"]) == ("summary", "retry", "KeyError")
 
 
 @pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
@@ -251,3 +293,40 @@ def test_a_rotated_sts_token_is_picked_up_by_the_warm_instance(dataworks, event_
     event_function.rotate_credentials(ROTATED)
     inv = event_function.invoke(json.dumps(failure_event(FAILED_ID + 1)).encode())
     assert instance_records(inv)[0]["success"] is True
+
+
+# --- a deploy the function cannot run with: the same record for every instance of the event ------
+
+
+def _two_failures() -> bytes:
+    return json.dumps([failure_event(FAILED_ID), failure_event(FAILED_ID + 1)]).encode()
+
+
+def _config_errors(inv) -> str:
+    assert inv.error is None, inv.error  # FC retrying cannot fix a deploy
+    records = instance_records(inv)
+    assert [r["instanceId"] for r in records] == [FAILED_ID, FAILED_ID + 1]
+    assert {(r["decision"], r["reason"]) for r in records} == {("skip", "config-error")}
+    (message,) = {r["message"] for r in records}  # the same one for every instance
+    summary = inv.records[-1]
+    assert (summary["kind"], summary["instances"], summary["outcome"]) == ("summary", 2, "done")
+    return message
+
+
+@pytest.mark.parametrize("runtime", ["python3.10", "python3.12"])
+def test_missing_credentials_are_recorded_for_every_instance_of_the_event(dataworks, tmp_path, runtime):
+    seed_failed(dataworks)
+    with make_function(dataworks, tmp_path, runtime=runtime) as fn:
+        fn.rotate_credentials(None)  # a function without a role: FC injects no credentials
+        inv = fn.invoke(_two_failures())
+    assert "no credentials" in _config_errors(inv)
+    assert len(dataworks.journal) == 0
+
+
+def test_no_region_and_no_endpoint_is_recorded_for_every_instance_of_the_event(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, DATAWORKS_ENDPOINT="") as fn:
+        fn.region = None
+        fn.new_instance()  # FC_REGION comes from the instance's variables
+        inv = fn.invoke(_two_failures())
+    assert "no region" in _config_errors(inv)
+    assert len(dataworks.journal) == 0

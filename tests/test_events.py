@@ -22,7 +22,25 @@ def test_the_failure_sample_is_a_failure_of_its_task_id():
         task_id=700000004417,
         project_id=48213,
         task_type=0,
+        finished_at=1764270065000,  # its finishTime
     )
+
+
+@pytest.mark.parametrize(
+    ("times", "finished_at"),
+    [
+        ({"finishTime": 5, "modifyTime": 7}, 5),
+        ({"finishTime": None, "modifyTime": 7}, 7),  # no finishTime: the last change stands in
+        ({"finishTime": "x", "modifyTime": "9"}, 9),
+        ({"finishTime": 0, "modifyTime": -1}, None),
+        ({"finishTime": 2.5, "modifyTime": True}, None),
+    ],
+)
+def test_when_the_failed_run_ended_comes_from_finish_time_else_modify_time(times, finished_at):
+    event = sample("dataworks-instance-failed.json")
+    event["data"].update(times)
+    (item,) = events.parse(json.dumps(event))
+    assert item.finished_at == finished_at
 
 
 def test_the_frozen_sample_carries_its_task_type():

@@ -183,6 +183,22 @@ def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dat
     assert record_for(retry, FAILED_ID)["reason"] == "not-failed"
 
 
+def test_a_lost_answer_then_a_non_failed_instance_at_the_same_run_names_its_own_request(dataworks, fn):
+    # The rerun is carried out but its answer lost; the read after it finds the instance Running
+    # at the same RunNumber (inferred: DataWorks may count the new run only once it starts).
+    # Before: recorded not-failed as if someone else had acted, with no word of its own request.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, reset=1, after_backend=True)
+    dataworks.faults.set(GET, answer_fields={"RunNumber": 1})
+    (only,) = publish(fn)
+    record = record_for(only, FAILED_ID)
+    assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "not-failed", 1)
+    assert "the rerun request this invocation sent (no clear answer: ConnectionError)" in record["message"]
+    assert "may be what started it" in record["message"]
+    assert record["errorCode"] == "ConnectionError"
+    assert len(carried_out(dataworks, FAILED_ID)) == 1
+
+
 def test_refused_connections_then_the_real_endpoint(dataworks, tmp_path):
     # Nobody listens on the port at first; then DataWorks comes up there before FC's retry.
     with socket.socket() as probe:
@@ -441,6 +457,27 @@ def test_a_success_event_after_the_failure_event_changes_nothing(dataworks, fn):
     late = EventBridge(fn).publish(success)
     assert end_state(dataworks, first + late, FAILED_ID) == "rerun"
     assert record_for(late[0], FAILED_ID)["reason"] == "not-a-failure"
+
+
+def test_a_stale_copy_of_the_failure_event_after_the_rerun_failed_starts_no_second_rerun(dataworks, fn):
+    # Before: the copy found the instance in Failure again (run 2 failed) and reran it a second
+    # time for the one failure of run 1.
+    seed_failed(dataworks)
+    event = failure_event(FAILED_ID)
+    first = EventBridge(fn).publish(event)
+    assert record_for(first[0], FAILED_ID)["reason"] == "eligible"
+    run_2 = dataworks.backend.finish(FAILED_ID, "Failure")  # the rerun failed too
+    fn.new_instance()  # the copy lands on an instance with no memory of the event
+    stale = EventBridge(fn).publish(event)
+    record = record_for(stale[0], FAILED_ID)
+    assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "already-rerun", 2)
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
+    # The event about run 2's failure is not stale: it reruns run 2 once.
+    fresh = failure_event(FAILED_ID, "evt-run-2", finishTime=run_2.finished_time, modifyTime=run_2.modify_time)
+    later = EventBridge(fn).publish(fresh)
+    assert record_for(later[0], FAILED_ID)["reason"] == "eligible"
+    assert dataworks.backend.instance(FAILED_ID).run_number == 3
+    assert len(carried_out(dataworks, FAILED_ID)) == 2
 
 
 def test_a_failure_event_after_the_rerun_succeeded_is_skipped(dataworks, fn):

@@ -344,3 +344,43 @@ def test_bad_input_is_refused_with_a_clear_error(make_fn, tmp_path):
         FunctionCompute(handler="handler", code_dir=tmp_path / "code")
     with pytest.raises(ValueError, match="bytes"):
         FunctionCompute(handler="index.handler", code_dir=tmp_path / "code", env={"BIG": "x" * 5000})
+
+
+@pytest.fixture
+def host_code(tmp_path, monkeypatch):
+    """A code package whose modules the test process imports before any harness, as a test file
+    imports dwrerun at collection."""
+    code = tmp_path / "host"
+    write_module(code, "import hostpkg.errors\ndef handler(event, context):\n    return hostpkg.errors.seam()\n")
+    write_module(code / "hostpkg", "", name="__init__")
+    write_module(code / "hostpkg", "class Oops(Exception):\n    pass\ndef seam():\n    return 'real'\n", name="errors")
+    write_module(code / "hostpkg", "VALUE = 'extra'\n", name="extra")
+    monkeypatch.syspath_prepend(str(code))
+    yield code
+    for loaded in [m for m in sys.modules if m == "hostpkg" or m.startswith("hostpkg.")]:
+        del sys.modules[loaded]
+
+
+def test_modules_loaded_before_the_harness_are_put_back_when_it_closes(host_code, monkeypatch):
+    # GIVEN a module of the code package that the test imported (and patched) before the harness
+    import importlib
+
+    errors = importlib.import_module("hostpkg.errors")
+    monkeypatch.setattr(errors, "seam", lambda: "patched")
+    with FunctionCompute(handler="index.handler", code_dir=host_code) as fn:
+        # WHEN the function runs on it, then on a new instance (which imports the code afresh)
+        assert fn.invoke(b"{}").result == "patched"
+        fn.new_instance()
+        assert fn.invoke(b"{}").result == "real"
+        importlib.import_module("hostpkg.extra")  # a module first loaded while the harness ran
+    # THEN closing puts back the very modules the test holds, so its classes and seams stay the
+    # function's for the next harness (before: close unloaded them, and the next harness imported
+    # a second copy, unpatched, with other exception classes)
+    assert sys.modules["hostpkg.errors"] is errors
+    assert importlib.import_module("hostpkg").errors is errors
+    with FunctionCompute(handler="index.handler", code_dir=host_code) as again:
+        assert again.invoke(b"{}").result == "patched"
+    # AND a module loaded only while the harness ran is gone, attribute of its package included
+    assert "hostpkg.extra" not in sys.modules
+    assert not hasattr(importlib.import_module("hostpkg"), "extra")
+    assert importlib.import_module("hostpkg.extra") is importlib.import_module("hostpkg").extra

@@ -191,6 +191,9 @@ BIG = 2**63
         ({"Ids": list(range(1, 102))}, "application/json", 400, "TooManyIds", "RERUN_HTTP_MAX_IDS=100"),
         ({"Ids": [1], "Comment": 5}, "application/json", 400, "InvalidParameter", "Comment must be a string"),
         ({"Ids": [1], "Comment": "x" * 501}, "application/json", 400, "InvalidParameter", "at most 500"),
+        # Before: read the instance, sent nothing (the SDK cannot encode it) and answered 503 "may
+        # have reached DataWorks".
+        (rb'{"Ids": [1], "Comment": "fix \ud800 it"}', "application/json", 400, "InvalidParameter", "lone surrogate"),
         ({"Ids": [1], "Force": "yes"}, "application/json", 400, "InvalidParameter", "Force must be true or false"),
         ({"Ids": [1], "ids": [2], "Extra": 1}, "application/json", 400, "UnknownField", "Extra, ids"),
         (b"x" * 70_000, "application/json", 413, "PayloadTooLarge", "over 65536 bytes"),

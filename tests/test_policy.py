@@ -108,3 +108,37 @@ def test_instance_reads_the_get_task_instance_shape():
         }
     )
     assert (instance.id, instance.task_id, instance.project_id, instance.run_number) == (1, 2, 3, 2)
+
+
+# An event about an earlier run than the instance's current one (a stale copy) starts nothing.
+STARTED = 1_790_000_000_000  # the current run's StartedTime, epoch ms
+
+
+@pytest.mark.parametrize(
+    ("instance", "event_finished_at", "rerun"),
+    [
+        (with_(run_number=2, started_time=STARTED), STARTED - 1, False),  # ended before run 2 began
+        (with_(run_number=2, started_time=STARTED), STARTED, True),  # not earlier: the current run
+        (with_(run_number=2, started_time=STARTED), STARTED + 60_000, True),
+        (with_(run_number=1, started_time=STARTED), STARTED - 1, True),  # run 1 has no earlier run
+        (with_(run_number=2, started_time=None), STARTED - 1, True),  # no StartedTime: cannot be placed
+        (with_(run_number=2, started_time=STARTED), None, True),  # no finishTime/modifyTime in the event
+    ],
+)
+def test_a_failure_event_about_an_earlier_run_starts_no_rerun(instance, event_finished_at, rerun):
+    decision = decide(instance, Settings(), event_finished_at=event_finished_at)
+    assert decision.rerun is rerun
+    if not rerun:
+        assert decision.reason == "already-rerun"
+        assert "run 2 started" in decision.message and "after the run the event reports ended" in decision.message
+
+
+def test_a_stale_event_is_told_apart_only_for_a_failed_instance():
+    # Not failed any more says more than "stale": that reason stays.
+    stale = with_(run_number=2, started_time=STARTED, status="Running")
+    assert decide(stale, Settings(), event_finished_at=STARTED - 1).reason == "not-failed"
+
+
+def test_a_start_time_past_the_year_9999_is_shown_as_a_number():
+    far = with_(run_number=2, started_time=2**62)
+    assert f"{2**62} ms" in decide(far, Settings(), event_finished_at=1).message

@@ -32,6 +32,7 @@ ALERTS = {
     "RerunRefusedAlert": "alertRerunRefused",
     "QuotaExhaustedAlert": "alertQuotaExhausted",
     "ConfigErrorAlert": "alertConfigError",
+    "RetriesExhaustedAlert": "alertRetriesExhausted",
 }
 # Together these take every ROS condition and Fn::If branch of the template.
 SCENARIOS = {

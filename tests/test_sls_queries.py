@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import sls_views
 from dwrerun import schema
-from test_template import load, render, ros_template
 
 # Fields of the log entry itself (FC's), indexed beside the json `message`.
 ENTRY_SEARCH_KEYS = {"__topic__", "functionName"}
@@ -88,26 +88,21 @@ def _sql_problems(sql: str) -> list[str]:
     return found
 
 
-def _queries() -> dict[str, str]:
-    """Every query of the alerts and the dashboard, by where it is (all alerts switched on)."""
-    resources = ros_template(render(load()))["Resources"]
-    queries = {}
-    for name, resource in resources.items():
-        if resource["Type"] == "ALIYUN::SLS::Alert":
-            for number, item in enumerate(resource["Properties"]["Detail"]["Configuration"]["QueryList"]):
-                queries[f"{name} query {number}"] = item["Query"]
-        if resource["Type"] == "ALIYUN::SLS::Dashboard":
-            for chart in resource["Properties"]["Charts"]:
-                queries[f"{name}: {chart['title']}"] = chart["search"]["query"]
-    return queries
-
-
-QUERIES = _queries()
+VIEWS = sls_views.load()  # template.yml's alerts and charts, as ROS resolves them (Fn::Join, Ref)
+QUERIES = {f"{rule.logical_id} query": rule.query for rule in VIEWS.alerts}
+QUERIES |= {f"Dashboard: {chart.title}": chart.query for chart in VIEWS.charts}
 
 
 def test_the_template_has_the_alerts_and_panels_these_checks_cover():
-    assert sum(" query " in where for where in QUERIES) == 5
-    assert sum(where.startswith("Dashboard:") for where in QUERIES) >= 6
+    assert {rule.name.removeprefix("dwrerun-") for rule in VIEWS.alerts} == {
+        "cap-reached",
+        "not-retryable",
+        "rerun-refused",
+        "quota-exhausted",
+        "config-error",
+        "retries-exhausted",
+    }
+    assert len(VIEWS.charts) == 9
 
 
 @pytest.mark.parametrize("where", QUERIES)
@@ -115,20 +110,33 @@ def test_each_query_uses_only_indexed_keys_with_their_types_and_aliases(where):
     assert problems(QUERIES[where]) == []
 
 
+ALERT_COLUMNS = (
+    "taskId",
+    "taskName",
+    "instanceId",
+    "runNumber",
+    "reason",
+    "errorCode",
+    "rule",
+    "matchedLine",
+    "detail",
+)
+
+
 def test_each_alert_groups_by_task_and_cause_and_selects_what_its_message_names():
-    for resource in ros_template(load())["Resources"].values():
-        if resource["Type"] != "ALIYUN::SLS::Alert":
-            continue
-        configuration = resource["Properties"]["Detail"]["Configuration"]
-        assert configuration["GroupConfiguration"] == {"Type": "custom", "Fields": ["taskId", "reason"]}
-        (item,) = configuration["QueryList"]
-        columns = item["Query"].partition("|")[2].split(" from ")[0]
-        for column in ("taskId", "taskName", "instanceId", "runNumber", "reason", "errorCode", "detail"):
-            assert re.search(rf"\b{column}\b", columns), (column, item["Query"])
-        annotations = {a["Key"]: "".join(a["Value"]["Fn::Join"][1]) for a in configuration["Annotations"]}
-        for column in ("taskName", "taskId", "instanceId", "runNumber", "reason", "detail"):
-            assert "${" + column + "}" in annotations["desc"]
-        assert "message.instanceId: ${instanceId}" in annotations["records"]
+    for rule in VIEWS.alerts:
+        assert rule.group_fields == ("taskId", "reason")
+        columns = rule.query.partition("|")[2].split(" from log ")[0]
+        for column in ALERT_COLUMNS:
+            # each column by its own name, as the annotation refers to it: `x` or `... as x`
+            assert re.search(rf"(^|,)\s*({column}|.* as {column})\s*(,|$)", columns.replace("select ", "", 1)), (
+                column,
+                rule.logical_id,
+            )
+        # the task and instance, the run number, the rule or reason, the matched log line
+        for column in ALERT_COLUMNS:
+            assert "${" + column + "}" in rule.annotations["desc"], (column, rule.logical_id)
+        assert "message.instanceId: ${instanceId}" in rule.annotations["records"]
 
 
 @pytest.mark.parametrize(

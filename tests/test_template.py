@@ -321,7 +321,16 @@ def test_ros_parameters_passed_are_exactly_the_ones_declared():
     declared = ros_template(spec)["Parameters"]
     passed = props(spec, "infra")["parameters"]
     assert set(passed) == set(declared)
-    assert all(isinstance(v, str) for v in passed.values()), "ROS parameter values travel as strings"
+    # ROS parameter values travel as text. One is a number on purpose: vars.asyncRetries, which fc3
+    # needs as a number too. The ros component hands each value to CreateStack's ParameterValue and
+    # the OpenAPI client flattens the query with toString() (devsapp/ros src/impl/ros.ts;
+    # darabonba-openapi-util ts/src/client.ts, query/flatMap), so 3 arrives as "3".
+    numbers = {"AsyncRetries"}
+    assert all(isinstance(v, str) for k, v in passed.items() if k not in numbers), "ROS parameter values are text"
+    assert all(
+        isinstance(passed[k], int) and re.fullmatch(declared[k]["AllowedPattern"], str(passed[k])) for k in numbers
+    )
+    assert passed["AsyncRetries"] == props(spec, "event")["asyncInvokeConfig"]["maxAsyncRetryAttempts"]
     assert passed["EventFunctionName"] == props(spec, "event")["functionName"]
     assert passed["LogRetentionDays"].isdigit()
 

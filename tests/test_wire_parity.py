@@ -26,6 +26,10 @@ ANSWERS = {
     "GetTask": {"RequestId": "r3", "Task": {"Id": 700000004417, "RerunTimes": 2, "RerunInterval": 60}},
     "RerunTaskInstances": {"RequestId": "r2", "SuccessInfo": {"1000012345678": {"Success": True, "Message": ""}}},
     "GetTaskInstanceLog": {"RequestId": "r3", "TaskInstanceLog": "Exit code of the Shell command 1\n"},
+    "ListTaskInstances": {
+        "RequestId": "r5",
+        "PagingInfo": {"TaskInstances": [{"Id": 1000012345678}], "PageNumber": 2, "PageSize": 500, "TotalCount": 501},
+    },
 }
 
 
@@ -99,6 +103,51 @@ def test_rerun_task_instances_bytes_equal_the_official_sdk(capture):
     assert comparable(mine) == comparable(theirs)
     assert varying(mine) == varying(theirs) == VARYING
     assert b"Ids=%5B1000012345678%2C1000012345679%5D" in mine[2]  # a JSON string, not Ids.1=...
+
+
+def test_use_latest_config_bytes_equal_the_official_sdk(capture):
+    endpoint = f"127.0.0.1:{capture.server_port}"
+    ours = DataWorks(CREDS, endpoint, "http", "cn-hangzhou", Settings())
+    ours.rerun_task_instances([1000012345678], "after a fix", timeout=5, use_latest_config=True)
+    request = sdk_models.RerunTaskInstancesRequest(ids=[1000012345678], comment="after a fix", use_latest_config=True)
+    sdk_client(endpoint).rerun_task_instances_with_options(request, RuntimeOptions())
+    mine, theirs = capture.seen
+    assert comparable(mine) == comparable(theirs)
+    assert b"UseLatestConfig=True" in mine[2]  # the form value, as FACTS section 2 says
+
+
+def test_list_task_instances_bytes_equal_the_official_sdk(capture):
+    endpoint = f"127.0.0.1:{capture.server_port}"
+    ours = DataWorks(CREDS, endpoint, "http", "cn-hangzhou", Settings())
+    window = '{"finishedTimeStart":1790000000000,"finishedTimeEnd":1790003600000}'
+    params = {
+        "Bizdate": 1790000000000,
+        "Filter": window,
+        "PageNumber": 2,
+        "PageSize": 500,
+        "ProjectEnv": "Prod",
+        "ProjectId": 48213,
+        "SortBy": "Id Asc",
+        "Status": "Failure",
+        "TaskIds": [700000004417, 700000004418],
+    }
+    rows, total = ours.list_task_instances(params, timeout=5)
+    assert (rows, total) == ([{"Id": 1000012345678}], 501)
+    request = sdk_models.ListTaskInstancesRequest(
+        bizdate=1790000000000,
+        filter=window,
+        page_number=2,
+        page_size=500,
+        project_env="Prod",
+        project_id=48213,
+        sort_by="Id Asc",
+        status="Failure",
+        task_ids=[700000004417, 700000004418],
+    )
+    sdk_client(endpoint).list_task_instances_with_options(request, RuntimeOptions())
+    mine, theirs = capture.seen
+    assert comparable(mine) == comparable(theirs)
+    assert b"TaskIds=%5B700000004417%2C700000004418%5D" in mine[2]  # a JSON string, as for Ids
 
 
 def test_get_task_instance_bytes_equal_the_official_sdk(capture):

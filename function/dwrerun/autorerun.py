@@ -111,8 +111,10 @@ task_cache = TaskCache()
 
 
 def _non_negative(value: object) -> int:
-    try:
-        number = int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
-    return max(0, number)
+    """A count or a number of seconds from GetTask; anything else (absent, `true`, 2.5, `Infinity`,
+    a word, a negative number) is read as 0: no automatic rerun of DataWorks' own (inferred)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, value)
+    return 0

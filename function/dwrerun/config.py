@@ -35,6 +35,9 @@ RERUN_RULES_DEFAULT = "RERUN_RULES_DEFAULT"
 RERUN_BACKOFF_BASE_SECONDS = "RERUN_BACKOFF_BASE_SECONDS"
 RERUN_BACKOFF_MAX_SECONDS = "RERUN_BACKOFF_MAX_SECONDS"
 FUNCTION_COMPUTE_ENDPOINT = "FUNCTION_COMPUTE_ENDPOINT"
+RERUN_PLAN_REQUIRED_ABOVE = "RERUN_PLAN_REQUIRED_ABOVE"
+RERUN_PLAN_TTL_SECONDS = "RERUN_PLAN_TTL_SECONDS"
+RERUN_SIGNING_KEY = "RERUN_SIGNING_KEY"  # noqa: S105 (a variable name)
 
 USER_VARIABLES = (
     DATAWORKS_ENDPOINT,
@@ -57,6 +60,9 @@ USER_VARIABLES = (
     RERUN_BACKOFF_BASE_SECONDS,
     RERUN_BACKOFF_MAX_SECONDS,
     FUNCTION_COMPUTE_ENDPOINT,
+    RERUN_PLAN_REQUIRED_ABOVE,
+    RERUN_PLAN_TTL_SECONDS,
+    RERUN_SIGNING_KEY,
 )
 
 # Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
@@ -72,6 +78,8 @@ RULE_ACTIONS = ("rerun", "skip")  # what a failure rule (and RERUN_RULES_DEFAULT
 ANY_ENV = "any"
 INT64_MAX = 2**63 - 1
 FC_MAX_ASYNC_DELAY = 3600  # seconds: FC delays an asynchronous invocation by at most this
+MIN_SIGNING_KEY_CHARS = 32  # RERUN_SIGNING_KEY: scripts/deploy generates 43 (32 random bytes, base64url)
+PLAN_TTL_RANGE = (60, 86400)  # seconds a plan token stays good: a minute to a day
 
 
 class ConfigError(ValueError):
@@ -107,6 +115,12 @@ class Settings:
     backoff_base: int = 120
     backoff_max: int = 1800
     function_compute_endpoint: str | None = None
+    # Bulk reruns by filter (README, HTTP API): a real rerun of more instances than this needs the
+    # token of a dry run over the same filter, made in the last `plan_ttl` seconds.
+    plan_required_above: int = 100
+    plan_ttl: int = 900
+    # Signs plan tokens and continuation payloads (dwrerun/signing.py). Never shown: not in repr.
+    signing_key: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -154,6 +168,11 @@ class Settings:
             backoff_base=int(_number(get, RERUN_BACKOFF_BASE_SECONDS, defaults.backoff_base, minimum=0, integer=True)),
             backoff_max=_backoff_max(get, defaults.backoff_max),
             function_compute_endpoint=get(FUNCTION_COMPUTE_ENDPOINT),
+            plan_required_above=int(
+                _number(get, RERUN_PLAN_REQUIRED_ABOVE, defaults.plan_required_above, minimum=0, integer=True)
+            ),
+            plan_ttl=_plan_ttl(get, defaults.plan_ttl),
+            signing_key=_signing_key(get),
         )
 
 
@@ -241,6 +260,25 @@ def _backoff_max(get, default: int) -> int:
             f"asynchronous invocation), got {value}"
         )
     return value
+
+
+def _plan_ttl(get, default: int) -> int:
+    low, high = PLAN_TTL_RANGE
+    value = int(_number(get, RERUN_PLAN_TTL_SECONDS, default, minimum=low, integer=True))
+    if value > high:
+        raise ConfigError(f"{RERUN_PLAN_TTL_SECONDS} must be at most {high} (a day), got {value}")
+    return value
+
+
+def _signing_key(get) -> str | None:
+    key = get(RERUN_SIGNING_KEY)
+    if key is not None and len(key) < MIN_SIGNING_KEY_CHARS:
+        # The message gives the length, never the value: the key is a secret.
+        raise ConfigError(
+            f"{RERUN_SIGNING_KEY} must be at least {MIN_SIGNING_KEY_CHARS} characters (scripts/deploy generates "
+            f"one), got {len(key)} characters"
+        )
+    return key
 
 
 def _boolean(get, name: str, default: bool = False) -> bool:

@@ -22,10 +22,12 @@ GET_TASK_INSTANCE = "GetTaskInstance"
 GET_TASK = "GetTask"
 RERUN_TASK_INSTANCES = "RerunTaskInstances"
 GET_TASK_INSTANCE_LOG = "GetTaskInstanceLog"
+LIST_TASK_INSTANCES = "ListTaskInstances"
 # Every DataWorks action the function calls: template.yml's RAM policy grants exactly these.
-ACTIONS = (GET_TASK_INSTANCE, GET_TASK, RERUN_TASK_INSTANCES, GET_TASK_INSTANCE_LOG)
+ACTIONS = (GET_TASK_INSTANCE, GET_TASK, RERUN_TASK_INSTANCES, GET_TASK_INSTANCE_LOG, LIST_TASK_INSTANCES)
 # The rest are writes, which DataWorks meters separately.
-READS = frozenset({GET_TASK_INSTANCE, GET_TASK, GET_TASK_INSTANCE_LOG})
+READS = frozenset({GET_TASK_INSTANCE, GET_TASK, GET_TASK_INSTANCE_LOG, LIST_TASK_INSTANCES})
+MAX_PAGE_SIZE = 500  # ListTaskInstances' PageSize, at most (SDK model doc)
 
 # Codes DataWorks (and the OpenAPI gateway in front of it) answers when a caller goes too fast
 # or the service is busy (HTTP 429: Throttling.User, .Api, .System). 5xx answers are transient
@@ -201,9 +203,44 @@ class DataWorks:
             raise DataWorksError(GET_TASK, "MalformedAnswer", "the answer has no Task with this Id", transient=True)
         return task
 
-    def rerun_task_instances(self, instance_ids: list[int], comment: str, timeout: float) -> tuple[str | None, dict]:
-        """(RequestId, SuccessInfo) for one RerunTaskInstances call; SuccessInfo keys are str ids."""
+    def list_task_instances(self, params: dict[str, object], timeout: float) -> tuple[list[dict], int]:
+        """(TaskInstances, TotalCount) of one ListTaskInstances page.
+
+        `params` are the API's own (ProjectId, Bizdate, Status, PageNumber, PageSize, SortBy...):
+        lists (Ids, TaskIds) and `Filter` travel as JSON strings, as the SDK sends them; every value
+        goes in the form body (POST), numbers as their decimal text.
+        """
+        form = {}
+        for name, value in sorted(params.items()):  # the SDK's order: its fields are alphabetical
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple, dict)):
+                value = json.dumps(value, separators=(",", ":"))
+            form[name] = str(value)
+        body = self._call(LIST_TASK_INSTANCES, "POST", timeout, form=form)
+        paging = body.get("PagingInfo")
+        rows = paging.get("TaskInstances") if isinstance(paging, dict) else None
+        total = paging.get("TotalCount") if isinstance(paging, dict) else None
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and "Id" in r for r in rows):
+            raise DataWorksError(
+                LIST_TASK_INSTANCES, "MalformedAnswer", "the answer has no PagingInfo.TaskInstances", transient=True
+            )
+        if isinstance(total, bool) or not isinstance(total, int):
+            total = len(rows)
+        return rows, total
+
+    def rerun_task_instances(
+        self, instance_ids: list[int], comment: str, timeout: float, use_latest_config: bool | None = None
+    ) -> tuple[str | None, dict]:
+        """(RequestId, SuccessInfo) for one RerunTaskInstances call; SuccessInfo keys are str ids.
+
+        `use_latest_config` True reruns with the node's latest configuration rather than the
+        instance's snapshot; it travels as the form value `True`/`False`, as the SDK sends a
+        boolean (FACTS §2); None leaves it out (DataWorks' default, the snapshot).
+        """
         form = {"Ids": json.dumps(instance_ids, separators=(",", ":")), "Comment": comment}
+        if use_latest_config is not None:
+            form["UseLatestConfig"] = str(bool(use_latest_config))
         body = self._call(RERUN_TASK_INSTANCES, "POST", timeout, form=form)
         success_info = body.get("SuccessInfo")
         if not isinstance(success_info, dict):

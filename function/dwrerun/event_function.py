@@ -1,9 +1,12 @@
 """The event function: one EventBridge delivery of DataWorks failure events in, records out.
 
-Returns normally whenever retrying cannot help (ignored events, skips, permanent errors, and
-DataWorks' daily limit or edition quota used up: `quota-exhausted`), and raises `RetryLater` only
-when DataWorks kept failing transiently: FC then retries the asynchronous invocation, which is
-safe because every retry reads each instance's status before acting.
+Returns normally whenever retrying cannot help (ignored events, skips, permanent errors, a bad
+setting or rules file: `config-error`, and DataWorks' daily limit or edition quota used up:
+`quota-exhausted`), and raises `RetryLater` only when DataWorks kept failing transiently: FC then
+retries the asynchronous invocation, which is safe because every retry reads each instance's
+status before acting. An unexpected error is raised too, after recording every unfinished
+instance `deferred`: each attempt FC makes leaves its records, so an invocation FC gives up on
+can be told from them (the retries-exhausted alert in template.yml).
 
 Duplicates: EventBridge delivers at least once, and two copies of one event may run at the same
 moment on two FC instances (separate processes, no shared memory). What makes that harmless is
@@ -12,7 +15,9 @@ DataWorks' state, not this process: the status guard skips an instance no longer
 the function reads back as `already-rerun` (rerun.py).
 
 The same function receives its own delayed invocations (schedule.py): a payload that is a
-scheduled rerun names one instance and its failed run, and goes through every guard again.
+scheduled rerun names one instance and its failed run, and goes through every guard again. It also
+runs the continuations of bulk reruns by filter (continuation.py, bulk.py): a signed payload from
+the HTTP function (or from an earlier continuation) naming up to 500 instances and their failed runs.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import events, pacing, records, rules, schedule
-from dwrerun.config import Settings
+from dwrerun import continuation, events, pacing, records, rules, schedule
+from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
 from dwrerun.rerun import Job, RetryLater, Target, run
@@ -66,12 +71,12 @@ def handle(event: bytes, context) -> dict:
     """Handle one delivery; returns the invocation's summary record."""
     started = pacing.clock()
     invocation = Invocation.from_context(context)
-    settings = Settings.from_env()
     try:
+        settings = Settings.from_env()
         rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
-        rules_error = None
-    except rules.RulesError as exc:
-        rule_set, rules_error = None, exc
+        config_error = None
+    except ConfigError as exc:  # a bad setting or rules file (rules.RulesError is a ConfigError)
+        settings, rule_set, config_error = Settings(), None, exc
     job = Job(
         trigger=records.EVENTBRIDGE,
         request_id=invocation.request_id,
@@ -82,6 +87,19 @@ def handle(event: bytes, context) -> dict:
         rules=rule_set,
         may_schedule=True,
     )
+    try:
+        bulk_part = continuation.parse(event, settings.signing_key)
+    except continuation.InvalidContinuation as exc:
+        return _write_all(job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started)
+    except continuation.UntrustedContinuation as exc:
+        # Never acted on: a forged payload gets nothing. FC retrying cannot fix a key (or another
+        # bad setting, which leaves no key to check with) either. The records carry the request id
+        # it claims, so an operator following that request sees them.
+        why = f"not rerun: {config_error or exc}; select it again by filter"
+        refused = [_named(job, i, "config-error", why, exc.origin_request_id) for i in exc.instance_ids]
+        return _write_all(job, refused, started, outcome="done")
+    if bulk_part is not None:
+        return _continue(job, bulk_part, settings, rule_set, invocation, context, started)
     written, targets, claimed = [], [], []
     try:
         scheduled = schedule.parse(event)
@@ -104,11 +122,11 @@ def handle(event: bytes, context) -> dict:
             written.append(_ignored(job, item, "duplicate-event", f"event {item.event_id} is already handled here"))
         else:
             claimed += [item.event_id] if item.event_id else []
-            targets.append(Target(item.instance_id, item.event_id, item.task_type))
-    if rules_error is not None:
-        # A bad rules file: nothing is rerun (every failure is recorded, none is lost) and the
-        # invocation returns normally, since FC retrying it cannot fix the file.
-        written += [_ignored(job, target, "config-error", str(rules_error)) for target in targets]
+            targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
+    if config_error is not None:
+        # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
+        # and the invocation returns normally, since FC retrying it cannot fix the deployment.
+        written += [_unfinished(job, target, "config-error", str(config_error)) for target in targets]
         targets = []
     try:
         credentials = credentials_from(os.environ, context) if targets else None
@@ -124,12 +142,66 @@ def handle(event: bytes, context) -> dict:
         handled_events.release(claimed)
         _write_all(job, written + exc.records, started, outcome="retry", error=exc.error.code if exc.error else None)
         raise
+    except ConfigError as exc:  # no credentials or no region: no retry brings them
+        handled_events.release(claimed)
+        written += [_unfinished(job, target, "config-error", str(exc)) for target in targets]
+        return _write_all(job, written, started, outcome="done")
+    except Exception as exc:
+        # A bug: FC retries the invocation. Its records say so, without the trace (FC logs that
+        # with the error), so every attempt is on record and the alert can count them.
+        handled_events.release(claimed)
+        why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the invocation"
+        written += [_unfinished(job, target, "deferred", why) for target in targets]
+        _write_all(job, written, started, outcome="retry", error=type(exc).__name__)
+        raise
     except BaseException:
         handled_events.release(claimed)
         raise
     exhausted = any(r["reason"] == "quota-exhausted" for r in written)
     # Returned normally even so: FC's retry would meet the same used-up limit.
     return _write_all(job, written, started, outcome="quota-exhausted" if exhausted else "done")
+
+
+def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocation, context, started: float) -> dict:
+    """A continuation of a bulk rerun by filter (dwrerun/bulk.py), with the same error handling
+    as a failure event: a bad deployment is recorded, a bug is recorded and retried by FC."""
+    from dwrerun import bulk, function_compute
+
+    ids = [instance_id for instance_id, _ in part.instances]
+    try:
+        credentials = credentials_from(os.environ, context)
+
+        def functions():
+            return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
+
+        def dataworks():
+            return client_for(credentials, settings, invocation.region)
+
+        return bulk.continue_(part, settings, rule_set, None, invocation, dataworks, functions)
+    except bulk.ContinueLater:  # its records are written: FC retries the part
+        raise
+    except ConfigError as exc:  # no credentials or no region: no retry brings them
+        written = [_named(job, i, "config-error", str(exc), part.origin_request_id) for i in ids]
+        return _write_all(job, written, started, outcome="done")
+    except Exception as exc:
+        why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the continuation"
+        _write_all(job, [_named(job, i, "deferred", why, part.origin_request_id) for i in ids], started,
+                   outcome="retry", error=type(exc).__name__)  # fmt: skip
+        raise
+
+
+def _named(job: Job, instance_id: int, reason: str, message: str, origin_request_id: str) -> dict:
+    """The record of an instance a continuation names and this invocation did not get to."""
+    return records.instance_record(
+        instance_id=instance_id,
+        decision=records.SKIP,
+        success=None,
+        message=message,
+        reason=reason,
+        trigger=records.HTTP,
+        request_id=job.request_id,
+        origin_request_id=origin_request_id,
+    )
 
 
 def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:
@@ -143,6 +215,24 @@ def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None 
         request_id=job.request_id,
         event_id=item.event_id,
         async_task_id=getattr(item, "async_task_id", None),
+    )
+
+
+def _unfinished(job: Job, target: Target, reason: str, message: str) -> dict:
+    """The record of a target the invocation could not finish (nothing read, nothing rerun)."""
+    scheduled = target.scheduled
+    return records.instance_record(
+        instance_id=target.instance_id,
+        decision=records.SKIP,
+        success=None,
+        message=message,
+        reason=reason,
+        trigger=job.trigger,
+        request_id=job.request_id,
+        event_id=target.event_id,
+        rule=scheduled.rule if scheduled else None,
+        due_at=scheduled.due_at if scheduled else None,
+        async_task_id=scheduled.async_task_id if scheduled else None,
     )
 
 

@@ -40,6 +40,9 @@ class Failure:
     task_id: int | None  # the event's `nodeId`
     project_id: int | None  # the event's `appId` (the workspace)
     task_type: int | None  # the event's `taskType`: 2 means paused (frozen)
+    # When the failed run ended (epoch ms): the event's `finishTime`, else its `modifyTime`. It
+    # tells a stale copy (about an earlier run than the instance's current one) from a fresh one.
+    finished_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ def _from_data(data: dict, event_id: str | None, where: str) -> Failure | Ignore
         task_id=_positive_int(data.get("nodeId")),
         project_id=_positive_int(data.get("appId")),
         task_type=_int(data.get("taskType")),
+        finished_at=_positive_int(data.get("finishTime")) or _positive_int(data.get("modifyTime")),
     )
 
 

@@ -31,6 +31,9 @@ RERUN_RESERVE_SECONDS = 3.0
 # DataWorks' daily call limit and the edition's quota: they do not clear within an invocation.
 QUOTA_CODES = frozenset({"Throttling.Api.Risk", "Throttling.Resource"})
 
+# The error_code of a Verdict whose log was not read because the invocation ran out of time.
+NO_TIME_LEFT = "no time left before the deadline"
+
 RETRYABLE = "retryable"
 NOT_RETRYABLE = "not-retryable"
 UNKNOWN = "unknown"
@@ -95,8 +98,12 @@ def classify(
     )
 
 
-def apply(decision: Decision, verdict: Verdict, instance: Instance, settings: Settings) -> Decision:
-    """The event path's decision once the log has spoken. Only narrows: never turns a skip into a rerun."""
+def apply(
+    decision: Decision, verdict: Verdict, instance: Instance, settings: Settings, force: bool = False
+) -> Decision:
+    """The decision once the log has spoken (event path, bulk reruns by filter). Only narrows: never
+    turns a skip into a rerun. `force` (an operator's Force) lifts a rule's rerun cap, as it lifts
+    RERUN_MAX_RERUNS, and nothing else."""
     if not decision.rerun:
         return decision
     if verdict.action == rules.SKIP:
@@ -105,7 +112,7 @@ def apply(decision: Decision, verdict: Verdict, instance: Instance, settings: Se
         else:
             why = "A rerun cannot fix it: the instance stays Failure for a person to fix and rerun"
         return Decision(False, "not-retryable", f"{verdict.note}. {why}")
-    if verdict.max_reruns is not None and instance.run_number is not None:
+    if verdict.max_reruns is not None and instance.run_number is not None and not force:
         cap = min(verdict.max_reruns, settings.max_reruns)
         if instance.run_number > cap:
             return Decision(
@@ -129,14 +136,16 @@ def _read(
     # Keep back time for the rerun call that follows: a log is not worth missing the deadline for.
     own_deadline = deadline - MIN_READ_SECONDS - min(settings.read_timeout, RERUN_RESERVE_SECONDS)
     limiter = pacing.limiter("read", settings.read_qps)
-    calls, code = 0, None
+    calls, code, out_of_time = 0, None, False
     while calls < LOG_READ_ATTEMPTS:
         try:
             limiter.acquire(own_deadline - MIN_READ_SECONDS)
         except pacing.DeadlineReached:
+            out_of_time = True
             break
         left = own_deadline - pacing.clock()
         if left < MIN_READ_SECONDS:
+            out_of_time = True
             break
         calls += 1
         try:
@@ -148,8 +157,15 @@ def _read(
         if calls < LOG_READ_ATTEMPTS:
             delay = pacing.backoff(calls, retry_after)
             if pacing.clock() + delay + MIN_READ_SECONDS > own_deadline:
+                out_of_time = True
                 break
             pacing.sleep(delay)
     if code is None:
-        return None, calls, "no time left before the deadline"
-    return None, calls, f"{code}, {calls} attempt(s)"
+        return None, calls, NO_TIME_LEFT
+    tried = f"{code}, {calls} attempt(s)"
+    return None, calls, f"{tried}; {NO_TIME_LEFT}" if out_of_time else tried
+
+
+def ran_out_of_time(verdict: Verdict) -> bool:
+    """Whether the log went unread because the invocation's time ran out (not because of DataWorks)."""
+    return verdict.error_code is not None and NO_TIME_LEFT in verdict.error_code

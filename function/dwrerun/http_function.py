@@ -1,11 +1,13 @@
 """The HTTP function: an operator's manual bulk rerun, over FC 3.0's HTTP trigger.
 
-    POST /rerun  {"Ids": [...], "Comment": "...", "DryRun": false, "Force": false}
+    POST /rerun  {"Ids": [...], "Comment": "...", "DryRun": false, "Force": false, "UseLatestConfig": false}
+    POST /rerun  {"ProjectId": 48213, "Bizdate": "2026-11-27", ...filter..., "PlanToken": "..."}
     GET  /health
 
 Every request is checked whole before any work: a bad one gets a 4xx with {"Code", "Message"}
 naming the field and the rule, and reaches no DataWorks API. A good one goes through the same
-guards, client and records as the event path, with `manual=True`.
+guards, client and records as the event path, with `manual=True`. The filter form (a selection
+by ListTaskInstances, a plan token, continuations) is dwrerun/bulk.py.
 """
 
 from __future__ import annotations
@@ -18,11 +20,15 @@ import sys
 import traceback
 
 from dwrerun import pacing, records
-from dwrerun.config import INT64_MAX, ConfigError, Settings
+from dwrerun.config import ANY_ENV, INT64_MAX, ConfigError, Settings
 
 MAX_BODY_BYTES = 64 * 1024  # far above 100 ids and a comment; refused before it is parsed
 MAX_COMMENT_CHARS = 500
-FIELDS = ("Ids", "Comment", "DryRun", "Force")
+ID_FIELDS = ("Ids", "Comment", "DryRun", "Force", "UseLatestConfig")
+FILTER_FIELDS = ("ProjectId", "Bizdate", "TaskIds", "ProjectEnv", "FinishedTimeStart", "FinishedTimeEnd")
+FILTER_OPTIONS = ("IgnoreRules", "PlanToken")  # meaningful with a filter only
+FIELDS = ID_FIELDS + FILTER_FIELDS + FILTER_OPTIONS
+MAX_PLAN_TOKEN_CHARS = 32 * 1024  # dwrerun/plan.py MAX_TOKEN_CHARS; the body is at most 64 KiB
 RERUN_PATHS = ("/rerun", "/")
 HEALTH_PATH = "/health"
 
@@ -47,6 +53,8 @@ def handle(event: bytes, context) -> dict:
 
         # A bad rules file is a bad deploy: answered 500 like any other setting, before any call.
         rule_set = rules.load(settings.rules_file) if settings.read_logs else rules.NOT_LOADED
+        if not isinstance(body, dict):
+            return _rerun_by_filter(body, settings, rule_set, context)
         return _rerun(body, settings, rule_set, context)
     except BadRequest as exc:
         return _response(exc.status, {"Code": exc.code, "Message": exc.message, "RequestId": request_id}, exc.headers)
@@ -107,12 +115,54 @@ def _parse_rerun_body(request: dict, settings: Settings) -> dict:
     unknown = sorted(set(body) - set(FIELDS))
     if unknown:
         raise BadRequest(400, "UnknownField", f"unknown field(s) {', '.join(unknown)}: allowed are {', '.join(FIELDS)}")
+    filtered = [name for name in FILTER_FIELDS if name in body]
+    if "Ids" in body and filtered:
+        raise BadRequest(
+            400,
+            "InvalidParameter",
+            f"give either Ids or a filter (ProjectId, Bizdate, ...), not both: got Ids and {', '.join(filtered)}",
+        )
+    if filtered:
+        return _filter_request(body, settings)
+    options = [name for name in FILTER_OPTIONS if name in body]
+    if options and "Ids" in body:
+        raise BadRequest(
+            400,
+            "InvalidParameter",
+            f"{', '.join(options)} go with a filter only: failure rules never hold back a rerun of ids you name, "
+            "and ids need no plan",
+        )
+    if "Ids" not in body:
+        raise BadRequest(400, "MissingParameter", "Ids is required, or a filter: ProjectId and Bizdate")
     return {
         "Ids": _ids(body.get("Ids"), settings.http_max_ids),
         "Comment": _comment(body.get("Comment")),
         "DryRun": _flag(body, "DryRun"),
         "Force": _flag(body, "Force"),
+        "UseLatestConfig": _optional_flag(body, "UseLatestConfig"),
     }
+
+
+def _filter_request(body: dict, settings: Settings):
+    from dwrerun import bulk, selection
+
+    try:
+        wanted = selection.parse(body, settings, settings.http_max_ids)
+    except selection.InvalidFilter as exc:
+        status, code = (400, "MissingParameter") if body.get(exc.field) is None else (400, "InvalidParameter")
+        raise BadRequest(status, code, str(exc)) from None
+    token = body.get("PlanToken")
+    if token is not None and (not isinstance(token, str) or not 0 < len(token) <= MAX_PLAN_TOKEN_CHARS):
+        raise BadRequest(400, "InvalidParameter", "PlanToken must be the PlanToken string a dry run answered")
+    return bulk.Request(
+        filter=wanted,
+        comment=_comment(body.get("Comment")),
+        dry_run=_flag(body, "DryRun"),
+        force=_flag(body, "Force"),
+        ignore_rules=_flag(body, "IgnoreRules"),
+        use_latest_config=_optional_flag(body, "UseLatestConfig"),
+        plan_token=token,
+    )
 
 
 def _json_object(data, what: str) -> dict:
@@ -158,6 +208,15 @@ def _comment(value) -> str | None:
         raise BadRequest(
             400, "InvalidParameter", f"Comment has {len(value)} characters, at most {MAX_COMMENT_CHARS} are allowed"
         )
+    try:
+        value.encode("utf-8")  # what DataWorks is sent: JSON may escape a half of a surrogate pair alone
+    except UnicodeEncodeError as exc:
+        raise BadRequest(
+            400,
+            "InvalidParameter",
+            f"Comment has a lone surrogate ({value[exc.start]!r}) at character {exc.start}: it is not text "
+            "DataWorks can store",
+        ) from None
     return value.strip() or None
 
 
@@ -166,6 +225,63 @@ def _flag(body: dict, name: str) -> bool:
     if not isinstance(value, bool):
         raise BadRequest(400, "InvalidParameter", f"{name} must be true or false, got {_json_type(value)}")
     return value
+
+
+def _optional_flag(body: dict, name: str) -> bool | None:
+    return None if body.get(name) is None else _flag(body, name)
+
+
+def _rerun_by_filter(request, settings: Settings, rule_set, context) -> dict:
+    """The filter form: refused up front when the settings exclude the project or environment,
+    else planned or applied by dwrerun/bulk.py."""
+    from dwrerun import bulk, plan, selection
+    from dwrerun.dataworks import DataWorksError, client_for, credentials_from
+    from dwrerun.invocation import Invocation
+
+    wanted = request.filter
+    if settings.project_ids and wanted.project_id not in settings.project_ids:
+        raise BadRequest(403, "ProjectNotAllowed", f"project {wanted.project_id} is not in RERUN_PROJECT_IDS")
+    if settings.project_env not in (ANY_ENV, wanted.project_env):
+        raise BadRequest(
+            403, "WrongEnvironment", f"ProjectEnv is {wanted.project_env}, RERUN_PROJECT_ENV is {settings.project_env}"
+        )
+    invocation = Invocation.from_context(context)
+    credentials = credentials_from(os.environ, context)
+    dataworks = client_for(credentials, settings, invocation.region)
+
+    def functions():
+        from dwrerun import function_compute
+
+        return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
+
+    try:
+        answer = bulk.plan_or_apply(request, settings, rule_set, invocation, dataworks, functions)
+    except plan.PlanError as exc:
+        raise BadRequest(exc.status, exc.code, exc.message) from None
+    except selection.TooLarge as exc:
+        raise BadRequest(
+            400,
+            "SelectionTooLarge",
+            f"the filter selects {exc.count} failed instances, more than {selection.MAX_SELECTION}: narrow it "
+            "(TaskIds, FinishedTimeStart / FinishedTimeEnd)",
+        ) from None
+    except DataWorksError as exc:  # ListTaskInstances kept failing: nothing was rerun
+        if exc.quota_exhausted:
+            return _response(
+                429, {"Code": "QuotaExhausted", "Message": quota_message(exc.code), "RequestId": invocation.request_id}
+            )
+        status, headers = _upstream_status(exc)
+        message = f"ListTaskInstances kept failing ({exc.code}): nothing was selected, nothing rerun; try again"
+        code = "Throttled" if status == 429 else "UpstreamUnavailable"
+        return _response(status, {"Code": code, "Message": message, "RequestId": invocation.request_id}, headers)
+    except pacing.DeadlineReached:
+        message = "listing the selection took the whole invocation: nothing rerun; narrow the filter or try again"
+        return _response(
+            503,
+            {"Code": "UpstreamUnavailable", "Message": message, "RequestId": invocation.request_id},
+            {"Retry-After": "5"},
+        )
+    return _response(answer.status, answer.body, answer.headers)
 
 
 def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
@@ -187,6 +303,7 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
         force=body["Force"],
         operator_comment=body["Comment"],
         rules=rule_set,
+        use_latest_config=body["UseLatestConfig"],
     )
     dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region)
     try:
@@ -230,19 +347,29 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             for r in written
             if r["failureClass"] is not None
         }
+    deferred = [r["instanceId"] for r in written if r["reason"] == "deferred"]
+    if deferred:  # what to send again, as a list ready for Ids
+        answer["Deferred"] = deferred
     if exhausted:
-        answer = {"Code": "QuotaExhausted", "Message": _quota_message(exhausted), **answer}
+        answer = {"Code": "QuotaExhausted", "Message": quota_message(exhausted), **answer}
+    elif error is None and status != 200:
+        # Nothing failed: the invocation's time ran out. What was read was done (SuccessInfo).
+        answer = {
+            "Code": "Incomplete",
+            "Message": f"the function's time ran out after {len(written) - len(deferred)} of {len(written)} ids; "
+            "the ids under Deferred were not looked at: send them again",
+            **answer,
+        }
     elif error is not None or status != 200:
-        code = error.code if error else "DeadlineReached"
         answer = {
             "Code": "Throttled" if status == 429 else "UpstreamUnavailable",
-            "Message": f"DataWorks kept failing ({code}); the ids under Skipped with reason 'deferred' were not rerun",
+            "Message": f"DataWorks kept failing ({error.code}); the ids under Deferred were not rerun",
             **answer,
         }
     return _response(status, answer, headers)
 
 
-def _quota_message(code: str) -> str:
+def quota_message(code: str) -> str:
     from dwrerun.dataworks import QUOTA_LIMITS
 
     when = {

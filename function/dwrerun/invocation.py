@@ -23,6 +23,7 @@ class Invocation:
     region: str | None
     deadline: float  # pacing.clock() time by which DataWorks calls must have ended
     account_id: str | None = None  # for FC's own endpoint (a scheduled rerun invokes this function)
+    timeout: float = DEFAULT_TIMEOUT  # the function's timeout in seconds (a bulk rerun sizes its slices by it)
 
     @classmethod
     def from_context(cls, context, environ=None) -> Invocation:
@@ -37,6 +38,7 @@ class Invocation:
             region=getattr(context, "region", None) or env.get(FC_REGION) or None,
             deadline=pacing.clock() + timeout - margin,
             account_id=str(getattr(context, "account_id", None) or env.get(FC_ACCOUNT_ID) or "") or None,
+            timeout=timeout,
         )
 
 

@@ -7,9 +7,11 @@ the cap. The first guard that holds the instance back is the reason recorded.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
-from dwrerun.config import ANY_ENV, Settings
+from dwrerun.config import ANY_ENV, INT64_MAX, Settings
 
 # TaskInstance.Status values (GetTaskInstance, 2024-05-18).
 FAILURE = "Failure"
@@ -24,7 +26,13 @@ FROZEN_TASK_TYPE = 2  # the failure event's taskType for a frozen instance
 
 @dataclass(frozen=True)
 class Instance:
-    """What GetTaskInstance says about an instance: the facts the guards read."""
+    """What GetTaskInstance says about an instance: the facts the guards read.
+
+    A field that is absent, or holds a value of the wrong kind (a RunNumber of 3.9, `true` or
+    `Infinity`), is None; `malformed` keeps each wrong value, as JSON, for the record. Whether a
+    guard then holds the rerun back or goes on without the field is decided per field in
+    `decide` (README, Reliability, "When an answer lacks a field").
+    """
 
     id: int
     task_id: int | None
@@ -37,22 +45,38 @@ class Instance:
     trigger_recurrence: str | None
     task_type: str | None = None  # the node type, e.g. ODPS_SQL, DI, DIDE_SHELL: failure rules may name it
     finished_time: int | None = None  # epoch ms when the current run ended (None while it runs)
+    started_time: int | None = None  # epoch ms when the current run started
+    malformed: tuple[tuple[str, str], ...] = ()  # (field, its value as JSON) for values of the wrong kind
 
     @classmethod
     def from_api(cls, task_instance: dict) -> Instance:
-        """Build from the `TaskInstance` object of a GetTaskInstance answer."""
+        """Build from the `TaskInstance` object of a GetTaskInstance answer. Never raises for a field's value."""
+        bad: list[tuple[str, str]] = []
+
+        def number(name: str) -> int | None:
+            return positive_int(task_instance, name, bad)
+
+        def text(name: str) -> str | None:
+            value = task_instance.get(name)
+            if value is None or isinstance(value, str):
+                return value
+            bad.append((name, shown(value)))
+            return None
+
         return cls(
             id=int(task_instance["Id"]),
-            task_id=_int_or_none(task_instance.get("TaskId")),
-            task_name=task_instance.get("TaskName"),
-            project_id=_int_or_none(task_instance.get("ProjectId")),
-            project_env=task_instance.get("ProjectEnv"),
-            status=task_instance.get("Status"),
-            run_number=_int_or_none(task_instance.get("RunNumber")),
-            rerun_mode=task_instance.get("RerunMode"),
-            trigger_recurrence=task_instance.get("TriggerRecurrence"),
-            task_type=task_instance.get("TaskType") if isinstance(task_instance.get("TaskType"), str) else None,
-            finished_time=_int_or_none(task_instance.get("FinishedTime")),
+            task_id=number("TaskId"),
+            task_name=text("TaskName"),
+            project_id=number("ProjectId"),
+            project_env=text("ProjectEnv"),
+            status=text("Status"),
+            run_number=number("RunNumber"),
+            rerun_mode=text("RerunMode"),
+            trigger_recurrence=text("TriggerRecurrence"),
+            task_type=text("TaskType"),
+            finished_time=number("FinishedTime"),
+            started_time=number("StartedTime"),
+            malformed=tuple(bad),
         )
 
 
@@ -73,16 +97,30 @@ def decide(
     force: bool = False,
     event_task_type: int | None = None,
     failed_run: int | None = None,
+    event_finished_at: int | None = None,
 ) -> Decision:
     """Decide for one instance. `manual` is an operator's HTTP request; `force` lifts only the cap.
 
     `failed_run` is the run a scheduled rerun was planned for: the instance is rerun only if that
     run is still its latest one, so a delayed rerun never stacks on one that happened meanwhile.
+    `event_finished_at` is when the run a failure event reports ended (epoch ms): an event about
+    a run older than the instance's current one is a stale copy, and reruns nothing.
     """
+    # A guard field the answer lacks holds the rerun back (fails closed) when the guard needs it:
+    # not knowing whose project, which task, which environment, whether the instance is frozen or
+    # what its rerun property says must not be read as "allowed".
+    if settings.project_ids and instance.project_id is None:
+        return _lacks(instance, "ProjectId", "so RERUN_PROJECT_IDS cannot be checked")
     if settings.project_ids and instance.project_id not in settings.project_ids:
         return _skip("project-not-allowed", f"project {instance.project_id} is not in RERUN_PROJECT_IDS")
+    if settings.exclude_task_ids and instance.task_id is None:
+        return _lacks(instance, "TaskId", "so RERUN_EXCLUDE_TASK_IDS cannot be checked")
     if instance.task_id in settings.exclude_task_ids:
         return _skip("task-excluded", f"task {instance.task_id} is in RERUN_EXCLUDE_TASK_IDS")
+    if settings.project_env != ANY_ENV and instance.project_env is None:
+        return _lacks(
+            instance, "ProjectEnv", f"so whether it is in {settings.project_env} (RERUN_PROJECT_ENV) is unknown"
+        )
     if settings.project_env != ANY_ENV and instance.project_env != settings.project_env:
         return _skip(
             "wrong-environment",
@@ -90,6 +128,10 @@ def decide(
         )
     if instance.trigger_recurrence == PAUSE or event_task_type == FROZEN_TASK_TYPE:
         return _skip("paused", "the instance is frozen (paused): unfreeze it in DataWorks to run it")
+    if instance.trigger_recurrence is None:
+        return _lacks(instance, "TriggerRecurrence", "so whether the instance is frozen (paused) is unknown")
+    if instance.rerun_mode is None:
+        return _lacks(instance, "RerunMode", "so the node's rerun property is unknown")
     if instance.rerun_mode == ALL_DENIED:
         return _skip("rerun-denied", "the node's rerun property forbids reruns (RerunMode AllDenied)")
     if failed_run is not None and instance.run_number != failed_run:
@@ -104,6 +146,8 @@ def decide(
             "unknown-run-number",
             f"the scheduled rerun names run {failed_run}, but the instance is at run {instance.run_number}",
         )
+    if instance.status is None:
+        return _lacks(instance, "Status", "so whether it failed is unknown")
     if instance.status != FAILURE:
         if not manual:
             # Already rerun, fixed or set successful by someone: this is what makes duplicate
@@ -117,7 +161,14 @@ def decide(
                 f"the instance succeeded and its RerunMode is {instance.rerun_mode}: only AllAllowed reruns a success",
             )
     if instance.run_number is None:
-        return _skip("unknown-run-number", "GetTaskInstance returned no RunNumber, so the cap cannot be checked")
+        return _skip("unknown-run-number", f"{_answered(instance, 'RunNumber')}, so the cap cannot be checked")
+    if _stale(instance, event_finished_at):
+        return _skip(
+            "already-rerun",
+            f"run {instance.run_number} started at {_utc(instance.started_time)}, after the run the event reports "
+            f"ended ({_utc(event_finished_at)}): that failure was already rerun, and this event is a late copy "
+            f"of it. Run {instance.run_number}'s own failure event decides about run {instance.run_number}",
+        )
     if instance.run_number > settings.max_reruns and not force:
         return _skip(
             "cap-reached",
@@ -134,8 +185,70 @@ def _skip(reason: str, message: str) -> Decision:
     return Decision(False, reason, message)
 
 
-def _int_or_none(value: object) -> int | None:
+def _stale(instance: Instance, event_finished_at: int | None) -> bool:
+    """Whether a failure event is about an earlier run than the instance's current one.
+
+    Inferred (README, Retry semantics): the event's finishTime (else modifyTime) and
+    GetTaskInstance's StartedTime come from the same scheduler clock, and a rerun starts after the
+    run it reruns ended; so a run that started after the event's run ended is a later run. Run 1
+    has no earlier run. Without either time the event cannot be placed, and it is taken to be about
+    the current run: the status guard still stands between it and a second rerun.
+    """
+    return (
+        event_finished_at is not None
+        and instance.started_time is not None
+        and instance.run_number is not None
+        and instance.run_number > 1
+        and event_finished_at < instance.started_time
+    )
+
+
+def _utc(epoch_ms: int) -> str:
     try:
-        return int(value) if value is not None else None
-    except (TypeError, ValueError):
+        return datetime.fromtimestamp(epoch_ms / 1000, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (OverflowError, ValueError, OSError):  # past the year 9999: say the number
+        return f"{epoch_ms} ms"
+
+
+def _lacks(instance: Instance, field: str, consequence: str) -> Decision:
+    return _skip("lookup-failed", f"{_answered(instance, field)}, {consequence}: not rerun")
+
+
+def _answered(instance: Instance, field: str) -> str:
+    """What the answer said of a field the guards need and could not use."""
+    value = dict(instance.malformed).get(field)
+    if value is None:
+        return f"GetTaskInstance answered no {field}"
+    kind = "a positive integer" if field in POSITIVE_INT_FIELDS else "text"
+    return f"GetTaskInstance answered {field} {value}, not {kind}"
+
+
+POSITIVE_INT_FIELDS = ("TaskId", "ProjectId", "RunNumber", "FinishedTime", "StartedTime")
+
+
+def positive_int(answer: dict, name: str, bad: list[tuple[str, str]] | None = None) -> int | None:
+    """`answer[name]` if it is a positive int64 (a string of its digits too), else None.
+
+    3.9, `true`, `Infinity`, 0 and -5 are not read as numbers: int() would make 3, 1 or an
+    OverflowError of them. A value that is there but wrong goes into `bad`, as JSON.
+    """
+    value = answer.get(name)
+    if value is None:
         return None
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
+        number = int(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        number = 0
+    if 0 < number <= INT64_MAX:
+        return number
+    if bad is not None:
+        bad.append((name, shown(value)))
+    return None
+
+
+def shown(value: object) -> str:
+    """A value from an answer as JSON, cut short: what a record says DataWorks sent."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."

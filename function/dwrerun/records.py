@@ -46,6 +46,8 @@ def instance_record(
     due_at: str | None = None,
     async_task_id: str | None = None,
     schedule_error_code: str | None = None,
+    origin_request_id: str | None = None,
+    use_latest_config: bool | None = None,
 ) -> dict:
     """One instance's decision and outcome. `instance` is the policy.Instance read, if any.
 
@@ -71,6 +73,7 @@ def instance_record(
         "taskName": getattr(instance, "task_name", None),
         "projectEnv": getattr(instance, "project_env", None),
         "status": getattr(instance, "status", None),
+        "finishedTime": getattr(instance, "finished_time", None),
         "errorCode": error_code,
         "dataworksRequestId": dataworks_request_id,
         "comment": comment,
@@ -84,12 +87,23 @@ def instance_record(
         "dueAt": due_at,
         "asyncTaskId": async_task_id,
         "scheduleErrorCode": schedule_error_code,
+        "originRequestId": origin_request_id,
+        "useLatestConfig": use_latest_config,
     }
     return _shaped(record, schema.INSTANCE_NAMES)
 
 
-def summary_record(*, trigger: str, request_id: str, records: list[dict], duration_ms: float, **extra) -> dict:
-    """The invocation's totals, written after its instance records."""
+def summary_record(
+    *,
+    trigger: str,
+    request_id: str,
+    records: list[dict],
+    duration_ms: float,
+    origin_request_id: str | None = None,
+    **extra,
+) -> dict:
+    """The invocation's totals, written after its instance records. `origin_request_id`: the HTTP
+    request of a bulk rerun by filter this invocation worked for (dwrerun/bulk.py)."""
     counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0, SCHEDULED: 0}
     for record in records:
         counts[record["decision"]] += 1
@@ -105,6 +119,7 @@ def summary_record(*, trigger: str, request_id: str, records: list[dict], durati
         "dryRun": counts[DRY_RUN],
         "scheduled": counts[SCHEDULED],
         "durationMs": _ms(duration_ms),
+        "originRequestId": origin_request_id,
         **extra,
     }
     return _shaped(record, schema.SUMMARY_NAMES, optional=schema.SUMMARY_OPTIONAL)

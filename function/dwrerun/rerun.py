@@ -24,10 +24,18 @@ async task id per instance and failed run: a copy gets 409, `already-scheduled`)
 good (no permission, task mode off) falls back to rerunning at once. The delayed invocation comes
 back here with the failed run number (`Target.scheduled`): every guard again, and a rerun only if
 that run is still the latest.
+
+Bulk reruns by filter (bulk.py): the selection comes from ListTaskInstances, whose rows carry every
+field the guards read (`Target.listed`), so no GetTaskInstance is made first; only a refusal or an
+unclear answer reads an instance again, one by one. Each target names the run the selection found
+failed (`Target.failed_run`): an instance rerun since is `already-rerun`, which is what makes a
+continuation that runs twice harmless.
 """
 
 from __future__ import annotations
 
+import math
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,7 +43,7 @@ from dataclasses import dataclass, replace
 
 from dwrerun import autorerun, failure, pacing, records, schedule
 from dwrerun.config import ConfigError, Settings
-from dwrerun.dataworks import QUOTA_LIMITS, DataWorks, DataWorksError
+from dwrerun.dataworks import GET_TASK_INSTANCE_LOG, QUOTA_LIMITS, DataWorks, DataWorksError
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.policy import FAILURE, Decision, Instance, decide
 from dwrerun.rules import RuleSet
@@ -44,6 +52,17 @@ from dwrerun.schedule import ScheduledRerun
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before the deadline
 COMMENT_EVENTS = 3  # event ids named in one RerunTaskInstances Comment, to keep it short
+# DataWorks' own automatic rerun comes at most 30 minutes after a failure (FACTS §2); a bulk rerun
+# asks GetTask only about a failure younger than that (and a minute of slack).
+DATAWORKS_MAX_RERUN_INTERVAL_MS = (1800 + 60) * 1000
+# What the reads leave for the reruns after them: the least time a call is started with, one
+# call's read timeout (at most this much), and the write limiter's spacing between the chunks.
+RERUN_RESERVE_SECONDS = 3.0
+
+# The order instances are read in (a seam of randomness, as in pacing.py). FC's retry of an
+# invocation that ran out of time gets the same ids again: read in another order, it reaches
+# the ones the first attempt could not, instead of spending its time on the same first ones.
+shuffle = random.shuffle
 
 
 @dataclass(frozen=True)
@@ -54,6 +73,9 @@ class Target:
     event_id: str | None = None
     event_task_type: int | None = None  # the failure event's taskType (2 = frozen)
     scheduled: ScheduledRerun | None = None  # a delayed invocation: the failed run it was planned for
+    listed: Instance | None = None  # a bulk rerun: the instance as ListTaskInstances showed it
+    failed_run: int | None = None  # a bulk rerun: the run the selection found failed
+    event_finished_at: int | None = None  # when the run the failure event reports ended (epoch ms)
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,20 @@ class Job:
     # Failure rules: on the event path they decide; on the HTTP path they only explain a dry run.
     rules: RuleSet | None = None
     may_schedule: bool = False  # the event path: a positive delay queues the rerun (schedule.py)
+    # Whether a `not-retryable` verdict holds a rerun back; None: yes, except for a manual request
+    # (explicit ids). A bulk rerun by filter sets it (True unless the request says IgnoreRules).
+    apply_rules: bool | None = None
+    # A bulk rerun by filter: only instances still in Failure are rerun, as on the event path.
+    failures_only: bool = False
+    # Unfinished work is handed to a continuation (bulk.py): a log the deadline left unread defers
+    # the instance instead of letting it be rerun unchecked.
+    continues: bool = False
+    use_latest_config: bool | None = None  # RerunTaskInstances' UseLatestConfig; None: not sent
+    origin_request_id: str | None = None  # a bulk rerun's HTTP request, on every record
+
+    @property
+    def rules_hold_back(self) -> bool:
+        return self.apply_rules if self.apply_rules is not None else not self.manual
 
 
 class RetryLater(Exception):
@@ -96,10 +132,12 @@ class _Progress:
     lookup_ms: float | None = None
     rerun_ms: float | None = None
     sent_at_run: int | None = None  # RunNumber when a rerun request with no clear answer went out
+    lost: DataWorksError | None = None  # why that request's answer was not clear
     refused_at_run: int | None = None  # RunNumber when DataWorks refused the rerun (SuccessInfo false)
     refusal: str | None = None  # DataWorks' message for that refusal, until a read says what it means
     refusal_request_id: str | None = None
     error: DataWorksError | None = None
+    out_of_time: bool = False  # not read: the reads' share of the invocation's time ran out first
     verdict: failure.Verdict | None = None  # what the failed run's log said; read once per run
     delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
     due_at: str | None = None
@@ -132,12 +170,21 @@ def run(
     attempt = 0
     last_error = None
     quota = _QuotaWatch()
+    # Liveness: reads stop in time for the reruns of what was read, so an invocation that cannot
+    # read everything still reruns what it read, and defers only the rest.
+    # A short FC timeout cannot spare a whole call's timeout for them: the reads get at least half.
+    now = pacing.clock()
+    reads_until = max(job.deadline - _rerun_reserve(job, len(progress)), now + (job.deadline - now) / 2)
+    lookup_order = list(progress)
+    shuffle(lookup_order)
     while True:
         open_items = [p for p in progress if p.record is None]
         if not open_items:
             return [p.record for p in progress]
         try:
-            _look_up(job, dataworks, [p for p in open_items if p.decision is None], quota)
+            _look_up(
+                job, dataworks, [p for p in lookup_order if p.record is None and p.decision is None], quota, reads_until
+            )
             if quota.error is None:
                 _schedule(
                     job, functions, [p for p in open_items if p.record is None and p.decision is not None and p.delay]
@@ -151,6 +198,9 @@ def run(
             if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
                 _quota_exhausted(job, progress, quota.error)
                 continue
+            unread = sum(1 for p in progress if p.record is None and p.out_of_time)
+            if unread:  # what was read is done: only a new invocation can read the rest
+                raise pacing.DeadlineReached(f"no time left to read {unread} of the {len(progress)} instances")
             errors = [p.error for p in progress if p.record is None and p.error is not None]
             if not errors:
                 continue
@@ -183,42 +233,42 @@ class _QuotaWatch:
             self.error = self.error or error
 
 
-def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch) -> None:
+def _rerun_reserve(job: Job, count: int) -> float:
+    """Seconds the reads leave before the deadline for rerunning `count` instances."""
+    settings = job.settings
+    chunks = max(1, math.ceil(count / settings.chunk_size))
+    return MIN_CALL_SECONDS + min(settings.read_timeout, RERUN_RESERVE_SECONDS) + (chunks - 1) / settings.write_qps
+
+
+def _look_up(job: Job, dataworks: DataWorks, items: list[_Progress], quota: _QuotaWatch, until: float) -> None:
     if len(items) == 1:
-        _look_up_one(job, dataworks, items[0], quota)
+        _look_up_one(job, dataworks, items[0], quota, until)
     elif items:
         with ThreadPoolExecutor(min(LOOKUP_THREADS, len(items))) as pool:
-            futures = [pool.submit(_look_up_one, job, dataworks, item, quota) for item in items]
+            futures = [pool.submit(_look_up_one, job, dataworks, item, quota, until) for item in items]
         for future in futures:
-            future.result()  # DeadlineReached surfaces here, in the invocation's own thread
+            future.result()  # an unexpected error surfaces here, in the invocation's own thread
 
 
-def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> None:
+def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> None:
+    """Read one instance and decide; `until` is when the reads' share of the invocation's time ends."""
+    item.out_of_time = False
+    try:
+        _read_and_decide(job, dataworks, item, quota, until)
+    except pacing.DeadlineReached:
+        item.out_of_time = True
+        item.decision = None  # half-decided (GetTask or the log not read): decided again next time
+
+
+def _read_and_decide(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> None:
     if quota.error is not None:
         return
     item.error = None
-    started = pacing.clock()
-    limiter = pacing.limiter("read", job.settings.read_qps)
-    try:
-        limiter.acquire(job.deadline - MIN_CALL_SECONDS)
-        item.attempts += 1
-        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job)))
-    except DataWorksError as exc:
-        _paced(limiter, exc)
-        if exc.quota_exhausted:
-            quota.saw(exc)
-        elif exc.transient:
-            item.error = exc
-        elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
-            item.record = _refused(job, item)
-        else:
-            item.record = _record(
-                job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {exc.message}", exc
-            )
+    if item.target.listed is not None and item.instance is None:
+        # ListTaskInstances just answered every field the guards read: no GetTaskInstance first.
+        item.instance = item.target.listed
+    elif not _read_instance(job, dataworks, item, quota, until):
         return
-    finally:
-        item.lookup_ms = (pacing.clock() - started) * 1000
-    limiter.passed()
     instance = item.instance
     if item.refusal is not None:
         if _moved_on(instance, item.refused_at_run):
@@ -250,20 +300,37 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
     item.decision = decide(
         instance,
         job.settings,
-        manual=job.manual,
+        manual=job.manual and not job.failures_only,
         force=job.force,
         event_task_type=item.target.event_task_type,
-        failed_run=scheduled.failed_run_number if scheduled else None,
+        failed_run=scheduled.failed_run_number if scheduled else item.target.failed_run,
+        event_finished_at=item.target.event_finished_at,
     )
     if not item.decision.rerun:
-        item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
+        message, lost = item.decision.message, None
+        if item.sent_at_run is not None and item.decision.reason in ("not-failed", "not-finished"):
+            # Not failed any more, yet the RunNumber did not move: nothing says who started it, and
+            # this invocation's own request may have (inferred: DataWorks may count a run only once
+            # it starts). Say so rather than let the record read as someone else's doing.
+            lost = item.lost
+            message += (
+                f"; it is still at run {instance.run_number}, so the rerun request this invocation sent "
+                f"(no clear answer: {lost.code}) may be what started it"
+            )
+        item.record = _record(job, item, records.SKIP, None, item.decision.reason, message, lost)
         return
     # DataWorks' own auto-rerun before the log: a run DataWorks reruns itself needs no log read.
     # A delayed invocation skips it: it was checked for this same failed run when the rerun was
     # scheduled, and the guards above just found the instance still at that run.
-    if not job.manual and scheduled is None and _left_to_dataworks(job, dataworks, item, quota):
+    if (
+        scheduled is None
+        and _dataworks_may_still_rerun(job, instance)
+        and _left_to_dataworks(job, dataworks, item, quota, until)
+    ):
         return
     _classify(job, dataworks, item)
+    if item.decision is None:  # its log is left for a continuation to read
+        return
     if not item.decision.rerun:
         item.record = _record(job, item, records.SKIP, None, item.decision.reason, item.decision.message)
         return
@@ -278,14 +345,55 @@ def _look_up_one(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaW
         item.record = _record(job, item, records.DRY_RUN, None, "dry-run", f"dry run: {item.decision.message}{later}")
 
 
+def _read_instance(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> bool:
+    """GetTaskInstance into `item.instance`; False (recorded, or left to retry) when it failed.
+    `until` is when the reads' share of the invocation's time ends."""
+    started = pacing.clock()
+    limiter = pacing.limiter("read", job.settings.read_qps)
+    try:
+        limiter.acquire(until - MIN_CALL_SECONDS)
+        item.attempts += 1
+        item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job, until)))
+    except DataWorksError as exc:
+        _paced(limiter, exc)
+        if exc.quota_exhausted:
+            quota.saw(exc)
+        elif exc.transient:
+            item.error = exc
+        elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
+            item.record = _refused(job, item)
+        else:
+            item.record = _record(
+                job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {exc.message}", exc
+            )
+        return False
+    finally:
+        item.lookup_ms = (pacing.clock() - started) * 1000
+    limiter.passed()
+    return True
+
+
+def _dataworks_may_still_rerun(job: Job, instance: Instance) -> bool:
+    """Whether DataWorks' own automatic rerun is worth asking about (GetTask) for this instance."""
+    if not job.manual:
+        return True  # a fresh failure event: DataWorks' rerun may well be on its way
+    if not job.failures_only:
+        return False  # ids an operator named: their call, as before
+    # A bulk rerun by filter, often the morning after: DataWorks reruns at most 30 minutes after a
+    # failure, so an older failure still at its failed run is one it has given up on.
+    finished = instance.finished_time
+    return finished is None or schedule.clock() * 1000 - finished <= DATAWORKS_MAX_RERUN_INTERVAL_MS
+
+
 def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
     """The failure-rules step, for a failed instance the guards would rerun.
 
-    Event path: the rules decide. HTTP path: an operator's rerun is never held back by them; a
-    dry run reads the log only to explain which rule matches.
+    Event path and bulk reruns by filter: the rules decide. HTTP path with explicit ids (and a
+    filter with IgnoreRules): an operator's rerun is never held back by them; a dry run reads the
+    log only to explain which rule matches.
     """
     instance = item.instance
-    if job.rules is None or instance.status != FAILURE or (job.manual and not job.dry_run):
+    if job.rules is None or instance.status != FAILURE or (not job.rules_hold_back and not job.dry_run):
         return
     if item.target.scheduled is not None:
         # A delayed invocation: the rules decided when the rerun was scheduled, on this same failed
@@ -294,16 +402,30 @@ def _classify(job: Job, dataworks: DataWorks, item: _Progress) -> None:
     if item.verdict is None or item.verdict.run_number != instance.run_number:  # never the same run twice
         item.verdict = failure.classify(dataworks, instance, job.settings, job.rules, job.deadline)
         item.attempts += item.verdict.calls
-    if job.manual:
-        item.decision = replace(
-            item.decision,
-            message=f"{item.decision.message}; {item.verdict.note} (rules never hold back a manual rerun)",
+        if job.continues and failure.ran_out_of_time(item.verdict):
+            # A continuation takes it over with time for its log: never rerun it unchecked. The
+            # instances whose logs were read are still rerun in this round; then the round ends.
+            item.verdict, item.decision = None, None
+            item.error = DataWorksError(
+                GET_TASK_INSTANCE_LOG,
+                "DeadlineReached",
+                "no time left to read the failed run's log",
+                transient=True,
+                needs_new_invocation=True,
+            )
+            return
+    if not job.rules_hold_back:
+        held = (
+            "IgnoreRules: rules hold nothing back"
+            if job.apply_rules is False
+            else "rules never hold back a manual rerun"
         )
+        item.decision = replace(item.decision, message=f"{item.decision.message}; {item.verdict.note} ({held})")
     else:
-        item.decision = failure.apply(item.decision, item.verdict, instance, job.settings)
+        item.decision = failure.apply(item.decision, item.verdict, instance, job.settings, force=job.force)
 
 
-def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch) -> bool:
+def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _QuotaWatch, until: float) -> bool:
     """Whether DataWorks reruns the instance itself (recorded `dataworks-auto-rerun`), or GetTask
     could not say (recorded, or left to retry). False: the function's own rerun may go ahead."""
     instance = item.instance
@@ -313,10 +435,10 @@ def _left_to_dataworks(job: Job, dataworks: DataWorks, item: _Progress, quota: _
     if node is None:
         limiter = pacing.limiter("read", job.settings.read_qps)
         try:
-            limiter.acquire(job.deadline - MIN_CALL_SECONDS)
+            limiter.acquire(until - MIN_CALL_SECONDS)
             item.attempts += 1
             node = autorerun.AutoRerun.from_api(
-                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job))
+                dataworks.get_task(instance.task_id, instance.project_env, _time_left(job, until))
             )
         except DataWorksError as exc:
             _paced(limiter, exc)
@@ -456,7 +578,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
     started = pacing.clock()
     try:
         request_id, success_info = dataworks.rerun_task_instances(
-            [item.target.instance_id for item in chunk], comment, timeout
+            [item.target.instance_id for item in chunk], comment, timeout, use_latest_config=job.use_latest_config
         )
     except DataWorksError as exc:
         _paced(limiter, exc)
@@ -479,7 +601,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
                 continue
             item.error = exc
             if exc.ambiguous:  # it may have happened: read the instance again before resending
-                item.sent_at_run = item.instance.run_number
+                item.sent_at_run, item.lost = item.instance.run_number, exc
                 item.decision = None
         return
     limiter.passed()
@@ -488,7 +610,7 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[_Prog
         info = success_info.get(str(item.target.instance_id))
         if not isinstance(info, dict) or not isinstance(info.get("Success"), bool):
             # No verdict for this id: treat like an unanswered request and read the instance again.
-            item.error = DataWorksError(
+            item.error = item.lost = DataWorksError(
                 "RerunTaskInstances", "MissingSuccessInfo", "no SuccessInfo entry", transient=True
             )
             item.sent_at_run = item.instance.run_number
@@ -551,6 +673,8 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
     code = error.code if error else "DeadlineReached"
     service = "Function Compute (InvokeFunction)" if isinstance(error, InvokeFunctionError) else "DataWorks"
     then = "Function Compute retries the invocation" if job.trigger == records.EVENTBRIDGE else "not rerun: try again"
+    # No error: nothing failed, the invocation's time ran out before it got there.
+    cause = f"{service} kept failing ({code}; {why})" if error is not None else f"not done in time ({why})"
     deferred = False
     for item in progress:
         if item.record is None and item.refusal is not None:
@@ -568,17 +692,18 @@ def _deferred(job: Job, progress: list[_Progress], error: DataWorksError | None,
                 records.SKIP,
                 None,
                 "deferred",
-                f"{service} kept failing ({code}; {why}): {then}.{maybe}",
+                f"{cause}: {then}.{maybe}",
                 error,
             )
     if not deferred:
         return None
-    return RetryLater(f"{service} kept failing ({code}); {why}", [p.record for p in progress], error)
+    return RetryLater(cause, [p.record for p in progress], error)
 
 
-def _time_left(job: Job) -> float:
-    """The read timeout for the next call: the configured one, cut short so it ends by the deadline."""
-    left = job.deadline - pacing.clock()
+def _time_left(job: Job, until: float | None = None) -> float:
+    """The read timeout for the next call: the configured one, cut short so it ends by the deadline
+    (or by `until`, the end of the reads' share of the invocation's time)."""
+    left = (job.deadline if until is None else until) - pacing.clock()
     if left < MIN_CALL_SECONDS:
         raise pacing.DeadlineReached("the invocation's deadline is reached")
     return min(left, job.settings.read_timeout)
@@ -586,9 +711,16 @@ def _time_left(job: Job) -> float:
 
 def _comment(job: Job, next_run: int, chunk: list[_Progress]) -> str:
     """What DataWorks' operation log shows for the call: who reran, why, and which run this starts."""
+    latest = ", with the latest configuration" if job.use_latest_config else ""
     if job.manual:
         origin = f"{job.operator_comment} " if job.operator_comment else ""
-        return f"{origin}[{job.function_name}: manual rerun over HTTP, FC request {job.request_id}, run {next_run}]"
+        if job.origin_request_id is not None:  # a bulk rerun by filter: the HTTP request that selected it
+            how = f"bulk rerun by filter over HTTP, FC request {job.origin_request_id}"
+            if job.request_id != job.origin_request_id:
+                how += f" (continued in {job.request_id})"
+        else:
+            how = f"manual rerun over HTTP, FC request {job.request_id}"
+        return f"{origin}[{job.function_name}: {how}, run {next_run}{latest}]"
     scheduled = [item.target.scheduled for item in chunk if item.target.scheduled]
     if scheduled:  # a delayed invocation: one instance
         first = scheduled[0]
@@ -648,4 +780,6 @@ def _record(
         due_at=due_at or (item.due_at if planned else None),
         async_task_id=async_task_id,
         schedule_error_code=refused.code if refused is not None else None,
+        origin_request_id=job.origin_request_id,
+        use_latest_config=job.use_latest_config if decision in (records.RERUN, records.DRY_RUN) else None,
     )

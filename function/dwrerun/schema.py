@@ -52,6 +52,10 @@ INSTANCE_FIELDS = (
     _field("taskName", TEXT),
     _field("projectEnv", TEXT),
     _field("status", TEXT),
+    # When the run that was read ended: GetTaskInstance's FinishedTime, epoch ms (null while it runs).
+    # For a rerun it is the failed run's end, so `__time__ - finishedTime / 1000` is the time from
+    # the failure to its rerun (the dashboard's panel).
+    _field("finishedTime", LONG),
     _field("errorCode", TEXT),
     _field("dataworksRequestId", TEXT),
     _field("comment", TEXT),
@@ -67,6 +71,10 @@ INSTANCE_FIELDS = (
     _field("dueAt", TEXT),  # ISO 8601 UTC: when the delayed invocation (or DataWorks' own rerun) is due
     _field("asyncTaskId", TEXT),  # FC's async task id; joins a scheduling record and its delayed one
     _field("scheduleErrorCode", TEXT),  # why FC refused to schedule (the rerun then went out at once)
+    # Bulk reruns by filter (dwrerun/bulk.py): the HTTP request that selected the instance, on the
+    # records of that request and of every continuation it handed work to; one query follows all.
+    _field("originRequestId", TEXT),
+    _field("useLatestConfig", TEXT),  # true | false: RerunTaskInstances' UseLatestConfig; null: not sent
 )
 
 # An invocation's totals (records.summary_record), in the order written.
@@ -84,7 +92,8 @@ SUMMARY_FIELDS = (
     _field("durationMs", DOUBLE),
     _field("outcome", TEXT),  # done | retry (event: FC retries it) | upstream-error (HTTP)
     _field("dryRunMode", TEXT),  # true | false
-    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it
+    _field("originRequestId", TEXT),  # a bulk rerun's HTTP request (its own, or the one it continues)
+    _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it, or an unexpected error's type
 )
 
 

@@ -18,9 +18,13 @@ Limits of the stand-in, on purpose:
 - The test process is the instance. One `FunctionCompute` at a time owns `os.environ`: the one
   that was created or invoked last. Drive two harnesses one after the other, not at once from
   two threads. `close()` puts every variable back as it was before the first harness touched it.
-- Modules are imported once per instance: the first invocation imports them, `new_instance()`
-  and `close()` unload every module loaded from `code_dir`. Harnesses on the same `code_dir`
-  share the imported modules (on FC they would be separate processes).
+- Modules are imported once per instance: the first invocation imports them, and
+  `new_instance()` unloads every module loaded from `code_dir`. A module of the code package
+  that the test process had loaded before the harness (a test file imports `dwrerun` at
+  collection) serves the first instance as it is, patches included, and `close()` puts back
+  exactly the modules it found: the test's classes and seams stay the ones the next harness
+  uses, whatever order tests run in. Harnesses on the same `code_dir` share the imported
+  modules (on FC they would be separate processes).
 - Output is attributed by thread: lines written by the thread that runs the handler belong to
   that request. Threads the handler starts itself write straight to the real stream.
 - On a timeout the handler thread cannot be killed; it keeps running as a daemon thread, and the
@@ -42,6 +46,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 RUNTIMES = ("python3.10", "python3.12")
@@ -503,6 +508,8 @@ class FunctionCompute:
         self._handler_fn: Callable | None = None
         self._instance_id = new_instance_id()
         self._closed = False
+        # The code package's modules the test process had loaded: close() puts them back.
+        self._found_modules = {name: module for name, module in list(sys.modules.items()) if self._owns(module)}
 
         with _path_lock:
             path = str(self.code_dir)
@@ -528,7 +535,7 @@ class FunctionCompute:
             return
         self._closed = True
         with self._lock:
-            self._drop_modules()  # the instance ends: its modules must not serve another harness
+            self._restore_found_modules()  # the instance ends: its own modules serve no other harness
             self._handler_fn = None
         _ENV.release(self)
         _release_routers()
@@ -692,6 +699,21 @@ class FunctionCompute:
         for name, module in list(sys.modules.items()):
             if self._owns(module):
                 del sys.modules[name]
+
+    def _restore_found_modules(self) -> None:
+        """sys.modules as this harness found it: the modules loaded before it, the same objects,
+        and none it loaded. Unloading a module a test holds would split one class in two (the
+        test's DataWorksError no longer the one the code raises) and lose the test's patches."""
+        self._drop_modules()
+        sys.modules.update(self._found_modules)
+        for module in self._found_modules.values():
+            if not hasattr(module, "__path__"):
+                continue
+            # A package remembers its submodules as attributes: forget the ones unloaded, or
+            # `from pkg import sub` would answer the old one while `import pkg.sub` loads another.
+            for attr, value in list(vars(module).items()):
+                if isinstance(value, ModuleType) and self._owns(value) and sys.modules.get(value.__name__) is not value:
+                    delattr(module, attr)
 
 
 def _resolve(dotted: str) -> Callable:

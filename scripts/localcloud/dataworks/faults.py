@@ -3,7 +3,8 @@
 Faults are set per action ("*" = every action). Each count is how many upcoming calls the fault
 hits (None = every call, 0 = off). When several are armed, one call gets at most one of them, in
 this order: throttle, server_error, refuse, hang, reset, malformed, concurrent_rerun. Latency delays
-every call; a partial_failure map applies to every RerunTaskInstances call that reaches the backend.
+every call; a partial_failure map applies to every RerunTaskInstances call that reaches the backend;
+an answer_fields map rewrites the object every GetTaskInstance / GetTask answer carries.
 
 The quota is DataWorks' metering of one account and region: rate limits per category, a daily
 call limit, the edition's quota, and a neighbour (another client of the same account) using part
@@ -24,6 +25,7 @@ KINDS = ("throttle", "server_error", "refuse", "hang", "reset", "malformed", "co
 # Inferred: DataWorks' daily limit counts calendar days in China time (no public source says).
 CHINA = timezone(timedelta(hours=8))
 _UNSET = object()  # "not given", since None already means "every call"
+ABSENT = object()  # an answer_fields value: leave the field out of the answer
 
 
 @dataclass
@@ -35,6 +37,7 @@ class _Rule:
     server_error_code: str = "ServiceUnavailable"
     partial_failure: dict = field(default_factory=dict)
     after_backend: bool = False
+    answer_fields: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class FaultPlan:
     partial_failure: dict = field(default_factory=dict)
     # hang/reset/malformed after the backend ran the call: the state changed, the answer is lost.
     after_backend: bool = False
+    answer_fields: dict = field(default_factory=dict)
 
 
 class Faults:
@@ -73,6 +77,7 @@ class Faults:
         concurrent_rerun=_UNSET,
         partial_failure: dict[int, str] | None = None,
         after_backend: bool | None = None,
+        answer_fields: dict | None = None,
     ) -> None:
         """Arm faults for `action`, keeping the ones already armed that are not mentioned.
 
@@ -86,6 +91,9 @@ class Faults:
         caller's rerun is then refused (Success false: not finished).
         partial_failure: {instance id: message} answered Success=false, state unchanged.
         after_backend: hang/reset/malformed only after the backend has executed the call.
+        answer_fields: {field: value} put into the TaskInstance (GetTaskInstance) or Task (GetTask)
+        object of every answer, as an odd or older DataWorks might send it: any JSON value,
+        float("inf") included (sent as `Infinity`), or ABSENT to leave the field out.
         """
         if throttle_code is not None:
             Throttling(throttle_code)  # validates the code
@@ -111,6 +119,8 @@ class Faults:
                 rule.partial_failure = {int(k): str(v) for k, v in partial_failure.items()}
             if after_backend is not None:
                 rule.after_backend = after_backend
+            if answer_fields is not None:
+                rule.answer_fields = dict(answer_fields)
 
     def clear(self, action: str | None = None) -> None:
         """Disarm every fault (or those set for one action)."""
@@ -126,9 +136,10 @@ class Faults:
             rules = [r for r in (self._rules.get(action), self._rules.get("*")) if r is not None]
             if not rules:
                 return FaultPlan()
-            partial = {}
+            partial, fields = {}, {}
             for rule in reversed(rules):  # the action's own map wins over "*"
                 partial.update(rule.partial_failure)
+                fields.update(rule.answer_fields)
             latency = max(r.latency for r in rules)
             for kind in KINDS:
                 for rule in rules:
@@ -144,8 +155,9 @@ class Faults:
                             rule.server_error_code,
                             partial,
                             rule.after_backend,
+                            fields,
                         )
-            return FaultPlan(latency=latency, partial_failure=partial)
+            return FaultPlan(latency=latency, partial_failure=partial, answer_fields=fields)
 
 
 class Quota:

@@ -134,8 +134,10 @@ class TaskInstance:
         self.workflow_name = self.workflow_name or f"{self.task_name}_flow"
         self.workflow_instance_id = self.workflow_instance_id or self.id - 1
         self.unified_workflow_instance_id = self.unified_workflow_instance_id or self.workflow_instance_id
-        self.trigger_time = self.trigger_time or self.bizdate + 26 * 3600 * 1000  # 02:00 the next day
-        self.create_time = self.create_time or self.bizdate + 25 * 3600 * 1000
+        # 02:00 the next day, or ten minutes ago when that is still to come (a seeded instance
+        # has run: its times are past, so a failure event stamped now is about its current run).
+        self.trigger_time = self.trigger_time or min(self.bizdate + 26 * 3600 * 1000, _now_ms() - 600_000)
+        self.create_time = self.create_time or min(self.bizdate + 25 * 3600 * 1000, self.trigger_time)
         self.modify_time = self.modify_time or self.create_time
         self.waiting_trigger_time = self.waiting_trigger_time or self.create_time
         if self.status not in ("NotRun", "WaitTime"):
@@ -523,24 +525,26 @@ class DataWorksBackend:
         sort_by: str,
         runs_of: int | None = None,
     ) -> dict:
-        """PagingInfo for ListTaskInstances. `filters` are (field, value or list of values) pairs;
-        `runs_of` lists every run of that one instance (finished runs first), as the API's Id does."""
+        """PagingInfo for ListTaskInstances. `filters` are (field, value, list of values or Window)
+        pairs; `runs_of` lists every run of that one instance (finished runs first), as the API's Id does.
+
+        Instances are filtered and sorted on their fields, and only the page is rendered: listing
+        thousands of instances a page at a time stays cheap."""
+        key, _, order = sort_by.partition(" ")
+        attribute = _snake_name(key)
         with self._lock:
             if runs_of is not None:
                 inst = self._instances.get(runs_of)
                 rows = [*self._history[runs_of].values(), inst.to_api("list")] if inst else []
+                rows = [r for r in rows if _matches(r, filters)]
+                rows.sort(key=lambda r: (r.get(key) or 0, r["RunNumber"]), reverse=order != "Asc")
+                total, page = len(rows), rows[(page_number - 1) * page_size :][:page_size]
             else:
-                rows = [i.to_api("list") for i in self._instances.values()]
-        rows = [r for r in rows if _matches(r, filters)]
-        key, _, order = sort_by.partition(" ")
-        rows.sort(key=lambda r: (r.get(key) or 0, r["RunNumber"]), reverse=order != "Asc")
-        start = (page_number - 1) * page_size
-        return {
-            "TaskInstances": rows[start : start + page_size],
-            "PageNumber": page_number,
-            "PageSize": page_size,
-            "TotalCount": len(rows),
-        }
+                found = [i for i in self._instances.values() if _matches(i, filters)]
+                found.sort(key=lambda i: (getattr(i, attribute) or 0, i.run_number), reverse=order != "Asc")
+                start = (page_number - 1) * page_size
+                total, page = len(found), [i.to_api("list") for i in found[start : start + page_size]]
+        return {"TaskInstances": page, "PageNumber": page_number, "PageSize": page_size, "TotalCount": total}
 
     def get_task_instance_log(self, instance_id: int, run_number: int | None) -> str:
         with self._lock:
@@ -570,13 +574,36 @@ class DataWorksBackend:
             )
 
 
-def _matches(row: dict, filters: list[tuple[str, object]]) -> bool:
+@dataclass(frozen=True)
+class Window:
+    """A time field's bounds in epoch ms, both inclusive (the API's `Filter`, e.g. finishedTimeStart
+    and finishedTimeEnd [inferred: the docs do not say whether the bounds are inclusive]). An
+    instance with no such time yet (a run still going has no FinishedTime) is outside any window."""
+
+    start: int | None
+    end: int | None
+
+    def holds(self, value) -> bool:
+        if value is None:
+            return False
+        return (self.start is None or value >= self.start) and (self.end is None or value <= self.end)
+
+
+def _snake_name(pascal: str) -> str:
+    return "".join(f"_{c.lower()}" if c.isupper() else c for c in pascal).lstrip("_")
+
+
+def _matches(row: TaskInstance | dict, filters: list[tuple[str, object]]) -> bool:
+    """Whether an instance (or a rendered row of a past run) passes every filter."""
     for name, wanted in filters:
-        value = row.get(_pascal(name))
+        value = row.get(_pascal(name)) if isinstance(row, dict) else getattr(row, name)
         if name == "task_name":
             if wanted.lower() not in str(value).lower():  # the API's TaskName filter is a fuzzy match
                 return False
-        elif isinstance(wanted, (list, tuple, set)):
+        elif isinstance(wanted, Window):
+            if not wanted.holds(value):
+                return False
+        elif isinstance(wanted, (list, tuple, set, frozenset)):
             if value not in wanted:
                 return False
         elif value != wanted:

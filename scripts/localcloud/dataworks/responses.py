@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 
 from .exceptions import InvalidActionNotFound, InvalidParameter, InvalidVersion, MissingParameter
-from .models import PROJECT_ENVS, STATUSES, TRIGGER_RECURRENCES, TRIGGER_TYPES, DataWorksBackend
+from .models import PROJECT_ENVS, STATUSES, TRIGGER_RECURRENCES, TRIGGER_TYPES, DataWorksBackend, Window
 
 VERSION = "2024-05-18"
 MAX_PAGE_SIZE = 500
 SORT_KEYS = ("TriggerTime", "StartedTime", "FinishedTime", "CreateTime", "Id")
+# ListTaskInstances' `Filter`: a JSON object of these keys (epoch ms), all combined with AND (SDK model doc).
+TIME_FILTERS = {"startedTime": "started_time", "finishedTime": "finished_time", "createTime": "create_time"}
 
 
 def _int(params: dict, name: str, *, required: bool = False, minimum: int | None = None) -> int | None:
@@ -47,6 +49,11 @@ def _int_list(params: dict, name: str, *, required: bool = False) -> list[int] |
     return value
 
 
+def _id_set(params: dict, name: str) -> frozenset[int] | None:
+    ids = _int_list(params, name)
+    return None if ids is None else frozenset(ids)
+
+
 def _bool(params: dict, name: str) -> bool | None:
     raw = params.get(name)
     if raw is None or raw == "":
@@ -54,6 +61,34 @@ def _bool(params: dict, name: str) -> bool | None:
     if raw.lower() not in ("true", "false"):
         raise InvalidParameter(name, f"expected true or false, got {raw!r}.")
     return raw.lower() == "true"
+
+
+def _windows(params: dict) -> list[tuple[str, Window]]:
+    """ListTaskInstances' `Filter` as (field, Window) pairs: {"finishedTimeStart": ms, "finishedTimeEnd": ms, ...}."""
+    raw = params.get("Filter")
+    if raw is None or raw == "":
+        return []
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    keys = [f"{name}{end}" for name in TIME_FILTERS for end in ("Start", "End")]
+    if not isinstance(value, dict):
+        raise InvalidParameter(
+            "Filter", f"expected a JSON object with keys among {', '.join(keys)}, got {raw[:100]!r}."
+        )
+    unknown = sorted(set(value) - set(keys))
+    if unknown:
+        raise InvalidParameter("Filter", f"unknown key(s) {', '.join(unknown)}; supported: {', '.join(keys)}.")
+    windows = []
+    for name, field_name in TIME_FILTERS.items():
+        start, end = value.get(f"{name}Start"), value.get(f"{name}End")
+        for bound in (start, end):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int)):
+                raise InvalidParameter("Filter", f"{name}Start and {name}End must be epoch milliseconds.")
+        if start is not None or end is not None:
+            windows.append((field_name, Window(start, end)))
+    return windows
 
 
 def _choice(params: dict, name: str, allowed: tuple[str, ...]) -> str | None:
@@ -124,9 +159,9 @@ class DataWorksResponse:
             ("status", _choice(params, "Status", STATUSES)),
             ("trigger_type", _choice(params, "TriggerType", TRIGGER_TYPES)),
             ("trigger_recurrence", _choice(params, "TriggerRecurrence", TRIGGER_RECURRENCES)),
-            ("id", _int_list(params, "Ids")),
+            ("id", _id_set(params, "Ids")),
             ("task_id", _int(params, "TaskId")),
-            ("task_id", _int_list(params, "TaskIds")),
+            ("task_id", _id_set(params, "TaskIds")),
             ("workflow_id", _int(params, "WorkflowId")),
             ("workflow_instance_id", _int(params, "WorkflowInstanceId")),
             ("workflow_instance_type", params.get("WorkflowInstanceType") or None),
@@ -134,7 +169,7 @@ class DataWorksResponse:
             ("task_name", params.get("TaskName") or None),
             ("owner", params.get("Owner") or None),
         ]
-        filters = [(name, wanted) for name, wanted in filters if wanted is not None]
+        filters = [(name, wanted) for name, wanted in filters if wanted is not None] + _windows(params)
         paging = self.backend.list_task_instances(
             filters, page_number, page_size, f"{key} {order or 'Desc'}", runs_of=_int(params, "Id")
         )

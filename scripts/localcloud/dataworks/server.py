@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..acs3 import Credentials, NonceCache, SignatureError, verify
 from .exceptions import SERVER_ERRORS, DataWorksError, InternalError, ResourceNotAuthorized, Throttling
-from .faults import Faults, Quota
+from .faults import ABSENT, Faults, Quota
 from .journal import Journal, JournalEntry, public_params
 from .models import DataWorksBackend
 from .responses import DataWorksResponse
@@ -273,6 +273,7 @@ class DataWorksEmulator:
                 accepted = True
                 refuse = plan.partial_failure if action == "RerunTaskInstances" else None
                 answer = self.responses.dispatch(action, params, refuse)
+                _rewrite(answer, plan.answer_fields)
         except (SignatureError, DataWorksError) as exc:
             status, answer = exc.status, {"Code": exc.code, "Message": exc.message}
             headers = getattr(exc, "headers", {})
@@ -350,6 +351,18 @@ class DataWorksEmulator:
             h.send_header(name, value)
         h.end_headers()
         h.wfile.write(data)
+
+
+def _rewrite(answer: dict, fields: dict) -> None:
+    """Put a fault's answer_fields into the answer's TaskInstance or Task object."""
+    for key in ("TaskInstance", "Task"):
+        target = answer.get(key)
+        if isinstance(target, dict):
+            for name, value in fields.items():
+                if value is ABSENT:
+                    target.pop(name, None)
+                else:
+                    target[name] = value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,179 @@
+"""Liveness under the deadline: an invocation that cannot read every instance in time reruns what
+it read, defers only the rest, and a retry reaches the rest instead of the same first ones.
+
+Time here is a fake timeline (the clock seam of dwrerun/pacing.py): waits for the read limiter's
+slots move it on, nothing else does, so how many instances fit before the deadline follows from
+the settings alone, whatever the machine's speed.
+"""
+
+import inspect
+import json
+import random
+import textwrap
+import threading
+
+import pytest
+
+from conftest import FAILED_ID, failure_event, instance_records, make_function, make_instances, reruns, seed_failed
+
+IDS = [FAILED_ID + n for n in range(300)]
+
+
+class FakeTime:
+    """pacing's clock and sleep on one fake timeline: a wait moves it on; reading it does not."""
+
+    def __init__(self, start: float = 1000.0):
+        self.now = start
+        self._lock = threading.Lock()
+        self._read = threading.local()  # when this thread last read the clock: a wait starts there
+
+    def clock(self) -> float:
+        with self._lock:
+            self._read.at = self.now
+            return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now = max(self.now, getattr(self._read, "at", self.now) + seconds)
+
+
+# The same fake timeline in each of the process model's instances, before its first invocation.
+FAKE_TIME_SETUP = (
+    "import threading\nfrom dwrerun import pacing\n"
+    + textwrap.dedent(inspect.getsource(FakeTime))
+    + "fake = FakeTime()\npacing.clock, pacing.sleep = fake.clock, fake.sleep\n"
+)
+
+
+@pytest.fixture
+def fake_time(mocker):
+    from dwrerun import pacing
+
+    fake = FakeTime()
+    mocker.patch.object(pacing, "clock", fake.clock)
+    mocker.patch.object(pacing, "sleep", fake.sleep)
+    return fake
+
+
+# 20 reads a second on the fake timeline, no log reads: a 10 s invocation has time for about
+# 115 of 300 instances (the reads stop 2.5 s before the deadline, for the rerun calls).
+SLOW_READS = {"DATAWORKS_READ_QPS": "20", "RERUN_READ_LOGS": "false"}
+
+
+def _outcome(invocation) -> tuple[set[int], set[int]]:
+    """(ids rerun, ids deferred) of one invocation; every id has exactly one record."""
+    records = instance_records(invocation)
+    assert sorted(r["instanceId"] for r in records) == sorted(IDS)
+    reran = {r["instanceId"] for r in records if r["decision"] == "rerun"}
+    assert all(r["success"] is True for r in records if r["decision"] == "rerun")
+    deferred = {r["instanceId"] for r in records if r["reason"] == "deferred"}
+    for record in records:
+        if record["reason"] == "deferred":
+            assert "not done in time (no time left to read" in record["message"]
+            assert "Function Compute retries the invocation" in record["message"]
+    return reran, deferred
+
+
+def test_300_events_in_a_10_s_invocation_rerun_what_was_read_and_defer_only_the_rest(dataworks, tmp_path, fake_time):
+    # Before: 181 instances read, none rerun, all 300 deferred.
+    for instance_id in IDS:
+        seed_failed(dataworks, instance_id)
+    payload = json.dumps([failure_event(i) for i in IDS]).encode()
+    with make_function(dataworks, tmp_path, timeout=10, **SLOW_READS) as fn:
+        inv = fn.invoke(payload)
+    assert inv.error["errorType"] == "RetryLater"  # FC retries the delivery for the rest
+    reran, deferred = _outcome(inv)
+    assert reran | deferred == set(IDS) and not reran & deferred
+    assert 100 < len(reran) < 300
+    assert {json.loads(c.params["Ids"])[0] for c in reruns(dataworks)} <= reran
+    assert sum(len(json.loads(c.params["Ids"])) for c in reruns(dataworks)) == len(reran)  # each once
+    assert inv.records[-1]["outcome"] == "retry"
+
+
+def test_each_retry_of_the_delivery_reaches_instances_the_attempts_before_could_not(
+    dataworks, tmp_path, fake_time, mocker
+):
+    # FC retries with the same ids: read in the same order, every retry would spend its time on
+    # the instances already rerun. The order is the randomness seam, seeded here.
+    from dwrerun import rerun
+
+    mocker.patch.object(rerun, "shuffle", random.Random(13).shuffle)
+    for instance_id in IDS:
+        seed_failed(dataworks, instance_id)
+    payload = json.dumps([failure_event(i) for i in IDS]).encode()
+    done: set[int] = set()
+    with make_function(dataworks, tmp_path, timeout=10, **SLOW_READS) as fn:
+        for attempt in range(4):  # FC's first attempt and its 3 retries, one request id
+            inv = fn.invoke(payload, request_id="1-retried-delivery")
+            reran, _ = _outcome(inv)
+            assert reran and not reran & done, f"attempt {attempt} made no progress"
+            done |= reran
+    assert all(dataworks.backend.instance(i).run_number == (2 if i in done else 1) for i in IDS)
+
+
+def _http_request(ids: list[int]) -> bytes:
+    return json.dumps(
+        {
+            "version": "v1",
+            "rawPath": "/rerun",
+            "body": json.dumps({"Ids": ids}),
+            "isBase64Encoded": False,
+            "headers": {"Content-Type": "application/json"},
+            "requestContext": {"http": {"method": "POST", "path": "/rerun"}},
+        }
+    ).encode()
+
+
+def _partial_answer(result, ids: list[int]) -> tuple[set[int], set[int]]:
+    # Partial progress: 503 with what was done (SuccessInfo) and what was not (Deferred, Skipped).
+    assert result["statusCode"] == 503 and result["headers"]["Retry-After"]
+    answer = json.loads(result["body"])
+    assert answer["Code"] == "Incomplete" and "Deferred" in answer["Message"]
+    done = {int(i) for i, info in answer["SuccessInfo"].items() if info["Success"] is True}
+    deferred = set(answer["Deferred"])
+    assert done and deferred and done | deferred == set(ids) and not done & deferred
+    assert all(answer["Skipped"][str(i)].startswith("deferred: not done in time") for i in deferred)
+    return done, deferred
+
+
+def test_100_ids_over_http_with_a_short_timeout_rerun_what_was_read(dataworks, tmp_path, fake_time):
+    # Before: nothing rerun, 503 "DataWorks kept failing (DeadlineReached)".
+    ids = IDS[:100]
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id)
+    with make_function(dataworks, tmp_path, handler="index.handle_http", timeout=5, **SLOW_READS) as fn:
+        inv = fn.invoke(_http_request(ids))
+        done, deferred = _partial_answer(inv.result, ids)
+        # Sending the deferred ids again goes on from there.
+        again = fn.invoke(_http_request(sorted(deferred)))
+    assert json.loads(again.result["body"])["SuccessInfo"]
+    assert all(dataworks.backend.instance(i).run_number == 2 for i in done)
+
+
+def test_10_such_requests_at_once_each_make_progress(dataworks, tmp_path):
+    # Ten instances of the HTTP function at once (separate processes), each on its own fake
+    # timeline. Before: all ten answered 503 and nothing was rerun.
+    batches = [IDS[n * 30 : n * 30 + 30] for n in range(10)]
+    for instance_id in IDS:
+        seed_failed(dataworks, instance_id)
+    # One read a second on a fake 30 s timeline: about 25 of each batch's 30 ids fit. (FC's own
+    # timeout runs on real time: 30 s leaves room for ten cold starts on a busy machine.)
+    env = {**SLOW_READS, "DATAWORKS_READ_QPS": "1"}
+    with make_instances(
+        dataworks, tmp_path, reserved_concurrency=10, handler="index.handle_http", timeout=30, **env
+    ) as fn:
+        fn.instance_setup += FAKE_TIME_SETUP
+        results = [None] * 10
+
+        def send(n):
+            results[n] = fn.invoke(_http_request(batches[n]))
+
+        threads = [threading.Thread(target=send, args=(n,)) for n in range(10)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    for batch, invocation in zip(batches, results, strict=True):
+        assert invocation.error is None, invocation.error
+        done, _ = _partial_answer(invocation.result, batch)
+        assert all(dataworks.backend.instance(i).run_number == 2 for i in done)

@@ -1,0 +1,119 @@
+"""`make report`: the dashboard's panels from the local Logstore, one self-contained HTML page.
+
+The page is checked in a real headless Chromium over the DevTools protocol (tests/cdp.py): it
+loads with no console error and every panel draws data. Without Chromium the browser tests skip
+and say why (`.ci/run` installs Debian's `chromium`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import cdp
+import report
+import sls_views
+from conftest import ROOT
+from localcloud import sls
+from test_local_sls import NOW, every_kind_of_record
+
+VIEWS = sls_views.load()
+LOGS = ROOT / ".localcloud" / "logs"
+TITLES = [chart.title for chart in VIEWS.charts]
+SCHEDULED = "Scheduled reruns coming due"
+
+# Each panel as the page drew it: its rows and how many marks (bars, slices, points, cells, a number) show them.
+PANELS_JS = """Array.from(document.querySelectorAll('section.panel')).map(s => ({
+  title: s.dataset.title, rows: Number(s.dataset.rows), drawn: s.dataset.drawn,
+  marks: s.querySelectorAll('svg rect, svg path, svg circle, svg polyline, table td, .number').length}))"""
+
+
+def embedded(page: str) -> list[dict]:
+    return json.loads(re.search(r'<script type="application/json" id="panels">(.*?)</script>', page, re.S).group(1))
+
+
+def write_logstore(directory, lines: list[dict]):
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "dwrerun-event.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return directory
+
+
+def test_the_page_holds_each_dashboard_chart_with_the_rows_of_its_own_query(tmp_path):
+    logs = write_logstore(tmp_path / "logs", every_kind_of_record())
+    page = report.build(sls.read_logstore(logs), VIEWS, now=NOW)
+    panels = embedded(page)
+    assert [p["title"] for p in panels] == TITLES
+    assert [p["query"] for p in panels] == [c.query for c in VIEWS.charts]  # the template's, not a copy
+    rows = {p["title"]: p["rows"] for p in panels}
+    assert rows[SCHEDULED] == [
+        {"asyncTaskId": "t6", "taskName": "ods_orders_di", "instanceId": 6, "failed run": 1, "dueAt": "2027-01-15T08:00:00Z", "state": "waiting"},
+        {"asyncTaskId": "t4", "taskName": "ods_orders_di", "instanceId": 4, "failed run": 1, "dueAt": "2027-01-15T08:00:00Z", "state": "ran"},
+    ]  # fmt: skip
+    assert rows["Matched failure rules"][0]["rule"] in ("default", "sql-syntax")
+    (minutes,) = rows["Time from failure to rerun (minutes)"]
+    assert minutes["median"] == 10.0  # the records' failed runs ended 600 s before the reruns
+    assert all(rows[title] for title in TITLES), [t for t in TITLES if not rows[t]]
+    # self-contained: nothing is fetched from anywhere
+    assert not re.search(r"""(src|href)=["'](?!data:)""", page) and "http://" not in page.replace(
+        "http://www.w3.org/2000/svg", ""
+    )
+
+
+def test_make_report_writes_the_page_from_the_local_logstore(tmp_path):
+    logs = write_logstore(tmp_path / "logs", every_kind_of_record())
+    out = tmp_path / "out" / "report.html"
+    assert report.main(["--logs", str(logs), "--out", str(out)]) == 0
+    assert [p["title"] for p in embedded(out.read_text())] == TITLES
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    binary = cdp.find()
+    if binary is None:
+        pytest.skip(
+            "no Chromium here (looked for $CHROMIUM, chromium, chromium-browser, google-chrome): "
+            "`apt-get install chromium` (.ci/run does) to run the report's browser tests"
+        )
+    with cdp.Chromium(binary) as browser:
+        yield browser
+
+
+def test_the_browser_check_catches_console_errors_and_uncaught_ones(chromium, tmp_path):
+    page = tmp_path / "broken.html"
+    page.write_text(
+        '<!DOCTYPE html><link rel="icon" href="data:,"><script>console.error("bad panel");null.title;</script>'
+    )
+    errors = chromium.load(page.as_uri()).errors()
+    assert any("console.error: bad panel" in e for e in errors), errors
+    assert any(e.startswith("uncaught: TypeError") for e in errors), errors
+
+
+def test_every_panel_draws_its_data_without_console_errors(chromium, tmp_path):
+    logs = write_logstore(tmp_path / "logs", every_kind_of_record())
+    out = tmp_path / "report.html"
+    out.write_text(report.build(sls.read_logstore(logs), VIEWS, now=NOW))
+    page = chromium.load(out.as_uri())
+    panels = page.evaluate(PANELS_JS)
+    assert page.errors() == []
+    assert [p["title"] for p in panels] == TITLES
+    assert [p["title"] for p in panels if not (p["drawn"] == "true" and p["rows"] > 0 and p["marks"] > 0)] == []
+
+
+def test_after_the_demo_the_report_loads_without_console_errors_and_every_panel_shows_data(
+    demo_run, chromium, tmp_path
+):
+    # GIVEN the Logstore `make demo` left; WHEN `make report` writes the page and Chromium loads it
+    out = report.write(LOGS, tmp_path / "report.html")
+    page = chromium.load(out.as_uri())
+    panels = page.evaluate(PANELS_JS)
+    # THEN no console error, and each panel has rows and draws them
+    assert page.errors() == []
+    assert [p["title"] for p in panels] == TITLES
+    empty = [p["title"] for p in panels if not (p["drawn"] == "true" and p["rows"] > 0 and p["marks"] > 0)]
+    entries = sls.read_logstore(LOGS)
+    # The scheduled-reruns panel has data when the demo schedules a rerun (its scheduled step);
+    # a demo that reruns everything at once has none to show.
+    scheduled = any(e.record and e.record.get("decision") == "scheduled" for e in entries)
+    assert empty == ([] if scheduled else [SCHEDULED])

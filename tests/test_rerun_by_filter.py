@@ -1,0 +1,392 @@
+"""Reruns by filter (issue 16) on one HTTP-function instance: the selection, the plan token, the
+safety, UseLatestConfig on the wire. The continuations across instances are
+tests/test_bulk_continuation.py.
+
+The HTTP function runs in the FC harness against the DataWorks emulator over real HTTP with
+signature checks. Every selection here fits in one invocation, so nothing continues.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
+from dwrerun import continuation, plan, schema
+from localcloud.fcapi import FunctionComputeApi
+
+LOGS = Path(__file__).parent / "logs"
+KEY = "k" * 40  # RERUN_SIGNING_KEY of these tests: at least 32 characters
+BIZDATE = 1_795_708_800_000  # 2026-11-27 00:00 +08:00
+DAY = "2026-11-27"
+OTHER_DAY = BIZDATE - 86_400_000
+FIRST = 2_000_000_000_000
+HELD_BACK = FIRST + 90  # its failed run's log says a rerun cannot fix it
+
+
+def seed(dataworks, instance_id, **fields):
+    values = dict(
+        id=instance_id,
+        task_id=TASK_ID + instance_id - FIRST,
+        project_id=PROJECT_ID,
+        status="Failure",
+        run_number=1,
+        bizdate=BIZDATE,
+        finished_time=BIZDATE + 26 * 3_600_000,  # 02:00 the next day, long before the test runs
+    )
+    values.update(fields)
+    dataworks.backend.add_instance(**values)
+
+
+def seed_outage(dataworks, failures=5):
+    """`failures` plain failures, and the cases every guard and the filter itself must sort out."""
+    for n in range(failures):
+        seed(dataworks, FIRST + n)
+    seed(dataworks, FIRST + 80, run_number=4)  # past RERUN_MAX_RERUNS=3: cap-reached
+    seed(dataworks, FIRST + 81, rerun_mode="AllDenied")
+    seed(dataworks, FIRST + 82, trigger_recurrence="Pause")
+    seed(dataworks, HELD_BACK, task_type="ODPS_SQL", log=(LOGS / "odps_sql_table_not_found.log").read_text())
+    # Not selected: not a failure, another business date, another project, the Dev environment.
+    seed(dataworks, FIRST + 95, status="Success")
+    seed(dataworks, FIRST + 96, bizdate=OTHER_DAY)
+    seed(dataworks, FIRST + 97, project_id=PROJECT_ID + 1)
+    seed(dataworks, FIRST + 98, project_env="Dev")
+
+
+@pytest.fixture
+def http(dataworks, tmp_path):
+    with make_function(
+        dataworks, tmp_path, handler="index.handle_http", RERUN_SIGNING_KEY=KEY, RERUN_PLAN_REQUIRED_ABOVE="8"
+    ) as fn:
+        yield fn
+
+
+SEEN: list = []  # every invocation `call` made, for their records
+
+
+def call(fn, body: dict) -> tuple[int, dict]:
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = json.dumps(body)
+    invocation = fn.invoke(json.dumps(event).encode())
+    SEEN.append(invocation)
+    result = invocation.result
+    return result["statusCode"], json.loads(result["body"])
+
+
+@pytest.fixture(autouse=True)
+def _seen():
+    SEEN.clear()
+
+
+FILTER = {"ProjectId": PROJECT_ID, "Bizdate": DAY}
+
+
+def test_a_dry_run_selects_the_failures_decides_each_and_reruns_nothing(dataworks, http):
+    # GIVEN an outage's failures, and instances the filter or the guards must leave alone
+    seed_outage(dataworks)
+    # WHEN the operator plans a rerun of everything that failed in the project that day
+    status, answer = call(http, {**FILTER, "DryRun": True})
+    # THEN the selection is the day's Prod failures, each decision counted by reason
+    assert status == 200 and answer["DryRun"] is True
+    assert answer["Filter"] == {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"}
+    assert answer["Selected"] == 9
+    assert answer["Counts"] == {"cap-reached": 1, "dry-run": 5, "not-retryable": 1, "paused": 1, "rerun-denied": 1}
+    assert answer["Decisions"]["dry-run"] == [FIRST + n for n in range(5)]
+    # the held-back instance is listed with the rule, as the records say
+    held = answer["NotRetryable"][str(HELD_BACK)]
+    assert held["Rule"] == "maxcompute-table-not-found" and "ODPS-0130131" in held["MatchedLine"]
+    assert answer["LogsNotRead"] == 0
+    assert answer["PlanToken"] and answer["PlanExpiresAt"].endswith("Z")
+    # one ListTaskInstances page, no GetTaskInstance (the rows carry the guards' fields), no rerun
+    assert dataworks.journal.count(action="ListTaskInstances") == 1
+    assert dataworks.journal.count(action="GetTaskInstance") == 0
+    assert reruns(dataworks) == []
+    records = instance_records(SEEN[-1])
+    assert len(records) == 9 and {r["originRequestId"] for r in records} == {answer["RequestId"]}
+
+
+def test_the_real_run_reruns_once_and_holds_back_what_a_rule_says_a_rerun_cannot_fix(dataworks, http):
+    seed_outage(dataworks, failures=2)
+    status, answer = call(http, {**FILTER, "Comment": "after the outage"})
+    assert status == 200 and answer["Selected"] == 6 and answer["Continuing"] == 0
+    assert answer["Started"] == 2 and set(answer["SuccessInfo"]) == {str(FIRST), str(FIRST + 1)}
+    assert answer["Skipped"][str(HELD_BACK)].startswith("not-retryable: failure rule 'maxcompute-table-not-found'")
+    assert answer["NotRetryable"][str(HELD_BACK)]["Rule"] == "maxcompute-table-not-found"
+    (call_,) = reruns(dataworks)
+    assert json.loads(call_.params["Ids"]) == [FIRST, FIRST + 1]
+    assert call_.params["Comment"].startswith(
+        f"after the outage [dwrerun-http: bulk rerun by filter over HTTP, FC request {answer['RequestId']}"
+    )
+    assert "UseLatestConfig" not in call_.params  # not asked: DataWorks' default, the snapshot
+    # WHEN the same filter is applied again THEN nothing is selected twice: the reruns left Failure
+    status, again = call(http, FILTER)
+    assert (status, again["Selected"], again["Started"]) == (200, 4, 0)  # what the guards and the rule held back
+    assert len(reruns(dataworks)) == 1
+
+
+def test_ignore_rules_reruns_what_a_rule_held_back_and_force_lifts_only_the_cap(dataworks, http):
+    seed_outage(dataworks, failures=0)
+    status, answer = call(http, {**FILTER, "IgnoreRules": True, "Force": True})
+    assert status == 200
+    assert set(answer["SuccessInfo"]) == {str(HELD_BACK), str(FIRST + 80)}  # the rule's and the cap's
+    assert answer["Counts"] == {"eligible": 2, "paused": 1, "rerun-denied": 1}
+    assert dataworks.journal.count(action="GetTaskInstanceLog") == 0  # IgnoreRules: no log to read
+
+
+def test_a_time_window_and_task_ids_narrow_the_selection(dataworks, http):
+    for n in range(4):
+        seed(dataworks, FIRST + n, finished_time=BIZDATE + (25 + n) * 3_600_000)  # 01:00, 02:00, 03:00, 04:00
+    body = {
+        **FILTER,
+        "FinishedTimeStart": "2026-11-28T02:00:00+08:00",
+        "FinishedTimeEnd": BIZDATE + 28 * 3_600_000,
+        "TaskIds": [TASK_ID + 1, TASK_ID + 2, TASK_ID + 3],
+        "DryRun": True,
+    }
+    status, answer = call(http, body)
+    assert status == 200 and answer["Decisions"] == {"dry-run": [FIRST + 1, FIRST + 2, FIRST + 3]}
+    (listing,) = dataworks.journal.calls("ListTaskInstances")
+    assert json.loads(listing.params["Filter"]) == {
+        "finishedTimeStart": BIZDATE + 26 * 3_600_000,
+        "finishedTimeEnd": BIZDATE + 28 * 3_600_000,
+    }
+    assert json.loads(listing.params["TaskIds"]) == [TASK_ID + 1, TASK_ID + 2, TASK_ID + 3]
+    assert listing.params["Status"] == "Failure" and listing.params["PageSize"] == "500"
+
+
+def _options(**given):
+    return {"Force": False, "IgnoreRules": False, "UseLatestConfig": False, **given}
+
+
+def _token(filter_=None, options=None, selected=9, now=None, ttl=900, key=KEY):
+    canonical = filter_ or {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"}
+    token, _ = plan.issue(key, canonical, options or _options(), selected, "1-plan", now or time.time(), ttl)
+    return token
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "code", "says"),
+    [
+        (None, 428, "PlanRequired", "more than RERUN_PLAN_REQUIRED_ABOVE=8"),
+        (_token(now=time.time() - 1000, ttl=60), 409, "PlanExpired", "expired at"),
+        (
+            _token(filter_={"ProjectId": PROJECT_ID, "Bizdate": OTHER_DAY, "ProjectEnv": "Prod"}),
+            409,
+            "PlanMismatch",
+            "Bizdate",
+        ),
+        (_token(options=_options(IgnoreRules=True)), 409, "PlanMismatch", "IgnoreRules"),
+        (_token(selected=8), 409, "PlanOutdated", "saw 8"),
+        (_token(key="x" * 40), 400, "InvalidPlanToken", "signature does not verify"),
+        ("not-a-token", 400, "InvalidPlanToken", "not a token this function issued"),
+    ],
+    ids=["missing", "expired", "another-filter", "other-options", "more-failed-since", "another-key", "garbage"],
+)
+def test_a_real_rerun_of_more_than_the_threshold_needs_a_fresh_plan_for_the_same_filter(
+    dataworks, http, token, status, code, says
+):
+    seed_outage(dataworks)  # 9 selected, RERUN_PLAN_REQUIRED_ABOVE=8
+    body = {**FILTER, **({"PlanToken": token} if token else {})}
+    got, answer = call(http, body)
+    assert (got, answer["Code"]) == (status, code)
+    assert says in answer["Message"]
+    assert reruns(dataworks) == []
+    if code not in ("PlanRequired", "PlanOutdated"):
+        assert len(dataworks.journal) == 0  # a bad token fails before any call
+
+
+def test_plan_then_apply_with_the_dry_runs_token(dataworks, http):
+    seed_outage(dataworks)
+    _, planned = call(http, {**FILTER, "DryRun": True})
+    status, applied = call(http, {**FILTER, "PlanToken": planned["PlanToken"]})
+    assert status == 200 and applied["Started"] == 5
+    assert sorted(json.loads(reruns(dataworks)[0].params["Ids"])) == planned["Decisions"]["dry-run"]
+
+
+def test_use_latest_config_reaches_the_wire_for_a_filter_and_for_ids(dataworks, http):
+    seed(dataworks, FIRST)
+    seed(dataworks, FIRST + 1)
+    status, by_filter = call(http, {**FILTER, "TaskIds": [TASK_ID], "UseLatestConfig": True})
+    assert status == 200 and by_filter["Started"] == 1
+    status, by_ids = call(http, {"Ids": [FIRST + 1], "UseLatestConfig": True})
+    assert status == 200 and by_ids["SuccessInfo"][str(FIRST + 1)]["Success"] is True
+    for call_ in reruns(dataworks):
+        assert call_.params["UseLatestConfig"] == "True"  # the form value the SDK sends (FACTS section 2)
+        assert call_.params["Comment"].endswith("with the latest configuration]")
+    assert dataworks.backend.instance(FIRST).use_latest_config is True
+    assert dataworks.backend.instance(FIRST + 1).use_latest_config is True
+    rerun_records = [r for inv in SEEN for r in instance_records(inv) if r["decision"] == "rerun"]
+    assert [r["useLatestConfig"] for r in rerun_records] == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "says"),
+    [
+        ({"ProjectId": PROJECT_ID}, 400, "MissingParameter", "Bizdate is required"),
+        ({"Bizdate": DAY}, 400, "MissingParameter", "ProjectId is required with a filter"),
+        ({"Comment": "no ids"}, 400, "MissingParameter", "Ids is required, or a filter"),
+        ({**FILTER, "Bizdate": "27/11/2026"}, 400, "InvalidParameter", "a date like 2026-11-27"),
+        ({**FILTER, "ProjectEnv": "Staging"}, 400, "InvalidParameter", "Prod or Dev"),
+        ({**FILTER, "FinishedTimeStart": "2026-11-28T02:00:00"}, 400, "InvalidParameter", "with its offset"),
+        (
+            {**FILTER, "FinishedTimeStart": BIZDATE + 2, "FinishedTimeEnd": BIZDATE + 1},
+            400,
+            "InvalidParameter",
+            "before",
+        ),
+        ({**FILTER, "Ids": [FIRST]}, 400, "InvalidParameter", "either Ids or a filter"),
+        ({"Ids": [FIRST], "IgnoreRules": True}, 400, "InvalidParameter", "with a filter only"),
+        ({**FILTER, "PlanToken": 42}, 400, "InvalidParameter", "PlanToken"),
+        ({**FILTER, "ProjectId": PROJECT_ID + 1}, 403, "ProjectNotAllowed", "RERUN_PROJECT_IDS"),
+        ({**FILTER, "ProjectEnv": "Dev"}, 403, "WrongEnvironment", "RERUN_PROJECT_ENV is Prod"),
+    ],
+)
+def test_a_bad_filter_is_refused_naming_the_field_before_any_call(dataworks, tmp_path, body, status, code, says):
+    env = {"RERUN_SIGNING_KEY": KEY, "RERUN_PROJECT_IDS": str(PROJECT_ID)}
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        got, answer = call(fn, body)
+    assert (got, answer["Code"]) == (status, code), answer
+    assert says in answer["Message"]
+    assert len(dataworks.journal) == 0
+
+
+def test_the_filter_form_needs_the_signing_key_the_ids_form_does_not(dataworks, tmp_path):
+    seed(dataworks, FIRST)
+    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
+        status, answer = call(fn, FILTER)
+        assert (status, answer["Code"]) == (500, "InvalidConfiguration")
+        assert "RERUN_SIGNING_KEY is unset" in answer["Message"]
+        assert call(fn, {"Ids": [FIRST]})[0] == 200
+    with make_function(dataworks, tmp_path, handler="index.handle_http", RERUN_SIGNING_KEY="short") as fn:
+        status, answer = call(fn, {"Ids": [FIRST]})
+        assert (
+            status == 500
+            and "at least 32 characters (scripts/deploy generates one), got 5 characters" in answer["Message"]
+        )
+        assert "short" not in json.dumps(answer)  # the length, never the key
+
+
+def forged_part(**changes) -> dict:
+    part = continuation.Continuation(
+        origin_request_id="1-origin",
+        part=1,
+        hop=0,
+        stalls=0,
+        project_id=PROJECT_ID,
+        bizdate=BIZDATE,
+        project_env="Prod",
+        instances=((FIRST + 80, 4),),
+    )
+    payload = json.loads(part.to_payload(KEY))
+    payload["bulkRerun"].update(changes)
+    return payload
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [forged_part(force=True), forged_part(signature="A" * 43), forged_part(instances=[[FIRST + 81, 1]])],
+    ids=["force-added", "made-up-signature", "other-instance"],
+)
+def test_a_continuation_not_signed_by_the_function_is_refused_and_recorded(dataworks, tmp_path, payload):
+    # GIVEN an instance past the cap, which only an operator's Force may rerun
+    seed(dataworks, FIRST + 80, run_number=4)
+    seed(dataworks, FIRST + 81)
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as event_fn:
+        # WHEN someone allowed to invoke the event function hands it an altered continuation
+        inv = event_fn.invoke(json.dumps(payload).encode())
+    # THEN it is not acted on: no call at all, each instance it names recorded config-error
+    assert inv.ok and len(dataworks.journal) == 0
+    (record,) = instance_records(inv)
+    assert record["reason"] == "config-error" and "signature does not verify" in record["message"]
+    assert record["originRequestId"] == "1-origin"
+
+
+def test_a_malformed_continuation_is_recorded_as_not_one(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as event_fn:
+        inv = event_fn.invoke(json.dumps({"bulkRerun": {"part": 1}}).encode())
+    (record,) = instance_records(inv)
+    assert record["reason"] == "not-a-failure" and "not a valid continuation" in record["message"]
+    assert len(dataworks.journal) == 0
+
+
+def test_the_new_record_fields_are_in_the_schema():
+    assert {"originRequestId", "useLatestConfig"} <= set(schema.INSTANCE_NAMES)
+    assert "originRequestId" in schema.SUMMARY_NAMES
+
+
+def test_neither_the_key_nor_the_token_reach_a_record(dataworks, http):
+    seed(dataworks, FIRST)
+    _, answer = call(http, {**FILTER, "DryRun": True})
+    text = json.dumps(answer)
+    assert CREDS.access_key_secret not in text and KEY not in text
+    logged = "\n".join(SEEN[-1].stdout + SEEN[-1].stderr)
+    assert KEY not in logged and answer["PlanToken"] not in logged  # the token is in the answer only
+
+
+def signed_part(*instances) -> bytes:
+    part = continuation.Continuation(
+        origin_request_id="1-origin",
+        part=1,
+        hop=0,
+        stalls=0,
+        project_id=PROJECT_ID,
+        bizdate=BIZDATE,
+        project_env="Prod",
+        instances=tuple(instances),
+    )
+    return part.to_payload(KEY)
+
+
+def test_a_continuation_reruns_only_what_is_still_at_the_failed_run_and_in_failure(dataworks, tmp_path):
+    # GIVEN three instances the selection found failed at run 1: one still is; one was rerun
+    # since (run 2); one an operator set successful (still run 1, AllAllowed)
+    seed(dataworks, FIRST)
+    seed(dataworks, FIRST + 1, run_number=2, status="Failure")
+    seed(dataworks, FIRST + 2, status="Success", rerun_mode="AllAllowed")
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as event_fn:
+        inv = event_fn.invoke(signed_part((FIRST, 1), (FIRST + 1, 1), (FIRST + 2, 1)))
+    assert inv.ok
+    reasons = {r["instanceId"]: r["reason"] for r in instance_records(inv)}
+    assert reasons == {FIRST: "eligible", FIRST + 1: "already-rerun", FIRST + 2: "not-failed"}
+    assert [json.loads(c.params["Ids"]) for c in reruns(dataworks)] == [[FIRST]]
+    # one ListTaskInstances rereads them all: no GetTaskInstance one by one
+    assert dataworks.journal.count(action="ListTaskInstances") == 1
+    assert dataworks.journal.count(action="GetTaskInstance") == 0
+
+
+def test_dataworks_own_rerun_is_asked_about_only_for_a_failure_young_enough_to_get_one(dataworks, http):
+    # GIVEN a node DataWorks reruns itself (RerunTimes 3), and two of its failures: one a minute
+    # old, one from the night before
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=3, rerun_interval=600)
+    seed(dataworks, FIRST, task_id=TASK_ID, finished_time=int(time.time() * 1000) - 60_000)
+    seed(dataworks, FIRST + 1, task_id=TASK_ID)
+    status, answer = call(http, {**FILTER, "DryRun": True})
+    # THEN only the young one waits for DataWorks; the old one DataWorks has given up on
+    assert status == 200 and answer["Decisions"] == {"dataworks-auto-rerun": [FIRST], "dry-run": [FIRST + 1]}
+    assert dataworks.journal.count(action="GetTask") == 1
+
+
+def test_a_log_the_deadline_left_unread_defers_the_instance_never_reruns_it_unchecked(dataworks, tmp_path):
+    # GIVEN 50 failures whose logs take half a second each to read, more than one invocation
+    # has time for, and a role that may not invoke the event function to hand the rest on
+    for n in range(50):
+        seed(dataworks, FIRST + n)
+    dataworks.faults.set("GetTaskInstanceLog", latency=0.5)
+    with FunctionComputeApi(credentials=[CREDS]) as api:
+        api.faults.set(deny=None)
+        env = {"RERUN_SIGNING_KEY": KEY, "DATAWORKS_READ_TIMEOUT": "1", "FUNCTION_COMPUTE_ENDPOINT": api.url}
+        with make_function(dataworks, tmp_path, handler="index.handle_http", timeout=8, **env) as fn:
+            status, answer = call(fn, FILTER)
+    records = instance_records(SEEN[-1])
+    # THEN what had its log read was rerun; the rest is deferred, and says the hand-off failed
+    deferred = [r for r in records if r["reason"] == "deferred"]
+    assert status == 502 and answer["Code"] == "ContinuationFailed" and deferred
+    assert {r["errorCode"] for r in deferred} == {"AccessDenied"}
+    assert "Send the same filter again" in deferred[0]["message"]
+    rerun_ids = {i for c in reruns(dataworks) for i in json.loads(c.params["Ids"])}
+    assert rerun_ids and not rerun_ids & {r["instanceId"] for r in deferred}
+    assert all(r["rule"] == "default" for r in records if r["decision"] == "rerun")  # each log was read
+    assert sorted(r["instanceId"] for r in records) == [FIRST + n for n in range(50)]
