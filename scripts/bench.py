@@ -254,7 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     end_load = ", ".join(f"{x:.2f}" for x in results["machine"]["load_average_at_end"])
     print(f"\nLoad average {end_load} at the end; took {results['duration_s']:.0f} s.")
-    print(f"Figures written to {args.out}")
+    shown = args.out.resolve()
+    print(f"Figures written to {shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else args.out}")
     return 0
 
 

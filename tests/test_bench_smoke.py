@@ -27,7 +27,7 @@ def results(tmp_path_factory):
         timeout=120,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Figures written to {out}" in done.stdout
+    assert f"Figures written to {out}" in done.stdout  # outside the repository: the path as given
     return json.loads(out.read_text()), done.stdout, done.stderr
 
 
