@@ -5,7 +5,7 @@ FC calls them) with DATAWORKS_ENDPOINT pointing at a running emulator, so any Da
 input causes is in its journal. Stdout is a strict UTF-8 stream, like FC's: a record that
 cannot be written fails the property.
 
-Examples per property: FUZZ_EXAMPLES (default 500); README's Reliability section gives the
+Examples per property: FUZZ_EXAMPLES (default 500); docs/reliability.md gives the
 run time. Deadlines are off: the machines are shared and noisy. The examples are derandomized
 (the same ones on every run, on every xdist worker, in any test order): a failure here replays,
 and nothing rests on a chance find. FUZZ_EXPLORE=1 draws new ones, to hunt for fresh inputs.

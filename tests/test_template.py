@@ -25,7 +25,7 @@ from localcloud.eventbridge import matches
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yml"
-README = ROOT / "README.md"
+SIZING = ROOT / "docs" / "sizing.md"
 SHARED = ROOT.parent / "shared"
 SCHEMA = SHARED / "fc3" / "schema.json"
 SAMPLES = SHARED / "samples"
@@ -189,7 +189,7 @@ def test_environment_is_exactly_the_user_variables(name):
 
 def test_default_settings_are_ones_the_function_accepts_and_match_the_codes_defaults():
     environment = props(render(load()), "event")["environmentVariables"]
-    # One set of defaults: the README's configuration table describes both.
+    # One set of defaults: docs/configuration.md describes both (tests/test_docs.py checks it).
     assert config.Settings.from_env(environment) == config.Settings()
 
 
@@ -206,8 +206,8 @@ def test_no_instance_concurrency_above_one_anywhere_in_the_template():
 
 
 def _sizing_table() -> dict[str, dict[str, float]]:
-    """README, "Sizing the QPS limits and instance counts": its table, by edition."""
-    section = README.read_text().split("### Sizing the QPS limits and instance counts", 1)[1].split("\n#", 1)[0]
+    """docs/sizing.md: its table, by edition."""
+    section = SIZING.read_text()
     rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
     header = [cell.strip().strip("`") for cell in rows[0]]
     table = {}
@@ -225,7 +225,7 @@ def _sizing_table() -> dict[str, dict[str, float]]:
 
 
 def test_quota_sizing_is_the_same_in_the_template_the_code_and_the_readme_and_within_90_percent():
-    # GIVEN the defaults three places state: template vars, the code's defaults, the README table
+    # GIVEN the defaults three places state: template vars, the code's defaults, docs/sizing.md
     spec = render(load())
     instances = {name: props(spec, name)["concurrencyConfig"]["reservedConcurrency"] for name in FUNCTIONS}
     rates = {props(spec, name)["environmentVariables"][config.DATAWORKS_READ_QPS] for name in FUNCTIONS}

@@ -6,7 +6,7 @@ FailureAllowed"). While DataWorks still has reruns of its own left for an instan
 function as well would run the task twice, so the function skips it with `dataworks-auto-rerun`
 and says when DataWorks will rerun it.
 
-How the counting works is not documented [inferred, README "Scheduled reruns"]: `RunNumber` is
+How the counting works is not documented [inferred, docs/retries-and-scheduling.md]: `RunNumber` is
 "the current number of runs, starting at 1", and each automatic rerun is taken to be a run of
 its own, so run N failing means DataWorks has used N - 1 of its RerunTimes: it has one left while
 N <= RerunTimes. Manual reruns also count as runs, so the guard errs towards letting the function

@@ -22,7 +22,7 @@ runs twice reruns nothing twice. Every instance a part names ends with a record 
 
 Pacing: each instance paces its calls with its own limiters (pacing.py), adaptive as on the event
 path; FC's reservedConcurrency caps how many instances run, so the deployment's total stays under
-DataWorks' quota as the template sizes it (README, Sizing). Continuations run on the event
+DataWorks' quota as the template sizes it (docs/sizing.md). Continuations run on the event
 function's instances, beside failure events.
 """
 
@@ -42,7 +42,7 @@ from dwrerun.rerun import MIN_CALL_SECONDS, Job, RetryLater, Target, run
 HAND_ON_RESERVE = 3.0  # seconds kept at the end of an invocation to hand the rest on and answer
 SLICE_SHARE = 0.6  # a part is sized to use this share of the function's timeout
 # A selection is spread over about this many parts, so they run side by side: the template's 9
-# event-function instances and the HTTP one (README, Sizing), each at its own QPS limits.
+# event-function instances and the HTTP one (docs/sizing.md), each at its own QPS limits.
 PARALLEL_PARTS = 10
 MAX_STALLS = 3  # hops in a row that finish no instance: the chain stops and records why
 DEFERRED = "deferred"

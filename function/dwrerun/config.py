@@ -92,7 +92,7 @@ class Settings:
     network: str = "public"
     # Calls per second of one instance (FC 3.0 runs one invocation per instance, each with its
     # own limiter). The template's defaults: its 10 instances at most use 45 reads/s and 18
-    # writes/s, 90% of Enterprise's quota (README, Sizing the QPS limits and instance counts).
+    # writes/s, 90% of Enterprise's quota (docs/sizing.md).
     read_qps: float = 4.5
     write_qps: float = 1.8
     connect_timeout: float = 5.0
@@ -111,11 +111,11 @@ class Settings:
     # GetTaskInstanceLog answers the whole log in one body, with no paging and no documented size
     # limit: it gets a longer read timeout of its own than the other calls.
     log_timeout: float = 30.0
-    # Scheduled reruns (README, Scheduled reruns): 0 reruns at once, as before the feature.
+    # Scheduled reruns (docs/retries-and-scheduling.md): 0 reruns at once, as before the feature.
     backoff_base: int = 120
     backoff_max: int = 1800
     function_compute_endpoint: str | None = None
-    # Bulk reruns by filter (README, HTTP API): a real rerun of more instances than this needs the
+    # Bulk reruns by filter (docs/http-api.md): a real rerun of more instances than this needs the
     # token of a dry run over the same filter, made in the last `plan_ttl` seconds.
     plan_required_above: int = 100
     plan_ttl: int = 900

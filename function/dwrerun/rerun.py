@@ -17,7 +17,7 @@ RunNumber past the run this call was about is recorded as `already-rerun`, not a
 DataWorks' daily call limit and the edition's quota (Throttling.Api.Risk, Throttling.Resource) end
 the work at once: every unfinished instance is recorded `quota-exhausted`, and nothing is retried.
 
-Scheduled reruns (schedule.py, README "Scheduled reruns"): on the event path, once the guards
+Scheduled reruns (schedule.py, docs/retries-and-scheduling.md): on the event path, once the guards
 allow a rerun and DataWorks does not rerun the node itself (autorerun.py), the rerun waits a delay.
 A positive delay is queued as a delayed invocation of the event function (InvokeFunction with an
 async task id per instance and failed run: a copy gets 409, `already-scheduled`); FC refusing for

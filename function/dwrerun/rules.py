@@ -4,7 +4,7 @@ A rules file is one JSON document, an ordered list of rules; the first rule that
 wins. A rule names the error lines it recognises (regular expressions), the node types it applies
 to, and what to do: `rerun` (a rerun can fix it) or `skip` (it fails again until a person fixes
 the cause). The shipped set is `failure_rules.json` beside this module; `RERUN_RULES_FILE` points
-at another. The README's "Failure rules" section is the operator's guide.
+at another. docs/failure-rules.md is the operator's guide.
 
     {"rules": [
       {"name": "maxcompute-table-not-found",

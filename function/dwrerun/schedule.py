@@ -9,7 +9,7 @@ The delay for a failed run N (N - 1 reruns so far):
 - otherwise "equal jitter": ceiling = min(RERUN_BACKOFF_MAX_SECONDS, RERUN_BACKOFF_BASE_SECONDS × 2^(N-1)),
   delay = ceiling/2 + uniform(0, ceiling/2). The floor (half the ceiling) is what gives a transient
   cause time to clear; the jitter above it spreads a burst of failures over the other half.
-  (README, Scheduled reruns, says why not full or decorrelated jitter.)
+  (docs/retries-and-scheduling.md says why not full or decorrelated jitter.)
 0 means "rerun now, in this invocation". FC delays an asynchronous invocation by at most 3600 s.
 
 A delayed rerun is an asynchronous invocation of the event function itself whose payload is a
