@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test bench build deploy report clean
+.PHONY: demo serve test mutation bench build deploy report clean
 
 # .venv/ros: the ROS CDK packages of tests/test_ros_spec.py, apart because they conflict with the
 # runtime pins (requirements-ros.txt says why).
@@ -31,6 +31,11 @@ test: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/pytest
 
+# Mutation testing of function/dwrerun/ (docs/reliability.md, Mutation testing): too slow for CI.
+# `make mutation MODULES="policy rerun"` mutates only those modules.
+mutation: $(STAMP)
+	$(PY) scripts/mutation.py $(MODULES)
+
 bench: $(STAMP)
 	$(PY) scripts/bench.py
 	$(PY) scripts/bench_filter.py
@@ -42,4 +47,4 @@ deploy: $(STAMP)
 	scripts/deploy
 
 clean:
-	rm -rf $(VENV) build .localcloud .pytest_cache .ruff_cache
+	rm -rf $(VENV) build .localcloud .pytest_cache .ruff_cache .mutation

@@ -5,6 +5,7 @@ variables) against the emulator over real HTTP with signature checks.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,9 @@ from localcloud.fcfunction import Function
 pytest_plugins = ["secrets_audit"]
 
 ROOT = Path(__file__).resolve().parents[1]
-FUNCTION_DIR = ROOT / "function"
+# The code package (FC's code root). `make mutation` runs these tests on a copy that holds it as
+# src/, the layout mutmut needs (scripts/mutation.py): DWRERUN_CODE_PACKAGE says so.
+FUNCTION_DIR = ROOT / os.environ.get("DWRERUN_CODE_PACKAGE", "function")
 EVENTS = Path(__file__).parent / "events"
 SHARED = ROOT.parent / "shared"
 

@@ -128,6 +128,7 @@ def test_the_retries_exhausted_threshold_is_the_templates_async_retries():
     assert "retries-exhausted" in fired(deferred_attempts(1), sls_views.load(asyncRetries=0))
 
 
+@pytest.mark.separate_process
 def test_fc_giving_up_on_a_real_invocation_fires_the_alert(dataworks, tmp_path):
     # GIVEN DataWorks answering 503 to every read, and the event function as FC runs it with
     # template.yml's asyncRetries (3): an asynchronous invocation gets 4 attempts
@@ -148,6 +149,7 @@ def test_fc_giving_up_on_a_real_invocation_fires_the_alert(dataworks, tmp_path):
     assert "ServiceUnavailable" in alert.annotations["desc"]
 
 
+@pytest.mark.separate_process
 def test_an_invocation_fc_retried_once_and_then_finished_does_not_fire(dataworks, tmp_path):
     seed_failed(dataworks)
     dataworks.faults.set("GetTaskInstance", server_error=6)  # the first attempt's 6 reads fail

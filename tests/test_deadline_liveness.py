@@ -150,6 +150,7 @@ def test_100_ids_over_http_with_a_short_timeout_rerun_what_was_read(dataworks, t
     assert all(dataworks.backend.instance(i).run_number == 2 for i in done)
 
 
+@pytest.mark.separate_process
 def test_10_such_requests_at_once_each_make_progress(dataworks, tmp_path):
     # Ten instances of the HTTP function at once (separate processes), each on its own fake
     # timeline. Before: all ten answered 503 and nothing was rerun.

@@ -108,3 +108,47 @@ def test_malformed_input_is_ignored_with_a_reason_that_names_it(payload, words):
 def test_digit_strings_are_accepted_as_ids():
     (item,) = events.parse(b'{"taskId": "1000012345678", "status": "5"}')
     assert isinstance(item, events.Failure) and item.instance_id == 1000012345678
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"{not json", "the payload is not JSON (Expecting property name enclosed in double quotes: line 1 column 2 "
+         "(char 1))"),
+        (b"[]", "the payload is an empty JSON array"),
+        (b'[1, {"taskId": 1}]', None),
+        (b'{"taskId": "' + b"9" * 80 + b'", "status": 5}', "data.taskId (the instance id) must be a positive "
+         "integer, got '" + "9" * 76 + "..."),
+        (b'{"taskId": "' + b"9" * 78 + b'", "status": 5}', "data.taskId (the instance id) must be a positive "
+         "integer, got '" + "9" * 78 + "'"),
+        (b'{"taskId": 12, "status": 4}', "status 4 (running) is not a failure"),
+        (b'{"taskId": 12, "status": 42}', "status 42 (unknown) is not a failure"),
+        (b'{"taskId": 12, "status": null}', "status None (missing) is not a failure"),
+        (b'{"taskId": 12, "status": 5, "eventCode": "x"}', "data.eventCode is 'x', not 'instance-status-changes'"),
+        (b'{"source": "acs.oss", "type": "t", "id": "e1"}', "not a task-instance status change (source 'acs.oss', "
+         "type 't')"),
+        (b'{"source": "acs.dataworks", "type": "dataworks:InstanceStatusChanges:InstanceStatusChanges", "data": "[1]"}',
+         "the event's data must be a JSON object"),
+        (b'{"a": 1}', "neither a CloudEvent nor a DataWorks event's data (no source/type, no taskId/status)"),
+    ],
+)  # fmt: skip
+def test_each_reason_says_what_was_wrong_in_words(payload, reason):
+    items = events.parse(payload)
+    if reason is None:  # an array: each item says where it was
+        assert [i.reason for i in items] == [
+            "item 0 of the array: an event must be a JSON object, got int",
+            "item 1 of the array: neither a CloudEvent nor a DataWorks event's data (no source/type, no taskId/status)",
+        ]
+        return
+    (item,) = items
+    assert item.reason == reason
+
+
+def test_an_ignored_event_keeps_its_ids_for_the_record():
+    (item,) = events.parse(b'{"id": "e1", "source": "acs.dataworks", "type": "dataworks:InstanceStatusChanges:'
+                           b'InstanceStatusChanges", "data": {"taskId": 12, "status": 6}}')  # fmt: skip
+    assert (item.event_id, item.instance_id, item.event_type) == (
+        "e1",
+        12,
+        "dataworks:InstanceStatusChanges:InstanceStatusChanges",
+    )

@@ -139,3 +139,53 @@ def test_apply_caps_at_the_lower_of_the_rules_max_and_rerun_max_reruns(rule_max,
     assert decision.rerun is rerun
     if not rerun:
         assert decision.reason == "cap-reached" and f"the {min(rule_max, setting)} rerun(s)" in decision.message
+
+
+def test_an_unread_log_keeps_the_run_it_was_for_and_why(mocker):
+    mocker.patch.object(pacing, "sleep")
+    backoff = mocker.spy(pacing, "backoff")
+    refused = failure.classify(
+        FakeDataWorks(error("Forbidden", transient=False)), instance(2), Settings(), SHIPPED, FAR
+    )
+    assert (refused.run_number, refused.error_code, refused.calls) == (2, "Forbidden", 1)
+    assert refused.note == "the log of run 2 could not be read (Forbidden)"
+    kept_failing = failure.classify(
+        FakeDataWorks(*[error("ServiceUnavailable")] * 3), instance(), Settings(), SHIPPED, FAR
+    )
+    assert kept_failing.error_code == "ServiceUnavailable, 3 attempt(s)"
+    assert backoff.call_count == 2  # between the 3 attempts; no wait after the last
+
+
+def test_log_reads_share_the_instances_read_limiter(mocker):
+    # GetTaskInstanceLog is a read: DataWorks meters it with GetTaskInstance, so one limiter paces both.
+    mocker.patch.object(pacing, "_limiters", {})
+    failure.classify(FakeDataWorks("no rule matches this"), instance(), Settings(read_qps=7.0), SHIPPED, FAR)
+    assert list(pacing._limiters) == [("read", 7.0)]
+
+
+@pytest.mark.parametrize(
+    ("deadline", "reads"),
+    [
+        # read_timeout 2 s: the read's own deadline is 0.5 s + 2 s before the invocation's; a read
+        # needs 0.5 s of it. At 100.0 with the deadline at 103.0 exactly 0.5 s is left: it goes.
+        (103.0, 1),
+        (102.75, 0),
+    ],
+)
+def test_a_read_goes_out_with_exactly_its_least_time_left(mocker, deadline, reads):
+    mocker.patch.object(pacing, "clock", lambda: 100.0)
+    mocker.patch.object(pacing, "_limiters", {})
+    dataworks = FakeDataWorks("no rule matches this")
+    failure.classify(dataworks, instance(), Settings(read_timeout=2.0), SHIPPED, deadline)
+    assert len(dataworks.reads) == reads
+
+
+def test_a_read_waiting_for_its_slot_past_its_deadline_is_not_made(mocker):
+    # The read limiter's next slot is 0.3 s away; the read's deadline leaves only 0.2 s to wait.
+    mocker.patch.object(pacing, "clock", lambda: 100.0)
+    mocker.patch.object(pacing, "_limiters", {})
+    limiter = pacing.limiter("read", Settings().read_qps)
+    limiter._next_slot = 100.3
+    dataworks = FakeDataWorks("no rule matches this")
+    verdict = failure.classify(dataworks, instance(), Settings(read_timeout=2.0), SHIPPED, 103.2)
+    assert dataworks.reads == [] and verdict.error_code == "no time left before the deadline"

@@ -328,6 +328,7 @@ def one_rerun_and_one_why_not(dataworks, finals) -> None:
     assert "past run 1" in loser["message"]
 
 
+@pytest.mark.separate_process
 def test_two_copies_handled_at_once_on_two_instances_rerun_once(dataworks, tmp_path):
     seed_failed(dataworks)
     hold_reads(dataworks)  # both copies read Failure before either reruns
@@ -340,6 +341,7 @@ def test_two_copies_handled_at_once_on_two_instances_rerun_once(dataworks, tmp_p
     assert all(record_for(inv, FAILED_ID)["reason"] != "duplicate-event" for inv in copies)
 
 
+@pytest.mark.separate_process
 def test_a_copy_delivered_while_the_first_waits_for_fcs_retry_is_handled_once(dataworks, tmp_path):
     # The first copy raises RetryLater (DataWorks throttled all six tries); FC's retry of it and a
     # second copy then both read the instance before either reruns it.
@@ -359,6 +361,7 @@ def test_a_copy_delivered_while_the_first_waits_for_fcs_retry_is_handled_once(da
     one_rerun_and_one_why_not(dataworks, [retry, copy.final])
 
 
+@pytest.mark.separate_process
 def test_two_failure_events_for_one_instance_at_once_rerun_it_once(dataworks, tmp_path):
     # Two different event ids (say DataWorks and a replay) for the same failed run, at once, on
     # two instances: both read Failure; DataWorks refuses the second rerun of a Running instance.

@@ -2,7 +2,7 @@
 
 Every guard field is either required, so an answer without it (or with a value of the wrong
 kind) holds the rerun back with a record naming the field ("fails closed"), or optional, so the
-rerun goes ahead without it ("fails open"). README, Reliability, "When an answer lacks a field",
+rerun goes ahead without it ("fails open"). docs/reliability.md, "When an answer lacks a field",
 gives the table and why; this file pins every row of it against the emulator.
 """
 

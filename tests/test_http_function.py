@@ -106,6 +106,7 @@ def test_health_answers_without_touching_dataworks(dataworks, http_function):
     assert len(dataworks.journal) == 0
 
 
+@pytest.mark.separate_process
 def test_health_does_not_import_the_sdk():
     code = (
         "import json, sys, types; import index;"

@@ -138,3 +138,20 @@ def test_backoff_is_full_jitter_capped_and_at_least_retry_after(pacing, mocker):
     mocker.patch.object(pacing, "uniform", lambda low, high: high)
     assert [pacing.backoff(n) for n in (1, 2, 3, 6, 10)] == [0.2, 0.4, 0.8, 5.0, 5.0]
     assert pacing.backoff(1, retry_after=2.0) == 2.0
+
+
+def test_a_shorter_hold_never_shortens_a_longer_one(pacing):
+    # A second throttled answer with a shorter retry-after (another thread's) keeps the first hold.
+    limiter = pacing.RateLimiter(10.0)
+    start = pacing.fake.now
+    limiter.throttled(retry_after=3.0)
+    limiter.throttled(retry_after=1.0)
+    limiter.acquire()
+    assert round(pacing.fake.now - start, 6) == 3.0
+
+
+def test_backoff_draws_between_zero_and_the_ceiling(pacing, mocker):
+    drawn = []
+    mocker.patch.object(pacing, "uniform", lambda low, high: drawn.append((low, high)) or low)
+    assert [pacing.backoff(n) for n in (1, 2, 6)] == [0.0, 0.0, 0.0]
+    assert drawn == [(0, 0.2), (0, 0.4), (0, 5.0)]

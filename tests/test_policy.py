@@ -1,6 +1,8 @@
 """The guards, exhaustively: pure code, no I/O."""
 
 import dataclasses
+import json
+import time
 
 import pytest
 
@@ -142,3 +144,137 @@ def test_a_stale_event_is_told_apart_only_for_a_failed_instance():
 def test_a_start_time_past_the_year_9999_is_shown_as_a_number():
     far = with_(run_number=2, started_time=2**62)
     assert f"{2**62} ms" in decide(far, Settings(), event_finished_at=1).message
+
+
+# --- what each guard says: the record's message is what an operator reads, word for word --------
+
+
+@pytest.mark.parametrize(
+    ("instance", "settings", "kwargs", "reason", "message"),
+    [
+        (with_(project_id=None), Settings(project_ids=frozenset({1})), {}, "lookup-failed",
+         "GetTaskInstance answered no ProjectId, so RERUN_PROJECT_IDS cannot be checked: not rerun"),
+        (with_(project_id=7), Settings(project_ids=frozenset({1})), {}, "project-not-allowed",
+         "project 7 is not in RERUN_PROJECT_IDS"),
+        (with_(task_id=None), Settings(exclude_task_ids=frozenset({1})), {}, "lookup-failed",
+         "GetTaskInstance answered no TaskId, so RERUN_EXCLUDE_TASK_IDS cannot be checked: not rerun"),
+        (FAILED, Settings(exclude_task_ids=frozenset({700000004417})), {}, "task-excluded",
+         "task 700000004417 is in RERUN_EXCLUDE_TASK_IDS"),
+        (with_(project_env=None), Settings(), {}, "lookup-failed",
+         "GetTaskInstance answered no ProjectEnv, so whether it is in Prod (RERUN_PROJECT_ENV) is unknown: not rerun"),
+        (with_(project_env="Dev"), Settings(), {}, "wrong-environment", "the instance is in Dev, RERUN_PROJECT_ENV is Prod"),
+        (with_(trigger_recurrence="Pause"), Settings(), {}, "paused",
+         "the instance is frozen (paused): unfreeze it in DataWorks to run it"),
+        (with_(trigger_recurrence=None), Settings(), {}, "lookup-failed",
+         "GetTaskInstance answered no TriggerRecurrence, so whether the instance is frozen (paused) is unknown: not rerun"),
+        (with_(rerun_mode=None), Settings(), {}, "lookup-failed",
+         "GetTaskInstance answered no RerunMode, so the node's rerun property is unknown: not rerun"),
+        (with_(rerun_mode="AllDenied"), Settings(), {}, "rerun-denied",
+         "the node's rerun property forbids reruns (RerunMode AllDenied)"),
+        (with_(run_number=3), Settings(), {"failed_run": 2}, "already-rerun",
+         "run 2 failed, but the instance is now at run 3 (Failure): it was rerun meanwhile, by hand, by "
+         "DataWorks or by an earlier attempt whose answer was lost"),
+        (with_(run_number=1), Settings(), {"failed_run": 2}, "unknown-run-number",
+         "the scheduled rerun names run 2, but the instance is at run 1"),
+        (with_(run_number=None), Settings(), {"failed_run": 2}, "unknown-run-number",
+         "the scheduled rerun names run 2, but the instance is at run None"),
+        (with_(status=None), Settings(), {}, "lookup-failed",
+         "GetTaskInstance answered no Status, so whether it failed is unknown: not rerun"),
+        (with_(status="Running"), Settings(), {}, "not-failed", "the instance is Running, no longer Failure"),
+        (with_(status="Running"), Settings(), {"manual": True}, "not-finished",
+         "the instance is Running: only finished instances are rerun"),
+        (with_(status="Success"), Settings(), {"manual": True}, "rerun-denied",
+         "the instance succeeded and its RerunMode is FailureAllowed: only AllAllowed reruns a success"),
+        (with_(run_number=None), Settings(), {}, "unknown-run-number",
+         "GetTaskInstance answered no RunNumber, so the cap cannot be checked"),
+        (with_(run_number=None, malformed=(("RunNumber", "3.9"),)), Settings(), {}, "unknown-run-number",
+         "GetTaskInstance answered RunNumber 3.9, not a positive integer, so the cap cannot be checked"),
+        (with_(status=None, malformed=(("Status", "5"),)), Settings(), {}, "lookup-failed",
+         "GetTaskInstance answered Status 5, not text, so whether it failed is unknown: not rerun"),
+        (with_(run_number=4), Settings(), {}, "cap-reached", "run 4 is past RERUN_MAX_RERUNS=3: reruns exhausted"),
+        (with_(run_number=2, started_time=1_790_000_000_000), Settings(), {"event_finished_at": 1_789_999_999_000},
+         "already-rerun",
+         "run 2 started at 2026-09-21T14:13:20.000Z, after the run the event reports ended "
+         "(2026-09-21T14:13:19.000Z): that failure was already rerun, and this event is a late copy of it. "
+         "Run 2's own failure event decides about run 2"),
+        (with_(run_number=2), Settings(), {}, "eligible", "run 2 Failure: rerun as run 3"),
+    ],
+)  # fmt: skip
+def test_each_decision_says_why_in_words(instance, settings, kwargs, reason, message):
+    decision = decide(instance, settings, **kwargs)
+    assert (decision.reason, decision.message) == (reason, message)
+    assert decision.rerun is (reason == "eligible")
+
+
+def test_instance_keeps_each_value_of_the_wrong_kind_as_json():
+    instance = Instance.from_api(
+        {
+            "Id": 1,
+            "TaskId": True,
+            "ProjectId": "48213",
+            "RunNumber": float("inf"),
+            "Status": 5,
+            "TaskName": "ódś",
+            "RerunMode": ["AllAllowed"],
+            "StartedTime": "x" * 50,
+            "FinishedTime": 0,
+        }
+    )
+    assert (instance.task_id, instance.project_id, instance.run_number, instance.status) == (None, 48213, None, None)
+    assert (instance.task_name, instance.rerun_mode, instance.started_time) == ("ódś", None, None)
+    assert instance.malformed == (
+        ("TaskId", "true"),
+        ("Status", "5"),
+        ("RunNumber", "Infinity"),
+        ("RerunMode", '["AllAllowed"]'),
+        ("FinishedTime", "0"),
+        ("StartedTime", '"' + "x" * 36 + "..."),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [
+        (1, 1),
+        (2**63 - 1, 2**63 - 1),  # the largest int64 id
+        (2**63, None),
+        ("9223372036854775807", 2**63 - 1),  # 19 digits
+        ("09223372036854775807", None),  # 20 digits
+        ("1", 1),
+        ("0", None),
+        ("-1", None),
+        ("٣", None),  # a digit, not an ASCII one
+        (0, None),
+        (-5, None),
+        (True, None),
+        (3.0, None),
+        (None, None),
+    ],
+)
+def test_positive_int_takes_int64_ids_and_their_digit_strings_only(value, number):
+    from dwrerun.policy import positive_int
+
+    bad: list = []
+    assert positive_int({"Id": value}, "Id", bad) == number
+    assert bad == ([] if number is not None or value is None else [("Id", json.dumps(value, ensure_ascii=False))])
+
+
+def test_a_value_shown_in_a_record_keeps_its_letters_and_is_cut_at_40_characters():
+    from dwrerun.policy import shown
+
+    assert shown("é") == '"é"'
+    assert shown("y" * 38) == '"' + "y" * 38 + '"'  # 40 characters with its quotes: whole
+    assert shown("y" * 39) == '"' + "y" * 36 + "..."
+
+
+def test_times_in_messages_are_utc_whatever_the_hosts_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        stale = with_(run_number=2, started_time=1_790_000_000_000)
+        message = decide(stale, Settings(), event_finished_at=1).message
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert message.startswith("run 2 started at 2026-09-21T14:13:20.000Z, after the run the event reports ended")
+    assert "(1970-01-01T00:00:00.001Z)" in message

@@ -4,6 +4,7 @@ clock are replaced at their seams (schedule.uniform, schedule.clock)."""
 import json
 import random
 import statistics
+import time
 
 import pytest
 
@@ -171,3 +172,57 @@ def with_field(**changes) -> bytes:
 def test_a_malformed_scheduled_rerun_is_refused_naming_the_field(body, names):
     with pytest.raises(InvalidScheduledRerun, match=names):
         schedule.parse(body)
+
+
+# --- exact words and bytes: what a record, FC and the delayed invocation see --------------------
+
+
+def test_the_payload_is_compact_utf8_json_with_every_field():
+    scheduled = ScheduledRerun(7, 2, "2026-09-21T14:14:50Z", "évt-1", "upstream")
+    assert (
+        scheduled.to_payload()
+        == (
+            '{"scheduledRerun":{"instanceId":7,"failedRunNumber":2,"eventId":"évt-1","rule":"upstream",'
+            '"dueAt":"2026-09-21T14:14:50Z","asyncTaskId":"dwrerun-7-run-2"}}'
+        ).encode()
+    )
+
+
+def test_due_at_is_utc_whatever_the_hosts_time_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    try:
+        due = schedule.due_at(90, now=1_790_000_000.4)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert due == "2026-09-21T14:14:50Z"
+
+
+def test_a_task_id_outside_fcs_rule_is_refused_naming_it():
+    with pytest.raises(ValueError, match=r"^not a valid FC async task id: 'dwrerun-a b-run-1'$"):
+        async_task_id("a b", 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"failedRunNumber": 1_000_001}, "failedRunNumber must be a positive integer up to 1000000, got 1000001"),
+        ({"instanceId": "x" * 50}, "instanceId must be a positive integer up to 9223372036854775807, got "
+         "'" + "x" * 36 + "..."),
+        ({"instanceId": "x" * 38}, "instanceId must be a positive integer up to 9223372036854775807, got "
+         "'" + "x" * 38 + "'"),
+        ({"eventId": ""}, "eventId must be null or a string of 1 to 256 characters"),
+        ({"dueAt": "2026-09-21 14:14:50" + "x" * 40}, "dueAt must be a UTC time like 2026-11-28T02:10:00Z, got "
+         "'2026-09-21 14:14:50xxxxxxxxxxxxxxxxxxxxx'"),
+    ],
+)  # fmt: skip
+def test_a_malformed_field_is_named_with_its_value_cut_short(changes, message):
+    with pytest.raises(InvalidScheduledRerun) as caught:
+        schedule.parse(with_field(**changes))
+    assert str(caught.value) == message
+
+
+def test_the_largest_values_are_accepted():
+    scheduled = ScheduledRerun(2**63 - 1, 1_000_000, "2026-09-21T14:14:50Z", "e" * 256, "r" * 256)
+    assert schedule.parse(scheduled.to_payload()) == scheduled

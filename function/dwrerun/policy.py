@@ -31,7 +31,7 @@ class Instance:
     A field that is absent, or holds a value of the wrong kind (a RunNumber of 3.9, `true` or
     `Infinity`), is None; `malformed` keeps each wrong value, as JSON, for the record. Whether a
     guard then holds the rerun back or goes on without the field is decided per field in
-    `decide` (README, Reliability, "When an answer lacks a field").
+    `decide` (docs/reliability.md, "When an answer lacks a field").
     """
 
     id: int
@@ -188,7 +188,7 @@ def _skip(reason: str, message: str) -> Decision:
 def _stale(instance: Instance, event_finished_at: int | None) -> bool:
     """Whether a failure event is about an earlier run than the instance's current one.
 
-    Inferred (README, Retry semantics): the event's finishTime (else modifyTime) and
+    Inferred (docs/reliability.md, "Stale failure events"): the event's finishTime (else modifyTime) and
     GetTaskInstance's StartedTime come from the same scheduler clock, and a rerun starts after the
     run it reruns ended; so a run that started after the event's run ended is a later run. Run 1
     has no earlier run. Without either time the event cannot be placed, and it is taken to be about

@@ -4,7 +4,8 @@ Faults are set per action ("*" = every action). Each count is how many upcoming 
 hits (None = every call, 0 = off). When several are armed, one call gets at most one of them, in
 this order: throttle, server_error, refuse, hang, reset, malformed, concurrent_rerun. Latency delays
 every call; a partial_failure map applies to every RerunTaskInstances call that reaches the backend;
-an answer_fields map rewrites the object every GetTaskInstance / GetTask answer carries.
+an answer_fields map rewrites the object every GetTaskInstance / GetTask answer carries, and
+success_info rewrites every RerunTaskInstances answer's SuccessInfo.
 
 The quota is DataWorks' metering of one account and region: rate limits per category, a daily
 call limit, the edition's quota, and a neighbour (another client of the same account) using part
@@ -26,6 +27,7 @@ KINDS = ("throttle", "server_error", "refuse", "hang", "reset", "malformed", "co
 CHINA = timezone(timedelta(hours=8))
 _UNSET = object()  # "not given", since None already means "every call"
 ABSENT = object()  # an answer_fields value: leave the field out of the answer
+UNSET = _UNSET
 
 
 @dataclass
@@ -38,6 +40,8 @@ class _Rule:
     partial_failure: dict = field(default_factory=dict)
     after_backend: bool = False
     answer_fields: dict = field(default_factory=dict)
+    success_info: object = _UNSET  # see Faults.set
+    success_info: object = _UNSET
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,7 @@ class FaultPlan:
     # hang/reset/malformed after the backend ran the call: the state changed, the answer is lost.
     after_backend: bool = False
     answer_fields: dict = field(default_factory=dict)
+    success_info: object = _UNSET  # see Faults.set
 
 
 class Faults:
@@ -78,6 +83,7 @@ class Faults:
         partial_failure: dict[int, str] | None = None,
         after_backend: bool | None = None,
         answer_fields: dict | None = None,
+        success_info=_UNSET,
     ) -> None:
         """Arm faults for `action`, keeping the ones already armed that are not mentioned.
 
@@ -94,6 +100,9 @@ class Faults:
         answer_fields: {field: value} put into the TaskInstance (GetTaskInstance) or Task (GetTask)
         object of every answer, as an odd or older DataWorks might send it: any JSON value,
         float("inf") included (sent as `Infinity`), or ABSENT to leave the field out.
+        success_info (RerunTaskInstances, after the backend ran the call): a dict {instance id:
+        entry or ABSENT} rewrites those entries of SuccessInfo; any other value (a list, None,
+        ABSENT) stands for the whole SuccessInfo.
         """
         if throttle_code is not None:
             Throttling(throttle_code)  # validates the code
@@ -121,6 +130,8 @@ class Faults:
                 rule.after_backend = after_backend
             if answer_fields is not None:
                 rule.answer_fields = dict(answer_fields)
+            if success_info is not _UNSET:
+                rule.success_info = success_info
 
     def clear(self, action: str | None = None) -> None:
         """Disarm every fault (or those set for one action)."""
@@ -136,10 +147,11 @@ class Faults:
             rules = [r for r in (self._rules.get(action), self._rules.get("*")) if r is not None]
             if not rules:
                 return FaultPlan()
-            partial, fields = {}, {}
+            partial, fields, success_info = {}, {}, _UNSET
             for rule in reversed(rules):  # the action's own map wins over "*"
                 partial.update(rule.partial_failure)
                 fields.update(rule.answer_fields)
+                success_info = rule.success_info if rule.success_info is not _UNSET else success_info
             latency = max(r.latency for r in rules)
             for kind in KINDS:
                 for rule in rules:
@@ -156,8 +168,9 @@ class Faults:
                             partial,
                             rule.after_backend,
                             fields,
+                            success_info,
                         )
-            return FaultPlan(latency=latency, partial_failure=partial, answer_fields=fields)
+            return FaultPlan(latency=latency, partial_failure=partial, answer_fields=fields, success_info=success_info)
 
 
 class Quota:

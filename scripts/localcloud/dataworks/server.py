@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from ..acs3 import Credentials, NonceCache, SignatureError, verify
 from .exceptions import SERVER_ERRORS, DataWorksError, InternalError, ResourceNotAuthorized, Throttling
-from .faults import ABSENT, Faults, Quota
+from .faults import ABSENT, UNSET, Faults, Quota
 from .journal import Journal, JournalEntry, public_params
 from .models import DataWorksBackend
 from .responses import DataWorksResponse
@@ -273,7 +273,7 @@ class DataWorksEmulator:
                 accepted = True
                 refuse = plan.partial_failure if action == "RerunTaskInstances" else None
                 answer = self.responses.dispatch(action, params, refuse)
-                _rewrite(answer, plan.answer_fields)
+                _rewrite(answer, plan.answer_fields, plan.success_info)
         except (SignatureError, DataWorksError) as exc:
             status, answer = exc.status, {"Code": exc.code, "Message": exc.message}
             headers = getattr(exc, "headers", {})
@@ -353,8 +353,20 @@ class DataWorksEmulator:
         h.wfile.write(data)
 
 
-def _rewrite(answer: dict, fields: dict) -> None:
-    """Put a fault's answer_fields into the answer's TaskInstance or Task object."""
+def _rewrite(answer: dict, fields: dict, success_info) -> None:
+    """Put a fault's answer_fields into the answer's TaskInstance or Task object, and its
+    success_info into a RerunTaskInstances answer (see Faults.set)."""
+    if "SuccessInfo" in answer and success_info is not UNSET:
+        if isinstance(success_info, dict):
+            for instance_id, entry in success_info.items():
+                if entry is ABSENT:
+                    answer["SuccessInfo"].pop(str(instance_id), None)
+                else:
+                    answer["SuccessInfo"][str(instance_id)] = entry
+        elif success_info is ABSENT:
+            del answer["SuccessInfo"]
+        else:
+            answer["SuccessInfo"] = success_info
     for key in ("TaskInstance", "Task"):
         target = answer.get(key)
         if isinstance(target, dict):

@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+"""`make mutation`: mutation testing of function/dwrerun/ with mutmut, and the score.
+
+    scripts/mutation.py                       every module of the package
+    scripts/mutation.py policy rerun          only these modules (dwrerun/<name>.py), all their mutants
+    scripts/mutation.py --survivors policy    only the mutants of policy.py not yet killed
+    scripts/mutation.py --jobs 4 --fresh      four mutants at a time; forget earlier results
+
+mutmut names a mutant after its module's path from the directory it runs in, with only a
+leading `src/` taken off, while the tests import the code package's modules as `dwrerun.*`
+(function/ is FC's code root). So it runs in a staging copy, .mutation/, which holds the code
+package as src/ beside tests/ and scripts/; the tests find it there through DWRERUN_CODE_PACKAGE
+(tests/conftest.py). Which tests run and which do not is [tool.mutmut] in pyproject.toml. The
+staging copy keeps mutmut's results (.mutation/mutants/) between runs: without module names a run
+tests the mutants of changed code, then the earlier survivors again (the tests may have changed);
+--fresh forgets it all.
+
+It prints the score, (killed + timeout) / (every mutant that was run), and each survivor with
+its diff (`--diffs`) or its name; docs/reliability.md, "Mutation testing", lists the survivors
+judged equivalent and why. Too slow for CI: run it before a release.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGING = ROOT / ".mutation"
+MUTMUT = [sys.executable, "-m", "mutmut"]
+# Everything the selected tests read, as the staging copy holds it (the code package goes to src/).
+COPIED = ("tests", "scripts", "template.yml")
+IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.fresh and STAGING.exists():
+        shutil.rmtree(STAGING)
+    _stage()
+    env = {**os.environ, "DWRERUN_CODE_PACKAGE": "src", "PYTHONDONTWRITEBYTECODE": "1"}
+    earlier = _survivors(_statuses(args.modules, env)) if (STAGING / "mutants").exists() else []
+    if args.survivors:
+        batches = [earlier] if earlier else []
+    elif args.modules:
+        batches = [[f"dwrerun.{module}.*" for module in args.modules]]
+    else:  # the mutants never run (new or changed code), then the earlier survivors again
+        batches = [[], *([earlier] if earlier else [])]
+    started = time.monotonic()
+    for names in batches:
+        run = subprocess.run(
+            [*MUTMUT, "run", "--max-children", str(args.jobs), *names],
+            cwd=STAGING,
+            env=env,
+            stdout=None if args.verbose else subprocess.DEVNULL,
+        )
+        if run.returncode != 0:
+            print(f"mutmut run failed (exit {run.returncode}); rerun with --verbose", file=sys.stderr)
+            return run.returncode
+    elapsed = time.monotonic() - started
+    statuses = _statuses(args.modules, env)
+    _report(statuses, elapsed, args.jobs, args.diffs, env)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", help="module names in function/dwrerun/ (default: all)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="mutants run at once (default: cores)")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results and mutate again")
+    parser.add_argument("--survivors", action="store_true", help="run only the mutants not yet killed")
+    parser.add_argument("--diffs", action="store_true", help="print each survivor's diff")
+    parser.add_argument("--verbose", action="store_true", help="show mutmut's own progress")
+    return parser
+
+
+def _stage() -> None:
+    """The staging copy: function/ as src/, tests/ and scripts/ beside it, pyproject for that layout."""
+    STAGING.mkdir(exist_ok=True)
+    src = STAGING / "src"
+    if src.exists():
+        shutil.rmtree(src)
+    shutil.copytree(ROOT / "function", src, ignore=IGNORED)
+    for name in COPIED:
+        source, target = ROOT / name, STAGING / name
+        if source.is_dir():
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target, ignore=IGNORED)
+        else:
+            shutil.copy2(source, target)
+    config = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    config = config.replace('pythonpath = ["function", "scripts"]', 'pythonpath = ["src", "scripts"]')
+    config = config.replace('"function/', '"src/')
+    if 'pythonpath = ["src", "scripts"]' not in config or 'source_paths = ["src/dwrerun/"]' not in config:
+        raise SystemExit("pyproject.toml's pythonpath or [tool.mutmut] source_paths moved: update scripts/mutation.py")
+    (STAGING / "pyproject.toml").write_text(config, encoding="utf-8")
+
+
+DETECTED = ("killed", "timeout", "segfault")
+
+
+def _survivors(statuses: dict[str, str]) -> list[str]:
+    return sorted(name for name, status in statuses.items() if status not in DETECTED)
+
+
+def _statuses(modules: list[str], env: dict) -> dict[str, str]:
+    """mutant name -> mutmut's verdict, for the modules asked for."""
+    listed = subprocess.run(
+        [*MUTMUT, "results", "--all", "true"], cwd=STAGING, env=env, capture_output=True, text=True, check=True
+    ).stdout
+    statuses = {}
+    for line in listed.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if not name:
+            continue
+        module = name.split(".")[1] if name.startswith("dwrerun.") else ""
+        if not modules or module in modules:
+            statuses[name] = status
+    return statuses
+
+
+def _report(statuses: dict[str, str], elapsed: float, jobs: int, diffs: bool, env: dict) -> None:
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    detected = sum(counts.get(status, 0) for status in DETECTED)
+    considered = sum(n for status, n in counts.items() if status not in ("skipped", "not checked"))
+    per_module: dict[str, list[int]] = {}
+    for name, status in statuses.items():
+        module = name.split(".")[1]
+        totals = per_module.setdefault(module, [0, 0])
+        totals[1] += status not in ("skipped", "not checked")
+        totals[0] += status in DETECTED
+    print(f"mutants: {len(statuses)}  " + "  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+    for module, (killed, total) in sorted(per_module.items()):
+        print(f"  {module:<18} {killed:>5} / {total:<5} {100 * killed / total if total else 100:5.1f}%")
+    score = 100 * detected / considered if considered else 100.0
+    print(f"score: {score:.1f}% ({detected} of {considered} detected) in {elapsed / 60:.1f} min with {jobs} job(s)")
+    survivors = [name for name in _survivors(statuses) if statuses[name] not in ("skipped", "not checked")]
+    if survivors:
+        print(f"survivors ({len(survivors)}):")
+    for name in survivors:
+        print(f"  {name}: {statuses[name]}")
+        if diffs:
+            shown = subprocess.run([*MUTMUT, "show", name], cwd=STAGING, env=env, capture_output=True, text=True).stdout
+            print(re.sub(r"^", "      ", shown.strip(), flags=re.M))
+    summary = {"score": round(score, 1), "counts": counts, "minutes": round(elapsed / 60, 1), "jobs": jobs}
+    (STAGING / "score.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""What RerunTaskInstances answers, and the one record each instance gets for it.
+
+Every branch of the answer's handling in dwrerun/rerun.py, against the emulator: a refusal of
+the call itself, an id missing from SuccessInfo, an entry or a SuccessInfo of the wrong shape,
+and the same instance twice in one delivery.
+"""
+
+import json
+
+from conftest import FAILED_ID, failure_event, instance_records, make_function, reruns, seed_failed
+from localcloud.dataworks.faults import ABSENT
+
+RERUN = "RerunTaskInstances"
+GET = "GetTaskInstance"
+OTHER_ID = FAILED_ID + 1
+
+
+def deliver(dataworks, tmp_path, *instance_ids):
+    with make_function(dataworks, tmp_path) as fn:
+        return fn.invoke(json.dumps([failure_event(i, f"evt-{n}") for n, i in enumerate(instance_ids)]).encode())
+
+
+def carried_out(dataworks, instance_id):
+    return [c for c in dataworks.journal.calls(RERUN) if instance_id in json.loads(c.params["Ids"])]
+
+
+def test_a_refused_rerun_call_is_recorded_and_not_retried(dataworks, tmp_path):
+    # Before (mutation testing): without this record, a 4xx refusal was resent until the deadline.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, refuse=None)
+    inv = deliver(dataworks, tmp_path, FAILED_ID)
+    assert inv.error is None  # a permanent refusal: FC retrying cannot help
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["success"]) == ("rerun", "rerun-refused", False)
+    assert record["errorCode"] == "ResourceNotAuthorized.Api" and record["dataworksRequestId"]
+    assert record["message"].startswith("RerunTaskInstances refused: ")
+    assert record["attempts"] == 4  # GetTaskInstance, GetTask, the log, one rerun call: never sent again
+    assert dataworks.journal.count(action=RERUN) == 1
+
+
+def test_an_id_missing_from_success_info_is_read_back_not_resent(dataworks, tmp_path):
+    # The rerun happened but SuccessInfo says nothing of it. Before (mutation testing): without
+    # the read, the rerun was sent again, six times, past the cap.
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    dataworks.faults.set(RERUN, success_info={FAILED_ID: ABSENT})
+    inv = deliver(dataworks, tmp_path, FAILED_ID, OTHER_ID)
+    first, other = instance_records(inv)
+    assert (first["decision"], first["reason"], first["success"]) == ("rerun", "eligible", True)
+    assert first["message"] == (
+        "rerun confirmed by GetTaskInstance (now run 2, Running) after the rerun request got no clear answer"
+    )
+    assert (other["decision"], other["success"]) == ("rerun", True)
+    assert len(carried_out(dataworks, FAILED_ID)) == 1 and len(carried_out(dataworks, OTHER_ID)) == 1
+    assert dataworks.journal.count(action=GET) == 3  # each read once, the unanswered one again
+
+
+def test_an_entry_of_the_wrong_shape_is_no_answer_either(dataworks, tmp_path):
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    dataworks.faults.set(RERUN, success_info={FAILED_ID: "ok", OTHER_ID: {"Success": "true", "Message": ""}})
+    inv = deliver(dataworks, tmp_path, FAILED_ID, OTHER_ID)
+    for record in instance_records(inv):
+        assert (record["reason"], record["success"]) == ("eligible", True)
+        assert record["message"].startswith("rerun confirmed by GetTaskInstance (now run 2")
+    assert len(reruns(dataworks)) == 1
+
+
+def test_a_success_info_that_is_not_an_object_is_read_back(dataworks, tmp_path):
+    # Before (mutation testing): without the shape check, a list raised AttributeError: no record.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, success_info=[{"Id": FAILED_ID, "Success": True}])
+    inv = deliver(dataworks, tmp_path, FAILED_ID)
+    assert inv.error is None
+    (record,) = instance_records(inv)
+    assert (record["reason"], record["success"]) == ("eligible", True)
+    assert record["message"].startswith("rerun confirmed by GetTaskInstance (now run 2")
+    assert len(reruns(dataworks)) == 1
+
+
+def test_the_same_instance_twice_in_one_delivery_is_rerun_once(dataworks, tmp_path):
+    # Before (mutation testing): without the guard, Ids=[X,X] went out and the instance ran twice.
+    seed_failed(dataworks)
+    inv = deliver(dataworks, tmp_path, FAILED_ID, FAILED_ID)
+    first, second = instance_records(inv)
+    assert (first["reason"], first["success"], first["eventId"]) == ("eligible", True, "evt-0")
+    assert (second["decision"], second["reason"], second["eventId"]) == ("skip", "duplicate", "evt-1")
+    assert second["message"] == "the same instance is already in this request"
+    (call,) = reruns(dataworks)
+    assert json.loads(call.params["Ids"]) == [FAILED_ID]
+    assert dataworks.journal.count(action=GET) == 1
+
+
+def test_after_an_unexpected_error_fcs_retry_of_the_same_event_is_handled(dataworks, tmp_path, mocker):
+    # Before (mutation testing): without releasing the claimed event id, FC's retry on the same warm
+    # instance was recorded duplicate-event and the instance never rerun.
+    from dwrerun import event_function
+
+    seed_failed(dataworks)
+    payload = json.dumps(failure_event(FAILED_ID)).encode()
+    with make_function(dataworks, tmp_path) as fn:
+        real_run = event_function.run
+        mocker.patch.object(event_function, "run", side_effect=KeyError("Boom"))
+        failed = fn.invoke(payload)
+        event_function.run = real_run
+        retry = fn.invoke(payload)
+    assert failed.error["errorType"] == "KeyError"
+    (record,) = instance_records(retry)
+    assert (record["reason"], record["success"]) == ("eligible", True)
+    assert len(reruns(dataworks)) == 1
