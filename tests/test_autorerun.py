@@ -156,3 +156,43 @@ def test_the_cache_is_bounded():
         cache.put("Prod", dataclasses.replace(NODE, task_id=task_id))
     assert cache.get(1, "Prod") is None and cache.get(3, "Prod") is not None
     assert autorerun.task_cache is not None
+
+
+def test_the_message_names_the_settings_the_runs_left_and_when():
+    decision, _ = check(NODE, FAILED)
+    assert decision.message == (
+        "DataWorks reruns this node itself (RerunTimes 2, RerunInterval 300 s): run 1 failed, 2 automatic "
+        "rerun(s) left, the next at about 2026-09-21T14:18:20Z. The function acts only on the failure after "
+        "DataWorks' last one."
+    )
+    unknown_end, due = check(NODE, dataclasses.replace(FAILED, finished_time=None))
+    assert due is None and "the next 300 s after the run ended." in unknown_end.message
+
+
+def test_a_single_automatic_rerun_is_left_to_dataworks_for_run_1_only():
+    once = dataclasses.replace(NODE, rerun_times=1)
+    assert check(once, FAILED) is not None
+    assert check(once, dataclasses.replace(FAILED, run_number=2)) is None
+
+
+@pytest.mark.parametrize(("run", "asked"), [(10, True), (11, False), (None, False)])
+def test_get_task_is_asked_up_to_dataworks_limit_of_10_reruns(run, asked):
+    assert may_rerun_itself(dataclasses.replace(FAILED, run_number=run)) is asked
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [(3, 3), ("123456789", 123456789), ("1234567890", 0), (-3, 0), (True, 0), (2.5, 0), (None, 0), ("x", 0)],
+)
+def test_a_count_from_get_task_is_a_non_negative_integer_or_none_at_all(value, number):
+    node = AutoRerun.from_api({"Id": TASK_ID, "RerunMode": "FailureAllowed", "RerunTimes": value})
+    assert node.rerun_times == number
+
+
+def test_the_cache_keeps_as_many_tasks_as_its_size():
+    cache = TaskCache(ttl=60.0, size=2)
+    for task_id in (1, 2):
+        cache.put("Prod", dataclasses.replace(NODE, task_id=task_id))
+    assert cache.get(1, "Prod") is not None and cache.get(2, "Prod") is not None
+    cache.put("Prod", dataclasses.replace(NODE, task_id=3))
+    assert cache.get(1, "Prod") is None and cache.get(3, "Prod") is not None  # the oldest went

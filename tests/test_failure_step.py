@@ -189,3 +189,30 @@ def test_a_read_waiting_for_its_slot_past_its_deadline_is_not_made(mocker):
     dataworks = FakeDataWorks("no rule matches this")
     verdict = failure.classify(dataworks, instance(), Settings(read_timeout=2.0), SHIPPED, 103.2)
     assert dataworks.reads == [] and verdict.error_code == "no time left before the deadline"
+
+
+@pytest.mark.parametrize(
+    ("delay", "reads"),
+    [
+        # The invocation's deadline 105.0, read_timeout 2 s: the reads' own deadline is 102.5. At 100.0
+        # a retry after `delay` needs 0.5 s more: 2.0 s fits exactly, 2.5 s does not.
+        (2.0, 2),
+        (2.5, 1),
+    ],
+)
+def test_a_retry_is_not_waited_for_when_it_could_not_start_in_time(mocker, delay, reads):
+    mocker.patch.object(pacing, "clock", lambda: 100.0)
+    mocker.patch.object(pacing, "sleep")
+    mocker.patch.object(pacing, "_limiters", {})
+    mocker.patch.object(pacing, "backoff", lambda attempt, retry_after=None: delay)
+    dataworks = FakeDataWorks(error("ServiceUnavailable"), "no rule matches this")
+    verdict = failure.classify(dataworks, instance(), Settings(read_timeout=2.0), SHIPPED, 105.0)
+    assert len(dataworks.reads) == reads
+    if reads == 1:
+        assert verdict.error_code == "ServiceUnavailable, 1 attempt(s)" and pacing.sleep.call_count == 0
+
+
+def test_logs_turned_off_say_so_and_keep_the_run():
+    verdict = failure.classify(FakeDataWorks(), instance(4), Settings(read_logs=False), SHIPPED, FAR)
+    assert (verdict.run_number, verdict.calls, verdict.error_code) == (4, 0, None)
+    assert verdict.note == "RERUN_READ_LOGS is false: the log was not read"
