@@ -130,38 +130,43 @@ def endpoint_for(settings: Settings, region: str | None) -> tuple[str, str]:
     return f"{host}.{region}.aliyuncs.com", "https"
 
 
+def generic_client(credentials: Credentials, endpoint: str, protocol: str, region: str | None, settings):
+    """(client, utils_models, RuntimeOptions): the generic OpenAPI client for one set of credentials
+    and one endpoint, shared by the DataWorks and the FC clients. Imported here, on first use."""
+    from alibabacloud_credentials.client import Client as CredentialClient
+    from alibabacloud_credentials.models import Config as CredentialConfig
+    from alibabacloud_tea_openapi import utils_models
+    from alibabacloud_tea_openapi.client import Client
+    from darabonba.runtime import RuntimeOptions
+
+    _silence_sdk_debug_logging()
+    # An explicit STS credential does no I/O; the default chain would probe the network.
+    credential = CredentialClient(
+        CredentialConfig(
+            type="sts" if credentials.security_token else "access_key",
+            access_key_id=credentials.access_key_id,
+            access_key_secret=credentials.access_key_secret,
+            security_token=credentials.security_token,
+        )
+    )
+    client = Client(
+        utils_models.Config(
+            credential=credential,
+            endpoint=endpoint,
+            protocol=protocol,
+            region_id=region,
+            connect_timeout=int(settings.connect_timeout * 1000),
+            read_timeout=int(settings.read_timeout * 1000),
+        )
+    )
+    return client, utils_models, RuntimeOptions
+
+
 class DataWorks:
     """A DataWorks OpenAPI client for one set of credentials and one endpoint."""
 
     def __init__(self, credentials: Credentials, endpoint: str, protocol: str, region: str | None, settings):
-        from alibabacloud_credentials.client import Client as CredentialClient
-        from alibabacloud_credentials.models import Config as CredentialConfig
-        from alibabacloud_tea_openapi import utils_models
-        from alibabacloud_tea_openapi.client import Client
-        from darabonba.runtime import RuntimeOptions
-
-        _silence_sdk_debug_logging()
-        # An explicit STS credential does no I/O; the default chain would probe the network.
-        credential = CredentialClient(
-            CredentialConfig(
-                type="sts" if credentials.security_token else "access_key",
-                access_key_id=credentials.access_key_id,
-                access_key_secret=credentials.access_key_secret,
-                security_token=credentials.security_token,
-            )
-        )
-        self._client = Client(
-            utils_models.Config(
-                credential=credential,
-                endpoint=endpoint,
-                protocol=protocol,
-                region_id=region,
-                connect_timeout=int(settings.connect_timeout * 1000),
-                read_timeout=int(settings.read_timeout * 1000),
-            )
-        )
-        self._models = utils_models
-        self._runtime = RuntimeOptions
+        self._client, self._models, self._runtime = generic_client(credentials, endpoint, protocol, region, settings)
         self.endpoint = endpoint
 
     def get_task_instance(self, instance_id: int, timeout: float) -> dict:

@@ -31,7 +31,7 @@ from dwrerun.dataworks import (
     THROTTLING_PREFIX,
     Credentials,
     DataWorksError,
-    _silence_sdk_debug_logging,
+    generic_client,
 )
 
 VERSION = "2023-03-30"
@@ -70,33 +70,7 @@ class FunctionCompute:
     """An FC OpenAPI client for one set of credentials and one endpoint."""
 
     def __init__(self, credentials: Credentials, endpoint: str, protocol: str, region: str | None, settings):
-        from alibabacloud_credentials.client import Client as CredentialClient
-        from alibabacloud_credentials.models import Config as CredentialConfig
-        from alibabacloud_tea_openapi import utils_models
-        from alibabacloud_tea_openapi.client import Client
-        from darabonba.runtime import RuntimeOptions
-
-        _silence_sdk_debug_logging()
-        credential = CredentialClient(
-            CredentialConfig(
-                type="sts" if credentials.security_token else "access_key",
-                access_key_id=credentials.access_key_id,
-                access_key_secret=credentials.access_key_secret,
-                security_token=credentials.security_token,
-            )
-        )
-        self._client = Client(
-            utils_models.Config(
-                credential=credential,
-                endpoint=endpoint,
-                protocol=protocol,
-                region_id=region,
-                connect_timeout=int(settings.connect_timeout * 1000),
-                read_timeout=int(settings.read_timeout * 1000),
-            )
-        )
-        self._models = utils_models
-        self._runtime = RuntimeOptions
+        self._client, self._models, self._runtime = generic_client(credentials, endpoint, protocol, region, settings)
         self.endpoint = endpoint
 
     def invoke_async(
