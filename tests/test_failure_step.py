@@ -209,7 +209,10 @@ def test_a_retry_is_not_waited_for_when_it_could_not_start_in_time(mocker, delay
     verdict = failure.classify(dataworks, instance(), Settings(read_timeout=2.0), SHIPPED, 105.0)
     assert len(dataworks.reads) == reads
     if reads == 1:
-        assert verdict.error_code == "ServiceUnavailable, 1 attempt(s)" and pacing.sleep.call_count == 0
+        # The retry could not start in time: the verdict says so, which is what hands the log to
+        # a continuation on the filter path (failure.ran_out_of_time).
+        assert verdict.error_code == f"ServiceUnavailable, 1 attempt(s); {failure.NO_TIME_LEFT}"
+        assert failure.ran_out_of_time(verdict) and pacing.sleep.call_count == 0
 
 
 def test_logs_turned_off_say_so_and_keep_the_run():
