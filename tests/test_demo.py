@@ -60,8 +60,7 @@ def test_the_printed_python_query_finds_the_reruns(demo):
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 def test_the_printed_jq_query_finds_the_same_reruns(demo, tmp_path):
-    # Both queries read one snapshot of the Logstore: tests on other xdist workers may append to
-    # .localcloud/logs between the two reads (the in-process harness's default Logstore is there).
+    # Both queries read one snapshot of the Logstore, so they are compared on the same records.
     logstore = ".localcloud/logs/dwrerun-event.jsonl"
     snapshot = tmp_path / "dwrerun-event.jsonl"
     shutil.copyfile(ROOT / logstore, snapshot)

@@ -196,6 +196,19 @@ def test_every_line_goes_to_the_logstore_file(make_fn, tmp_path):
     assert all(json.loads(r) for r in raw)
 
 
+def test_without_a_named_logstore_each_harness_writes_to_a_file_of_its_own(make_fn, tmp_path, monkeypatch):
+    # The default was the working directory's .localcloud/logs: tests on parallel workers appended
+    # to one another's file (and to the demo's, which test_demo reads).
+    monkeypatch.chdir(tmp_path)
+    source = "def handler(event, context):\n    print('hello')\n"
+    first, second = (make_fn(source, code=f"code{n}", logstore=None) for n in (1, 2))
+    first.invoke(b"{}")
+    second.invoke(b"{}")
+    assert first.logstore != second.logstore
+    assert not (tmp_path / ".localcloud").exists()
+    assert [line["message"] for line in first.logstore_lines()].count("hello") == 1
+
+
 def test_python312_logger_writes_fc_formatted_lines(make_fn):
     fn = make_fn("def handler(event, context):\n    context.getLogger().info('rerun %s', 42)\n", runtime="python3.12")
     inv = fn.invoke(b"{}")

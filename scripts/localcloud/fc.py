@@ -39,6 +39,7 @@ import logging
 import os
 import secrets
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -390,7 +391,12 @@ class Logstore:
     """The local stand-in for a function's Logstore: one JSON object per line a function wrote."""
 
     def __init__(self, path: str | os.PathLike | None, function_name: str):
-        self.path = Path(path or Path(".localcloud") / "logs" / f"{function_name}.jsonl")
+        # Without a path, a temporary directory of its own: a shared default (it was the working
+        # directory's .localcloud/logs) let tests on parallel workers append to one another's file
+        # and to the demo's. The demo and the benchmarks name their files.
+        if not path:
+            path = Path(tempfile.mkdtemp(prefix="localcloud-logs-")) / f"{function_name}.jsonl"
+        self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.function_name = function_name
         self._lock = threading.Lock()

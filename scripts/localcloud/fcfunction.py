@@ -27,7 +27,7 @@ synchronous invocations are never retried. Sources: FACTS section 5 (FC "3.0 vs 
 - An invocation that outlives `timeout` is answered with FunctionTimeout and its instance is
   killed: the next invocation there is a cold start on a new instance.
 - Every instance's stdout/stderr lines go, per request id, into the local Logstore
-  (`.localcloud/logs/<function>.jsonl`, the format of `localcloud.fc.Logstore`).
+  (`logstore=`, else a temporary directory of its own; the format of `localcloud.fc.Logstore`).
 
 Where the model simplifies, on purpose: retries go back to the queue at once rather than after
 FC's backoff (seconds to minutes); idle instances are never reclaimed (FC stops them after some
