@@ -113,6 +113,8 @@ def canned():
 
     class Answer(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 - http.server's name
+            length = int(self.headers.get("Content-Length") or 0)
+            self.server.requests.append((self.command, self.rfile.read(length).decode()))
             body = json.dumps(self.server.answer).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -120,10 +122,13 @@ def canned():
             self.end_headers()
             self.wfile.write(body)
 
+        do_POST = do_GET  # noqa: N815 - http.server's name; a method it does not know gets 501
+
         def log_message(self, *args):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    server.requests = []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -144,3 +149,46 @@ def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(
     with pytest.raises(DataWorksError) as caught:
         client.get_task_instance(1000012345678, timeout=5)
     assert caught.value.code == "MalformedAnswer" and caught.value.transient and not caught.value.ambiguous
+
+
+def _client_of(canned):
+    return DataWorks(Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings())
+
+
+def test_list_task_instances_posts_every_set_parameter_as_the_sdk_does(canned):
+    from urllib.parse import parse_qs
+
+    canned.answer = {"RequestId": "r", "PagingInfo": {"TaskInstances": [{"Id": 1}], "TotalCount": 7}}
+    params = {"Bizdate": 1764518400000, "Ids": [1, 2], "PageNumber": None, "ProjectId": 42, "Status": "Failure"}
+    rows, total = _client_of(canned).list_task_instances(params, timeout=5)
+    assert (rows, total) == ([{"Id": 1}], 7)
+    method, body = canned.requests[-1]
+    form = {name: values[0] for name, values in parse_qs(body).items()}
+    # None is left out, and only it (the fields after it are sent); lists are compact JSON
+    assert method == "POST"
+    assert {k: form[k] for k in ("Bizdate", "Ids", "ProjectId", "Status")} == {
+        "Bizdate": "1764518400000",
+        "Ids": "[1,2]",
+        "ProjectId": "42",
+        "Status": "Failure",
+    }
+    assert "PageNumber" not in form
+
+
+@pytest.mark.parametrize(
+    "paging",
+    [None, "not an object", ["a list"], {"TotalCount": 1}, {"TaskInstances": "x"}, {"TaskInstances": [{"Status": 1}]}],
+)
+def test_a_page_without_its_rows_is_a_transient_malformed_answer(canned, paging):
+    canned.answer = {"RequestId": "r", "PagingInfo": paging}
+    with pytest.raises(DataWorksError) as caught:
+        _client_of(canned).list_task_instances({"ProjectId": 42}, timeout=5)
+    error = caught.value
+    assert (error.action, error.code, error.transient) == ("ListTaskInstances", "MalformedAnswer", True)
+    assert error.message == "the answer has no PagingInfo.TaskInstances"
+
+
+@pytest.mark.parametrize("total", [None, True, "7", 2.0])
+def test_a_page_without_a_whole_total_counts_its_own_rows(canned, total):
+    canned.answer = {"RequestId": "r", "PagingInfo": {"TaskInstances": [{"Id": 1}, {"Id": 2}], "TotalCount": total}}
+    assert _client_of(canned).list_task_instances({"ProjectId": 42}, timeout=5) == ([{"Id": 1}, {"Id": 2}], 2)

@@ -215,6 +215,14 @@ def test_a_retry_is_not_waited_for_when_it_could_not_start_in_time(mocker, delay
         assert failure.ran_out_of_time(verdict) and pacing.sleep.call_count == 0
 
 
+def test_a_log_unread_for_another_reason_did_not_run_out_of_time():
+    # Only a log the deadline left unread is handed to a continuation; a DataWorks error is not.
+    verdict = failure.classify(
+        FakeDataWorks(error("Forbidden.Access", transient=False)), instance(), Settings(), SHIPPED, FAR
+    )
+    assert verdict.error_code is not None and not failure.ran_out_of_time(verdict)
+
+
 def test_logs_turned_off_say_so_and_keep_the_run():
     verdict = failure.classify(FakeDataWorks(), instance(4), Settings(read_logs=False), SHIPPED, FAR)
     assert (verdict.run_number, verdict.calls, verdict.error_code) == (4, 0, None)

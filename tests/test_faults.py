@@ -401,6 +401,9 @@ def test_a_refusal_with_the_run_unchanged_stays_a_refused_rerun(dataworks, fn):
     assert record["message"] == "Instance is locked by another operation."
     assert [e.action for e in dataworks.journal] == [GET, "GetTask", LOG, RERUN, GET]  # checked, not resent
     assert dataworks.backend.instance(FAILED_ID).run_number == 1
+    # the record names the refusing call, for DataWorks support
+    (rerun_call,) = dataworks.journal.calls(RERUN)
+    assert record["dataworksRequestId"] == rerun_call.request_id
 
 
 def test_a_refusal_whose_explaining_read_fails_until_the_deadline_is_recorded_and_not_retried(dataworks, fn):

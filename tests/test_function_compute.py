@@ -173,5 +173,9 @@ def test_a_bad_override_is_a_config_error_naming_the_variable(value):
 
 
 def test_without_account_or_region_there_is_no_endpoint():
-    with pytest.raises(ConfigError, match="FUNCTION_COMPUTE_ENDPOINT"):
+    with pytest.raises(ConfigError) as caught:
         endpoint_for(Settings(), "cn-hangzhou", None)
+    assert str(caught.value) == (
+        "no FC endpoint: the region or the account id is unknown (FC_REGION / FC_ACCOUNT_ID); "
+        "set FUNCTION_COMPUTE_ENDPOINT"
+    )
