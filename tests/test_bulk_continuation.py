@@ -462,6 +462,16 @@ def test_a_part_reruns_what_still_failed_and_records_what_dataworks_no_longer_li
             ORIGIN,
             "after the outage",
         )
+    # one ListTaskInstances call reread them, by id, in the part's project, business date and environment
+    (listing,) = dataworks.journal.calls("ListTaskInstances")
+    assert listing.params == {
+        "ProjectId": str(PROJECT_ID),
+        "Bizdate": str(BIZDATE),
+        "ProjectEnv": "Prod",
+        "Ids": json.dumps([FIRST, FIRST + 1, FIRST + 5, FIRST + 3], separators=(",", ":")),
+        "PageNumber": "1",
+        "PageSize": "500",
+    }
     # one RerunTaskInstances call, saying whose request it continues, with the latest configuration
     calls = [c for c in dataworks.journal.calls("RerunTaskInstances") if c.status == 200]
     assert [json.loads(c.params["Ids"]) for c in calls] == [[FIRST], [FIRST + 1]]  # one call per next run
@@ -692,3 +702,104 @@ def test_a_part_under_the_dry_run_setting_decides_and_reruns_nothing(dataworks, 
     assert [(r["decision"], r["reason"]) for r in written[:-1]] == [("dry-run", "dry-run")] * 2
     assert reruns(dataworks) == []
     assert without_duration(returned) == summary(instances=2, dry_run=2, dry_run_mode=True)
+
+
+# --- handing a part on: bulk._invoke, FC's InvokeFunction with retries -----------------------------
+
+
+def invoke(functions, deadline_in: float, settings=PART_SETTINGS):
+    """bulk._invoke of a part from the HTTP function, `deadline_in` seconds before its invocation ends."""
+    job = bulk.Job(trigger="http", request_id="1-http", function_name="dwrerun-http", settings=settings,
+                   deadline=NOW + deadline_in - bulk.HAND_ON_RESERVE)  # fmt: skip
+    invocation = Invocation("1-http", "dwrerun-http", "cn-hangzhou", NOW + deadline_in, timeout=60)
+    bulk._invoke(job, functions, a_part((FIRST, 1), hop=0), invocation)
+
+
+def test_a_part_is_queued_once_as_an_async_task_of_the_event_function(clock):
+    functions = FakeFunctions()
+    invoke(functions, deadline_in=1.5)
+    (call_,) = functions.calls
+    assert call_ == {
+        "function": "dwrerun-event",  # the HTTP function hands on to the event function
+        "payload": a_part((FIRST, 1), hop=0).to_payload(KEY),
+        "delay": 0,
+        "task_id": f"dwrerun-bulk-{ORIGIN}-3-0",
+        "timeout": 1.5,  # what is left of the invocation, less than the read timeout
+    }
+    assert clock.slept == []
+
+
+def test_handing_on_with_no_fc_client_is_a_configuration_error_that_is_not_retried(clock):
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(None, deadline_in=60)
+    assert (raised.value.code, raised.value.message, raised.value.transient) == (
+        "ConfigError",
+        "no FC client to hand work on with",
+        False,
+    )
+
+    def no_endpoint():
+        raise bulk.ConfigError("no FC endpoint: set FUNCTION_COMPUTE_ENDPOINT")
+
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(no_endpoint, deadline_in=60)
+    assert (raised.value.code, raised.value.message, raised.value.transient) == (
+        "ConfigError",
+        "no FC endpoint: set FUNCTION_COMPUTE_ENDPOINT",
+        False,
+    )
+
+
+@pytest.mark.parametrize(("left", "calls"), [(0.49, 0), (0.5, 1)])
+def test_a_hand_on_starts_only_with_half_a_second_left(clock, left, calls):
+    functions = FakeFunctions()
+    if calls:
+        invoke(functions, deadline_in=left)
+    else:
+        with pytest.raises(InvokeFunctionError) as raised:
+            invoke(functions, deadline_in=left)
+        assert (raised.value.code, raised.value.message, raised.value.transient) == (
+            "DeadlineReached",
+            "no time left to hand the rest on",
+            True,
+        )
+    assert len(functions.calls) == calls
+
+
+def test_a_transient_refusal_is_retried_after_a_backoff_and_a_duplicate_means_queued(clock):
+    # GIVEN FC failing twice (the second time asking for 3 s), then saying the task id is taken:
+    # an earlier attempt got through after all
+    functions = FakeFunctions(
+        fc_error("ServiceUnavailable", transient=True),
+        fc_error("Throttling", transient=True, retry_after=3.0),
+        fc_error("TaskAlreadyExist", transient=False, duplicate=True),
+    )
+    invoke(functions, deadline_in=60)
+    assert len(functions.calls) == 3 and functions.made == 3
+    assert clock.slept == [0.2, 3.0]  # the backoff's first wait (its longest), then FC's retry-after
+    assert [c["timeout"] for c in functions.calls] == [2.0, 2.0, 2.0]
+
+
+def test_a_hand_on_gives_up_after_max_attempts(clock):
+    functions = FakeFunctions(*[fc_error("ServiceUnavailable", transient=True) for _ in range(10)])
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(functions, deadline_in=600)
+    assert raised.value.code == "ServiceUnavailable"
+    assert len(functions.calls) == pacing.MAX_ATTEMPTS == 6
+    assert clock.slept == [0.2, 0.4, 0.8, 1.6, 3.2]
+
+
+def test_a_hand_on_refused_for_good_is_not_retried(clock):
+    functions = FakeFunctions(fc_error("AccessDenied", transient=False), fc_error("AccessDenied", transient=False))
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(functions, deadline_in=60)
+    assert raised.value.code == "AccessDenied" and len(functions.calls) == 1 and clock.slept == []
+
+
+@pytest.mark.parametrize(("deadline_in", "calls"), [(1.5, 2), (1.25, 1)])
+def test_a_hand_on_is_not_retried_when_the_wait_would_pass_the_deadline(clock, deadline_in, calls):
+    # FC asks for 1 s each time: a retry needs that wait and 0.5 s for its call, 1.5 s from now
+    functions = FakeFunctions(*[fc_error("Throttling", transient=True, retry_after=1.0) for _ in range(3)])
+    with pytest.raises(InvokeFunctionError):
+        invoke(functions, deadline_in=deadline_in)
+    assert len(functions.calls) == calls

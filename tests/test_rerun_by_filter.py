@@ -8,6 +8,9 @@ signature checks. Every selection here fits in one invocation, so nothing contin
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 from pathlib import Path
@@ -15,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
-from dwrerun import continuation, plan, schema
+from dwrerun import continuation, plan, schema, selection, signing
+from dwrerun.config import Settings
 from localcloud.fcapi import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
@@ -390,3 +394,215 @@ def test_a_log_the_deadline_left_unread_defers_the_instance_never_reruns_it_unch
     assert rerun_ids and not rerun_ids & {r["instanceId"] for r in deferred}
     assert all(r["rule"] == "default" for r in records if r["decision"] == "rerun")  # each log was read
     assert sorted(r["instanceId"] for r in records) == [FIRST + n for n in range(50)]
+
+
+# --- the pieces, called directly: the plan token, its signature, a filter's errors, a part's fields --
+
+CANONICAL = {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"}
+ISSUED_AT = 1_795_800_000  # 2026-11-27T17:20:00Z
+
+
+def test_a_plan_token_carries_its_plan_readably_and_expires_ttl_seconds_after_the_dry_run():
+    token, expires = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT + 0.9, 900)
+    assert expires == "2026-11-27T17:35:00Z"
+    body, sig = token.split(".")
+    content = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    assert content == {
+        "v": 1,
+        "filter": CANONICAL,
+        "options": _options(),
+        "selected": 9,
+        "expires": ISSUED_AT + 900,
+        "plan": "1-plan",
+    }
+    assert sig == signing.signature(KEY, signing.PLAN, content)
+    checked = plan.check(KEY, token, CANONICAL, _options(), ISSUED_AT + 900)  # the last second it holds
+    assert checked == plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan")
+
+
+def _padded(length: int) -> str:
+    """A token of `length` characters: a plan's content and a made-up signature."""
+    body = _token().split(".")[0]
+    return body + "." + "A" * (length - len(body) - 1)
+
+
+def plan_error(token, filter_=CANONICAL, options=None, now=ISSUED_AT) -> plan.PlanError:
+    with pytest.raises(plan.PlanError) as raised:
+        plan.check(KEY, token, filter_, options or _options(), now)
+    return raised.value
+
+
+def test_a_plan_token_is_refused_a_second_after_it_expires_naming_when_and_which_dry_run():
+    token, _ = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 60)
+    error = plan_error(token, now=ISSUED_AT + 61)
+    assert (error.status, error.code, error.message) == (
+        409,
+        "PlanExpired",
+        "PlanToken expired at 2026-11-27T17:21:00Z (dry run 1-plan; plans last RERUN_PLAN_TTL_SECONDS): make the "
+        "dry run again and apply its token",
+    )
+    assert str(error) == error.message
+
+
+def test_a_plan_for_another_filter_or_options_names_each_difference():
+    token, _ = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 900)
+    asked = {**CANONICAL, "TaskIds": [TASK_ID], "ProjectEnv": "Dev"}
+    error = plan_error(token, asked, _options(Force=True))
+    assert (error.status, error.code, error.message) == (
+        409,
+        "PlanMismatch",
+        "PlanToken was made for another request (dry run 1-plan): ProjectEnv is 'Dev' here, 'Prod' in the plan; "
+        f"TaskIds is [{TASK_ID}] here, absent in the plan; Force is True here, False in the plan. Apply a plan "
+        "with the same filter and options, or make the dry run for this one",
+    )
+    # and the other way round: what the plan had and this request lacks
+    token, _ = plan.issue(KEY, asked, _options(), 9, "1-plan", ISSUED_AT, 900)
+    assert f"TaskIds is absent here, [{TASK_ID}] in the plan" in plan_error(token, asked | {"TaskIds": None}).message
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        (None, "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
+        ("", "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
+        ("a.b.c", "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
+        (_padded(plan.MAX_TOKEN_CHARS), "PlanToken's signature does not verify"),  # checked: as long as it may be
+        (_padded(plan.MAX_TOKEN_CHARS + 1), "PlanToken is not valid: it is not a token this function issued"),
+        ("!!!!.sig", "PlanToken is not valid: its content is not base64url JSON"),
+        ("bm90IGpzb24.sig", "PlanToken is not valid: its content is not base64url JSON"),  # "not json"
+        ("WzEsMl0.sig", "PlanToken is not valid: its content is not a JSON object"),  # [1,2]
+    ],
+)
+def test_a_token_this_function_did_not_issue_is_refused_saying_why(token, says):
+    error = plan_error(token)
+    assert (error.status, error.code) == (400, "InvalidPlanToken")
+    assert error.message.startswith(says)
+
+
+def test_a_token_signed_with_another_key_or_for_another_purpose_does_not_verify():
+    content = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content()
+    for token in (
+        signing.seal("x" * 40, signing.PLAN, content),
+        signing.seal(KEY, signing.CONTINUATION, content),  # a continuation's signature is not a plan's
+    ):
+        error = plan_error(token)
+        assert (error.status, error.code, error.message) == (
+            400,
+            "InvalidPlanToken",
+            "PlanToken's signature does not verify: it was altered, or made with another RERUN_SIGNING_KEY (the key "
+            "changed since the dry run?). Make the dry run again",
+        )
+
+
+@pytest.mark.parametrize("drop", ["filter", "options", "selected", "expires", "plan"])
+def test_a_signed_token_of_another_shape_is_not_a_plan_token_of_this_version(drop):
+    content = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content()
+    del content[drop]
+    error = plan_error(signing.seal(KEY, signing.PLAN, content))
+    assert (error.status, error.code, error.message) == (
+        400,
+        "InvalidPlanToken",
+        "PlanToken is not a plan token of this version",
+    )
+
+
+def test_a_real_run_may_select_what_the_plan_saw_or_fewer_never_more():
+    planned = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT, "1-plan")
+    plan.check_selection(planned, 9)
+    plan.check_selection(planned, 3)
+    with pytest.raises(plan.PlanError) as raised:
+        plan.check_selection(planned, 10)
+    assert (raised.value.status, raised.value.code, raised.value.message) == (
+        409,
+        "PlanOutdated",
+        "the filter now selects 10 failed instances, the plan (dry run 1-plan) saw 9: instances failed since the "
+        "plan. Make the dry run again and look at them",
+    )
+
+
+def test_a_signature_is_hmac_sha256_of_the_purpose_and_the_canonical_json():
+    content = {"b": [1, "é"], "a": None}
+    assert signing.canonical(content) == b'{"a":null,"b":[1,"\\u00e9"]}'
+    mac = hmac.new(KEY.encode(), b"dwrerun/plan-token/v1\n" + signing.canonical(content), hashlib.sha256)
+    expected = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    assert signing.signature(KEY, signing.PLAN, content) == expected and len(expected) == 43
+    signing.verify(KEY, signing.PLAN, {"a": None, "b": [1, "é"]}, expected)  # key order does not matter
+    for claimed in (expected[:-1] + ("A" if expected[-1] != "A" else "B"), None, 42):
+        with pytest.raises(signing.BadSignature):
+            signing.verify(KEY, signing.PLAN, content, claimed)
+    token = signing.seal(KEY, signing.PLAN, content)
+    assert token == base64.urlsafe_b64encode(signing.canonical(content)).rstrip(b"=").decode() + "." + expected
+    assert signing.unseal(KEY, signing.PLAN, token) == content
+    with pytest.raises(signing.Malformed):
+        signing.unseal(KEY, signing.PLAN, token, max_chars=len(token) - 1)
+    assert signing.unseal(KEY, signing.PLAN, token, max_chars=len(token)) == content
+
+
+# The filter's errors repeat the value given, cut to 40 characters.
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("a" * 38, "'" + "a" * 38 + "'"), ("a" * 39, "'" + "a" * 36 + "..."), (None, None)],
+)
+def test_a_bad_id_is_repeated_in_the_error_cut_to_40_characters(value, shown):
+    body = {"ProjectId": PROJECT_ID, "Bizdate": DAY, "TaskIds": [value]}
+    with pytest.raises(selection.InvalidFilter) as raised:
+        selection.parse(body, Settings(), 100)
+    assert raised.value.field == "TaskIds[0]"
+    assert str(raised.value) == f"TaskIds[0] must be a positive int64 id, got {shown}"
+
+
+class Listing:
+    """ListTaskInstances answering `total` for every page, with no rows."""
+
+    def __init__(self, total):
+        self.total = total
+
+    def list_task_instances(self, params, timeout):
+        return [], self.total
+
+
+def test_a_filter_that_selects_more_than_max_selection_is_too_large():
+    wanted = selection.Filter(PROJECT_ID, BIZDATE, "Prod")
+    assert selection.select(Listing(selection.MAX_SELECTION), wanted, Settings(), time.monotonic() + 60) == []
+    with pytest.raises(selection.TooLarge) as raised:
+        selection.select(Listing(selection.MAX_SELECTION + 1), wanted, Settings(), time.monotonic() + 60)
+    assert raised.value.count == 20_001 and str(raised.value) == "20001"
+
+
+def part_payload(**changes) -> bytes:
+    payload = json.loads(signed_part((FIRST, 1)))
+    payload["bulkRerun"].update(changes)
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("part", True, "part must be an integer from 1 to 100000"),
+        ("part", "1", "part must be an integer from 1 to 100000"),
+        ("part", 0, "part must be an integer from 1 to 100000"),
+        ("part", 100_001, "part must be an integer from 1 to 100000"),
+        ("hop", -1, "hop must be an integer from 0 to 1000"),
+        ("hop", 1001, "hop must be an integer from 0 to 1000"),
+        ("stalls", 1.0, "stalls must be an integer from 0 to 1000"),
+        ("instances", [[FIRST, 1_000_001]], "instances[0][1] must be an integer from 1 to 1000000"),
+    ],
+)
+def test_a_continuation_field_out_of_range_is_named(field, value, says):
+    with pytest.raises(continuation.InvalidContinuation) as raised:
+        continuation.parse(part_payload(**{field: value}), KEY)
+    assert str(raised.value) == says
+
+
+def test_a_continuation_takes_each_range_up_to_its_end():
+    part = continuation.Continuation(
+        origin_request_id="1-origin",
+        part=continuation.MAX_PART,
+        hop=continuation.MAX_HOPS,
+        stalls=0,
+        project_id=PROJECT_ID,
+        bizdate=BIZDATE,
+        project_env="Prod",
+        instances=((FIRST, continuation.MAX_RUN_NUMBER),),
+    )
+    assert continuation.parse(part.to_payload(KEY), KEY) == part
