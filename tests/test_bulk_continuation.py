@@ -803,3 +803,18 @@ def test_a_hand_on_is_not_retried_when_the_wait_would_pass_the_deadline(clock, d
     with pytest.raises(InvokeFunctionError):
         invoke(functions, deadline_in=deadline_in)
     assert len(functions.calls) == calls
+
+
+def test_a_part_without_time_to_read_a_log_hands_the_instance_on_never_reruns_it_unchecked(dataworks, capsys, clock):
+    # GIVEN a part with time for its batch but not for the failed run's log its rules need (3 s)
+    seed_part(dataworks, 1)
+    functions = FakeFunctions()
+    settings = replace(PART_SETTINGS, read_logs=True)
+    returned, written = run_part(
+        dataworks, capsys, a_part((FIRST, 1)), settings=settings, rules=rules.load(), functions=functions,
+        deadline_in=6.0,
+    )  # fmt: skip
+    # THEN it is not rerun: its next hop, with time for the log, decides it
+    assert reruns(dataworks) == []
+    assert handed(functions) == [a_part((FIRST, 1), hop=3, stalls=1)]
+    assert written == [returned]
