@@ -800,9 +800,11 @@ def test_a_hand_on_refused_for_good_is_not_retried(clock):
 def test_a_hand_on_is_not_retried_when_the_wait_would_pass_the_deadline(clock, deadline_in, calls):
     # FC asks for 1 s each time: a retry needs that wait and 0.5 s for its call, 1.5 s from now
     functions = FakeFunctions(*[fc_error("Throttling", transient=True, retry_after=1.0) for _ in range(3)])
-    with pytest.raises(InvokeFunctionError):
+    with pytest.raises(InvokeFunctionError) as raised:
         invoke(functions, deadline_in=deadline_in)
-    assert len(functions.calls) == calls
+    # FC's own refusal is what stops it, without a wait that could not end in a call
+    assert raised.value.code == "Throttling"
+    assert len(functions.calls) == calls and clock.slept == [1.0] * (calls - 1)
 
 
 def test_a_part_without_time_to_read_a_log_hands_the_instance_on_never_reruns_it_unchecked(dataworks, capsys, clock):
