@@ -606,3 +606,123 @@ def test_a_continuation_takes_each_range_up_to_its_end():
         instances=((FIRST, continuation.MAX_RUN_NUMBER),),
     )
     assert continuation.parse(part.to_payload(KEY), KEY) == part
+
+
+def raw_payload(**changes) -> dict:
+    payload = json.loads(signed_part((FIRST, 1), (FIRST + 1, 2)))
+    payload["bulkRerun"].update(changes)
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({**raw_payload(), "id": "evt-1"}, "a continuation payload has only 'bulkRerun'"),
+        ({"bulkRerun": [1]}, "bulkRerun must be a JSON object"),
+        (raw_payload(zeta=1, alpha=2), "bulkRerun has unknown field(s) alpha, zeta"),
+        (
+            {"bulkRerun": {"part": 1, "comment": None}},
+            "bulkRerun lacks originRequestId, hop, stalls, projectId, "
+            "bizdate, projectEnv, instances, force, ignoreRules, useLatestConfig, signature",
+        ),  # fmt: skip
+        (raw_payload(originRequestId=42), "originRequestId must be an FC request id (letters, digits, '-', '_')"),
+        (raw_payload(originRequestId="1 origin"), "originRequestId must be an FC request id"),
+        (raw_payload(originRequestId="x" * 65), "originRequestId must be an FC request id"),
+        (raw_payload(originRequestId=""), "originRequestId must be an FC request id"),
+        (raw_payload(instances={"a": 1}), "instances must be a list of 1 to 500 [instance id, failed run]"),
+        (raw_payload(instances=[]), "instances must be a list of 1 to 500 [instance id, failed run]"),
+        (raw_payload(instances=[[FIRST + n, 1] for n in range(501)]), "instances must be a list of 1 to 500"),
+        (raw_payload(instances=[[FIRST, 1], [FIRST + 1]]), "instances[1] must be [instance id, failed run number]"),
+        (raw_payload(instances=[(FIRST, 1, 2)]), "instances[0] must be [instance id, failed run number]"),
+        (raw_payload(instances=[[0, 1]]), "instances[0][0] must be an integer from 1 to 9223372036854775807"),
+        (raw_payload(instances=[[FIRST, 0]]), "instances[0][1] must be an integer from 1 to 1000000"),
+        (raw_payload(instances=[[FIRST, 1], [FIRST, 2]]), "instances names an instance twice"),
+        (raw_payload(projectEnv="prod"), "projectEnv must be Prod or Dev"),
+        (raw_payload(comment=42), "comment must be null or a string of at most 500 characters"),
+        (raw_payload(comment="c" * 501), "comment must be null or a string of at most 500 characters"),
+        (raw_payload(force=1), "force must be true or false"),
+        (raw_payload(ignoreRules=None), "ignoreRules must be true or false"),
+        (raw_payload(useLatestConfig="true"), "useLatestConfig must be true, false or null"),
+        (raw_payload(projectId=0), "projectId must be an integer from 1 to 9223372036854775807"),
+        (raw_payload(bizdate=2**63), "bizdate must be an integer from 1 to 9223372036854775807"),
+        (raw_payload(stalls=-1), "stalls must be an integer from 0 to 1000"),
+    ],
+)
+def test_a_malformed_continuation_is_refused_naming_the_field(payload, says):
+    for body in (json.dumps(payload), json.dumps(payload).encode()):
+        with pytest.raises(continuation.InvalidContinuation) as raised:
+            continuation.parse(body, KEY)
+        assert str(raised.value).startswith(says)
+        if says.endswith(")") or says.endswith("twice") or "Dev" in says:
+            assert str(raised.value) == says
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "evt-1"}',
+        b"bulkRerun, not JSON",
+        b'["bulkRerun"]',
+        b'{"data": "bulkRerun"}',
+        "\ud800bulkRerun",
+        b'{"bulkRerun": ' + b"[" * 100_000,
+    ],
+)
+def test_what_is_not_a_continuation_is_left_to_the_event_parser(body):
+    assert continuation.parse(body, KEY) is None
+
+
+def test_a_continuation_takes_the_longest_fields_it_allows_and_every_option():
+    part = continuation.Continuation(
+        origin_request_id="A-z_9" + "x" * 59,
+        part=1,
+        hop=0,
+        stalls=continuation.MAX_HOPS,
+        project_id=2**63 - 1,
+        bizdate=2**63 - 1,
+        project_env="Dev",
+        instances=tuple((FIRST + n, 1) for n in range(continuation.MAX_INSTANCES)),
+        comment="c" * continuation.MAX_COMMENT,
+        force=True,
+        ignore_rules=True,
+        use_latest_config=False,
+    )
+    assert continuation.parse(part.to_payload(KEY), KEY) == part
+    assert continuation.parse(part.to_payload(KEY).decode(), KEY) == part
+    assert part.task_id == "dwrerun-bulk-A-z_9" + "x" * 59 + "-1-0"
+
+
+def test_a_continuation_is_signed_over_its_whole_content_and_sent_as_compact_json():
+    part = continuation.Continuation("1-origin", 2, 1, 0, PROJECT_ID, BIZDATE, "Prod", ((FIRST, 3),), "é")
+    content = {
+        "originRequestId": "1-origin",
+        "part": 2,
+        "hop": 1,
+        "stalls": 0,
+        "projectId": PROJECT_ID,
+        "bizdate": BIZDATE,
+        "projectEnv": "Prod",
+        "instances": [[FIRST, 3]],
+        "comment": "é",
+        "force": False,
+        "ignoreRules": False,
+        "useLatestConfig": None,
+    }
+    assert part.content() == content
+    signature = signing.signature(KEY, signing.CONTINUATION, content)
+    expected = json.dumps({"bulkRerun": {**content, "signature": signature}}, ensure_ascii=False, separators=(",", ":"))
+    assert part.to_payload(KEY) == expected.encode("utf-8")
+
+
+def test_an_unverifiable_continuation_names_its_instances_and_request_to_be_recorded():
+    with pytest.raises(continuation.UntrustedContinuation) as raised:
+        continuation.parse(signed_part((FIRST, 1), (FIRST + 1, 2)), None)
+    assert str(raised.value) == "RERUN_SIGNING_KEY is unset, so no continuation can be verified"
+    assert (raised.value.instance_ids, raised.value.origin_request_id) == ([FIRST, FIRST + 1], "1-origin")
+    with pytest.raises(continuation.UntrustedContinuation) as raised:
+        continuation.parse(json.dumps(raw_payload(hop=1)), KEY)
+    assert str(raised.value) == (
+        "the continuation's signature does not verify with RERUN_SIGNING_KEY (it changed since the request, or the "
+        "payload was not made by this function)"
+    )
+    assert (raised.value.instance_ids, raised.value.origin_request_id) == ([FIRST, FIRST + 1], "1-origin")
