@@ -726,3 +726,187 @@ def test_an_unverifiable_continuation_names_its_instances_and_request_to_be_reco
         "payload was not made by this function)"
     )
     assert (raised.value.instance_ids, raised.value.origin_request_id) == ([FIRST, FIRST + 1], "1-origin")
+
+
+# --- selection, directly: the filter's fields and errors, the rows it keeps, the pages it reads ----
+
+
+def test_a_filter_reads_ids_as_numbers_or_digits_dates_in_china_time_and_times_with_their_offset():
+    body = {
+        "ProjectId": str(PROJECT_ID),
+        "Bizdate": DAY,
+        "TaskIds": [TASK_ID + 2, str(TASK_ID), TASK_ID + 2],
+        "FinishedTimeStart": "2026-11-28T02:00:00+08:00",
+        "FinishedTimeEnd": "2026-11-27T18:00:00Z",  # the same moment: a window of one instant
+    }
+    wanted = selection.parse(body, Settings(), 3)
+    moment = BIZDATE + 26 * 3_600_000
+    assert wanted == selection.Filter(PROJECT_ID, BIZDATE, "Prod", (TASK_ID, TASK_ID + 2), moment, moment)
+    assert wanted.canonical() == {
+        "ProjectId": PROJECT_ID,
+        "Bizdate": BIZDATE,
+        "ProjectEnv": "Prod",
+        "TaskIds": [TASK_ID, TASK_ID + 2],
+        "FinishedTimeStart": moment,
+        "FinishedTimeEnd": moment,
+    }
+    assert wanted.list_params() == {
+        "ProjectId": PROJECT_ID,
+        "Bizdate": BIZDATE,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "SortBy": "Id Asc",
+        "TaskIds": [TASK_ID, TASK_ID + 2],
+        "Filter": {"finishedTimeStart": moment, "finishedTimeEnd": moment},
+    }
+    bare_filter = selection.parse({"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "FinishedTimeEnd": 0}, Settings(), 1)
+    assert bare_filter.canonical() == {**CANONICAL, "FinishedTimeEnd": 0}
+    assert bare_filter.list_params() == {
+        "ProjectId": PROJECT_ID,
+        "Bizdate": BIZDATE,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "SortBy": "Id Asc",
+        "Filter": {"finishedTimeEnd": 0},
+    }
+    assert "Filter" not in selection.Filter(PROJECT_ID, BIZDATE, "Prod").list_params()
+
+
+@pytest.mark.parametrize(("setting", "env"), [("Prod", "Prod"), ("Dev", "Dev"), ("any", "Prod")])
+def test_a_filter_without_projectenv_takes_the_functions_environment_or_prod(setting, env):
+    wanted = selection.parse({"ProjectId": PROJECT_ID, "Bizdate": DAY}, Settings(project_env=setting), 1)
+    assert wanted.project_env == env
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "says"),
+    [
+        ({"ProjectId": None}, "ProjectId", "ProjectId is required with a filter (ListTaskInstances requires it)"),
+        ({"ProjectId": 0}, "ProjectId", "ProjectId must be a positive int64 id, got 0"),
+        ({"ProjectId": True}, "ProjectId", "ProjectId must be a positive int64 id, got True"),
+        ({"ProjectId": 2**63}, "ProjectId", "ProjectId must be a positive int64 id, got 9223372036854775808"),
+        ({"ProjectId": "1" * 20}, "ProjectId", "ProjectId must be a positive int64 id, got '" + "1" * 20 + "'"),
+        ({"ProjectId": "١٢"}, "ProjectId", "ProjectId must be a positive int64 id, got '١٢'"),
+        ({"Bizdate": None}, "Bizdate", "Bizdate is required with a filter (ListTaskInstances requires it)"),
+        (
+            {"Bizdate": "27/11/2026"},
+            "Bizdate",
+            "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got '27/11/2026'",
+        ),  # fmt: skip
+        ({"Bizdate": 0}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got 0"),
+        ({"Bizdate": False}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got False"),
+        (
+            {"Bizdate": 2**63},
+            "Bizdate",
+            "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got 9223372036854775808",
+        ),  # fmt: skip
+        ({"ProjectEnv": "Staging"}, "ProjectEnv", "ProjectEnv must be Prod or Dev, got 'Staging'"),
+        ({"TaskIds": []}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
+        ({"TaskIds": TASK_ID}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
+        ({"TaskIds": [1, 2, 3, 4]}, "TaskIds", "TaskIds has 4 ids, more than RERUN_HTTP_MAX_IDS=3"),
+        (
+            {"FinishedTimeStart": "2026-11-28T02:00:00"},
+            "FinishedTimeStart",
+            "FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got "
+            "'2026-11-28T02:00:00'",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeStart": "soon"},
+            "FinishedTimeStart",
+            "FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got 'soon'",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeEnd": -1},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got -1",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeEnd": True},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got True",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeEnd": 2**63},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got 9223372036854775808",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeStart": 2, "FinishedTimeEnd": 1},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd is before FinishedTimeStart",
+        ),  # fmt: skip
+    ],
+)
+def test_each_bad_filter_field_is_named_with_the_rule_and_the_value(given, field, says):
+    body = {"ProjectId": PROJECT_ID, "Bizdate": DAY, **given}
+    with pytest.raises(selection.InvalidFilter) as raised:
+        selection.parse({k: v for k, v in body.items() if v is not None}, Settings(), 3)
+    assert (raised.value.field, str(raised.value)) == (field, says)
+
+
+def row(instance_id: int, **fields) -> dict:
+    values = {
+        "Id": instance_id,
+        "TaskId": TASK_ID,
+        "ProjectId": PROJECT_ID,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "Bizdate": BIZDATE,
+        "RunNumber": 1,
+        "FinishedTime": BIZDATE + 26 * 3_600_000,
+    }
+    values.update(fields)
+    return values
+
+
+class Pages:
+    """ListTaskInstances over `rows`, by page, the total answered as `totals` says (one per call)."""
+
+    def __init__(self, rows: list[dict], totals: list[int] | None = None):
+        self.rows, self.totals, self.calls = rows, list(totals or []), []
+
+    def list_task_instances(self, params, timeout):
+        self.calls.append(dict(params))
+        start = (params["PageNumber"] - 1) * params["PageSize"]
+        total = self.totals.pop(0) if self.totals else len(self.rows)
+        return self.rows[start : start + params["PageSize"]], total
+
+
+def test_a_selection_keeps_only_the_rows_its_filter_holds_whatever_the_api_answered():
+    moment = BIZDATE + 26 * 3_600_000
+    wanted = selection.Filter(PROJECT_ID, BIZDATE, "Prod", (TASK_ID,), moment, moment)
+    rows = [
+        row(1),
+        row(2, Status="Success"),
+        row(3, ProjectId=PROJECT_ID + 1),
+        row(4, ProjectEnv="Dev"),
+        row(5, Bizdate=str(BIZDATE)),  # the API's text form of the same day
+        row(6, Bizdate=OTHER_DAY),
+        row(7, Bizdate="not a day"),
+        row(8, TaskId=TASK_ID + 1),
+        row(9, FinishedTime=moment - 1),
+        row(10, FinishedTime=moment + 1),
+        row(11, FinishedTime=None),
+    ]
+    selected = selection.select(Pages(rows), wanted, Settings(), time.monotonic() + 60)
+    assert [i.id for i in selected] == [1, 5]
+    unbounded = selection.Filter(PROJECT_ID, BIZDATE, "Prod")
+    selected = selection.select(Pages(rows), unbounded, Settings(), time.monotonic() + 60)
+    assert [i.id for i in selected] == [1, 5, 8, 9, 10, 11]
+
+
+def test_a_selection_reads_every_page_and_lists_again_when_the_total_moved():
+    rows = [row(n) for n in range(1, 1002)]  # three pages: 500, 500, 1
+    listing = Pages(rows)
+    selected = selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
+    assert [i.id for i in selected] == list(range(1, 1002))
+    assert [(c["PageNumber"], c["PageSize"]) for c in listing.calls] == [(1, 500), (2, 500), (3, 500)]
+    # an exact multiple of the page size ends on the page that reaches the total
+    listing = Pages(rows[:1000])
+    selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
+    assert [c["PageNumber"] for c in listing.calls] == [1, 2]
+    # the total moved between pages (an instance left Failure): the listing starts again, at most 3 times
+    listing = Pages(rows, totals=[1001, 1000, 1001, 1000, 1001, 999])
+    selected = selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
+    assert [c["PageNumber"] for c in listing.calls] == [1, 2, 1, 2, 1, 2]
+    assert len(selected) == 500  # what the last listing found stands
