@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
-from dwrerun import continuation, plan, schema, selection, signing
+from dwrerun import continuation, pacing, plan, schema, selection, signing
 from dwrerun.config import Settings
+from dwrerun.dataworks import DataWorksError
 from localcloud.fcapi import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
@@ -910,3 +911,82 @@ def test_a_selection_reads_every_page_and_lists_again_when_the_total_moved():
     selected = selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
     assert [c["PageNumber"] for c in listing.calls] == [1, 2, 1, 2, 1, 2]
     assert len(selected) == 500  # what the last listing found stands
+
+
+class Flaky:
+    """ListTaskInstances failing with `errors` (one a call) before it answers one empty page."""
+
+    def __init__(self, *errors):
+        self.errors, self.timeouts = list(errors), []
+
+    def list_task_instances(self, params, timeout):
+        self.timeouts.append(timeout)
+        if self.errors:
+            raise self.errors.pop(0)
+        return [], 0
+
+
+def dw_error(code: str, transient: bool = True, **flags) -> DataWorksError:
+    return DataWorksError("ListTaskInstances", code, f"{code} said no", transient=transient, **flags)
+
+
+@pytest.fixture
+def slept(mocker):
+    """pacing's clock stands at 1000 s and moves only by what the code waits."""
+    now, waits = [1000.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    mocker.patch.object(pacing, "sleep", side_effect=sleep)
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)
+    return waits
+
+
+def listed(dataworks, deadline=1060.0, settings=None) -> None:
+    selection.select(dataworks, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), settings or Settings(), deadline)
+
+
+def test_a_listing_is_retried_while_dataworks_fails_transiently_then_answers(slept):
+    listing = Flaky(dw_error("ServiceUnavailable"), dw_error("InternalError"))
+    listed(listing, settings=Settings(read_qps=1000.0))
+    assert len(listing.timeouts) == 3 and slept[:1] == [0.2] and slept[1] == pytest.approx(0.4, abs=0.002)
+    assert listing.timeouts[0] == 10.0  # the read timeout: the deadline is a minute away
+
+
+def test_a_listing_gives_up_after_max_attempts_or_on_a_lasting_error(slept):
+    listing = Flaky(*[dw_error("ServiceUnavailable") for _ in range(10)])
+    with pytest.raises(DataWorksError):
+        listed(listing, settings=Settings(read_qps=1000.0))
+    assert len(listing.timeouts) == pacing.MAX_ATTEMPTS
+    for error in (dw_error("Forbidden", transient=False), dw_error("InvalidSecurityToken.Expired",
+                                                                    needs_new_invocation=True)):  # fmt: skip
+        listing = Flaky(error, error)
+        with pytest.raises(DataWorksError) as raised:
+            listed(listing)
+        assert raised.value is error and len(listing.timeouts) == 1
+
+
+def test_a_throttled_listing_slows_the_read_limiter_and_waits_what_dataworks_asks(slept):
+    listing = Flaky(dw_error("Throttling.User", retry_after=2.0))
+    listed(listing, settings=Settings(read_qps=4.0))
+    assert pacing.limiter("read", 4.0).rate == 2.0 + pacing.limiter("read", 4.0)._step / 2.0  # halved, then one pass
+    assert 2.0 in slept and len(listing.timeouts) == 2
+
+
+def test_a_listing_starts_no_call_with_less_than_half_a_second_left(slept):
+    listing = Flaky()
+    with pytest.raises(pacing.DeadlineReached):
+        listed(listing, deadline=1000.49)
+    assert listing.timeouts == []
+    listed(listing, deadline=1000.5 + 1e-9)
+    assert listing.timeouts == [pytest.approx(0.5)]
+
+
+def test_a_listing_retry_that_would_end_past_the_deadline_is_not_made(slept):
+    listing = Flaky(dw_error("ServiceUnavailable", retry_after=1.0), dw_error("ServiceUnavailable"))
+    with pytest.raises(DataWorksError):
+        listed(listing, deadline=1001.25, settings=Settings(read_qps=1000.0))
+    assert len(listing.timeouts) == 1 and slept == []
