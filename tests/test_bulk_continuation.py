@@ -618,18 +618,21 @@ def test_a_chain_stopped_by_a_dataworks_error_names_it(dataworks, capsys, clock)
 
 
 def test_a_part_whose_next_hop_fc_refuses_records_its_instances_deferred(dataworks, capsys, clock):
+    # GIVEN a part of three, one of which DataWorks no longer lists, with no time for a batch
     seed_part(dataworks, 1, 1)
     functions = FakeFunctions(fc_error("AccessDenied", transient=False))
-    part = a_part((FIRST, 1), (FIRST + 1, 1))
+    part = a_part((FIRST, 1), (FIRST + 7, 1), (FIRST + 1, 1))
     returned, written = run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
+    # THEN FC refusing its next hop for good leaves the other two deferred, saying so
     message = (
         f"not rerun: handing it to a continuation (dwrerun-bulk-{ORIGIN}-3-3) failed: InvokeFunction AccessDenied: "
         "AccessDenied said no. Send the same filter again to pick it up"
     )
     assert len(functions.calls) == 1
-    assert written[:-1] == [bare(FIRST + n, "deferred", message, "AccessDenied", listed_as=n) for n in (0, 1)]
+    assert [r["reason"] for r in written[:1]] == ["lookup-failed"]
+    assert written[1:-1] == [bare(FIRST + n, "deferred", message, "AccessDenied", listed_as=n) for n in (0, 1)]
     assert returned == written[-1]
-    assert without_duration(returned) == summary(instances=2, skipped=2)
+    assert without_duration(returned) == summary(instances=3, skipped=3)
 
 
 def test_a_part_whose_hand_on_keeps_failing_transiently_asks_fc_to_retry_it(dataworks, capsys, clock):
