@@ -9,13 +9,28 @@ from __future__ import annotations
 import io
 import json
 from collections import Counter
+from dataclasses import replace
 
 import pytest
 
 import rerun_client
-from conftest import CREDS, FUNCTION_DIR, NO_BACKOFF_SLEEP, PROJECT_ID, TASK_ID, function_env, make_function, sample
-from dwrerun import schema
+from conftest import (
+    CREDS,
+    FUNCTION_DIR,
+    NO_BACKOFF_SLEEP,
+    PROJECT_ID,
+    TASK_ID,
+    function_env,
+    make_function,
+    reruns,
+    sample,
+)
+from dwrerun import bulk, continuation, pacing, rules, schema
+from dwrerun.config import Settings
 from dwrerun.continuation import Continuation
+from dwrerun.dataworks import DataWorks
+from dwrerun.function_compute import InvokeFunctionError
+from dwrerun.invocation import Invocation
 from localcloud import sls
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
@@ -238,3 +253,573 @@ def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(datawo
     )
     rows = sls.query(sls.read_logstore(tmp_path), count_query, sls.Index(schema.json_key_indices()))
     assert {row["reason"]: row["instances"] for row in rows} == Counter(expected.values())
+
+
+# --- the event function's side of a part, in this process (bulk.continue_) ----------------------
+#
+# The tests above run parts in instance processes; these call bulk.continue_ itself with a
+# Continuation, a DataWorks client of the emulator and a fake of FC's InvokeFunction, on a clock
+# of their own: time moves only when the code waits (pacing.sleep), so a deadline is exact.
+
+ORIGIN = "1-origin-request"
+PART_REQUEST = "2-part-request"
+NOW = 1000.0
+PART_SETTINGS = Settings(
+    read_qps=1000.0, write_qps=1000.0, read_timeout=2.0, read_logs=False, backoff_base=0, signing_key=KEY
+)
+# What a batch needs before the deadline (bulk._work): a call's minimum, a write slot, a read
+# timeout; a part whose job deadline (the invocation's less HAND_ON_RESERVE) leaves less hands on.
+BATCH_SLACK = 0.5 + 1 / 1000.0 + 2.0
+
+
+class FakeClock:
+    def __init__(self, now: float = NOW):
+        self.now = now
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(mocker):
+    fake = FakeClock()
+    mocker.patch.object(pacing, "clock", fake)
+    mocker.patch.object(pacing, "sleep", side_effect=fake.sleep)
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)  # the backoff's longest wait
+    return fake
+
+
+class FakeFunctions:
+    """FC's InvokeFunction as bulk hands work on with it: `functions()` makes the client; each call
+    is kept, and answered with the next of `errors` (raised) until they run out."""
+
+    def __init__(self, *errors: Exception):
+        self.errors = list(errors)
+        self.calls: list[dict] = []
+        self.made = 0
+
+    def __call__(self):
+        self.made += 1
+        return self
+
+    def invoke_async(self, function_name, payload, *, delay, task_id, timeout):
+        self.calls.append(
+            {"function": function_name, "payload": payload, "delay": delay, "task_id": task_id, "timeout": timeout}
+        )
+        if self.errors:
+            raise self.errors.pop(0)
+        return f"fc-request-{len(self.calls)}"
+
+
+def fc_error(code: str, transient: bool, **flags) -> InvokeFunctionError:
+    return InvokeFunctionError(code, f"{code} said no", transient=transient, **flags)
+
+
+def seed_part(dataworks, *run_numbers: int) -> None:
+    for n, run_number in enumerate(run_numbers):
+        dataworks.backend.add_instance(
+            id=FIRST + n,
+            task_id=TASK_ID + n,
+            project_id=PROJECT_ID,
+            bizdate=BIZDATE,
+            run_number=run_number,
+            task_name=f"node_{n}",
+            finished_time=BIZDATE + 26 * 3_600_000,
+        )
+
+
+def a_part(*instances: tuple[int, int], **changes) -> Continuation:
+    values = dict(
+        origin_request_id=ORIGIN,
+        part=3,
+        hop=2,
+        stalls=0,
+        project_id=PROJECT_ID,
+        bizdate=BIZDATE,
+        project_env="Prod",
+        instances=instances,
+        comment="after the outage",
+    )
+    values.update(changes)
+    return Continuation(**values)
+
+
+def run_part(dataworks, capsys, part, *, settings=PART_SETTINGS, functions=None, deadline_in=60.0, rules=None,
+             rules_error=None):  # fmt: skip
+    """bulk.continue_ on `part`, in an invocation `deadline_in` seconds from its end:
+    (the summary it returned, every record it wrote, in order)."""
+    client = DataWorks(CREDS, dataworks.endpoint, "http", "cn-hangzhou", Settings())
+    invocation = Invocation(PART_REQUEST, "dwrerun-event", "cn-hangzhou", pacing.clock() + deadline_in, timeout=60)
+    capsys.readouterr()
+    summary = bulk.continue_(part, settings, rules, rules_error, invocation, lambda: client, functions)
+    return summary, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def bare(instance_id: int, reason: str, message: str, error_code=None, listed_as: int | None = None) -> dict:
+    """The whole record bulk writes for an instance no rerun.run saw; `listed_as`: its index in
+    seed_part, when the record carries what ListTaskInstances said of it."""
+    record = {
+        "kind": "instance",
+        "instanceId": instance_id,
+        "decision": "skip",
+        "success": None,
+        "message": message,
+        "reason": reason,
+        "trigger": "http",
+        "requestId": PART_REQUEST,
+        "eventId": None,
+        "runNumber": None,
+        "projectId": None,
+        "taskId": None,
+        "taskName": None,
+        "projectEnv": None,
+        "status": None,
+        "finishedTime": None,
+        "errorCode": error_code,
+        "dataworksRequestId": None,
+        "comment": "after the outage",
+        "attempts": 0,
+        "lookupMs": None,
+        "rerunMs": None,
+        "rule": None,
+        "failureClass": None,
+        "matchedLine": None,
+        "delaySeconds": None,
+        "dueAt": None,
+        "asyncTaskId": None,
+        "scheduleErrorCode": None,
+        "originRequestId": ORIGIN,
+        "useLatestConfig": None,
+    }
+    if listed_as is not None:
+        record.update(
+            runNumber=1,
+            projectId=PROJECT_ID,
+            taskId=TASK_ID + listed_as,
+            taskName=f"node_{listed_as}",
+            projectEnv="Prod",
+            status="Failure",
+            finishedTime=BIZDATE + 26 * 3_600_000,
+        )
+    return record
+
+
+def summary(instances=0, rerun=0, skipped=0, dry_run=0, outcome="done", dry_run_mode=False, **extra) -> dict:
+    return {
+        "kind": "summary",
+        "trigger": "http",
+        "requestId": PART_REQUEST,
+        "instances": instances,
+        "rerun": rerun,
+        "rerunSucceeded": rerun,
+        "rerunFailed": 0,
+        "skipped": skipped,
+        "dryRun": dry_run,
+        "scheduled": 0,
+        "originRequestId": ORIGIN,
+        "dryRunMode": dry_run_mode,
+        "outcome": outcome,
+        **extra,
+    }
+
+
+def without_duration(record: dict) -> dict:
+    assert isinstance(record.pop("durationMs"), float)
+    return record
+
+
+def test_a_part_reruns_what_still_failed_and_records_what_dataworks_no_longer_lists(dataworks, capsys, clock):
+    # GIVEN a part of four: a failure, one past the cap (the request said Force), one DataWorks no
+    # longer lists, and one rerun since the selection (its run moved on)
+    seed_part(dataworks, 1, 4, 1, 2)
+    part = a_part((FIRST, 1), (FIRST + 1, 4), (FIRST + 5, 1), (FIRST + 3, 1), force=True, use_latest_config=True)
+    functions = FakeFunctions()
+    # WHEN the event function runs it
+    returned, written = run_part(dataworks, capsys, part, functions=functions)
+    # THEN the one DataWorks no longer lists is recorded first, the rest as rerun.run decided them
+    gone = bare(
+        FIRST + 5,
+        "lookup-failed",
+        "ListTaskInstances no longer lists it (deleted, or no longer in this project, business date and "
+        "environment): not rerun",
+    )
+    assert written[0] == gone
+    decided = {r["instanceId"]: (r["decision"], r["reason"], r["success"]) for r in written[1:-1]}
+    assert decided == {
+        FIRST: ("rerun", "eligible", True),
+        FIRST + 1: ("rerun", "eligible", True),
+        FIRST + 3: ("skip", "already-rerun", None),
+    }
+    for record in written[:-1]:
+        assert (record["trigger"], record["requestId"], record["originRequestId"], record["comment"]) == (
+            "http",
+            PART_REQUEST,
+            ORIGIN,
+            "after the outage",
+        )
+    # one ListTaskInstances call reread them, by id, in the part's project, business date and environment
+    (listing,) = dataworks.journal.calls("ListTaskInstances")
+    assert listing.params == {
+        "ProjectId": str(PROJECT_ID),
+        "Bizdate": str(BIZDATE),
+        "ProjectEnv": "Prod",
+        "Ids": json.dumps([FIRST, FIRST + 1, FIRST + 5, FIRST + 3], separators=(",", ":")),
+        "PageNumber": "1",
+        "PageSize": "500",
+    }
+    # one RerunTaskInstances call, saying whose request it continues, with the latest configuration
+    calls = [c for c in dataworks.journal.calls("RerunTaskInstances") if c.status == 200]
+    assert [json.loads(c.params["Ids"]) for c in calls] == [[FIRST], [FIRST + 1]]  # one call per next run
+    assert [c.params["Comment"] for c in calls] == [
+        f"after the outage [dwrerun-event: bulk rerun by filter over HTTP, FC request {ORIGIN} "
+        f"(continued in {PART_REQUEST}), run {run}, with the latest configuration]"
+        for run in (2, 5)
+    ]
+    assert {c.params["UseLatestConfig"] for c in calls} == {"True"}
+    # AND nothing is handed on; the summary closes the records and is what the part returns
+    assert functions.made == 0 and functions.calls == []
+    assert returned == written[-1]
+    assert without_duration(returned) == summary(instances=4, rerun=2, skipped=2)
+
+
+def test_a_part_with_a_bad_rules_file_records_each_instance_config_error_and_calls_nothing(dataworks, capsys, clock):
+    part = a_part((FIRST, 1), (FIRST + 1, 1))
+
+    def no_dataworks():
+        raise AssertionError("a bad rules file must not reach DataWorks")
+
+    invocation = Invocation(PART_REQUEST, "dwrerun-event", "cn-hangzhou", NOW + 60, timeout=60)
+    capsys.readouterr()
+    returned = bulk.continue_(
+        part, PART_SETTINGS, None, ValueError("rules.json: line 3 is wrong"), invocation, no_dataworks, None
+    )
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert written[:-1] == [bare(i, "config-error", "rules.json: line 3 is wrong") for i in (FIRST, FIRST + 1)]
+    assert returned == written[-1]
+    assert without_duration(returned) == summary(instances=2, skipped=2)
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize("code", ["Throttling.Api.Risk", "Throttling.Resource"])
+def test_a_used_up_quota_on_the_reread_records_every_instance_and_is_not_retried(dataworks, capsys, clock, code):
+    seed_part(dataworks, 1, 1)
+    dataworks.faults.set("ListTaskInstances", throttle=True, throttle_code=code)
+    limit = {"Throttling.Api.Risk": "the daily limit of DataWorks OpenAPI calls",
+             "Throttling.Resource": "the DataWorks edition's quota of OpenAPI calls"}[code]  # fmt: skip
+    returned, written = run_part(dataworks, capsys, a_part((FIRST, 1), (FIRST + 1, 1)), functions=FakeFunctions())
+    note = (
+        f"not rerun: {limit} is used up ({code}); it does not clear within minutes, so this is not retried. "
+        "Send the filter again once the limit clears"
+    )
+    assert written[:-1] == [bare(i, "quota-exhausted", note, code) for i in (FIRST, FIRST + 1)]
+    assert returned == written[-1]
+    assert without_duration(returned) == summary(instances=2, skipped=2, outcome="quota-exhausted")
+
+
+def test_a_reread_that_keeps_failing_writes_a_retry_summary_and_asks_fc_to_retry_the_part(dataworks, capsys, clock):
+    seed_part(dataworks, 1)
+    dataworks.faults.set("ListTaskInstances", server_error=1000)
+    with pytest.raises(bulk.ContinueLater) as raised:
+        run_part(dataworks, capsys, a_part((FIRST, 1)), functions=FakeFunctions())
+    assert str(raised.value) == "ListTaskInstances kept failing (ServiceUnavailable): FC retries the continuation"
+    (written,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert without_duration(written) == summary(outcome="retry", error="ServiceUnavailable")
+    assert reruns(dataworks) == []
+
+
+def test_a_part_with_no_time_left_to_reread_asks_fc_to_retry_it(dataworks, capsys, clock):
+    seed_part(dataworks, 1)
+    with pytest.raises(bulk.ContinueLater) as raised:
+        # the job's deadline (the invocation's less HAND_ON_RESERVE) is 0.4 s away: no call starts
+        run_part(dataworks, capsys, a_part((FIRST, 1)), functions=FakeFunctions(), deadline_in=3.4)
+    assert str(raised.value) == "no time left to reread the continuation's instances"
+    (written,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert without_duration(written) == summary(outcome="retry", error="DeadlineReached")
+    assert len(dataworks.journal) == 0
+
+
+def handed(functions: FakeFunctions) -> list[Continuation]:
+    return [continuation.parse(c["payload"], KEY) for c in functions.calls]
+
+
+def test_a_part_without_time_for_a_batch_hands_it_to_its_next_hop(dataworks, capsys, clock):
+    # GIVEN a part whose invocation has time to reread its instances but not for a batch: its job
+    # deadline (the invocation's less HAND_ON_RESERVE) is 2 s away, a batch needs BATCH_SLACK
+    seed_part(dataworks, 1, 1)
+    part = a_part((FIRST, 1), (FIRST + 1, 1), stalls=1, force=True, ignore_rules=True, use_latest_config=False)
+    functions = FakeFunctions()
+    returned, written = run_part(dataworks, capsys, part, functions=functions, deadline_in=3.0 + 2.0)
+    assert 2.0 < BATCH_SLACK
+    # THEN nothing is rerun, and the same instances go on as the part's next hop, one stall more
+    assert reruns(dataworks) == []
+    assert functions.calls == [
+        {
+            "function": "dwrerun-event",
+            "payload": functions.calls[0]["payload"],
+            "delay": 0,
+            "task_id": f"dwrerun-bulk-{ORIGIN}-3-3",
+            "timeout": 2.0,  # the read timeout: the invocation has 5 s left
+        }
+    ]
+    assert handed(functions) == [
+        a_part((FIRST, 1), (FIRST + 1, 1), hop=3, stalls=2, force=True, ignore_rules=True, use_latest_config=False)
+    ]
+    # no record for the instances handed on (their next hop writes it), only the summary
+    assert written == [returned]
+    assert without_duration(returned) == summary()
+
+
+def test_a_part_that_finished_some_instances_hands_the_rest_on_with_no_stall(dataworks, capsys, clock):
+    # GIVEN a part at its second stall that, this time, records one instance (DataWorks no longer
+    # lists it) and has no time for the other's batch
+    seed_part(dataworks, 1)
+    part = a_part((FIRST, 1), (FIRST + 7, 1), stalls=2)
+    functions = FakeFunctions()
+    returned, written = run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
+    # THEN it was progress: the next hop starts with no stall, and carries only the unfinished one
+    assert handed(functions) == [a_part((FIRST, 1), hop=3, stalls=0)]
+    assert [r["reason"] for r in written[:-1]] == ["lookup-failed"]
+    assert without_duration(returned) == summary(instances=1, skipped=1)
+
+
+def test_the_third_part_in_a_row_that_finishes_nothing_stops_the_chain_and_records_why(dataworks, capsys, clock):
+    seed_part(dataworks, 1, 1)
+    part = a_part((FIRST, 1), (FIRST + 1, 1), stalls=bulk.MAX_STALLS - 1)
+    functions = FakeFunctions()
+    returned, written = run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
+    assert functions.calls == []
+    message = (
+        "not rerun: 3 continuations in a row finished no instance (the time ran out); send the filter again once "
+        "DataWorks answers"
+    )
+    assert written[:-1] == [bare(FIRST + n, "deferred", message, listed_as=n) for n in (0, 1)]
+    assert returned == written[-1]
+    assert without_duration(returned) == summary(instances=2, skipped=2)
+
+
+def test_a_chain_stopped_by_a_dataworks_error_names_it(dataworks, capsys, clock):
+    # GIVEN DataWorks answering every RerunTaskInstances with 503, at the part's last stall
+    seed_part(dataworks, 1)
+    dataworks.faults.set("RerunTaskInstances", server_error=1000)
+    functions = FakeFunctions()
+    returned, written = run_part(dataworks, capsys, a_part((FIRST, 1), stalls=bulk.MAX_STALLS - 1), functions=functions)
+    message = (
+        "not rerun: 3 continuations in a row finished no instance (ServiceUnavailable); send the filter again once "
+        "DataWorks answers"
+    )
+    assert written[:-1] == [bare(FIRST, "deferred", message, "ServiceUnavailable", listed_as=0)]
+    assert functions.calls == []
+    assert without_duration(returned) == summary(instances=1, skipped=1)
+
+
+def test_a_part_whose_next_hop_fc_refuses_records_its_instances_deferred(dataworks, capsys, clock):
+    # GIVEN a part of three, one of which DataWorks no longer lists, with no time for a batch
+    seed_part(dataworks, 1, 1)
+    functions = FakeFunctions(fc_error("AccessDenied", transient=False))
+    part = a_part((FIRST, 1), (FIRST + 7, 1), (FIRST + 1, 1))
+    returned, written = run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
+    # THEN FC refusing its next hop for good leaves the other two deferred, saying so
+    message = (
+        f"not rerun: handing it to a continuation (dwrerun-bulk-{ORIGIN}-3-3) failed: InvokeFunction AccessDenied: "
+        "AccessDenied said no. Send the same filter again to pick it up"
+    )
+    assert len(functions.calls) == 1
+    assert [r["reason"] for r in written[:1]] == ["lookup-failed"]
+    assert written[1:-1] == [bare(FIRST + n, "deferred", message, "AccessDenied", listed_as=n) for n in (0, 1)]
+    assert returned == written[-1]
+    assert without_duration(returned) == summary(instances=3, skipped=3)
+
+
+def test_a_part_whose_hand_on_keeps_failing_transiently_asks_fc_to_retry_it(dataworks, capsys, clock):
+    seed_part(dataworks, 1, 1)
+    functions = FakeFunctions(*[fc_error("ServiceUnavailable", transient=True) for _ in range(10)])
+    # one instance DataWorks no longer lists is recorded before the hand-on fails
+    part = a_part((FIRST, 1), (FIRST + 1, 1), (FIRST + 9, 1))
+    with pytest.raises(bulk.ContinueLater) as raised:
+        run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
+    assert str(raised.value) == "InvokeFunction kept failing (ServiceUnavailable): FC retries the continuation"
+    written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["reason"] for r in written[:-1]] == ["lookup-failed"]
+    assert without_duration(written[-1]) == summary(instances=1, skipped=1, outcome="retry", error="ServiceUnavailable")
+
+
+def test_a_next_hop_fc_already_has_counts_as_handed_on(dataworks, capsys, clock):
+    seed_part(dataworks, 1)
+    functions = FakeFunctions(fc_error("TaskAlreadyExist", transient=False, duplicate=True))
+    returned, written = run_part(dataworks, capsys, a_part((FIRST, 1)), functions=functions, deadline_in=5.0)
+    assert len(functions.calls) == 1 and written == [returned]
+    assert without_duration(returned) == summary()
+
+
+def test_a_used_up_quota_on_a_rerun_records_the_rest_and_hands_nothing_on(dataworks, capsys, clock):
+    # GIVEN batches of one, and DataWorks' daily limit used up at the first rerun
+    seed_part(dataworks, 1, 1)
+    dataworks.faults.set("RerunTaskInstances", throttle=True, throttle_code="Throttling.Api.Risk")
+    settings = replace(PART_SETTINGS, chunk_size=1)
+    functions = FakeFunctions()
+    returned, written = run_part(dataworks, capsys, a_part((FIRST, 1), (FIRST + 1, 1)), settings=settings,
+                                 functions=functions)  # fmt: skip
+    note = (
+        "not rerun: the daily limit of DataWorks OpenAPI calls is used up (Throttling.Api.Risk); it does not clear "
+        "within minutes, so this is not retried. Send the filter again once the limit clears"
+    )
+    assert [(r["instanceId"], r["reason"], r["errorCode"]) for r in written[:-1]] == [
+        (FIRST, "quota-exhausted", "Throttling.Api.Risk"),
+        (FIRST + 1, "quota-exhausted", "Throttling.Api.Risk"),
+    ]
+    assert written[-2] == bare(FIRST + 1, "quota-exhausted", note, "Throttling.Api.Risk", listed_as=1)
+    assert functions.calls == []
+    assert without_duration(returned) == summary(instances=2, skipped=2, outcome="quota-exhausted")
+
+
+@pytest.mark.parametrize("ignore_rules", [False, True])
+def test_a_part_applies_the_failure_rules_unless_the_request_said_ignore_rules(dataworks, capsys, clock, ignore_rules):
+    # GIVEN a failure whose log says a rerun cannot fix it, and one whose log says nothing known
+    seed_part(dataworks, 1, 1)
+    log = (FUNCTION_DIR.parent / "tests" / "logs" / "odps_sql_table_not_found.log").read_text()
+    dataworks.backend.add_instance(id=FIRST, task_id=TASK_ID, project_id=PROJECT_ID, bizdate=BIZDATE,
+                                   task_type="ODPS_SQL", task_name="node_0", log=log,
+                                   finished_time=BIZDATE + 26 * 3_600_000)  # fmt: skip
+    settings = replace(PART_SETTINGS, read_logs=True)
+    part = a_part((FIRST, 1), (FIRST + 1, 1), ignore_rules=ignore_rules)
+    returned, written = run_part(dataworks, capsys, part, settings=settings, rules=rules.load())
+    reasons = {r["instanceId"]: (r["decision"], r["reason"], r["rule"]) for r in written[:-1]}
+    if ignore_rules:
+        assert reasons == {FIRST: ("rerun", "eligible", None), FIRST + 1: ("rerun", "eligible", None)}
+    else:
+        assert reasons == {
+            FIRST: ("skip", "not-retryable", "maxcompute-table-not-found"),
+            FIRST + 1: ("rerun", "eligible", "default"),
+        }
+
+
+def test_a_part_under_the_dry_run_setting_decides_and_reruns_nothing(dataworks, capsys, clock):
+    seed_part(dataworks, 1, 1)
+    settings = replace(PART_SETTINGS, dry_run=True)
+    returned, written = run_part(dataworks, capsys, a_part((FIRST, 1), (FIRST + 1, 1)), settings=settings)
+    assert [(r["decision"], r["reason"]) for r in written[:-1]] == [("dry-run", "dry-run")] * 2
+    assert reruns(dataworks) == []
+    assert without_duration(returned) == summary(instances=2, dry_run=2, dry_run_mode=True)
+
+
+# --- handing a part on: bulk._invoke, FC's InvokeFunction with retries -----------------------------
+
+
+def invoke(functions, deadline_in: float, settings=PART_SETTINGS):
+    """bulk._invoke of a part from the HTTP function, `deadline_in` seconds before its invocation ends."""
+    job = bulk.Job(trigger="http", request_id="1-http", function_name="dwrerun-http", settings=settings,
+                   deadline=NOW + deadline_in - bulk.HAND_ON_RESERVE)  # fmt: skip
+    invocation = Invocation("1-http", "dwrerun-http", "cn-hangzhou", NOW + deadline_in, timeout=60)
+    bulk._invoke(job, functions, a_part((FIRST, 1), hop=0), invocation)
+
+
+def test_a_part_is_queued_once_as_an_async_task_of_the_event_function(clock):
+    functions = FakeFunctions()
+    invoke(functions, deadline_in=1.5)
+    (call_,) = functions.calls
+    assert call_ == {
+        "function": "dwrerun-event",  # the HTTP function hands on to the event function
+        "payload": a_part((FIRST, 1), hop=0).to_payload(KEY),
+        "delay": 0,
+        "task_id": f"dwrerun-bulk-{ORIGIN}-3-0",
+        "timeout": 1.5,  # what is left of the invocation, less than the read timeout
+    }
+    assert clock.slept == []
+
+
+def test_handing_on_with_no_fc_client_is_a_configuration_error_that_is_not_retried(clock):
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(None, deadline_in=60)
+    assert (raised.value.code, raised.value.message, raised.value.transient) == (
+        "ConfigError",
+        "no FC client to hand work on with",
+        False,
+    )
+
+    def no_endpoint():
+        raise bulk.ConfigError("no FC endpoint: set FUNCTION_COMPUTE_ENDPOINT")
+
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(no_endpoint, deadline_in=60)
+    assert (raised.value.code, raised.value.message, raised.value.transient) == (
+        "ConfigError",
+        "no FC endpoint: set FUNCTION_COMPUTE_ENDPOINT",
+        False,
+    )
+
+
+@pytest.mark.parametrize(("left", "calls"), [(0.49, 0), (0.5, 1)])
+def test_a_hand_on_starts_only_with_half_a_second_left(clock, left, calls):
+    functions = FakeFunctions()
+    if calls:
+        invoke(functions, deadline_in=left)
+    else:
+        with pytest.raises(InvokeFunctionError) as raised:
+            invoke(functions, deadline_in=left)
+        assert (raised.value.code, raised.value.message, raised.value.transient) == (
+            "DeadlineReached",
+            "no time left to hand the rest on",
+            True,
+        )
+    assert len(functions.calls) == calls
+
+
+def test_a_transient_refusal_is_retried_after_a_backoff_and_a_duplicate_means_queued(clock):
+    # GIVEN FC failing twice (the second time asking for 3 s), then saying the task id is taken:
+    # an earlier attempt got through after all
+    functions = FakeFunctions(
+        fc_error("ServiceUnavailable", transient=True),
+        fc_error("Throttling", transient=True, retry_after=3.0),
+        fc_error("TaskAlreadyExist", transient=False, duplicate=True),
+    )
+    invoke(functions, deadline_in=60)
+    assert len(functions.calls) == 3 and functions.made == 3
+    assert clock.slept == [0.2, 3.0]  # the backoff's first wait (its longest), then FC's retry-after
+    assert [c["timeout"] for c in functions.calls] == [2.0, 2.0, 2.0]
+
+
+def test_a_hand_on_gives_up_after_max_attempts(clock):
+    functions = FakeFunctions(*[fc_error("ServiceUnavailable", transient=True) for _ in range(10)])
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(functions, deadline_in=600)
+    assert raised.value.code == "ServiceUnavailable"
+    assert len(functions.calls) == pacing.MAX_ATTEMPTS == 6
+    assert clock.slept == [0.2, 0.4, 0.8, 1.6, 3.2]
+
+
+def test_a_hand_on_refused_for_good_is_not_retried(clock):
+    functions = FakeFunctions(fc_error("AccessDenied", transient=False), fc_error("AccessDenied", transient=False))
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(functions, deadline_in=60)
+    assert raised.value.code == "AccessDenied" and len(functions.calls) == 1 and clock.slept == []
+
+
+@pytest.mark.parametrize(("deadline_in", "calls"), [(1.5, 2), (1.25, 1)])
+def test_a_hand_on_is_not_retried_when_the_wait_would_pass_the_deadline(clock, deadline_in, calls):
+    # FC asks for 1 s each time: a retry needs that wait and 0.5 s for its call, 1.5 s from now
+    functions = FakeFunctions(*[fc_error("Throttling", transient=True, retry_after=1.0) for _ in range(3)])
+    with pytest.raises(InvokeFunctionError) as raised:
+        invoke(functions, deadline_in=deadline_in)
+    # FC's own refusal is what stops it, without a wait that could not end in a call
+    assert raised.value.code == "Throttling"
+    assert len(functions.calls) == calls and clock.slept == [1.0] * (calls - 1)
+
+
+def test_a_part_without_time_to_read_a_log_hands_the_instance_on_never_reruns_it_unchecked(dataworks, capsys, clock):
+    # GIVEN a part with time for its batch but not for the failed run's log its rules need (3 s)
+    seed_part(dataworks, 1)
+    functions = FakeFunctions()
+    settings = replace(PART_SETTINGS, read_logs=True)
+    returned, written = run_part(
+        dataworks, capsys, a_part((FIRST, 1)), settings=settings, rules=rules.load(), functions=functions,
+        deadline_in=6.0,
+    )  # fmt: skip
+    # THEN it is not rerun: its next hop, with time for the log, decides it
+    assert reruns(dataworks) == []
+    assert handed(functions) == [a_part((FIRST, 1), hop=3, stalls=1)]
+    assert written == [returned]

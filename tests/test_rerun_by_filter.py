@@ -8,6 +8,9 @@ signature checks. Every selection here fits in one invocation, so nothing contin
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import time
 from pathlib import Path
@@ -15,7 +18,9 @@ from pathlib import Path
 import pytest
 
 from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
-from dwrerun import continuation, plan, schema
+from dwrerun import continuation, pacing, plan, schema, selection, signing
+from dwrerun.config import Settings
+from dwrerun.dataworks import DataWorksError
 from localcloud.fcapi import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
@@ -390,3 +395,598 @@ def test_a_log_the_deadline_left_unread_defers_the_instance_never_reruns_it_unch
     assert rerun_ids and not rerun_ids & {r["instanceId"] for r in deferred}
     assert all(r["rule"] == "default" for r in records if r["decision"] == "rerun")  # each log was read
     assert sorted(r["instanceId"] for r in records) == [FIRST + n for n in range(50)]
+
+
+# --- the pieces, called directly: the plan token, its signature, a filter's errors, a part's fields --
+
+CANONICAL = {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"}
+ISSUED_AT = 1_795_800_000  # 2026-11-27T17:20:00Z
+
+
+def test_a_plan_token_carries_its_plan_readably_and_expires_ttl_seconds_after_the_dry_run():
+    token, expires = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT + 0.9, 900)
+    assert expires == "2026-11-27T17:35:00Z"
+    body, sig = token.split(".")
+    content = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    assert content == {
+        "v": 1,
+        "filter": CANONICAL,
+        "options": _options(),
+        "selected": 9,
+        "expires": ISSUED_AT + 900,
+        "plan": "1-plan",
+    }
+    assert sig == signing.signature(KEY, signing.PLAN, content)
+    checked = plan.check(KEY, token, CANONICAL, _options(), ISSUED_AT + 900)  # the last second it holds
+    assert checked == plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan")
+
+
+def _padded(length: int) -> str:
+    """A token of `length` characters: a plan's content and a made-up signature."""
+    body = _token().split(".")[0]
+    return body + "." + "A" * (length - len(body) - 1)
+
+
+def plan_error(token, filter_=CANONICAL, options=None, now=ISSUED_AT) -> plan.PlanError:
+    with pytest.raises(plan.PlanError) as raised:
+        plan.check(KEY, token, filter_, options or _options(), now)
+    return raised.value
+
+
+def test_a_plan_token_is_refused_a_second_after_it_expires_naming_when_and_which_dry_run():
+    token, _ = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 60)
+    error = plan_error(token, now=ISSUED_AT + 61)
+    assert (error.status, error.code, error.message) == (
+        409,
+        "PlanExpired",
+        "PlanToken expired at 2026-11-27T17:21:00Z (dry run 1-plan; plans last RERUN_PLAN_TTL_SECONDS): make the "
+        "dry run again and apply its token",
+    )
+    assert str(error) == error.message
+
+
+def test_a_plan_for_another_filter_or_options_names_each_difference():
+    token, _ = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 900)
+    asked = {**CANONICAL, "TaskIds": [TASK_ID], "ProjectEnv": "Dev"}
+    error = plan_error(token, asked, _options(Force=True))
+    assert (error.status, error.code, error.message) == (
+        409,
+        "PlanMismatch",
+        "PlanToken was made for another request (dry run 1-plan): ProjectEnv is 'Dev' here, 'Prod' in the plan; "
+        f"TaskIds is [{TASK_ID}] here, absent in the plan; Force is True here, False in the plan. Apply a plan "
+        "with the same filter and options, or make the dry run for this one",
+    )
+    # and the other way round: what the plan had and this request lacks
+    token, _ = plan.issue(KEY, asked, _options(), 9, "1-plan", ISSUED_AT, 900)
+    assert f"TaskIds is absent here, [{TASK_ID}] in the plan" in plan_error(token, asked | {"TaskIds": None}).message
+
+
+@pytest.mark.parametrize(
+    ("token", "says"),
+    [
+        (None, "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
+        ("", "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
+        ("a.b.c", "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
+        (_padded(plan.MAX_TOKEN_CHARS), "PlanToken's signature does not verify"),  # checked: as long as it may be
+        (_padded(plan.MAX_TOKEN_CHARS + 1), "PlanToken is not valid: it is not a token this function issued"),
+        ("!!!!.sig", "PlanToken is not valid: its content is not base64url JSON"),
+        ("bm90IGpzb24.sig", "PlanToken is not valid: its content is not base64url JSON"),  # "not json"
+        ("WzEsMl0.sig", "PlanToken is not valid: its content is not a JSON object"),  # [1,2]
+    ],
+)
+def test_a_token_this_function_did_not_issue_is_refused_saying_why(token, says):
+    error = plan_error(token)
+    assert (error.status, error.code) == (400, "InvalidPlanToken")
+    assert error.message.startswith(says)
+
+
+def test_a_token_signed_with_another_key_or_for_another_purpose_does_not_verify():
+    content = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content()
+    for token in (
+        signing.seal("x" * 40, signing.PLAN, content),
+        signing.seal(KEY, signing.CONTINUATION, content),  # a continuation's signature is not a plan's
+    ):
+        error = plan_error(token)
+        assert (error.status, error.code, error.message) == (
+            400,
+            "InvalidPlanToken",
+            "PlanToken's signature does not verify: it was altered, or made with another RERUN_SIGNING_KEY (the key "
+            "changed since the dry run?). Make the dry run again",
+        )
+
+
+@pytest.mark.parametrize("drop", ["filter", "options", "selected", "expires", "plan"])
+def test_a_signed_token_of_another_shape_is_not_a_plan_token_of_this_version(drop):
+    content = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content()
+    del content[drop]
+    error = plan_error(signing.seal(KEY, signing.PLAN, content))
+    assert (error.status, error.code, error.message) == (
+        400,
+        "InvalidPlanToken",
+        "PlanToken is not a plan token of this version",
+    )
+
+
+def test_a_real_run_may_select_what_the_plan_saw_or_fewer_never_more():
+    planned = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT, "1-plan")
+    plan.check_selection(planned, 9)
+    plan.check_selection(planned, 3)
+    with pytest.raises(plan.PlanError) as raised:
+        plan.check_selection(planned, 10)
+    assert (raised.value.status, raised.value.code, raised.value.message) == (
+        409,
+        "PlanOutdated",
+        "the filter now selects 10 failed instances, the plan (dry run 1-plan) saw 9: instances failed since the "
+        "plan. Make the dry run again and look at them",
+    )
+
+
+def test_a_signature_is_hmac_sha256_of_the_purpose_and_the_canonical_json():
+    content = {"b": [1, "é"], "a": None}
+    assert signing.canonical(content) == b'{"a":null,"b":[1,"\\u00e9"]}'
+    mac = hmac.new(KEY.encode(), b"dwrerun/plan-token/v1\n" + signing.canonical(content), hashlib.sha256)
+    expected = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    assert signing.signature(KEY, signing.PLAN, content) == expected and len(expected) == 43
+    signing.verify(KEY, signing.PLAN, {"a": None, "b": [1, "é"]}, expected)  # key order does not matter
+    for claimed in (expected[:-1] + ("A" if expected[-1] != "A" else "B"), None, 42):
+        with pytest.raises(signing.BadSignature):
+            signing.verify(KEY, signing.PLAN, content, claimed)
+    token = signing.seal(KEY, signing.PLAN, content)
+    assert token == base64.urlsafe_b64encode(signing.canonical(content)).rstrip(b"=").decode() + "." + expected
+    assert signing.unseal(KEY, signing.PLAN, token) == content
+    with pytest.raises(signing.Malformed):
+        signing.unseal(KEY, signing.PLAN, token, max_chars=len(token) - 1)
+    assert signing.unseal(KEY, signing.PLAN, token, max_chars=len(token)) == content
+
+
+# The filter's errors repeat the value given, cut to 40 characters.
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [("a" * 38, "'" + "a" * 38 + "'"), ("a" * 39, "'" + "a" * 36 + "..."), (None, None)],
+)
+def test_a_bad_id_is_repeated_in_the_error_cut_to_40_characters(value, shown):
+    body = {"ProjectId": PROJECT_ID, "Bizdate": DAY, "TaskIds": [value]}
+    with pytest.raises(selection.InvalidFilter) as raised:
+        selection.parse(body, Settings(), 100)
+    assert raised.value.field == "TaskIds[0]"
+    assert str(raised.value) == f"TaskIds[0] must be a positive int64 id, got {shown}"
+
+
+class Listing:
+    """ListTaskInstances answering `total` for every page, with no rows."""
+
+    def __init__(self, total):
+        self.total = total
+
+    def list_task_instances(self, params, timeout):
+        return [], self.total
+
+
+def test_a_filter_that_selects_more_than_max_selection_is_too_large():
+    wanted = selection.Filter(PROJECT_ID, BIZDATE, "Prod")
+    assert selection.select(Listing(selection.MAX_SELECTION), wanted, Settings(), time.monotonic() + 60) == []
+    with pytest.raises(selection.TooLarge) as raised:
+        selection.select(Listing(selection.MAX_SELECTION + 1), wanted, Settings(), time.monotonic() + 60)
+    assert raised.value.count == 20_001 and str(raised.value) == "20001"
+
+
+def part_payload(**changes) -> bytes:
+    payload = json.loads(signed_part((FIRST, 1)))
+    payload["bulkRerun"].update(changes)
+    return json.dumps(payload).encode()
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("part", True, "part must be an integer from 1 to 100000"),
+        ("part", "1", "part must be an integer from 1 to 100000"),
+        ("part", 0, "part must be an integer from 1 to 100000"),
+        ("part", 100_001, "part must be an integer from 1 to 100000"),
+        ("hop", -1, "hop must be an integer from 0 to 1000"),
+        ("hop", 1001, "hop must be an integer from 0 to 1000"),
+        ("stalls", 1.0, "stalls must be an integer from 0 to 1000"),
+        ("instances", [[FIRST, 1_000_001]], "instances[0][1] must be an integer from 1 to 1000000"),
+    ],
+)
+def test_a_continuation_field_out_of_range_is_named(field, value, says):
+    with pytest.raises(continuation.InvalidContinuation) as raised:
+        continuation.parse(part_payload(**{field: value}), KEY)
+    assert str(raised.value) == says
+
+
+def test_a_continuation_takes_each_range_up_to_its_end():
+    part = continuation.Continuation(
+        origin_request_id="1-origin",
+        part=continuation.MAX_PART,
+        hop=continuation.MAX_HOPS,
+        stalls=0,
+        project_id=PROJECT_ID,
+        bizdate=BIZDATE,
+        project_env="Prod",
+        instances=((FIRST, continuation.MAX_RUN_NUMBER),),
+    )
+    assert continuation.parse(part.to_payload(KEY), KEY) == part
+
+
+def raw_payload(**changes) -> dict:
+    payload = json.loads(signed_part((FIRST, 1), (FIRST + 1, 2)))
+    payload["bulkRerun"].update(changes)
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "says"),
+    [
+        ({**raw_payload(), "id": "evt-1"}, "a continuation payload has only 'bulkRerun'"),
+        ({"bulkRerun": [1]}, "bulkRerun must be a JSON object"),
+        (raw_payload(zeta=1, alpha=2), "bulkRerun has unknown field(s) alpha, zeta"),
+        (
+            {"bulkRerun": {"part": 1, "comment": None}},
+            "bulkRerun lacks originRequestId, hop, stalls, projectId, "
+            "bizdate, projectEnv, instances, force, ignoreRules, useLatestConfig, signature",
+        ),  # fmt: skip
+        (raw_payload(originRequestId=42), "originRequestId must be an FC request id (letters, digits, '-', '_')"),
+        (raw_payload(originRequestId="1 origin"), "originRequestId must be an FC request id"),
+        (raw_payload(originRequestId="x" * 65), "originRequestId must be an FC request id"),
+        (raw_payload(originRequestId=""), "originRequestId must be an FC request id"),
+        (raw_payload(instances={"a": 1}), "instances must be a list of 1 to 500 [instance id, failed run]"),
+        (raw_payload(instances=[]), "instances must be a list of 1 to 500 [instance id, failed run]"),
+        (raw_payload(instances=[[FIRST + n, 1] for n in range(501)]), "instances must be a list of 1 to 500"),
+        (raw_payload(instances=[[FIRST, 1], [FIRST + 1]]), "instances[1] must be [instance id, failed run number]"),
+        (raw_payload(instances=[(FIRST, 1, 2)]), "instances[0] must be [instance id, failed run number]"),
+        (raw_payload(instances=[[0, 1]]), "instances[0][0] must be an integer from 1 to 9223372036854775807"),
+        (raw_payload(instances=[[FIRST, 0]]), "instances[0][1] must be an integer from 1 to 1000000"),
+        (raw_payload(instances=[[FIRST, 1], [FIRST, 2]]), "instances names an instance twice"),
+        (raw_payload(projectEnv="prod"), "projectEnv must be Prod or Dev"),
+        (raw_payload(comment=42), "comment must be null or a string of at most 500 characters"),
+        (raw_payload(comment="c" * 501), "comment must be null or a string of at most 500 characters"),
+        (raw_payload(force=1), "force must be true or false"),
+        (raw_payload(ignoreRules=None), "ignoreRules must be true or false"),
+        (raw_payload(useLatestConfig="true"), "useLatestConfig must be true, false or null"),
+        (raw_payload(projectId=0), "projectId must be an integer from 1 to 9223372036854775807"),
+        (raw_payload(bizdate=2**63), "bizdate must be an integer from 1 to 9223372036854775807"),
+        (raw_payload(stalls=-1), "stalls must be an integer from 0 to 1000"),
+    ],
+)
+def test_a_malformed_continuation_is_refused_naming_the_field(payload, says):
+    for body in (json.dumps(payload), json.dumps(payload).encode()):
+        with pytest.raises(continuation.InvalidContinuation) as raised:
+            continuation.parse(body, KEY)
+        assert str(raised.value).startswith(says)
+        if says.endswith(")") or says.endswith("twice") or "Dev" in says:
+            assert str(raised.value) == says
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": "evt-1"}',
+        b"bulkRerun, not JSON",
+        b'["bulkRerun"]',
+        b'{"data": "bulkRerun"}',
+        "\ud800bulkRerun",
+        b'{"bulkRerun": ' + b"[" * 100_000,
+    ],
+)
+def test_what_is_not_a_continuation_is_left_to_the_event_parser(body):
+    assert continuation.parse(body, KEY) is None
+
+
+def test_a_continuation_takes_the_longest_fields_it_allows_and_every_option():
+    part = continuation.Continuation(
+        origin_request_id="A-z_9" + "x" * 59,
+        part=1,
+        hop=0,
+        stalls=continuation.MAX_HOPS,
+        project_id=2**63 - 1,
+        bizdate=2**63 - 1,
+        project_env="Dev",
+        instances=tuple((FIRST + n, 1) for n in range(continuation.MAX_INSTANCES)),
+        comment="c" * continuation.MAX_COMMENT,
+        force=True,
+        ignore_rules=True,
+        use_latest_config=False,
+    )
+    assert continuation.parse(part.to_payload(KEY), KEY) == part
+    assert continuation.parse(part.to_payload(KEY).decode(), KEY) == part
+    assert part.task_id == "dwrerun-bulk-A-z_9" + "x" * 59 + "-1-0"
+
+
+def test_a_continuation_is_signed_over_its_whole_content_and_sent_as_compact_json():
+    part = continuation.Continuation("1-origin", 2, 1, 0, PROJECT_ID, BIZDATE, "Prod", ((FIRST, 3),), "é")
+    content = {
+        "originRequestId": "1-origin",
+        "part": 2,
+        "hop": 1,
+        "stalls": 0,
+        "projectId": PROJECT_ID,
+        "bizdate": BIZDATE,
+        "projectEnv": "Prod",
+        "instances": [[FIRST, 3]],
+        "comment": "é",
+        "force": False,
+        "ignoreRules": False,
+        "useLatestConfig": None,
+    }
+    assert part.content() == content
+    signature = signing.signature(KEY, signing.CONTINUATION, content)
+    expected = json.dumps({"bulkRerun": {**content, "signature": signature}}, ensure_ascii=False, separators=(",", ":"))
+    assert part.to_payload(KEY) == expected.encode("utf-8")
+
+
+def test_an_unverifiable_continuation_names_its_instances_and_request_to_be_recorded():
+    with pytest.raises(continuation.UntrustedContinuation) as raised:
+        continuation.parse(signed_part((FIRST, 1), (FIRST + 1, 2)), None)
+    assert str(raised.value) == "RERUN_SIGNING_KEY is unset, so no continuation can be verified"
+    assert (raised.value.instance_ids, raised.value.origin_request_id) == ([FIRST, FIRST + 1], "1-origin")
+    with pytest.raises(continuation.UntrustedContinuation) as raised:
+        continuation.parse(json.dumps(raw_payload(hop=1)), KEY)
+    assert str(raised.value) == (
+        "the continuation's signature does not verify with RERUN_SIGNING_KEY (it changed since the request, or the "
+        "payload was not made by this function)"
+    )
+    assert (raised.value.instance_ids, raised.value.origin_request_id) == ([FIRST, FIRST + 1], "1-origin")
+
+
+# --- selection, directly: the filter's fields and errors, the rows it keeps, the pages it reads ----
+
+
+def test_a_filter_reads_ids_as_numbers_or_digits_dates_in_china_time_and_times_with_their_offset():
+    body = {
+        "ProjectId": str(PROJECT_ID),
+        "Bizdate": DAY,
+        "TaskIds": [TASK_ID + 2, str(TASK_ID), TASK_ID + 2],
+        "FinishedTimeStart": "2026-11-28T02:00:00+08:00",
+        "FinishedTimeEnd": "2026-11-27T18:00:00Z",  # the same moment: a window of one instant
+    }
+    wanted = selection.parse(body, Settings(), 3)
+    moment = BIZDATE + 26 * 3_600_000
+    assert wanted == selection.Filter(PROJECT_ID, BIZDATE, "Prod", (TASK_ID, TASK_ID + 2), moment, moment)
+    assert wanted.canonical() == {
+        "ProjectId": PROJECT_ID,
+        "Bizdate": BIZDATE,
+        "ProjectEnv": "Prod",
+        "TaskIds": [TASK_ID, TASK_ID + 2],
+        "FinishedTimeStart": moment,
+        "FinishedTimeEnd": moment,
+    }
+    assert wanted.list_params() == {
+        "ProjectId": PROJECT_ID,
+        "Bizdate": BIZDATE,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "SortBy": "Id Asc",
+        "TaskIds": [TASK_ID, TASK_ID + 2],
+        "Filter": {"finishedTimeStart": moment, "finishedTimeEnd": moment},
+    }
+    bare_filter = selection.parse({"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "FinishedTimeEnd": 0}, Settings(), 1)
+    assert bare_filter.canonical() == {**CANONICAL, "FinishedTimeEnd": 0}
+    assert bare_filter.list_params() == {
+        "ProjectId": PROJECT_ID,
+        "Bizdate": BIZDATE,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "SortBy": "Id Asc",
+        "Filter": {"finishedTimeEnd": 0},
+    }
+    assert "Filter" not in selection.Filter(PROJECT_ID, BIZDATE, "Prod").list_params()
+
+
+@pytest.mark.parametrize(("setting", "env"), [("Prod", "Prod"), ("Dev", "Dev"), ("any", "Prod")])
+def test_a_filter_without_projectenv_takes_the_functions_environment_or_prod(setting, env):
+    wanted = selection.parse({"ProjectId": PROJECT_ID, "Bizdate": DAY}, Settings(project_env=setting), 1)
+    assert wanted.project_env == env
+
+
+@pytest.mark.parametrize(
+    ("given", "field", "says"),
+    [
+        ({"ProjectId": None}, "ProjectId", "ProjectId is required with a filter (ListTaskInstances requires it)"),
+        ({"ProjectId": 0}, "ProjectId", "ProjectId must be a positive int64 id, got 0"),
+        ({"ProjectId": True}, "ProjectId", "ProjectId must be a positive int64 id, got True"),
+        ({"ProjectId": 2**63}, "ProjectId", "ProjectId must be a positive int64 id, got 9223372036854775808"),
+        ({"ProjectId": "1" * 20}, "ProjectId", "ProjectId must be a positive int64 id, got '" + "1" * 20 + "'"),
+        ({"ProjectId": "١٢"}, "ProjectId", "ProjectId must be a positive int64 id, got '١٢'"),
+        ({"Bizdate": None}, "Bizdate", "Bizdate is required with a filter (ListTaskInstances requires it)"),
+        (
+            {"Bizdate": "27/11/2026"},
+            "Bizdate",
+            "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got '27/11/2026'",
+        ),  # fmt: skip
+        ({"Bizdate": 0}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got 0"),
+        ({"Bizdate": False}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got False"),
+        (
+            {"Bizdate": 2**63},
+            "Bizdate",
+            "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got 9223372036854775808",
+        ),  # fmt: skip
+        ({"ProjectEnv": "Staging"}, "ProjectEnv", "ProjectEnv must be Prod or Dev, got 'Staging'"),
+        ({"TaskIds": []}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
+        ({"TaskIds": TASK_ID}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
+        ({"TaskIds": [1, 2, 3, 4]}, "TaskIds", "TaskIds has 4 ids, more than RERUN_HTTP_MAX_IDS=3"),
+        (
+            {"FinishedTimeStart": "2026-11-28T02:00:00"},
+            "FinishedTimeStart",
+            "FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got "
+            "'2026-11-28T02:00:00'",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeStart": "soon"},
+            "FinishedTimeStart",
+            "FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got 'soon'",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeEnd": -1},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got -1",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeEnd": True},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got True",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeEnd": 2**63},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got 9223372036854775808",
+        ),  # fmt: skip
+        (
+            {"FinishedTimeStart": 2, "FinishedTimeEnd": 1},
+            "FinishedTimeEnd",
+            "FinishedTimeEnd is before FinishedTimeStart",
+        ),  # fmt: skip
+    ],
+)
+def test_each_bad_filter_field_is_named_with_the_rule_and_the_value(given, field, says):
+    body = {"ProjectId": PROJECT_ID, "Bizdate": DAY, **given}
+    with pytest.raises(selection.InvalidFilter) as raised:
+        selection.parse({k: v for k, v in body.items() if v is not None}, Settings(), 3)
+    assert (raised.value.field, str(raised.value)) == (field, says)
+
+
+def row(instance_id: int, **fields) -> dict:
+    values = {
+        "Id": instance_id,
+        "TaskId": TASK_ID,
+        "ProjectId": PROJECT_ID,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "Bizdate": BIZDATE,
+        "RunNumber": 1,
+        "FinishedTime": BIZDATE + 26 * 3_600_000,
+    }
+    values.update(fields)
+    return values
+
+
+class Pages:
+    """ListTaskInstances over `rows`, by page, the total answered as `totals` says (one per call)."""
+
+    def __init__(self, rows: list[dict], totals: list[int] | None = None):
+        self.rows, self.totals, self.calls = rows, list(totals or []), []
+
+    def list_task_instances(self, params, timeout):
+        self.calls.append(dict(params))
+        start = (params["PageNumber"] - 1) * params["PageSize"]
+        total = self.totals.pop(0) if self.totals else len(self.rows)
+        return self.rows[start : start + params["PageSize"]], total
+
+
+def test_a_selection_keeps_only_the_rows_its_filter_holds_whatever_the_api_answered():
+    moment = BIZDATE + 26 * 3_600_000
+    wanted = selection.Filter(PROJECT_ID, BIZDATE, "Prod", (TASK_ID,), moment, moment)
+    rows = [
+        row(1),
+        row(2, Status="Success"),
+        row(3, ProjectId=PROJECT_ID + 1),
+        row(4, ProjectEnv="Dev"),
+        row(5, Bizdate=str(BIZDATE)),  # the API's text form of the same day
+        row(6, Bizdate=OTHER_DAY),
+        row(7, Bizdate="not a day"),
+        row(8, TaskId=TASK_ID + 1),
+        row(9, FinishedTime=moment - 1),
+        row(10, FinishedTime=moment + 1),
+        row(11, FinishedTime=None),
+    ]
+    selected = selection.select(Pages(rows), wanted, Settings(), time.monotonic() + 60)
+    assert [i.id for i in selected] == [1, 5]
+    unbounded = selection.Filter(PROJECT_ID, BIZDATE, "Prod")
+    selected = selection.select(Pages(rows), unbounded, Settings(), time.monotonic() + 60)
+    assert [i.id for i in selected] == [1, 5, 8, 9, 10, 11]
+
+
+def test_a_selection_reads_every_page_and_lists_again_when_the_total_moved():
+    rows = [row(n) for n in range(1, 1002)]  # three pages: 500, 500, 1
+    listing = Pages(rows)
+    selected = selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
+    assert [i.id for i in selected] == list(range(1, 1002))
+    assert [(c["PageNumber"], c["PageSize"]) for c in listing.calls] == [(1, 500), (2, 500), (3, 500)]
+    # an exact multiple of the page size ends on the page that reaches the total
+    listing = Pages(rows[:1000])
+    selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
+    assert [c["PageNumber"] for c in listing.calls] == [1, 2]
+    # the total moved between pages (an instance left Failure): the listing starts again, at most 3 times
+    listing = Pages(rows, totals=[1001, 1000, 1001, 1000, 1001, 999])
+    selected = selection.select(listing, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), Settings(), 1e12)
+    assert [c["PageNumber"] for c in listing.calls] == [1, 2, 1, 2, 1, 2]
+    assert len(selected) == 500  # what the last listing found stands
+
+
+class Flaky:
+    """ListTaskInstances failing with `errors` (one a call) before it answers one empty page."""
+
+    def __init__(self, *errors):
+        self.errors, self.timeouts = list(errors), []
+
+    def list_task_instances(self, params, timeout):
+        self.timeouts.append(timeout)
+        if self.errors:
+            raise self.errors.pop(0)
+        return [], 0
+
+
+def dw_error(code: str, transient: bool = True, **flags) -> DataWorksError:
+    return DataWorksError("ListTaskInstances", code, f"{code} said no", transient=transient, **flags)
+
+
+@pytest.fixture
+def slept(mocker):
+    """pacing's clock stands at 1000 s and moves only by what the code waits."""
+    now, waits = [1000.0], []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        now[0] += seconds
+
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    mocker.patch.object(pacing, "sleep", side_effect=sleep)
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)
+    return waits
+
+
+def listed(dataworks, deadline=1060.0, settings=None) -> None:
+    selection.select(dataworks, selection.Filter(PROJECT_ID, BIZDATE, "Prod"), settings or Settings(), deadline)
+
+
+def test_a_listing_is_retried_while_dataworks_fails_transiently_then_answers(slept):
+    listing = Flaky(dw_error("ServiceUnavailable"), dw_error("InternalError"))
+    listed(listing, settings=Settings(read_qps=1000.0))
+    assert len(listing.timeouts) == 3 and slept[:1] == [0.2] and slept[1] == pytest.approx(0.4, abs=0.002)
+    assert listing.timeouts[0] == 10.0  # the read timeout: the deadline is a minute away
+
+
+def test_a_listing_gives_up_after_max_attempts_or_on_a_lasting_error(slept):
+    listing = Flaky(*[dw_error("ServiceUnavailable") for _ in range(10)])
+    with pytest.raises(DataWorksError):
+        listed(listing, settings=Settings(read_qps=1000.0))
+    assert len(listing.timeouts) == pacing.MAX_ATTEMPTS
+    for error in (dw_error("Forbidden", transient=False), dw_error("InvalidSecurityToken.Expired",
+                                                                    needs_new_invocation=True)):  # fmt: skip
+        listing = Flaky(error, error)
+        with pytest.raises(DataWorksError) as raised:
+            listed(listing)
+        assert raised.value is error and len(listing.timeouts) == 1
+
+
+def test_a_throttled_listing_slows_the_read_limiter_and_waits_what_dataworks_asks(slept):
+    listing = Flaky(dw_error("Throttling.User", retry_after=2.0))
+    listed(listing, settings=Settings(read_qps=4.0))
+    assert pacing.limiter("read", 4.0).rate == 2.0 + pacing.limiter("read", 4.0)._step / 2.0  # halved, then one pass
+    assert 2.0 in slept and len(listing.timeouts) == 2
+
+
+def test_a_listing_starts_no_call_with_less_than_half_a_second_left(slept):
+    listing = Flaky()
+    with pytest.raises(pacing.DeadlineReached):
+        listed(listing, deadline=1000.49)
+    assert listing.timeouts == []
+    listed(listing, deadline=1000.5 + 1e-9)
+    assert listing.timeouts == [pytest.approx(0.5)]
+
+
+def test_a_listing_retry_that_would_end_past_the_deadline_is_not_made(slept):
+    listing = Flaky(dw_error("ServiceUnavailable", retry_after=1.0), dw_error("ServiceUnavailable"))
+    with pytest.raises(DataWorksError):
+        listed(listing, deadline=1001.25, settings=Settings(read_qps=1000.0))
+    assert len(listing.timeouts) == 1 and slept == []
