@@ -315,3 +315,327 @@ def test_a_loopback_endpoint_given_as_host_port_is_a_clear_configuration_error(d
     assert (status, answer["Code"]) == (500, "InvalidConfiguration")
     assert f"http://{dataworks.endpoint}" in answer["Message"]
     assert len(dataworks.journal) == 0
+
+
+# --- whole answers, in this process: every refusal's status, headers and body, every summary -------
+
+REQUEST_ID = "1-6747d2a1-http-test-request"
+JSON_ONLY = {"Content-Type": "application/json"}
+FIELDS_ALLOWED = (
+    "Ids, Comment, DryRun, Force, UseLatestConfig, ProjectId, Bizdate, TaskIds, ProjectEnv, "
+    "FinishedTimeStart, FinishedTimeEnd, IgnoreRules, PlanToken"
+)
+
+
+def answer_to(fn, body, /, **event_fields) -> dict:
+    """FC's answer to the sample HTTP-trigger event with this body (a str is sent as is), its
+    body parsed; `event_fields` replace the event's own."""
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    event.update(event_fields)
+    return parsed(fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID))
+
+
+def parsed(invocation) -> dict:
+    assert invocation.error is None, invocation.error
+    return {**invocation.result, "body": json.loads(invocation.result["body"])}
+
+
+def refusal(status: int, code: str, message: str, **headers) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {**JSON_ONLY, **headers},
+        "isBase64Encoded": False,
+        "body": {"Code": code, "Message": message, "RequestId": REQUEST_ID},
+    }
+
+
+def summary_of(invocation) -> dict:
+    (summary,) = [r for r in invocation.records if r.get("kind") == "summary"]
+    return summary
+
+
+POSITIVE = "must be a positive int64 instance id, got"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        ({}, 400, "MissingParameter", "Ids is required, or a filter: ProjectId and Bizdate"),
+        (
+            {"Comment": "no ids", "IgnoreRules": True},
+            400,
+            "MissingParameter",
+            "Ids is required, or a filter: ProjectId and Bizdate",
+        ),
+        ({"Ids": None}, 400, "MissingParameter", "Ids is required: a list of task instance ids"),
+        ({"Ids": "1,2"}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a string"),
+        ({"Ids": {"1": 2}}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got an object"),
+        ({"Ids": 7}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a number"),
+        ({"Ids": 7.5}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a number"),
+        ({"Ids": True}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a boolean"),
+        ({"Ids": []}, 400, "InvalidParameter", "Ids must not be empty"),
+        ({"Ids": list(range(1, 102))}, 400, "TooManyIds", "Ids has 101 ids, more than RERUN_HTTP_MAX_IDS=100"),
+        ({"Ids": [True]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} true"),
+        ({"Ids": [1.5]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 1.5"),
+        ({"Ids": [5.0]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 5.0"),
+        ({"Ids": [1, -3]}, 400, "InvalidParameter", f"Ids[1] {POSITIVE} -3"),
+        ({"Ids": [0]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 0"),
+        ({"Ids": [BIG]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 9223372036854775808"),
+        ({"Ids": ["12a"]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "12a"'),
+        ({"Ids": ["-12"]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "-12"'),
+        (
+            {"Ids": ["\u0661\u0662"]},
+            400,
+            "InvalidParameter",
+            f'Ids[0] {POSITIVE} "\\u0661\\u0662"',
+        ),  # Arabic-Indic digits
+        # 20 digits: not read as an int64, so the string itself is named
+        ({"Ids": ["10000000000000000000"]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "10000000000000000000"'),
+        # 19 digits, above the int64 range: read as a number, named as one
+        ({"Ids": ["9223372036854775808"]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 9223372036854775808"),
+        ({"Ids": [None]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} null"),
+        ({"Ids": [[1]]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} a list"),
+        ({"Ids": [{"Id": 1}]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} an object"),
+        # A long value is cut to 40 characters: 38 characters and the quotes fit whole ...
+        ({"Ids": ["x" * 38]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "{"x" * 38}"'),
+        # ... one more is cut to 37 and "..."
+        ({"Ids": ["x" * 39]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "{"x" * 36}...'),
+        ({"Ids": [7, 8, 7]}, 400, "InvalidParameter", "Ids[2] repeats instance 7"),
+        ({"Ids": [7, "7"]}, 400, "InvalidParameter", "Ids[1] repeats instance 7"),
+        ({"Ids": [1], "Comment": 5}, 400, "InvalidParameter", "Comment must be a string, got a number"),
+        ({"Ids": [1], "Comment": ["fix"]}, 400, "InvalidParameter", "Comment must be a string, got a list"),
+        (
+            {"Ids": [1], "Comment": "x" * 501},
+            400,
+            "InvalidParameter",
+            "Comment has 501 characters, at most 500 are allowed",
+        ),
+        (
+            '{"Ids": [1], "Comment": "fix \\ud800 it"}',
+            400,
+            "InvalidParameter",
+            "Comment has a lone surrogate ('\\ud800') at character 4: it is not text DataWorks can store",
+        ),
+        ({"Ids": [1], "Force": "yes"}, 400, "InvalidParameter", "Force must be true or false, got a string"),
+        ({"Ids": [1], "DryRun": None}, 400, "InvalidParameter", "DryRun must be true or false, got null"),
+        ({"Ids": [1], "DryRun": 1}, 400, "InvalidParameter", "DryRun must be true or false, got a number"),
+        (
+            {"Ids": [1], "UseLatestConfig": {}},
+            400,
+            "InvalidParameter",
+            "UseLatestConfig must be true or false, got an object",
+        ),
+        (
+            {"Ids": [1], "ids": [2], "Extra": 1},
+            400,
+            "UnknownField",
+            f"unknown field(s) Extra, ids: allowed are {FIELDS_ALLOWED}",
+        ),
+        (
+            {"Ids": [1], "Bizdate": "2026-11-27", "ProjectId": 1},
+            400,
+            "InvalidParameter",
+            "give either Ids or a filter (ProjectId, Bizdate, ...), not both: got Ids and ProjectId, Bizdate",
+        ),
+        (
+            {"Ids": [1], "PlanToken": "t", "IgnoreRules": False},
+            400,
+            "InvalidParameter",
+            "IgnoreRules, PlanToken go with a filter only: failure rules never hold back a rerun of ids you name, "
+            "and ids need no plan",
+        ),
+        ("{not json", 400, "InvalidJSON", "the request body is not valid JSON"),
+        ("[1, 2]", 400, "InvalidJSON", "the request body must be a JSON object, got a list"),
+        ("null", 400, "InvalidJSON", "the request body must be a JSON object, got null"),
+        ('"Ids"', 400, "InvalidJSON", "the request body must be a JSON object, got a string"),
+        ("", 400, "InvalidJSON", "the request body is not valid JSON"),
+        ("[" * 100_000, 413, "PayloadTooLarge", "the body is over 65536 bytes"),
+        ("[" * 60_000, 400, "InvalidJSON", "the request body is not valid JSON"),  # nested too deep
+    ],
+)
+def test_each_refused_body_gets_its_whole_answer_and_reaches_no_api(
+    dataworks, http_function, body, status, code, message
+):
+    inv_answer = answer_to(http_function, body)
+    assert inv_answer == refusal(status, code, message)
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize(
+    ("event_fields", "status", "code", "message", "headers"),
+    [
+        (
+            {"headers": {"content-type": "text/plain"}},
+            415,
+            "UnsupportedMediaType",
+            "Content-Type must be application/json, got 'text/plain'",
+            {},
+        ),
+        ({"headers": {}}, 415, "UnsupportedMediaType", "Content-Type must be application/json, got ''", {}),
+        ({"headers": None}, 415, "UnsupportedMediaType", "Content-Type must be application/json, got ''", {}),
+        (
+            {"headers": {"Content-Type": "application/jsonp; charset=utf-8"}},
+            415,
+            "UnsupportedMediaType",
+            "Content-Type must be application/json, got 'application/jsonp; charset=utf-8'",
+            {},
+        ),
+        ({"headers": ["Content-Type"]}, 400, "InvalidRequest", "the event's headers must be an object, got a list", {}),
+        (
+            {"headers": "Content-Type: application/json"},
+            400,
+            "InvalidRequest",
+            "the event's headers must be an object, got a string",
+            {},
+        ),
+        ({"body": 5}, 400, "InvalidBody", "the request body must be text", {}),
+        ({"body": {"Ids": [1]}}, 400, "InvalidBody", "the request body must be text", {}),
+        (
+            {"body": "!!", "isBase64Encoded": True},
+            400,
+            "InvalidBody",
+            "isBase64Encoded is true but the body is not valid base64",
+            {},
+        ),
+        (
+            {"body": "e30", "isBase64Encoded": True},
+            400,
+            "InvalidBody",
+            "isBase64Encoded is true but the body is not valid base64",
+            {},
+        ),
+        (
+            {"body": base64.b64encode(b"\xff\xfe{}").decode(), "isBase64Encoded": True},
+            400,
+            "InvalidJSON",
+            "the request body is not valid JSON",
+            {},
+        ),
+        ({"rawPath": "/reruns"}, 404, "NotFound", "no such path '/reruns': use POST /rerun or GET /health", {}),
+        ({"rawPath": "/health/x"}, 404, "NotFound", "no such path '/health/x': use POST /rerun or GET /health", {}),
+        (
+            {"rawPath": "/rerun", "requestContext": {"http": {"method": "GET"}}},
+            405,
+            "MethodNotAllowed",
+            "GET is not allowed on /rerun",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/rerun/", "requestContext": {"http": {"method": "PUT"}}},
+            405,
+            "MethodNotAllowed",
+            "PUT is not allowed on /rerun",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/", "requestContext": {"http": {}}},
+            405,
+            "MethodNotAllowed",
+            "no method is not allowed on /",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/", "requestContext": "POST"},
+            405,
+            "MethodNotAllowed",
+            "no method is not allowed on /",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/", "requestContext": {"http": ["POST"]}},
+            405,
+            "MethodNotAllowed",
+            "no method is not allowed on /",
+            {"Allow": "POST"},
+        ),
+        ({"rawPath": "/health"}, 405, "MethodNotAllowed", "POST is not allowed on /health", {"Allow": "GET, HEAD"}),
+        # No rawPath: the path FC decoded
+        (
+            {"rawPath": None, "requestContext": {"http": {"method": "POST", "path": "/elsewhere"}}},
+            404,
+            "NotFound",
+            "no such path '/elsewhere': use POST /rerun or GET /health",
+            {},
+        ),
+        (
+            {"rawPath": "", "requestContext": {"http": {"method": "DELETE"}}},
+            405,
+            "MethodNotAllowed",
+            "DELETE is not allowed on /",
+            {"Allow": "POST"},
+        ),
+    ],
+)
+def test_each_refused_event_gets_its_whole_answer(
+    dataworks, http_function, event_fields, status, code, message, headers
+):
+    assert answer_to(http_function, {"Ids": [FAILED_ID]}, **event_fields) == refusal(status, code, message, **headers)
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize("event", [b"{not json", b"[]", b"\xff\xfe"], ids=["not-json", "not-an-object", "not-utf8"])
+def test_an_event_that_is_not_a_json_object_is_answered_400(dataworks, http_function, event):
+    message = (
+        "the HTTP trigger event must be a JSON object, got a list"
+        if event == b"[]"
+        else ("the HTTP trigger event is not valid JSON")
+    )
+    assert parsed(http_function.invoke(event, request_id=REQUEST_ID)) == refusal(400, "InvalidJSON", message)
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/health", "GET"), ("/health/", "HEAD"), ("/health", "get")],
+)
+def test_health_is_the_whole_answer(dataworks, http_function, path, method):
+    got = answer_to(http_function, "", rawPath=path, requestContext={"http": {"method": method}})
+    assert got == {
+        "statusCode": 200,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {"Status": "ok", "RequestId": REQUEST_ID},
+    }
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", " application/json ;x=1"]
+)
+def test_a_json_content_type_with_parameters_or_capitals_is_accepted(dataworks, http_function, content_type):
+    seed_failed(dataworks)
+    got = answer_to(http_function, {"Ids": [FAILED_ID]}, headers={"CONTENT-TYPE": content_type})
+    assert got["statusCode"] == 200 and got["body"]["SuccessInfo"][str(FAILED_ID)]["Success"] is True
+
+
+def test_the_path_may_come_from_the_http_context_and_end_in_a_slash(dataworks, http_function):
+    seed_failed(dataworks)
+    got = answer_to(
+        http_function, {"Ids": [FAILED_ID]}, rawPath="", requestContext={"http": {"method": "post", "path": "/rerun/"}}
+    )
+    assert got["statusCode"] == 200 and got["body"]["SuccessInfo"][str(FAILED_ID)]["Success"] is True
+
+
+def json_of_size(size: int) -> bytes:
+    """{"Ids": [FAILED_ID]} padded with spaces to exactly `size` bytes."""
+    text = json.dumps({"Ids": [FAILED_ID]})
+    return (text[:-1] + " " * (size - len(text)) + "}").encode()
+
+
+@pytest.mark.parametrize("encode", [False, True], ids=["text", "base64"])
+def test_a_body_of_64_kib_is_read_and_one_byte_more_is_413(dataworks, http_function, encode):
+    seed_failed(dataworks)
+    for size, status in ((65_536, 200), (65_537, 413)):
+        data = json_of_size(size)
+        body = base64.b64encode(data).decode() if encode else data.decode()
+        got = answer_to(http_function, body, isBase64Encoded=encode)
+        assert got["statusCode"] == status, got
+    assert got == refusal(413, "PayloadTooLarge", "the body is over 65536 bytes")
+
+
+def test_an_id_at_the_int64_maximum_is_asked_about_as_a_number_and_as_a_string(dataworks, http_function):
+    top = 2**63 - 1
+    for ids in ([top], [str(top)]):
+        got = answer_to(http_function, {"Ids": ids})
+        assert got["statusCode"] == 200 and list(got["body"]["Skipped"]) == [str(top)]
+        assert got["body"]["Skipped"][str(top)].startswith("lookup-failed")
