@@ -639,3 +639,268 @@ def test_an_id_at_the_int64_maximum_is_asked_about_as_a_number_and_as_a_string(d
         got = answer_to(http_function, {"Ids": ids})
         assert got["statusCode"] == 200 and list(got["body"]["Skipped"]) == [str(top)]
         assert got["body"]["Skipped"][str(top)].startswith("lookup-failed")
+
+
+class FakeTime:
+    """The pacing seam's clock and sleep: time moves only when the function waits."""
+
+    def __init__(self, start: float = 1000.0):
+        self.start = self.now = start
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def spent_ms(self) -> float:
+        """The time spent so far, as a record rounds it."""
+        return round((self.now - self.start) * 1000, 1)
+
+
+@pytest.fixture
+def fake_time(mocker):
+    from dwrerun import pacing
+
+    fake = FakeTime()
+    mocker.patch.object(pacing, "clock", fake.clock)
+    mocker.patch.object(pacing, "sleep", fake.sleep)
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)  # full jitter at its longest
+    return fake
+
+
+def summary(instances=1, rerun=0, succeeded=0, skipped=0, dry_run=0, duration=0.0, outcome="done", mode=False):
+    return {
+        "kind": "summary",
+        "trigger": "http",
+        "requestId": REQUEST_ID,
+        "instances": instances,
+        "rerun": rerun,
+        "rerunSucceeded": succeeded,
+        "rerunFailed": 0,
+        "skipped": skipped,
+        "dryRun": dry_run,
+        "scheduled": 0,
+        "durationMs": duration,
+        "outcome": outcome,
+        "dryRunMode": mode,
+        "originRequestId": None,
+    }
+
+
+def invoke_ids(fn, ids, **body):
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = json.dumps({"Ids": ids, **body})
+    return fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID)
+
+
+def skipped_of(invocation) -> dict:
+    """The answer's Skipped as the instance records say it: "reason: message" by id."""
+    return {str(r["instanceId"]): f"{r['reason']}: {r['message']}" for r in instance_records(invocation)}
+
+
+def test_a_rerun_answers_200_and_records_a_done_summary(dataworks, http_function, fake_time):
+    seed_failed(dataworks)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 200,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {str(FAILED_ID): {"Success": True, "Message": ""}},
+            "Skipped": {},
+        },
+    }
+    assert summary_of(inv) == summary(rerun=1, succeeded=1, duration=fake_time.spent_ms())
+
+
+@pytest.mark.parametrize("how", ["body", "setting"])
+def test_a_dry_run_answers_its_explain_and_records_dry_run_mode(dataworks, tmp_path, fake_time, how):
+    seed_failed(dataworks)
+    env = {"RERUN_DRY_RUN": "true"} if how == "setting" else {}
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        inv = invoke_ids(fn, [FAILED_ID], **({"DryRun": True} if how == "body" else {}))
+    (record,) = instance_records(inv)
+    assert parsed(inv)["body"] == {
+        "RequestId": REQUEST_ID,
+        "DryRun": True,
+        "SuccessInfo": {},
+        "Skipped": {str(FAILED_ID): f"dry-run: {record['message']}"},
+        "Explain": {str(FAILED_ID): {"Rule": "default", "FailureClass": "unknown", "MatchedLine": None}},
+    }
+    assert summary_of(inv) == summary(dry_run=1, duration=fake_time.spent_ms(), mode=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after_ms", "retry_after"),
+    [(None, "1"), (400, "1"), (1000, "1"), (2600, "3")],
+)
+def test_throttling_throughout_is_429_with_the_servers_retry_after_and_a_summary_of_the_time_spent(
+    dataworks, http_function, fake_time, retry_after_ms, retry_after
+):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=None, retry_after=retry_after_ms)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 429,
+        "headers": {**JSON_ONLY, "Retry-After": retry_after},
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "Throttled",
+            "Message": "DataWorks kept failing (Throttling.User); the ids under Deferred were not rerun",
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": {
+                str(
+                    FAILED_ID
+                ): "deferred: DataWorks kept failing (Throttling.User; 6 attempts failed): not rerun: try again."
+            },
+            "Deferred": [FAILED_ID],
+        },
+    }
+    # The time spent is the clock's: the backoff's waits, each at least the server's retry-after.
+    assert fake_time.spent_ms() > 5000
+    assert summary_of(inv) == summary(skipped=1, duration=fake_time.spent_ms(), outcome="upstream-error")
+
+
+def test_a_summary_measures_from_the_invocations_start(dataworks, http_function, fake_time):
+    # The first attempt is throttled for 1.5 s, the second passes: 1.5 s on the clock.
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=1, retry_after=1500)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv)["statusCode"] == 200
+    assert summary_of(inv) == summary(rerun=1, succeeded=1, duration=1500.0)
+
+
+@pytest.mark.parametrize("code", ["InternalError", "ServiceUnavailable"])
+def test_a_persistent_5xx_of_any_kind_is_502_without_retry_after(dataworks, http_function, fake_time, code):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", server_error=None, server_error_code=code)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 502,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "UpstreamUnavailable",
+            "Message": f"DataWorks kept failing ({code}); the ids under Deferred were not rerun",
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": skipped_of(inv),
+            "Deferred": [FAILED_ID],
+        },
+    }
+    assert summary_of(inv)["outcome"] == "upstream-error"
+
+
+QUOTA_MESSAGES = {
+    "Throttling.Api.Risk": (
+        "DataWorks refused the calls: the daily limit of DataWorks OpenAPI calls for this account and region is "
+        "used up (Throttling.Api.Risk); it clears when DataWorks counts a new day (inferred), not within minutes. "
+        "The ids under Skipped with reason 'quota-exhausted' were not rerun: send them again then"
+    ),
+    "Throttling.Resource": (
+        "DataWorks refused the calls: the DataWorks edition's quota of OpenAPI calls for this account and region "
+        "is used up (Throttling.Resource); it does not clear within minutes; DataWorks says a higher edition has a "
+        "larger quota. The ids under Skipped with reason 'quota-exhausted' were not rerun: send them again then"
+    ),
+}
+
+
+@pytest.mark.parametrize("code", sorted(QUOTA_MESSAGES))
+def test_an_exhausted_quota_is_429_without_retry_after_and_says_when_it_clears(
+    dataworks, http_function, fake_time, code
+):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=None, throttle_code=code)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 429,
+        "headers": JSON_ONLY,  # a client that honours a Retry-After of seconds would spend calls in vain
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "QuotaExhausted",
+            "Message": QUOTA_MESSAGES[code],
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": skipped_of(inv),
+        },
+    }
+    assert skipped_of(inv)[str(FAILED_ID)].startswith("quota-exhausted: ")
+    assert summary_of(inv) == summary(skipped=1, duration=fake_time.spent_ms(), outcome="quota-exhausted")
+
+
+# --- direct calls of the handler: a context of our own ----------------------------------------------
+
+
+class Context310:
+    """python3.10's context: the role's credentials on it; its function's timeout is ours to choose."""
+
+    def __init__(self, timeout=30, credentials=CREDS, region="cn-hangzhou"):
+        self.request_id = REQUEST_ID
+        self.region = region
+        self.account_id = "1877700012345678"
+        self.credentials = credentials
+        self.function = type("Function", (), {"name": "dwrerun-http", "timeout": timeout})()
+
+
+def handle_directly(monkeypatch, capsys, body, context, **env) -> tuple[dict, list[dict]]:
+    """index.handle_http in this thread, with exactly `env` of the function's variables: (answer, records)."""
+    import os
+
+    import index
+
+    for name in list(os.environ):
+        if name.startswith(("ALIBABA_CLOUD_", "DATAWORKS_", "RERUN_", "FC_", "FUNCTION_COMPUTE_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = json.dumps(body)
+    capsys.readouterr()
+    response = index.handle_http(json.dumps(event).encode(), context)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    return {**response, "body": json.loads(response["body"])}, lines
+
+
+def test_python310_context_credentials_sign_the_calls_when_the_variables_are_absent(dataworks, monkeypatch, capsys):
+    seed_failed(dataworks)
+    got, _ = handle_directly(
+        monkeypatch,
+        capsys,
+        {"Ids": [FAILED_ID]},
+        Context310(),
+        DATAWORKS_ENDPOINT=dataworks.url,
+        RERUN_BACKOFF_BASE_SECONDS="0",
+    )
+    assert got["statusCode"] == 200 and got["body"]["SuccessInfo"] == {str(FAILED_ID): {"Success": True, "Message": ""}}
+    assert len(reruns(dataworks)) == 1
+
+
+def test_no_time_for_a_single_read_is_503_incomplete_and_defers_every_id(monkeypatch, capsys):
+    # A 1 s function keeps 0.1 s back and gives the reads at most half the rest: less than a read
+    # needs, so no call starts. No DATAWORKS_ENDPOINT: the client is DataWorks' own, in the region.
+    got, lines = handle_directly(monkeypatch, capsys, {"Ids": [FAILED_ID]}, Context310(timeout=1))
+    (record,) = [r for r in lines if r["kind"] == "instance"]
+    assert record["reason"] == "deferred" and record["errorCode"] is None
+    assert got == {
+        "statusCode": 503,
+        "headers": {**JSON_ONLY, "Retry-After": "5"},
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "Incomplete",
+            "Message": "the function's time ran out after 0 of 1 ids; the ids under Deferred were not looked at: "
+            "send them again",
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": {str(FAILED_ID): f"deferred: {record['message']}"},
+            "Deferred": [FAILED_ID],
+        },
+    }
+    assert lines[-1]["outcome"] == "upstream-error"
