@@ -904,3 +904,95 @@ def test_no_time_for_a_single_read_is_503_incomplete_and_defers_every_id(monkeyp
         },
     }
     assert lines[-1]["outcome"] == "upstream-error"
+
+
+# --- the filter form: its refusals, whole ------------------------------------------------------------
+
+KEY = "k" * 40  # RERUN_SIGNING_KEY: at least 32 characters
+DAY = "2026-11-27"
+FILTER = {"ProjectId": PROJECT_ID, "Bizdate": DAY}
+FILTER_ENV = {"RERUN_SIGNING_KEY": KEY, "RERUN_PROJECT_IDS": str(PROJECT_ID)}
+
+
+@pytest.fixture
+def filter_function(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **FILTER_ENV) as fn:
+        yield fn
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        (
+            {"ProjectId": PROJECT_ID},
+            400,
+            "MissingParameter",
+            "Bizdate is required with a filter (ListTaskInstances requires it)",
+        ),
+        (
+            {"Bizdate": DAY},
+            400,
+            "MissingParameter",
+            "ProjectId is required with a filter (ListTaskInstances requires it)",
+        ),
+        (
+            {**FILTER, "ProjectId": None},
+            400,
+            "MissingParameter",
+            "ProjectId is required with a filter (ListTaskInstances requires it)",
+        ),
+        ({**FILTER, "ProjectId": "a"}, 400, "InvalidParameter", "ProjectId must be a positive int64 id, got 'a'"),
+        ({**FILTER, "ProjectEnv": "Staging"}, 400, "InvalidParameter", "ProjectEnv must be Prod or Dev, got 'Staging'"),
+        ({**FILTER, "TaskIds": []}, 400, "InvalidParameter", "TaskIds must be a non-empty list of task (node) ids"),
+        # An element of TaskIds that is wrong is an invalid TaskIds, not a missing one
+        ({**FILTER, "TaskIds": ["x"]}, 400, "InvalidParameter", "TaskIds[0] must be a positive int64 id, got 'x'"),
+        ({**FILTER, "TaskIds": [7, None]}, 400, "InvalidParameter", "TaskIds[1] must be a positive int64 id, got None"),
+        (
+            {**FILTER, "PlanToken": 42},
+            400,
+            "InvalidParameter",
+            "PlanToken must be the PlanToken string a dry run answered",
+        ),
+        (
+            {**FILTER, "PlanToken": ""},
+            400,
+            "InvalidParameter",
+            "PlanToken must be the PlanToken string a dry run answered",
+        ),
+        (
+            {**FILTER, "PlanToken": "x" * (32 * 1024 + 1)},
+            400,
+            "InvalidParameter",
+            "PlanToken must be the PlanToken string a dry run answered",
+        ),
+        # At most 32 KiB: read, then refused by the plan check, before any call
+        (
+            {**FILTER, "PlanToken": "x" * (32 * 1024)},
+            400,
+            "InvalidPlanToken",
+            "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)",
+        ),
+        ({**FILTER, "Comment": 5}, 400, "InvalidParameter", "Comment must be a string, got a number"),
+        ({**FILTER, "DryRun": "yes"}, 400, "InvalidParameter", "DryRun must be true or false, got a string"),
+        ({**FILTER, "Force": 1}, 400, "InvalidParameter", "Force must be true or false, got a number"),
+        ({**FILTER, "IgnoreRules": None}, 400, "InvalidParameter", "IgnoreRules must be true or false, got null"),
+        (
+            {**FILTER, "UseLatestConfig": "no"},
+            400,
+            "InvalidParameter",
+            "UseLatestConfig must be true or false, got a string",
+        ),
+        (
+            {**FILTER, "ProjectId": PROJECT_ID + 1},
+            403,
+            "ProjectNotAllowed",
+            f"project {PROJECT_ID + 1} is not in RERUN_PROJECT_IDS",
+        ),
+        ({**FILTER, "ProjectEnv": "Dev"}, 403, "WrongEnvironment", "ProjectEnv is Dev, RERUN_PROJECT_ENV is Prod"),
+    ],
+)
+def test_each_refused_filter_gets_its_whole_answer_and_reaches_no_api(
+    dataworks, filter_function, body, status, code, message
+):
+    assert answer_to(filter_function, body) == refusal(status, code, message)
+    assert len(dataworks.journal) == 0
