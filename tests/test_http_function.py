@@ -10,12 +10,18 @@ import urllib.request
 
 import pytest
 
+import dwrerun.bulk
+import dwrerun.http_function
+import dwrerun.plan
+import dwrerun.rerun
+import dwrerun.selection  # noqa: F401 - these five: see below
 import rerun_client
 from conftest import (
     CREDS,
     FAILED_ID,
     FUNCTION_DIR,
     PROJECT_ID,
+    TASK_ID,
     instance_records,
     make_function,
     reruns,
@@ -24,6 +30,10 @@ from conftest import (
     seed_failed,
 )
 from localcloud.gateway import HttpGateway
+
+# dwrerun.*: the modules the HTTP function loads, imported once for the session. A harness keeps
+# the modules it finds (localcloud/fc.py) and would otherwise load these again for every test,
+# which takes seconds a test on the mutation run's copy of the code.
 
 OTHER_ID = FAILED_ID + 1  # 1000012345679, the second id in fc-http-rerun-request.json
 
@@ -996,3 +1006,113 @@ def test_each_refused_filter_gets_its_whole_answer_and_reaches_no_api(
 ):
     assert answer_to(filter_function, body) == refusal(status, code, message)
     assert len(dataworks.journal) == 0
+
+
+BIZDATE = 1_795_708_800_000  # 2026-11-27 00:00 +08:00
+
+
+def seed_day(dataworks, *ids, **fields):
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id, task_id=TASK_ID + instance_id - FAILED_ID, bizdate=BIZDATE, **fields)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "message", "headers"),
+    [
+        (
+            {"throttle": None, "retry_after": 2000},
+            429,
+            "Throttled",
+            "ListTaskInstances kept failing (Throttling.User): nothing was selected, nothing rerun; try again",
+            {"Retry-After": "2"},
+        ),
+        (
+            {"server_error": None, "server_error_code": "InternalError"},
+            502,
+            "UpstreamUnavailable",
+            "ListTaskInstances kept failing (InternalError): nothing was selected, nothing rerun; try again",
+            {},
+        ),
+        (
+            {"refuse": None},
+            503,
+            "UpstreamUnavailable",
+            "ListTaskInstances kept failing (ResourceNotAuthorized.Api): nothing was selected, nothing rerun; try again",
+            {"Retry-After": "5"},
+        ),
+        (
+            {"throttle": None, "throttle_code": "Throttling.Api.Risk"},
+            429,
+            "QuotaExhausted",
+            QUOTA_MESSAGES["Throttling.Api.Risk"],
+            {},
+        ),
+    ],
+    ids=["throttled", "5xx", "refused", "quota"],
+)
+def test_a_listing_that_keeps_failing_is_answered_whole_and_reruns_nothing(
+    dataworks, filter_function, fake_time, fault, status, code, message, headers
+):
+    seed_day(dataworks, FAILED_ID)
+    dataworks.faults.set("ListTaskInstances", **fault)
+    assert answer_to(filter_function, FILTER) == refusal(status, code, message, **headers)
+    assert reruns(dataworks) == []
+
+
+def test_a_listing_with_no_time_left_is_503_and_reruns_nothing(dataworks, monkeypatch, capsys):
+    # A 3 s function: what is left after the hand-on reserve is no time at all.
+    seed_day(dataworks, FAILED_ID)
+    env = {**FILTER_ENV, "DATAWORKS_ENDPOINT": dataworks.url}
+    got, _ = handle_directly(monkeypatch, capsys, FILTER, Context310(timeout=3), **env)
+    assert got == refusal(
+        503,
+        "UpstreamUnavailable",
+        "listing the selection took the whole invocation: nothing rerun; narrow the filter or try again",
+        **{"Retry-After": "5"},
+    )
+    assert len(dataworks.journal) == 0
+
+
+def test_a_selection_over_20000_instances_is_refused_asking_to_narrow_it(dataworks, filter_function):
+    seed_day(dataworks, *range(FAILED_ID, FAILED_ID + 20_001))
+    assert answer_to(filter_function, FILTER) == refusal(
+        400,
+        "SelectionTooLarge",
+        "the filter selects 20001 failed instances, more than 20000: narrow it "
+        "(TaskIds, FinishedTimeStart / FinishedTimeEnd)",
+    )
+    assert reruns(dataworks) == []
+
+
+def test_a_real_rerun_over_the_plan_threshold_without_a_plan_is_428(dataworks, tmp_path):
+    seed_day(dataworks, FAILED_ID, FAILED_ID + 1)
+    with make_function(
+        dataworks, tmp_path, handler="index.handle_http", RERUN_PLAN_REQUIRED_ABOVE="1", **FILTER_ENV
+    ) as fn:
+        got = answer_to(fn, FILTER)
+    assert got == refusal(
+        428,
+        "PlanRequired",
+        "the filter selects 2 failed instances, more than RERUN_PLAN_REQUIRED_ABOVE=1: make a dry run "
+        "(DryRun: true) over the same filter and options, then send its PlanToken within RERUN_PLAN_TTL_SECONDS=900",
+    )
+    assert reruns(dataworks) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "body"),
+    [
+        ({"RERUN_SIGNING_KEY": KEY}, {**FILTER, "ProjectId": PROJECT_ID}),  # no allow-list: any project
+        ({"RERUN_SIGNING_KEY": KEY, "RERUN_PROJECT_ENV": "any"}, {**FILTER, "ProjectEnv": "Dev"}),
+    ],
+    ids=["no-allow-list", "any-environment"],
+)
+def test_a_filter_the_settings_allow_is_answered_with_its_rerun(dataworks, tmp_path, env, body):
+    seed_day(dataworks, FAILED_ID, project_env=body.get("ProjectEnv", "Prod"))
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        got = answer_to(fn, {**body, "Comment": "after the fix", "UseLatestConfig": True})
+    assert (got["statusCode"], got["headers"]) == (200, JSON_ONLY), got
+    assert got["body"]["Counts"] == {"eligible": 1} and got["body"]["RequestId"] == REQUEST_ID
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"].startswith("after the fix [dwrerun-http: bulk rerun by filter over HTTP")
+    assert call.params["UseLatestConfig"] == "True"
