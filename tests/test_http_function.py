@@ -860,7 +860,8 @@ class Context310:
 
 
 def handle_directly(monkeypatch, capsys, body, context, **env) -> tuple[dict, list[dict]]:
-    """index.handle_http in this thread, with exactly `env` of the function's variables: (answer, records)."""
+    """index.handle_http in this thread, with exactly `env` of the function's variables: (answer,
+    records); what it wrote to stderr is left in handle_directly.stderr."""
     import os
 
     import index
@@ -874,7 +875,8 @@ def handle_directly(monkeypatch, capsys, body, context, **env) -> tuple[dict, li
     event["body"] = json.dumps(body)
     capsys.readouterr()
     response = index.handle_http(json.dumps(event).encode(), context)
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    out, handle_directly.stderr = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     return {**response, "body": json.loads(response["body"])}, lines
 
 
@@ -1116,3 +1118,47 @@ def test_a_filter_the_settings_allow_is_answered_with_its_rerun(dataworks, tmp_p
     (call,) = reruns(dataworks)
     assert call.params["Comment"].startswith("after the fix [dwrerun-http: bulk rerun by filter over HTTP")
     assert call.params["UseLatestConfig"] == "True"
+
+
+# --- what goes wrong in the function itself: 500, never a trace to the caller ------------------------
+
+
+def test_a_bad_setting_is_500_invalid_configuration_and_logged(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, handler="index.handle_http", RERUN_HTTP_MAX_IDS="many") as fn:
+        event = sample("fc-http-rerun-request.json")
+        inv = fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID)
+    assert parsed(inv) == refusal(500, "InvalidConfiguration", "RERUN_HTTP_MAX_IDS must be an integer, got 'many'")
+    assert "configuration error: RERUN_HTTP_MAX_IDS must be an integer, got 'many'" in inv.stderr
+    assert len(dataworks.journal) == 0
+
+
+class BrokenContext:
+    """A context that fails when read: an error the function did not foresee."""
+
+    request_id = REQUEST_ID
+
+    @property
+    def function(self):
+        raise RuntimeError("the context broke")
+
+
+def test_an_unexpected_error_is_500_naming_the_request_and_its_trace_goes_to_the_log(dataworks, monkeypatch, capsys):
+    seed_failed(dataworks)
+    got, _ = handle_directly(
+        monkeypatch, capsys, {"Ids": [FAILED_ID]}, BrokenContext(), DATAWORKS_ENDPOINT=dataworks.url
+    )
+    assert got == refusal(
+        500,
+        "InternalError",
+        f"an unexpected error; the function's log has the details under request {REQUEST_ID}",
+    )
+    assert "Traceback" not in json.dumps(got)
+    assert "RuntimeError: the context broke" in handle_directly.stderr  # the function's log has it
+
+
+def test_a_context_without_a_request_id_answers_an_empty_one(monkeypatch, capsys):
+    class Bare:
+        pass
+
+    got, _ = handle_directly(monkeypatch, capsys, {"Ids": []}, Bare())
+    assert got["body"] == {"Code": "InvalidParameter", "Message": "Ids must not be empty", "RequestId": ""}
