@@ -977,7 +977,13 @@ def filter_function(dataworks, tmp_path):
             "InvalidParameter",
             "PlanToken must be the PlanToken string a dry run answered",
         ),
-        # At most 32 KiB: read, then refused by the plan check, before any call
+        # One character to 32 KiB: read, then refused by the plan check, before any call
+        (
+            {**FILTER, "PlanToken": "x"},
+            400,
+            "InvalidPlanToken",
+            "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)",
+        ),
         (
             {**FILTER, "PlanToken": "x" * (32 * 1024)},
             400,
@@ -1162,3 +1168,11 @@ def test_a_context_without_a_request_id_answers_an_empty_one(monkeypatch, capsys
 
     got, _ = handle_directly(monkeypatch, capsys, {"Ids": []}, Bare())
     assert got["body"] == {"Code": "InvalidParameter", "Message": "Ids must not be empty", "RequestId": ""}
+
+
+def test_more_task_ids_than_the_http_limit_is_refused_naming_the_setting(dataworks, tmp_path):
+    env = {**FILTER_ENV, "RERUN_HTTP_MAX_IDS": "2"}
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        got = answer_to(fn, {**FILTER, "TaskIds": [1, 2, 3]})
+    assert got == refusal(400, "InvalidParameter", "TaskIds has 3 ids, more than RERUN_HTTP_MAX_IDS=2")
+    assert len(dataworks.journal) == 0
