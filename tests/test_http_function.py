@@ -1068,10 +1068,10 @@ def test_a_listing_that_keeps_failing_is_answered_whole_and_reruns_nothing(
 
 
 def test_a_listing_with_no_time_left_is_503_and_reruns_nothing(dataworks, monkeypatch, capsys):
-    # A 3 s function: what is left after the hand-on reserve is no time at all.
+    # A 3 s function: what is left after the hand-on reserve is no time at all. No
+    # DATAWORKS_ENDPOINT: the client is DataWorks' own in the context's region, never called.
     seed_day(dataworks, FAILED_ID)
-    env = {**FILTER_ENV, "DATAWORKS_ENDPOINT": dataworks.url}
-    got, _ = handle_directly(monkeypatch, capsys, FILTER, Context310(timeout=3), **env)
+    got, _ = handle_directly(monkeypatch, capsys, FILTER, Context310(timeout=3), **FILTER_ENV)
     assert got == refusal(
         503,
         "UpstreamUnavailable",
