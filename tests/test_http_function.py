@@ -10,12 +10,18 @@ import urllib.request
 
 import pytest
 
+import dwrerun.bulk
+import dwrerun.http_function
+import dwrerun.plan
+import dwrerun.rerun
+import dwrerun.selection  # noqa: F401 - these five: see below
 import rerun_client
 from conftest import (
     CREDS,
     FAILED_ID,
     FUNCTION_DIR,
     PROJECT_ID,
+    TASK_ID,
     instance_records,
     make_function,
     reruns,
@@ -24,6 +30,10 @@ from conftest import (
     seed_failed,
 )
 from localcloud.gateway import HttpGateway
+
+# dwrerun.*: the modules the HTTP function loads, imported once for the session. A harness keeps
+# the modules it finds (localcloud/fc.py) and would otherwise load these again for every test,
+# which takes seconds a test on the mutation run's copy of the code.
 
 OTHER_ID = FAILED_ID + 1  # 1000012345679, the second id in fc-http-rerun-request.json
 
@@ -314,4 +324,855 @@ def test_a_loopback_endpoint_given_as_host_port_is_a_clear_configuration_error(d
             status, _, answer = post(gw, {"Ids": [FAILED_ID]})
     assert (status, answer["Code"]) == (500, "InvalidConfiguration")
     assert f"http://{dataworks.endpoint}" in answer["Message"]
+    assert len(dataworks.journal) == 0
+
+
+# --- whole answers, in this process: every refusal's status, headers and body, every summary -------
+
+REQUEST_ID = "1-6747d2a1-http-test-request"
+JSON_ONLY = {"Content-Type": "application/json"}
+FIELDS_ALLOWED = (
+    "Ids, Comment, DryRun, Force, UseLatestConfig, ProjectId, Bizdate, TaskIds, ProjectEnv, "
+    "FinishedTimeStart, FinishedTimeEnd, IgnoreRules, PlanToken"
+)
+
+
+def answer_to(fn, body, /, **event_fields) -> dict:
+    """FC's answer to the sample HTTP-trigger event with this body (a str is sent as is), its
+    body parsed; `event_fields` replace the event's own."""
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = body if isinstance(body, str) else json.dumps(body)
+    event.update(event_fields)
+    return parsed(fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID))
+
+
+def parsed(invocation) -> dict:
+    assert invocation.error is None, invocation.error
+    return {**invocation.result, "body": json.loads(invocation.result["body"])}
+
+
+def refusal(status: int, code: str, message: str, **headers) -> dict:
+    return {
+        "statusCode": status,
+        "headers": {**JSON_ONLY, **headers},
+        "isBase64Encoded": False,
+        "body": {"Code": code, "Message": message, "RequestId": REQUEST_ID},
+    }
+
+
+def summary_of(invocation) -> dict:
+    (summary,) = [r for r in invocation.records if r.get("kind") == "summary"]
+    return summary
+
+
+POSITIVE = "must be a positive int64 instance id, got"
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        ({}, 400, "MissingParameter", "Ids is required, or a filter: ProjectId and Bizdate"),
+        (
+            {"Comment": "no ids", "IgnoreRules": True},
+            400,
+            "MissingParameter",
+            "Ids is required, or a filter: ProjectId and Bizdate",
+        ),
+        ({"Ids": None}, 400, "MissingParameter", "Ids is required: a list of task instance ids"),
+        ({"Ids": "1,2"}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a string"),
+        ({"Ids": {"1": 2}}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got an object"),
+        ({"Ids": 7}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a number"),
+        ({"Ids": 7.5}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a number"),
+        ({"Ids": True}, 400, "InvalidParameter", "Ids must be a list of task instance ids, got a boolean"),
+        ({"Ids": []}, 400, "InvalidParameter", "Ids must not be empty"),
+        ({"Ids": list(range(1, 102))}, 400, "TooManyIds", "Ids has 101 ids, more than RERUN_HTTP_MAX_IDS=100"),
+        ({"Ids": [True]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} true"),
+        ({"Ids": [1.5]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 1.5"),
+        ({"Ids": [5.0]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 5.0"),
+        ({"Ids": [1, -3]}, 400, "InvalidParameter", f"Ids[1] {POSITIVE} -3"),
+        ({"Ids": [0]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 0"),
+        ({"Ids": [BIG]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 9223372036854775808"),
+        ({"Ids": ["12a"]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "12a"'),
+        ({"Ids": ["-12"]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "-12"'),
+        (
+            {"Ids": ["\u0661\u0662"]},
+            400,
+            "InvalidParameter",
+            f'Ids[0] {POSITIVE} "\\u0661\\u0662"',
+        ),  # Arabic-Indic digits
+        # 20 digits: not read as an int64, so the string itself is named
+        ({"Ids": ["10000000000000000000"]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "10000000000000000000"'),
+        # 19 digits, above the int64 range: read as a number, named as one
+        ({"Ids": ["9223372036854775808"]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} 9223372036854775808"),
+        ({"Ids": [None]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} null"),
+        ({"Ids": [[1]]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} a list"),
+        ({"Ids": [{"Id": 1}]}, 400, "InvalidParameter", f"Ids[0] {POSITIVE} an object"),
+        # A long value is cut to 40 characters: 38 characters and the quotes fit whole ...
+        ({"Ids": ["x" * 38]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "{"x" * 38}"'),
+        # ... one more is cut to 37 and "..."
+        ({"Ids": ["x" * 39]}, 400, "InvalidParameter", f'Ids[0] {POSITIVE} "{"x" * 36}...'),
+        ({"Ids": [7, 8, 7]}, 400, "InvalidParameter", "Ids[2] repeats instance 7"),
+        ({"Ids": [7, "7"]}, 400, "InvalidParameter", "Ids[1] repeats instance 7"),
+        ({"Ids": [1], "Comment": 5}, 400, "InvalidParameter", "Comment must be a string, got a number"),
+        ({"Ids": [1], "Comment": ["fix"]}, 400, "InvalidParameter", "Comment must be a string, got a list"),
+        (
+            {"Ids": [1], "Comment": "x" * 501},
+            400,
+            "InvalidParameter",
+            "Comment has 501 characters, at most 500 are allowed",
+        ),
+        (
+            '{"Ids": [1], "Comment": "fix \\ud800 it"}',
+            400,
+            "InvalidParameter",
+            "Comment has a lone surrogate ('\\ud800') at character 4: it is not text DataWorks can store",
+        ),
+        ({"Ids": [1], "Force": "yes"}, 400, "InvalidParameter", "Force must be true or false, got a string"),
+        ({"Ids": [1], "DryRun": None}, 400, "InvalidParameter", "DryRun must be true or false, got null"),
+        ({"Ids": [1], "DryRun": 1}, 400, "InvalidParameter", "DryRun must be true or false, got a number"),
+        (
+            {"Ids": [1], "UseLatestConfig": {}},
+            400,
+            "InvalidParameter",
+            "UseLatestConfig must be true or false, got an object",
+        ),
+        (
+            {"Ids": [1], "ids": [2], "Extra": 1},
+            400,
+            "UnknownField",
+            f"unknown field(s) Extra, ids: allowed are {FIELDS_ALLOWED}",
+        ),
+        (
+            {"Ids": [1], "Bizdate": "2026-11-27", "ProjectId": 1},
+            400,
+            "InvalidParameter",
+            "give either Ids or a filter (ProjectId, Bizdate, ...), not both: got Ids and ProjectId, Bizdate",
+        ),
+        (
+            {"Ids": [1], "PlanToken": "t", "IgnoreRules": False},
+            400,
+            "InvalidParameter",
+            "IgnoreRules, PlanToken go with a filter only: failure rules never hold back a rerun of ids you name, "
+            "and ids need no plan",
+        ),
+        ("{not json", 400, "InvalidJSON", "the request body is not valid JSON"),
+        ("[1, 2]", 400, "InvalidJSON", "the request body must be a JSON object, got a list"),
+        ("null", 400, "InvalidJSON", "the request body must be a JSON object, got null"),
+        ('"Ids"', 400, "InvalidJSON", "the request body must be a JSON object, got a string"),
+        ("", 400, "InvalidJSON", "the request body is not valid JSON"),
+        ("[" * 100_000, 413, "PayloadTooLarge", "the body is over 65536 bytes"),
+        ("[" * 60_000, 400, "InvalidJSON", "the request body is not valid JSON"),  # nested too deep
+    ],
+)
+def test_each_refused_body_gets_its_whole_answer_and_reaches_no_api(
+    dataworks, http_function, body, status, code, message
+):
+    inv_answer = answer_to(http_function, body)
+    assert inv_answer == refusal(status, code, message)
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize(
+    ("event_fields", "status", "code", "message", "headers"),
+    [
+        (
+            {"headers": {"content-type": "text/plain"}},
+            415,
+            "UnsupportedMediaType",
+            "Content-Type must be application/json, got 'text/plain'",
+            {},
+        ),
+        ({"headers": {}}, 415, "UnsupportedMediaType", "Content-Type must be application/json, got ''", {}),
+        ({"headers": None}, 415, "UnsupportedMediaType", "Content-Type must be application/json, got ''", {}),
+        (
+            {"headers": {"Content-Type": "application/jsonp; charset=utf-8"}},
+            415,
+            "UnsupportedMediaType",
+            "Content-Type must be application/json, got 'application/jsonp; charset=utf-8'",
+            {},
+        ),
+        ({"headers": ["Content-Type"]}, 400, "InvalidRequest", "the event's headers must be an object, got a list", {}),
+        (
+            {"headers": "Content-Type: application/json"},
+            400,
+            "InvalidRequest",
+            "the event's headers must be an object, got a string",
+            {},
+        ),
+        ({"body": 5}, 400, "InvalidBody", "the request body must be text", {}),
+        ({"body": {"Ids": [1]}}, 400, "InvalidBody", "the request body must be text", {}),
+        (
+            {"body": "!!", "isBase64Encoded": True},
+            400,
+            "InvalidBody",
+            "isBase64Encoded is true but the body is not valid base64",
+            {},
+        ),
+        (
+            {"body": "e30", "isBase64Encoded": True},
+            400,
+            "InvalidBody",
+            "isBase64Encoded is true but the body is not valid base64",
+            {},
+        ),
+        (
+            {"body": base64.b64encode(b"\xff\xfe{}").decode(), "isBase64Encoded": True},
+            400,
+            "InvalidJSON",
+            "the request body is not valid JSON",
+            {},
+        ),
+        ({"rawPath": "/reruns"}, 404, "NotFound", "no such path '/reruns': use POST /rerun or GET /health", {}),
+        ({"rawPath": "/health/x"}, 404, "NotFound", "no such path '/health/x': use POST /rerun or GET /health", {}),
+        (
+            {"rawPath": "/rerun", "requestContext": {"http": {"method": "GET"}}},
+            405,
+            "MethodNotAllowed",
+            "GET is not allowed on /rerun",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/rerun/", "requestContext": {"http": {"method": "PUT"}}},
+            405,
+            "MethodNotAllowed",
+            "PUT is not allowed on /rerun",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/", "requestContext": {"http": {}}},
+            405,
+            "MethodNotAllowed",
+            "no method is not allowed on /",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/", "requestContext": "POST"},
+            405,
+            "MethodNotAllowed",
+            "no method is not allowed on /",
+            {"Allow": "POST"},
+        ),
+        (
+            {"rawPath": "/", "requestContext": {"http": ["POST"]}},
+            405,
+            "MethodNotAllowed",
+            "no method is not allowed on /",
+            {"Allow": "POST"},
+        ),
+        ({"rawPath": "/health"}, 405, "MethodNotAllowed", "POST is not allowed on /health", {"Allow": "GET, HEAD"}),
+        # No rawPath: the path FC decoded
+        (
+            {"rawPath": None, "requestContext": {"http": {"method": "POST", "path": "/elsewhere"}}},
+            404,
+            "NotFound",
+            "no such path '/elsewhere': use POST /rerun or GET /health",
+            {},
+        ),
+        (
+            {"rawPath": "", "requestContext": {"http": {"method": "DELETE"}}},
+            405,
+            "MethodNotAllowed",
+            "DELETE is not allowed on /",
+            {"Allow": "POST"},
+        ),
+    ],
+)
+def test_each_refused_event_gets_its_whole_answer(
+    dataworks, http_function, event_fields, status, code, message, headers
+):
+    assert answer_to(http_function, {"Ids": [FAILED_ID]}, **event_fields) == refusal(status, code, message, **headers)
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize("event", [b"{not json", b"[]", b"\xff\xfe"], ids=["not-json", "not-an-object", "not-utf8"])
+def test_an_event_that_is_not_a_json_object_is_answered_400(dataworks, http_function, event):
+    message = (
+        "the HTTP trigger event must be a JSON object, got a list"
+        if event == b"[]"
+        else ("the HTTP trigger event is not valid JSON")
+    )
+    assert parsed(http_function.invoke(event, request_id=REQUEST_ID)) == refusal(400, "InvalidJSON", message)
+
+
+@pytest.mark.parametrize(
+    ("path", "method"),
+    [("/health", "GET"), ("/health/", "HEAD"), ("/health", "get")],
+)
+def test_health_is_the_whole_answer(dataworks, http_function, path, method):
+    got = answer_to(http_function, "", rawPath=path, requestContext={"http": {"method": method}})
+    assert got == {
+        "statusCode": 200,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {"Status": "ok", "RequestId": REQUEST_ID},
+    }
+    assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=utf-8", "Application/JSON", " application/json ;x=1"]
+)
+def test_a_json_content_type_with_parameters_or_capitals_is_accepted(dataworks, http_function, content_type):
+    seed_failed(dataworks)
+    got = answer_to(http_function, {"Ids": [FAILED_ID]}, headers={"CONTENT-TYPE": content_type})
+    assert got["statusCode"] == 200 and got["body"]["SuccessInfo"][str(FAILED_ID)]["Success"] is True
+
+
+def test_the_path_may_come_from_the_http_context_and_end_in_a_slash(dataworks, http_function):
+    seed_failed(dataworks)
+    got = answer_to(
+        http_function, {"Ids": [FAILED_ID]}, rawPath="", requestContext={"http": {"method": "post", "path": "/rerun/"}}
+    )
+    assert got["statusCode"] == 200 and got["body"]["SuccessInfo"][str(FAILED_ID)]["Success"] is True
+
+
+def json_of_size(size: int) -> bytes:
+    """{"Ids": [FAILED_ID]} padded with spaces to exactly `size` bytes."""
+    text = json.dumps({"Ids": [FAILED_ID]})
+    return (text[:-1] + " " * (size - len(text)) + "}").encode()
+
+
+@pytest.mark.parametrize("encode", [False, True], ids=["text", "base64"])
+def test_a_body_of_64_kib_is_read_and_one_byte_more_is_413(dataworks, http_function, encode):
+    seed_failed(dataworks)
+    for size, status in ((65_536, 200), (65_537, 413)):
+        data = json_of_size(size)
+        body = base64.b64encode(data).decode() if encode else data.decode()
+        got = answer_to(http_function, body, isBase64Encoded=encode)
+        assert got["statusCode"] == status, got
+    assert got == refusal(413, "PayloadTooLarge", "the body is over 65536 bytes")
+
+
+def test_an_id_at_the_int64_maximum_is_asked_about_as_a_number_and_as_a_string(dataworks, http_function):
+    top = 2**63 - 1
+    for ids in ([top], [str(top)]):
+        got = answer_to(http_function, {"Ids": ids})
+        assert got["statusCode"] == 200 and list(got["body"]["Skipped"]) == [str(top)]
+        assert got["body"]["Skipped"][str(top)].startswith("lookup-failed")
+
+
+class FakeTime:
+    """The pacing seam's clock and sleep: time moves only when the function waits."""
+
+    def __init__(self, start: float = 1000.0):
+        self.start = self.now = start
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def spent_ms(self) -> float:
+        """The time spent so far, as a record rounds it."""
+        return round((self.now - self.start) * 1000, 1)
+
+
+@pytest.fixture
+def fake_time(mocker):
+    from dwrerun import pacing
+
+    fake = FakeTime()
+    mocker.patch.object(pacing, "clock", fake.clock)
+    mocker.patch.object(pacing, "sleep", fake.sleep)
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)  # full jitter at its longest
+    return fake
+
+
+def summary(instances=1, rerun=0, succeeded=0, skipped=0, dry_run=0, duration=0.0, outcome="done", mode=False):
+    return {
+        "kind": "summary",
+        "trigger": "http",
+        "requestId": REQUEST_ID,
+        "instances": instances,
+        "rerun": rerun,
+        "rerunSucceeded": succeeded,
+        "rerunFailed": 0,
+        "skipped": skipped,
+        "dryRun": dry_run,
+        "scheduled": 0,
+        "durationMs": duration,
+        "outcome": outcome,
+        "dryRunMode": mode,
+        "originRequestId": None,
+    }
+
+
+def invoke_ids(fn, ids, **body):
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = json.dumps({"Ids": ids, **body})
+    return fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID)
+
+
+def skipped_of(invocation) -> dict:
+    """The answer's Skipped as the instance records say it: "reason: message" by id."""
+    return {str(r["instanceId"]): f"{r['reason']}: {r['message']}" for r in instance_records(invocation)}
+
+
+def test_a_rerun_answers_200_and_records_a_done_summary(dataworks, http_function, fake_time):
+    seed_failed(dataworks)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 200,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {str(FAILED_ID): {"Success": True, "Message": ""}},
+            "Skipped": {},
+        },
+    }
+    assert summary_of(inv) == summary(rerun=1, succeeded=1, duration=fake_time.spent_ms())
+
+
+@pytest.mark.parametrize("how", ["body", "setting"])
+def test_a_dry_run_answers_its_explain_and_records_dry_run_mode(dataworks, tmp_path, fake_time, how):
+    seed_failed(dataworks)
+    env = {"RERUN_DRY_RUN": "true"} if how == "setting" else {}
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        inv = invoke_ids(fn, [FAILED_ID], **({"DryRun": True} if how == "body" else {}))
+    (record,) = instance_records(inv)
+    assert parsed(inv)["body"] == {
+        "RequestId": REQUEST_ID,
+        "DryRun": True,
+        "SuccessInfo": {},
+        "Skipped": {str(FAILED_ID): f"dry-run: {record['message']}"},
+        "Explain": {str(FAILED_ID): {"Rule": "default", "FailureClass": "unknown", "MatchedLine": None}},
+    }
+    assert summary_of(inv) == summary(dry_run=1, duration=fake_time.spent_ms(), mode=True)
+
+
+@pytest.mark.parametrize(
+    ("retry_after_ms", "retry_after"),
+    [(None, "1"), (400, "1"), (1000, "1"), (2600, "3")],
+)
+def test_throttling_throughout_is_429_with_the_servers_retry_after_and_a_summary_of_the_time_spent(
+    dataworks, http_function, fake_time, retry_after_ms, retry_after
+):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=None, retry_after=retry_after_ms)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 429,
+        "headers": {**JSON_ONLY, "Retry-After": retry_after},
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "Throttled",
+            "Message": "DataWorks kept failing (Throttling.User); the ids under Deferred were not rerun",
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": {
+                str(
+                    FAILED_ID
+                ): "deferred: DataWorks kept failing (Throttling.User; 6 attempts failed): not rerun: try again."
+            },
+            "Deferred": [FAILED_ID],
+        },
+    }
+    # The time spent is the clock's: the backoff's waits, each at least the server's retry-after.
+    assert fake_time.spent_ms() > 5000
+    assert summary_of(inv) == summary(skipped=1, duration=fake_time.spent_ms(), outcome="upstream-error")
+
+
+def test_a_summary_measures_from_the_invocations_start(dataworks, http_function, fake_time):
+    # The first attempt is throttled for 1.5 s, the second passes: 1.5 s on the clock.
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=1, retry_after=1500)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv)["statusCode"] == 200
+    assert summary_of(inv) == summary(rerun=1, succeeded=1, duration=1500.0)
+
+
+@pytest.mark.parametrize("code", ["InternalError", "ServiceUnavailable"])
+def test_a_persistent_5xx_of_any_kind_is_502_without_retry_after(dataworks, http_function, fake_time, code):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", server_error=None, server_error_code=code)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 502,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "UpstreamUnavailable",
+            "Message": f"DataWorks kept failing ({code}); the ids under Deferred were not rerun",
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": skipped_of(inv),
+            "Deferred": [FAILED_ID],
+        },
+    }
+    assert summary_of(inv)["outcome"] == "upstream-error"
+
+
+QUOTA_MESSAGES = {
+    "Throttling.Api.Risk": (
+        "DataWorks refused the calls: the daily limit of DataWorks OpenAPI calls for this account and region is "
+        "used up (Throttling.Api.Risk); it clears when DataWorks counts a new day (inferred), not within minutes. "
+        "The ids under Skipped with reason 'quota-exhausted' were not rerun: send them again then"
+    ),
+    "Throttling.Resource": (
+        "DataWorks refused the calls: the DataWorks edition's quota of OpenAPI calls for this account and region "
+        "is used up (Throttling.Resource); it does not clear within minutes; DataWorks says a higher edition has a "
+        "larger quota. The ids under Skipped with reason 'quota-exhausted' were not rerun: send them again then"
+    ),
+}
+
+
+@pytest.mark.parametrize("code", sorted(QUOTA_MESSAGES))
+def test_an_exhausted_quota_is_429_without_retry_after_and_says_when_it_clears(
+    dataworks, http_function, fake_time, code
+):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=None, throttle_code=code)
+    inv = invoke_ids(http_function, [FAILED_ID])
+    assert parsed(inv) == {
+        "statusCode": 429,
+        "headers": JSON_ONLY,  # a client that honours a Retry-After of seconds would spend calls in vain
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "QuotaExhausted",
+            "Message": QUOTA_MESSAGES[code],
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": skipped_of(inv),
+        },
+    }
+    assert skipped_of(inv)[str(FAILED_ID)].startswith("quota-exhausted: ")
+    assert summary_of(inv) == summary(skipped=1, duration=fake_time.spent_ms(), outcome="quota-exhausted")
+
+
+# --- direct calls of the handler: a context of our own ----------------------------------------------
+
+
+class Context310:
+    """python3.10's context: the role's credentials on it; its function's timeout is ours to choose."""
+
+    def __init__(self, timeout=30, credentials=CREDS, region="cn-hangzhou"):
+        self.request_id = REQUEST_ID
+        self.region = region
+        self.account_id = "1877700012345678"
+        self.credentials = credentials
+        self.function = type("Function", (), {"name": "dwrerun-http", "timeout": timeout})()
+
+
+def handle_directly(monkeypatch, capsys, body, context, **env) -> tuple[dict, list[dict]]:
+    """index.handle_http in this thread, with exactly `env` of the function's variables: (answer,
+    records); what it wrote to stderr is left in handle_directly.stderr."""
+    import os
+
+    import index
+
+    for name in list(os.environ):
+        if name.startswith(("ALIBABA_CLOUD_", "DATAWORKS_", "RERUN_", "FC_", "FUNCTION_COMPUTE_")):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    event = sample("fc-http-rerun-request.json")
+    event["body"] = json.dumps(body)
+    capsys.readouterr()
+    response = index.handle_http(json.dumps(event).encode(), context)
+    out, handle_directly.stderr = capsys.readouterr()
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {**response, "body": json.loads(response["body"])}, lines
+
+
+def test_python310_context_credentials_sign_the_calls_when_the_variables_are_absent(dataworks, monkeypatch, capsys):
+    seed_failed(dataworks)
+    got, _ = handle_directly(
+        monkeypatch,
+        capsys,
+        {"Ids": [FAILED_ID]},
+        Context310(),
+        DATAWORKS_ENDPOINT=dataworks.url,
+        RERUN_BACKOFF_BASE_SECONDS="0",
+    )
+    assert got["statusCode"] == 200 and got["body"]["SuccessInfo"] == {str(FAILED_ID): {"Success": True, "Message": ""}}
+    assert len(reruns(dataworks)) == 1
+
+
+def test_no_time_for_a_single_read_is_503_incomplete_and_defers_every_id(monkeypatch, capsys):
+    # A 1 s function keeps 0.1 s back and gives the reads at most half the rest: less than a read
+    # needs, so no call starts. No DATAWORKS_ENDPOINT: the client is DataWorks' own, in the region.
+    got, lines = handle_directly(monkeypatch, capsys, {"Ids": [FAILED_ID]}, Context310(timeout=1))
+    (record,) = [r for r in lines if r["kind"] == "instance"]
+    assert record["reason"] == "deferred" and record["errorCode"] is None
+    assert got == {
+        "statusCode": 503,
+        "headers": {**JSON_ONLY, "Retry-After": "5"},
+        "isBase64Encoded": False,
+        "body": {
+            "Code": "Incomplete",
+            "Message": "the function's time ran out after 0 of 1 ids; the ids under Deferred were not looked at: "
+            "send them again",
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "SuccessInfo": {},
+            "Skipped": {str(FAILED_ID): f"deferred: {record['message']}"},
+            "Deferred": [FAILED_ID],
+        },
+    }
+    assert lines[-1]["outcome"] == "upstream-error"
+
+
+# --- the filter form: its refusals, whole ------------------------------------------------------------
+
+KEY = "k" * 40  # RERUN_SIGNING_KEY: at least 32 characters
+DAY = "2026-11-27"
+FILTER = {"ProjectId": PROJECT_ID, "Bizdate": DAY}
+FILTER_ENV = {"RERUN_SIGNING_KEY": KEY, "RERUN_PROJECT_IDS": str(PROJECT_ID)}
+
+
+@pytest.fixture
+def filter_function(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **FILTER_ENV) as fn:
+        yield fn
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        (
+            {"ProjectId": PROJECT_ID},
+            400,
+            "MissingParameter",
+            "Bizdate is required with a filter (ListTaskInstances requires it)",
+        ),
+        (
+            {"Bizdate": DAY},
+            400,
+            "MissingParameter",
+            "ProjectId is required with a filter (ListTaskInstances requires it)",
+        ),
+        (
+            {**FILTER, "ProjectId": None},
+            400,
+            "MissingParameter",
+            "ProjectId is required with a filter (ListTaskInstances requires it)",
+        ),
+        ({**FILTER, "ProjectId": "a"}, 400, "InvalidParameter", "ProjectId must be a positive int64 id, got 'a'"),
+        ({**FILTER, "ProjectEnv": "Staging"}, 400, "InvalidParameter", "ProjectEnv must be Prod or Dev, got 'Staging'"),
+        ({**FILTER, "TaskIds": []}, 400, "InvalidParameter", "TaskIds must be a non-empty list of task (node) ids"),
+        # An element of TaskIds that is wrong is an invalid TaskIds, not a missing one
+        ({**FILTER, "TaskIds": ["x"]}, 400, "InvalidParameter", "TaskIds[0] must be a positive int64 id, got 'x'"),
+        ({**FILTER, "TaskIds": [7, None]}, 400, "InvalidParameter", "TaskIds[1] must be a positive int64 id, got None"),
+        (
+            {**FILTER, "PlanToken": 42},
+            400,
+            "InvalidParameter",
+            "PlanToken must be the PlanToken string a dry run answered",
+        ),
+        (
+            {**FILTER, "PlanToken": ""},
+            400,
+            "InvalidParameter",
+            "PlanToken must be the PlanToken string a dry run answered",
+        ),
+        (
+            {**FILTER, "PlanToken": "x" * (32 * 1024 + 1)},
+            400,
+            "InvalidParameter",
+            "PlanToken must be the PlanToken string a dry run answered",
+        ),
+        # One character to 32 KiB: read, then refused by the plan check, before any call
+        (
+            {**FILTER, "PlanToken": "x"},
+            400,
+            "InvalidPlanToken",
+            "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)",
+        ),
+        (
+            {**FILTER, "PlanToken": "x" * (32 * 1024)},
+            400,
+            "InvalidPlanToken",
+            "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)",
+        ),
+        ({**FILTER, "Comment": 5}, 400, "InvalidParameter", "Comment must be a string, got a number"),
+        ({**FILTER, "DryRun": "yes"}, 400, "InvalidParameter", "DryRun must be true or false, got a string"),
+        ({**FILTER, "Force": 1}, 400, "InvalidParameter", "Force must be true or false, got a number"),
+        ({**FILTER, "IgnoreRules": None}, 400, "InvalidParameter", "IgnoreRules must be true or false, got null"),
+        (
+            {**FILTER, "UseLatestConfig": "no"},
+            400,
+            "InvalidParameter",
+            "UseLatestConfig must be true or false, got a string",
+        ),
+        (
+            {**FILTER, "ProjectId": PROJECT_ID + 1},
+            403,
+            "ProjectNotAllowed",
+            f"project {PROJECT_ID + 1} is not in RERUN_PROJECT_IDS",
+        ),
+        ({**FILTER, "ProjectEnv": "Dev"}, 403, "WrongEnvironment", "ProjectEnv is Dev, RERUN_PROJECT_ENV is Prod"),
+    ],
+)
+def test_each_refused_filter_gets_its_whole_answer_and_reaches_no_api(
+    dataworks, filter_function, body, status, code, message
+):
+    assert answer_to(filter_function, body) == refusal(status, code, message)
+    assert len(dataworks.journal) == 0
+
+
+BIZDATE = 1_795_708_800_000  # 2026-11-27 00:00 +08:00
+
+
+def seed_day(dataworks, *ids, **fields):
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id, task_id=TASK_ID + instance_id - FAILED_ID, bizdate=BIZDATE, **fields)
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "code", "message", "headers"),
+    [
+        (
+            {"throttle": None, "retry_after": 2000},
+            429,
+            "Throttled",
+            "ListTaskInstances kept failing (Throttling.User): nothing was selected, nothing rerun; try again",
+            {"Retry-After": "2"},
+        ),
+        (
+            {"server_error": None, "server_error_code": "InternalError"},
+            502,
+            "UpstreamUnavailable",
+            "ListTaskInstances kept failing (InternalError): nothing was selected, nothing rerun; try again",
+            {},
+        ),
+        (
+            {"refuse": None},
+            503,
+            "UpstreamUnavailable",
+            "ListTaskInstances kept failing (ResourceNotAuthorized.Api): nothing was selected, nothing rerun; try again",
+            {"Retry-After": "5"},
+        ),
+        (
+            {"throttle": None, "throttle_code": "Throttling.Api.Risk"},
+            429,
+            "QuotaExhausted",
+            QUOTA_MESSAGES["Throttling.Api.Risk"],
+            {},
+        ),
+    ],
+    ids=["throttled", "5xx", "refused", "quota"],
+)
+def test_a_listing_that_keeps_failing_is_answered_whole_and_reruns_nothing(
+    dataworks, filter_function, fake_time, fault, status, code, message, headers
+):
+    seed_day(dataworks, FAILED_ID)
+    dataworks.faults.set("ListTaskInstances", **fault)
+    assert answer_to(filter_function, FILTER) == refusal(status, code, message, **headers)
+    assert reruns(dataworks) == []
+
+
+def test_a_listing_with_no_time_left_is_503_and_reruns_nothing(dataworks, monkeypatch, capsys):
+    # A 3 s function: what is left after the hand-on reserve is no time at all. No
+    # DATAWORKS_ENDPOINT: the client is DataWorks' own in the context's region, never called.
+    seed_day(dataworks, FAILED_ID)
+    got, _ = handle_directly(monkeypatch, capsys, FILTER, Context310(timeout=3), **FILTER_ENV)
+    assert got == refusal(
+        503,
+        "UpstreamUnavailable",
+        "listing the selection took the whole invocation: nothing rerun; narrow the filter or try again",
+        **{"Retry-After": "5"},
+    )
+    assert len(dataworks.journal) == 0
+
+
+def test_a_selection_over_20000_instances_is_refused_asking_to_narrow_it(dataworks, filter_function):
+    seed_day(dataworks, *range(FAILED_ID, FAILED_ID + 20_001))
+    assert answer_to(filter_function, FILTER) == refusal(
+        400,
+        "SelectionTooLarge",
+        "the filter selects 20001 failed instances, more than 20000: narrow it "
+        "(TaskIds, FinishedTimeStart / FinishedTimeEnd)",
+    )
+    assert reruns(dataworks) == []
+
+
+def test_a_real_rerun_over_the_plan_threshold_without_a_plan_is_428(dataworks, tmp_path):
+    seed_day(dataworks, FAILED_ID, FAILED_ID + 1)
+    with make_function(
+        dataworks, tmp_path, handler="index.handle_http", RERUN_PLAN_REQUIRED_ABOVE="1", **FILTER_ENV
+    ) as fn:
+        got = answer_to(fn, FILTER)
+    assert got == refusal(
+        428,
+        "PlanRequired",
+        "the filter selects 2 failed instances, more than RERUN_PLAN_REQUIRED_ABOVE=1: make a dry run "
+        "(DryRun: true) over the same filter and options, then send its PlanToken within RERUN_PLAN_TTL_SECONDS=900",
+    )
+    assert reruns(dataworks) == []
+
+
+@pytest.mark.parametrize(
+    ("env", "body"),
+    [
+        ({"RERUN_SIGNING_KEY": KEY}, {**FILTER, "ProjectId": PROJECT_ID}),  # no allow-list: any project
+        ({"RERUN_SIGNING_KEY": KEY, "RERUN_PROJECT_ENV": "any"}, {**FILTER, "ProjectEnv": "Dev"}),
+    ],
+    ids=["no-allow-list", "any-environment"],
+)
+def test_a_filter_the_settings_allow_is_answered_with_its_rerun(dataworks, tmp_path, env, body):
+    seed_day(dataworks, FAILED_ID, project_env=body.get("ProjectEnv", "Prod"))
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        got = answer_to(fn, {**body, "Comment": "after the fix", "UseLatestConfig": True})
+    assert (got["statusCode"], got["headers"]) == (200, JSON_ONLY), got
+    assert got["body"]["Counts"] == {"eligible": 1} and got["body"]["RequestId"] == REQUEST_ID
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"].startswith("after the fix [dwrerun-http: bulk rerun by filter over HTTP")
+    assert call.params["UseLatestConfig"] == "True"
+
+
+# --- what goes wrong in the function itself: 500, never a trace to the caller ------------------------
+
+
+def test_a_bad_setting_is_500_invalid_configuration_and_logged(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, handler="index.handle_http", RERUN_HTTP_MAX_IDS="many") as fn:
+        event = sample("fc-http-rerun-request.json")
+        inv = fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID)
+    assert parsed(inv) == refusal(500, "InvalidConfiguration", "RERUN_HTTP_MAX_IDS must be an integer, got 'many'")
+    assert "configuration error: RERUN_HTTP_MAX_IDS must be an integer, got 'many'" in inv.stderr
+    assert len(dataworks.journal) == 0
+
+
+class BrokenContext:
+    """A context that fails when read: an error the function did not foresee."""
+
+    request_id = REQUEST_ID
+
+    @property
+    def function(self):
+        raise RuntimeError("the context broke")
+
+
+def test_an_unexpected_error_is_500_naming_the_request_and_its_trace_goes_to_the_log(dataworks, monkeypatch, capsys):
+    seed_failed(dataworks)
+    got, _ = handle_directly(
+        monkeypatch, capsys, {"Ids": [FAILED_ID]}, BrokenContext(), DATAWORKS_ENDPOINT=dataworks.url
+    )
+    assert got == refusal(
+        500,
+        "InternalError",
+        f"an unexpected error; the function's log has the details under request {REQUEST_ID}",
+    )
+    assert "Traceback" not in json.dumps(got)
+    assert "RuntimeError: the context broke" in handle_directly.stderr  # the function's log has it
+
+
+def test_a_context_without_a_request_id_answers_an_empty_one(monkeypatch, capsys):
+    class Bare:
+        pass
+
+    got, _ = handle_directly(monkeypatch, capsys, {"Ids": []}, Bare())
+    assert got["body"] == {"Code": "InvalidParameter", "Message": "Ids must not be empty", "RequestId": ""}
+
+
+def test_more_task_ids_than_the_http_limit_is_refused_naming_the_setting(dataworks, tmp_path):
+    env = {**FILTER_ENV, "RERUN_HTTP_MAX_IDS": "2"}
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        got = answer_to(fn, {**FILTER, "TaskIds": [1, 2, 3]})
+    assert got == refusal(400, "InvalidParameter", "TaskIds has 3 ids, more than RERUN_HTTP_MAX_IDS=2")
     assert len(dataworks.journal) == 0

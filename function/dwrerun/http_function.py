@@ -149,7 +149,9 @@ def _filter_request(body: dict, settings: Settings):
     try:
         wanted = selection.parse(body, settings, settings.http_max_ids)
     except selection.InvalidFilter as exc:
-        status, code = (400, "MissingParameter") if body.get(exc.field) is None else (400, "InvalidParameter")
+        # An element's field (TaskIds[0]) is in the body when its list is: invalid, not missing.
+        field = exc.field.split("[", 1)[0]
+        status, code = (400, "MissingParameter") if body.get(field) is None else (400, "InvalidParameter")
         raise BadRequest(status, code, str(exc)) from None
     token = body.get("PlanToken")
     if token is not None and (not isinstance(token, str) or not 0 < len(token) <= MAX_PLAN_TOKEN_CHARS):
