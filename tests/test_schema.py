@@ -72,3 +72,23 @@ def test_a_record_field_outside_the_schema_is_refused():
         )
     with pytest.raises(ValueError, match=r"missing \['dryRunMode'\]"):
         records.summary_record(trigger="http", request_id="", records=[], duration_ms=1.0)
+
+
+def test_a_field_is_queried_by_its_own_name_unless_it_names_another_or_none():
+    # Called here, not only at import: the SQL alias rule itself is what is pinned
+    assert schema._field("runNumber", schema.LONG) == schema.Field("runNumber", schema.LONG, "runNumber")
+    assert schema._field("message", schema.TEXT, alias=None) == schema.Field("message", schema.TEXT, None)
+    assert schema._field("durationMs", schema.DOUBLE, alias="ms").alias == "ms"
+    assert schema.FIELDS["runNumber"].alias == "runNumber" and schema.FIELDS["message"].alias is None
+
+
+def test_a_field_defined_twice_differently_is_refused_naming_it(mocker):
+    mocker.patch.object(schema, "SUMMARY_FIELDS", schema.SUMMARY_FIELDS + (schema._field("trigger", schema.LONG),))
+    with pytest.raises(ValueError, match=r"^trigger is defined twice, differently$"):
+        schema._all_fields()
+
+
+def test_a_field_defined_twice_alike_is_one_field():
+    fields = schema._all_fields()
+    assert list(fields) == list(dict.fromkeys(schema.INSTANCE_NAMES + schema.SUMMARY_NAMES))
+    assert fields["trigger"] == schema.Field("trigger", schema.TEXT, "trigger")
