@@ -626,13 +626,10 @@ def _routed_to_the_local_cloud(mocker, emulator, api) -> list[tuple[str, str, st
     return looked_up
 
 
-def test_a_continuation_hands_what_dataworks_kept_refusing_to_its_next_hop_at_its_own_fc_endpoint(
-    dataworks, tmp_path, mocker
-):
-    # GIVEN a deployed function (no endpoint overrides: FC's region and account say where to call)
-    # and DataWorks answering every RerunTaskInstances with 503
-    _seed_selected(dataworks, FIRST)
-    dataworks.faults.set("RerunTaskInstances", server_error=None)
+@pytest.fixture
+def deployed(dataworks, mocker):
+    """The public endpoints resolved to the local stand-ins, and the local FC API serving the event
+    function's queue: (what was looked up, the API, the queue)."""
     with FunctionComputeApi(credentials=[CREDS]) as api:
         queue = QueueOnly(
             handler="index.handle_event",
@@ -642,20 +639,32 @@ def test_a_continuation_hands_what_dataworks_kept_refusing_to_its_next_hop_at_it
             async_task=True,
         )
         api.register(queue)
-        looked_up = _routed_to_the_local_cloud(mocker, dataworks, api)
-        with make_function(
-            dataworks, tmp_path, RERUN_SIGNING_KEY=KEY, RERUN_READ_LOGS="false", DATAWORKS_ENDPOINT=""
-        ) as fn:
-            # WHEN a continuation part arrives
-            inv = fn.invoke(_part(FIRST).to_payload(KEY))
-        (call,) = api.calls()
+        yield _routed_to_the_local_cloud(mocker, dataworks, api), api, queue
+
+
+DEPLOYED_FC = ("FunctionCompute", "1877700012345678.cn-hangzhou.fc.aliyuncs.com", "https", "cn-hangzhou")
+DEPLOYED_DATAWORKS = ("DataWorks", "dataworks.cn-hangzhou.aliyuncs.com", "https", "cn-hangzhou")
+
+
+def test_a_continuation_hands_what_dataworks_kept_refusing_to_its_next_hop_at_its_own_fc_endpoint(
+    dataworks, tmp_path, deployed
+):
+    # GIVEN a deployed function (no endpoint overrides: FC's region and account say where to call)
+    # and DataWorks answering every RerunTaskInstances with 503
+    looked_up, api, queue = deployed
+    _seed_selected(dataworks, FIRST)
+    dataworks.faults.set("RerunTaskInstances", server_error=None)
+    env = {"RERUN_SIGNING_KEY": KEY, "RERUN_READ_LOGS": "false", "DATAWORKS_ENDPOINT": ""}
+    with make_function(dataworks, tmp_path, **env) as fn:
+        # WHEN a continuation part arrives
+        inv = fn.invoke(_part(FIRST).to_payload(KEY))
     # THEN it ends normally, and the instance is handed to the part's next hop, signed, as its own
     # async task, with the role's keys
     assert inv.error is None, inv.error
     assert instance_records(inv) == []  # the next hop writes its record
     assert inv.records[-1]["outcome"] == "done"
-    assert ("DataWorks", "dataworks.cn-hangzhou.aliyuncs.com", "https", "cn-hangzhou") in looked_up
-    assert ("FunctionCompute", "1877700012345678.cn-hangzhou.fc.aliyuncs.com", "https", "cn-hangzhou") in looked_up
+    assert DEPLOYED_DATAWORKS in looked_up and DEPLOYED_FC in looked_up
+    (call,) = api.calls()
     assert (call.function, call.invocation_type, call.task_id, call.status) == (
         "dwrerun-event",
         "Async",
@@ -666,3 +675,158 @@ def test_a_continuation_hands_what_dataworks_kept_refusing_to_its_next_hop_at_it
     ((payload, delay, task_id),) = queue.queued
     assert (delay, task_id) == (0, f"dwrerun-bulk-{ORIGIN}-1-1")
     assert continuation.parse(payload, KEY) == _part(FIRST, hop=1, stalls=1)
+
+
+def test_a_failure_is_scheduled_as_a_delayed_invocation_at_the_functions_own_fc_endpoint(dataworks, tmp_path, deployed):
+    looked_up, api, queue = deployed
+    seed_failed(dataworks)
+    with make_function(dataworks, tmp_path, RERUN_BACKOFF_BASE_SECONDS="120", DATAWORKS_ENDPOINT="") as fn:
+        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+    assert inv.error is None, inv.error
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["asyncTaskId"]) == ("scheduled", f"dwrerun-{FAILED_ID}-run-1")
+    assert DEPLOYED_DATAWORKS in looked_up and DEPLOYED_FC in looked_up
+    (call,) = api.calls()
+    assert (call.function, call.task_id, call.status) == ("dwrerun-event", f"dwrerun-{FAILED_ID}-run-1", 202)
+    assert call.access_key_id == CREDS.access_key_id
+    ((payload, delay, _),) = queue.queued
+    assert delay == record["delaySeconds"] > 0
+    scheduled = schedule.parse(payload)
+    assert (scheduled.instance_id, scheduled.failed_run_number) == (FAILED_ID, 1)
+    assert scheduled.event_id == "0b6f3f2e-5a41-4c8e-9d0e-2f7c1a9e4b01"
+    assert reruns(dataworks) == []
+
+
+# --- the invocation's answer and summary; what FC's retry of the same event finds ----------------
+
+
+def test_the_invocation_returns_its_summary_and_each_instances_outcome(dataworks, event_function):
+    seed_failed(dataworks)
+    seed_failed(dataworks, FAILED_ID + 1, status="Success")
+    inv = event_function.invoke(json.dumps([failure_event(FAILED_ID), failure_event(FAILED_ID + 1)]).encode())
+    result = dict(inv.result)
+    duration = result.pop("durationMs")
+    assert 0 < duration < 60_000  # in ms: HTTP calls took some, a minute none
+    assert result == {
+        "kind": "summary",
+        "trigger": "eventbridge",
+        "requestId": inv.request_id,
+        "instances": 2,
+        "rerun": 1,
+        "rerunSucceeded": 1,
+        "rerunFailed": 0,
+        "skipped": 1,
+        "dryRun": 0,
+        "scheduled": 0,
+        "outcome": "done",
+        "dryRunMode": False,
+        "originRequestId": None,
+        "outcomes": [
+            {
+                "instanceId": FAILED_ID,
+                "decision": "rerun",
+                "success": True,
+                "reason": "eligible",
+                "message": instance_records(inv)[0]["message"],
+            },
+            {
+                "instanceId": FAILED_ID + 1,
+                "decision": "skip",
+                "success": None,
+                "reason": "not-failed",
+                "message": instance_records(inv)[1]["message"],
+            },
+        ],
+    }
+    assert inv.records[-1] == {k: v for k, v in inv.result.items() if k != "outcomes"}
+
+
+def test_a_retry_later_summary_names_the_dataworks_error_behind_it(dataworks, event_function):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", server_error=None)
+    inv = event_function.invoke(sample_bytes("dataworks-instance-failed.json"))
+    assert inv.error["errorType"] == "RetryLater"
+    (record,) = instance_records(inv)
+    summary = inv.records[-1]
+    assert (summary["outcome"], summary["error"]) == ("retry", record["errorCode"])
+    assert summary["error"] == "ServiceUnavailable"
+    assert 0 < summary["durationMs"] < 60_000
+
+
+def test_fcs_retry_after_a_missing_role_is_handled_once_the_role_is_there(dataworks, event_function):
+    seed_failed(dataworks)
+    event_function.rotate_credentials(None)
+    first = event_function.invoke(sample_bytes("dataworks-instance-failed.json"))
+    assert instance_records(first)[0]["reason"] == "config-error"
+    event_function.rotate_credentials(CREDS)
+    # The same event again (a redelivery, on the same warm instance): not taken for a duplicate
+    second = event_function.invoke(sample_bytes("dataworks-instance-failed.json"))
+    assert instance_records(second)[0]["decision"] == "rerun"
+
+
+class _Cut(BaseException):
+    """What the runtime raises into a handler it stops (not an Exception)."""
+
+
+def test_an_invocation_cut_short_releases_its_events_for_fcs_retry(dataworks, mocker):
+    # Called directly: the harness would report the BaseException as FC does, this checks the state
+    from dwrerun import event_function
+
+    mocker.patch.object(event_function, "run", side_effect=_Cut())
+    context = type("Context", (), {"request_id": "req-cut", "region": "cn-hangzhou"})()
+    mocker.patch.dict("os.environ", {"ALIBABA_CLOUD_ACCESS_KEY_ID": "k", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s"})
+    mocker.patch.dict("os.environ", {"DATAWORKS_ENDPOINT": dataworks.url})
+    with pytest.raises(_Cut):
+        event_function.handle(sample_bytes("dataworks-instance-failed.json"), context)
+    assert event_function.handled_events.claim("0b6f3f2e-5a41-4c8e-9d0e-2f7c1a9e4b01")
+
+
+def test_the_instance_remembers_its_last_10000_event_ids():
+    handled = HandledEvents()
+    assert all(handled.claim(f"evt-{n}") for n in range(10_001))
+    # the oldest is forgotten (a copy of it would be stopped by DataWorks' state), the next is not
+    assert handled.claim("evt-0") is True
+    assert handled.claim("evt-2") is False
+    assert handled.claim("evt-10000") is False
+
+
+def test_a_malformed_scheduled_rerun_is_recorded_as_not_one(dataworks, event_function):
+    inv = event_function.invoke(json.dumps({"scheduledRerun": {"instanceId": 1}}).encode())
+    assert inv.error is None and len(dataworks.journal) == 0
+    (record,) = instance_records(inv)
+    assert _set_fields(record) == {
+        "kind": "instance",
+        "decision": "skip",
+        "message": "not a valid scheduled rerun: scheduledRerun lacks failedRunNumber, dueAt, asyncTaskId",
+        "reason": "not-a-failure",
+        "trigger": "eventbridge",
+        "requestId": inv.request_id,
+    }
+
+
+def test_a_malformed_continuation_is_recorded_as_not_one_with_why(dataworks, tmp_path):
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as fn:
+        inv = fn.invoke(json.dumps({"bulkRerun": {"part": 1}, "x": 2}).encode())
+    assert inv.error is None and len(dataworks.journal) == 0
+    (record,) = instance_records(inv)
+    assert _set_fields(record) == {
+        "kind": "instance",
+        "decision": "skip",
+        "message": "not a valid continuation: a continuation payload has only 'bulkRerun'",
+        "reason": "not-a-failure",
+        "trigger": "eventbridge",
+        "requestId": inv.request_id,
+    }
+
+
+def test_a_continuation_under_a_bad_setting_is_refused_naming_the_setting(dataworks, tmp_path):
+    # A bad setting leaves no key to verify with: the record says what to fix, not "unsigned"
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY, RERUN_MAX_RERUNS="lots") as fn:
+        inv = fn.invoke(_part(FIRST).to_payload(KEY))
+    assert inv.error is None and len(dataworks.journal) == 0
+    (record,) = instance_records(inv)
+    assert record["reason"] == "config-error" and record["originRequestId"] == ORIGIN
+    assert record["message"].startswith("not rerun: RERUN_MAX_RERUNS")
+    assert record["message"].endswith("; select it again by filter")
+    summary = inv.records[-1]
+    assert (summary["outcome"], summary["instances"]) == ("done", 1)
