@@ -830,3 +830,52 @@ def test_a_continuation_under_a_bad_setting_is_refused_naming_the_setting(datawo
     assert record["message"].endswith("; select it again by filter")
     summary = inv.records[-1]
     assert (summary["outcome"], summary["instances"]) == ("done", 1)
+
+
+# --- scheduled reruns and batches on one warm instance: what is claimed, what is released ----------
+
+
+def test_a_delayed_invocation_is_recorded_with_its_event_rule_and_async_task_id(dataworks, event_function):
+    seed_failed(dataworks)
+    inv = event_function.invoke(_scheduled_rerun().to_payload())
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+    assert (record["eventId"], record["rule"], record["asyncTaskId"]) == (
+        "evt-scheduling",
+        "yarn-queue-full",
+        f"dwrerun-{FAILED_ID}-run-1",
+    )
+
+
+def test_two_scheduled_reruns_on_one_warm_instance_are_each_handled(dataworks, event_function):
+    seed_failed(dataworks)
+    seed_failed(dataworks, FAILED_ID + 1)
+    first = event_function.invoke(_scheduled_rerun().to_payload())
+    second = event_function.invoke(_scheduled_rerun(FAILED_ID + 1).to_payload())
+    assert [instance_records(i)[0]["decision"] for i in (first, second)] == ["rerun", "rerun"]
+    assert len(reruns(dataworks)) == 2
+
+
+def test_fcs_retry_of_a_scheduled_rerun_that_dataworks_refused_is_handled(dataworks, event_function):
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", server_error=None)
+    first = event_function.invoke(_scheduled_rerun().to_payload())
+    assert first.error["errorType"] == "RetryLater"
+    dataworks.faults.clear()
+    retry = event_function.invoke(_scheduled_rerun().to_payload())  # FC's retry, on the same instance
+    (record,) = instance_records(retry)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+
+
+def test_fcs_retry_of_a_batch_that_dataworks_refused_handles_every_event_of_it(dataworks, event_function):
+    seed_failed(dataworks)
+    seed_failed(dataworks, FAILED_ID + 1)
+    batch = json.dumps([failure_event(FAILED_ID), failure_event(FAILED_ID + 1)]).encode()
+    dataworks.faults.set("RerunTaskInstances", server_error=None)
+    assert event_function.invoke(batch).error["errorType"] == "RetryLater"
+    dataworks.faults.clear()
+    retry = event_function.invoke(batch)
+    assert [(r["instanceId"], r["decision"]) for r in instance_records(retry)] == [
+        (FAILED_ID, "rerun"),
+        (FAILED_ID + 1, "rerun"),
+    ]
