@@ -1,5 +1,6 @@
 """The event function end to end: sample events in, through FC's harness, against the emulator."""
 
+import itertools
 import json
 from pathlib import Path
 
@@ -879,3 +880,14 @@ def test_fcs_retry_of_a_batch_that_dataworks_refused_handles_every_event_of_it(d
         (FAILED_ID, "rerun"),
         (FAILED_ID + 1, "rerun"),
     ]
+
+
+def test_the_summary_says_how_long_the_invocation_took_in_milliseconds(dataworks, tmp_path, mocker):
+    # The clock's seam: the invocation starts at 100 s and everything after reads 100.25 s
+    # (a bad setting: no DataWorks call, so nothing waits on this clock)
+    from dwrerun import pacing
+
+    mocker.patch.object(pacing, "clock", side_effect=itertools.chain([100.0], itertools.repeat(100.25)))
+    with make_function(dataworks, tmp_path, RERUN_MAX_RERUNS="lots") as fn:
+        inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
+    assert inv.records[-1]["durationMs"] == 250.0
