@@ -3,6 +3,7 @@
 import itertools
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -24,6 +25,7 @@ from conftest import (
 )
 from dwrerun import continuation, schedule
 from dwrerun.event_function import HandledEvents
+from dwrerun.invocation import Invocation
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
 
@@ -891,3 +893,70 @@ def test_the_summary_says_how_long_the_invocation_took_in_milliseconds(dataworks
     with make_function(dataworks, tmp_path, RERUN_MAX_RERUNS="lots") as fn:
         inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
     assert inv.records[-1]["durationMs"] == 250.0
+
+
+# --- what FC tells an invocation (dwrerun/invocation.py), from either runtime's context or the variables
+
+
+def _context(**fields):
+    function = fields.pop("function", None)
+    context = SimpleNamespace(**fields)
+    if function is not None:
+        context.function = SimpleNamespace(**function)
+    return context
+
+
+@pytest.fixture
+def at_1000(mocker):
+    from dwrerun import pacing
+
+    mocker.patch.object(pacing, "clock", return_value=1000.0)
+
+
+def test_an_invocation_takes_the_contexts_word_and_keeps_back_2_s_of_a_30_s_timeout(at_1000):
+    context = _context(
+        request_id="req-1",
+        region="cn-shanghai",
+        account_id="1234",
+        function={"name": "dwrerun-event", "timeout": 30},
+    )
+    environ = {"FC_FUNCTION_NAME": "other", "FC_REGION": "cn-beijing", "FC_ACCOUNT_ID": "999"}
+    assert Invocation.from_context(context, environ) == Invocation(
+        request_id="req-1",
+        function_name="dwrerun-event",
+        region="cn-shanghai",
+        deadline=1028.0,
+        account_id="1234",
+        timeout=30.0,
+    )
+    # with no variables at all it is the same
+    assert Invocation.from_context(context, {}) == Invocation.from_context(context, environ)
+
+
+@pytest.mark.parametrize(("timeout", "deadline"), [(5, 1004.5), (25, 1023.0), (0.5, 1000.45)])
+def test_a_short_timeout_keeps_back_a_tenth_of_it_at_most_2_s(at_1000, timeout, deadline):
+    invocation = Invocation.from_context(_context(function={"name": "f", "timeout": timeout}), {})
+    assert invocation.timeout == timeout
+    assert invocation.deadline == pytest.approx(deadline)
+
+
+@pytest.mark.parametrize("timeout", [0, -3, "x", None])
+def test_a_timeout_that_is_not_a_positive_number_is_taken_as_60_s(at_1000, timeout):
+    invocation = Invocation.from_context(_context(function={"name": "f", "timeout": timeout}), {})
+    assert (invocation.timeout, invocation.deadline) == (60, 1058.0)
+
+
+def test_without_a_context_the_variables_fc_injects_say_it(at_1000):
+    environ = {"FC_FUNCTION_NAME": "dwrerun-http", "FC_REGION": "cn-beijing", "FC_ACCOUNT_ID": "999"}
+    invocation = Invocation.from_context(object(), environ)
+    assert invocation.request_id.startswith("local-") and len(invocation.request_id) == len("local-") + 36
+    assert (invocation.function_name, invocation.region, invocation.account_id) == ("dwrerun-http", "cn-beijing", "999")
+    assert (invocation.timeout, invocation.deadline) == (60, 1058.0)
+
+
+def test_with_neither_it_is_dwrerun_in_no_known_region_or_account(at_1000, mocker):
+    mocker.patch.dict("os.environ", {"FC_FUNCTION_NAME": "from-os-environ"})
+    invocation = Invocation.from_context(object(), {})
+    assert (invocation.function_name, invocation.region, invocation.account_id) == ("dwrerun", None, None)
+    # and without a mapping given, the process's own variables are read
+    assert Invocation.from_context(object()).function_name == "from-os-environ"
