@@ -186,6 +186,9 @@ def _cloudevent(data, **fields) -> bytes:
          events.Ignored("not a task-instance status change (source 'acs.dataworks', type 5)", "e2", None, None)),
         (json.dumps({"source": "acs.oss", "type": CHANGE}).encode(),
          events.Ignored(f"not a task-instance status change (source 'acs.oss', type {CHANGE!r})", None, None, CHANGE)),
+        # a "source" alone makes it a CloudEvent, whatever else it holds
+        (b'{"source": "acs.oss", "taskId": 12, "status": 5}',
+         events.Ignored("not a task-instance status change (source 'acs.oss', type None)")),
         (b'{"specversion": "1.0"}', events.Ignored("not a task-instance status change (source None, type None)")),
         (b'{"type": "x"}', events.Ignored("not a task-instance status change (source None, type 'x')", None, None, "x")),
         (b'{"taskId": 12}', events.Ignored("neither a CloudEvent nor a DataWorks event's data (no source/type, no "
