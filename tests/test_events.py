@@ -152,3 +152,68 @@ def test_an_ignored_event_keeps_its_ids_for_the_record():
         12,
         "dataworks:InstanceStatusChanges:InstanceStatusChanges",
     )
+
+
+CHANGE = events.STATUS_CHANGE
+
+
+def _cloudevent(data, **fields) -> bytes:
+    return json.dumps({"id": "e1", "source": "acs.dataworks", "type": CHANGE, "data": data, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # data sent as a JSON string is read as the object it holds
+        (_cloudevent(json.dumps({"taskId": 12, "status": 5, "nodeId": "7", "appId": 3, "taskType": "2"})),
+         events.Failure(12, "e1", 7, 3, 2, None)),
+        (_cloudevent("not json"), events.Ignored("the event's data must be a JSON object", "e1", None, CHANGE)),
+        (_cloudevent({"taskId": 12, "status": 5, "finishTime": 0, "modifyTime": "9", "appId": 0}),
+         events.Failure(12, "e1", None, None, None, 9)),
+        (_cloudevent({"taskId": 2**63 - 1, "status": 5}), events.Failure(2**63 - 1, "e1", None, None, None)),
+        (_cloudevent({"taskId": 2**63, "status": 5}),
+         events.Ignored(f"data.taskId (the instance id) must be a positive integer, got {2**63}", "e1", None, CHANGE)),
+        (_cloudevent({"taskId": 0, "status": 5}),
+         events.Ignored("data.taskId (the instance id) must be a positive integer, got 0", "e1", None, CHANGE)),
+        (_cloudevent({"taskId": 12, "status": 5, "eventCode": "x"}),
+         events.Ignored("data.eventCode is 'x', not 'instance-status-changes'", "e1", 12, CHANGE)),
+        (_cloudevent({"taskId": 12, "status": 5, "eventCode": "instance-status-changes"}),
+         events.Failure(12, "e1", None, None, None)),
+        (_cloudevent({"taskId": 12, "status": 6}),
+         events.Ignored("status 6 (succeeded) is not a failure", "e1", 12, CHANGE)),
+        (_cloudevent({"taskId": 12, "status": 5}, id=7), events.Failure(12, None, None, None, None)),
+        (b'{"source": "acs.dataworks", "type": 5, "id": "e2"}',
+         events.Ignored("not a task-instance status change (source 'acs.dataworks', type 5)", "e2", None, None)),
+        (json.dumps({"source": "acs.oss", "type": CHANGE}).encode(),
+         events.Ignored(f"not a task-instance status change (source 'acs.oss', type {CHANGE!r})", None, None, CHANGE)),
+        # a "source" alone makes it a CloudEvent, whatever else it holds
+        (b'{"source": "acs.oss", "taskId": 12, "status": 5}',
+         events.Ignored("not a task-instance status change (source 'acs.oss', type None)")),
+        (b'{"specversion": "1.0"}', events.Ignored("not a task-instance status change (source None, type None)")),
+        (b'{"type": "x"}', events.Ignored("not a task-instance status change (source None, type 'x')", None, None, "x")),
+        (b'{"taskId": 12}', events.Ignored("neither a CloudEvent nor a DataWorks event's data (no source/type, no "
+                                           "taskId/status)")),
+        (b'{"status": 5}', events.Ignored("neither a CloudEvent nor a DataWorks event's data (no source/type, no "
+                                          "taskId/status)")),
+        (b'{"taskId": "' + b"1" * 19 + b'", "status": 5}', events.Failure(int("1" * 19), None, None, None, None)),
+        (b'{"taskId": "' + b"1" * 20 + b'", "status": 5}',
+         events.Ignored("data.taskId (the instance id) must be a positive integer, got '" + "1" * 20 + "'", None,
+                        None, CHANGE)),
+        ('{"taskId": "\u0661\u0662", "status": 5}'.encode(),  # Arabic-Indic digits: isdigit(), not an id
+         events.Ignored("data.taskId (the instance id) must be a positive integer, got '\u0661\u0662'", None, None,
+                        CHANGE)),
+        (b'{"taskId": 12, "status": 5, "taskType": 2.0, "nodeId": true}', events.Failure(12, None, None, None, None)),
+    ],
+)  # fmt: skip
+def test_each_payload_parses_to_exactly_this(payload, expected):
+    assert events.parse(payload) == [expected]
+
+
+def test_a_payload_nested_too_deep_is_not_json_and_does_not_raise():
+    (item,) = events.parse(b"[" * 100_000 + b"]" * 100_000)
+    assert isinstance(item, events.Ignored) and item.reason.startswith("the payload is not JSON (")
+
+
+def test_a_long_reason_is_cut_to_80_characters():
+    (item,) = events.parse(json.dumps({"taskId": "x" * 200, "status": 5}))
+    assert item.reason == "data.taskId (the instance id) must be a positive integer, got '" + "x" * 76 + "..."
