@@ -23,9 +23,11 @@ from conftest import (
     FAILED_ID,
     ROTATED,
     failure_event,
+    function_env,
     instance_records,
     make_function,
     make_instances,
+    reruns,
     sample,
     seed_failed,
 )
@@ -656,3 +658,175 @@ def test_the_http_path_answers_503_for_clock_skew_and_reruns_nothing(dataworks, 
     assert "InvalidTimeStamp.Expired" in answer["Message"]
     assert answer["Skipped"][str(FAILED_ID)].startswith("deferred")
     assert dataworks.journal.calls() == []
+
+
+# --- FC's InvokeFunction misbehaving, when a rerun is to be scheduled -----------------------------
+# rerun.run called directly, in this process, with the emulator's DataWorks over real HTTP and a
+# fake FC client (tests/test_scheduled_reruns.py runs the same through the local FC OpenAPI, in
+# instance processes that mutation testing cannot see into).
+
+SCHEDULED_AT = 1_790_000_000.0  # the clock a record's dueAt is computed from (schedule.clock)
+DUE_AT = "2026-09-21T14:14:20Z"  # SCHEDULED_AT + 60 s
+TASK = f"dwrerun-{FAILED_ID}-run-1"
+
+
+class FakeFunctionCompute:
+    """The function's FC client: each InvokeFunction takes the next answer (an InvokeFunctionError
+    to raise; None, or none left, accepts) and is journaled."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def invoke_async(self, function_name, payload, *, delay, task_id, timeout):
+        self.calls.append({"function": function_name, "payload": json.loads(payload), "delay": delay, "task": task_id})
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is not None:
+            raise answer
+        return "fc-request-1"
+
+
+def fc_error(code, *, duplicate=False, transient=False, ambiguous=False):
+    from dwrerun.function_compute import InvokeFunctionError
+
+    return InvokeFunctionError(code, f"{code} from FC", duplicate=duplicate, transient=transient, ambiguous=ambiguous)
+
+
+@pytest.fixture
+def run_directly(dataworks, mocker):
+    """run(targets, functions=..., **job fields) -> rerun.run's records, on the event path with
+    scheduling on (a 120 s base: every first failure waits 60 s, the jitter at its floor)."""
+    from dwrerun import records, rerun, schedule
+    from dwrerun.config import Settings
+    from dwrerun.dataworks import Credentials, client_for
+
+    mocker.patch.object(schedule, "clock", lambda: SCHEDULED_AT)
+    mocker.patch.object(schedule, "uniform", lambda low, high: low)
+    env = function_env(dataworks, RERUN_BACKOFF_BASE_SECONDS="120", RERUN_READ_LOGS="false")
+    settings = Settings.from_env(env)
+    client = client_for(Credentials(*CREDS), settings, "cn-hangzhou")
+
+    def run(targets, functions=None, **fields):
+        from dwrerun import pacing
+
+        values = dict(
+            trigger=records.EVENTBRIDGE,
+            request_id="req-1",
+            function_name="dwrerun-event",
+            settings=settings,
+            deadline=pacing.clock() + 30,
+            may_schedule=True,
+        )
+        values.update(fields)
+        return rerun.run(rerun.Job(**values), targets, client, functions)
+
+    return run
+
+
+def event_target(instance_id=FAILED_ID):
+    from dwrerun.rerun import Target
+
+    return Target(instance_id, f"evt-{instance_id}")
+
+
+def test_a_scheduled_rerun_is_recorded_with_its_run_delay_due_time_and_fc_task(dataworks, run_directly):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute()
+    (record,) = run_directly([event_target()], lambda: fc)
+    assert (record["decision"], record["success"], record["reason"]) == ("scheduled", None, "eligible")
+    assert record["message"] == f"run 1 failed: rerun as run 2 in 60 s, at about {DUE_AT} (FC async task {TASK})"
+    assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (60, DUE_AT, TASK)
+    assert (record["instanceId"], record["eventId"], record["runNumber"]) == (FAILED_ID, f"evt-{FAILED_ID}", 1)
+    assert (record["trigger"], record["requestId"], record["scheduleErrorCode"]) == ("eventbridge", "req-1", None)
+    (call,) = fc.calls
+    assert (call["function"], call["delay"], call["task"]) == ("dwrerun-event", 60, TASK)
+    assert call["payload"] == {
+        "scheduledRerun": {
+            "instanceId": FAILED_ID,
+            "failedRunNumber": 1,
+            "eventId": f"evt-{FAILED_ID}",
+            "rule": None,
+            "dueAt": DUE_AT,
+            "asyncTaskId": TASK,
+        }
+    }
+    assert reruns(dataworks) == []
+
+
+def test_fcs_409_after_an_unclear_first_request_confirms_that_request(dataworks, run_directly):
+    # The first InvokeFunction's answer was lost (it may have queued the task); the retry's 409
+    # says it did: scheduled, not `already-scheduled` by a copy.
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(
+        fc_error("RequestTimeout", transient=True, ambiguous=True), fc_error("Conflict", duplicate=True)
+    )
+    (record,) = run_directly([event_target()], lambda: fc)
+    assert (record["decision"], record["reason"], record["asyncTaskId"]) == ("scheduled", "eligible", TASK)
+    assert record["message"] == (
+        f"run 1 failed: rerun as run 2 in 60 s, at about {DUE_AT} (FC async task {TASK}); "
+        "FC's 409 confirms the earlier request"
+    )
+    assert [c["task"] for c in fc.calls] == [TASK, TASK]
+
+
+def test_fcs_409_to_a_first_request_means_a_copy_scheduled_it(dataworks, run_directly):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(fc_error("Conflict", duplicate=True))
+    (record,) = run_directly([event_target()], lambda: fc)
+    assert (record["decision"], record["reason"], record["asyncTaskId"]) == ("skip", "already-scheduled", TASK)
+    assert record["message"] == (
+        f"the rerun of run 1 is already scheduled (FC async task {TASK} exists: a copy of this failure got there first)"
+    )
+    assert (record["delaySeconds"], record["dueAt"]) == (None, None)
+    assert reruns(dataworks) == []
+
+
+@pytest.mark.parametrize(
+    ("functions", "code", "why"),
+    [
+        pytest.param("refusing", "AccessDenied", "AccessDenied from FC", id="fc-refuses"),
+        pytest.param(None, "ConfigError", "this invocation cannot schedule (no FC client)", id="no-fc-client"),
+    ],
+)
+def test_fc_refusing_to_schedule_for_good_reruns_at_once_and_says_why(dataworks, run_directly, functions, code, why):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(fc_error("AccessDenied"))
+    (record,) = run_directly([event_target()], (lambda: fc) if functions else None)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", True, "eligible")
+    assert record["message"].startswith(f"InvokeFunction refused ({code}: {why}): rerun at once instead. ")
+    assert record["scheduleErrorCode"] == code
+    assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (None, None, None)
+    assert len(fc.calls) == (1 if functions else 0)
+    (call,) = reruns(dataworks)
+    assert json.loads(call.params["Ids"]) == [FAILED_ID]
+
+
+def test_fc_failing_through_every_attempt_defers_and_names_function_compute(dataworks, run_directly):
+    from dwrerun.rerun import RetryLater
+
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(*[fc_error("ResourceExhausted", transient=True)] * 10)
+    with pytest.raises(RetryLater) as raised:
+        run_directly([event_target()], lambda: fc)
+    cause = "Function Compute (InvokeFunction) kept failing (ResourceExhausted; 6 attempts failed)"
+    assert str(raised.value) == cause
+    assert raised.value.error.code == "ResourceExhausted"
+    (record,) = raised.value.records
+    assert (record["decision"], record["reason"], record["errorCode"]) == ("skip", "deferred", "ResourceExhausted")
+    assert record["message"] == f"{cause}: Function Compute retries the invocation."
+    assert len(fc.calls) == 6 and reruns(dataworks) == []
+
+
+def test_dataworks_failing_through_every_attempt_over_http_says_try_again(dataworks, run_directly):
+    from dwrerun import records
+    from dwrerun.rerun import RetryLater
+
+    seed_failed(dataworks)
+    dataworks.faults.set(GET, server_error=None)
+    with pytest.raises(RetryLater) as raised:
+        run_directly([event_target()], trigger=records.HTTP, manual=True, may_schedule=False)
+    cause = "DataWorks kept failing (ServiceUnavailable; 6 attempts failed)"
+    assert str(raised.value) == cause
+    (record,) = raised.value.records
+    assert record["message"] == f"{cause}: not rerun: try again."
+    assert (record["reason"], record["errorCode"]) == ("deferred", "ServiceUnavailable")
