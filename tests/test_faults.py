@@ -179,7 +179,10 @@ def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dat
     first, retry = publish(fn)
     assert first.error["errorType"] == "RetryLater"
     deferred = record_for(first, FAILED_ID)
-    assert "A rerun request may have reached DataWorks" in deferred["message"]
+    assert deferred["message"] == (
+        "DataWorks kept failing (Throttling.User; 6 attempts failed): Function Compute retries the invocation. "
+        "A rerun request may have reached DataWorks; a retry reads the instance first."
+    )
     assert end_state(dataworks, [first, retry], FAILED_ID) == "rerun"
     # The retry has no memory of the lost answer: it reads a Running instance and skips it.
     assert record_for(retry, FAILED_ID)["reason"] == "not-failed"
@@ -830,3 +833,34 @@ def test_dataworks_failing_through_every_attempt_over_http_says_try_again(datawo
     (record,) = raised.value.records
     assert record["message"] == f"{cause}: not rerun: try again."
     assert (record["reason"], record["errorCode"]) == ("deferred", "ServiceUnavailable")
+
+
+# --- DataWorks' daily limit: the whole record, with and without a request that may have landed ------
+
+DAILY_LIMIT = (
+    "not rerun: the daily limit of DataWorks OpenAPI calls is used up (Throttling.Api.Risk); it does not clear "
+    "within minutes, so this is not retried. Rerun it over HTTP once the limit clears."
+)
+
+
+def test_the_daily_limit_records_every_unfinished_instance_after_one_already_recorded(dataworks, fn):
+    # The first instance of the delivery is recorded (not failed) before the second meets the
+    # limit: the quota records must go on past it to the second (before, a `break` there would
+    # have left the second unrecorded, and the invocation looping forever).
+    seed_failed(dataworks, status="Success")
+    seed_failed(dataworks, OTHER_ID)
+    dataworks.quota(daily_limit=4)  # both reads, GetTask and the log; the rerun is refused
+    inv = fn.invoke(json.dumps([failure_event(FAILED_ID), failure_event(OTHER_ID)]).encode())
+    assert inv.error is None
+    first, other = instance_records(inv)
+    assert (first["reason"], other["reason"]) == ("not-failed", "quota-exhausted")
+    assert other["message"] == DAILY_LIMIT  # nothing was sent: no word of a request that may have landed
+    assert (other["errorCode"], other["success"]) == ("Throttling.Api.Risk", None)
+
+
+def test_the_daily_limit_after_a_lost_rerun_answer_says_the_request_may_have_landed(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.quota(daily_limit=4)  # the reads, the rerun (carried out, answer lost); the re-read is refused
+    dataworks.faults.set(RERUN, reset=1, after_backend=True)
+    (record,) = instance_records(fn.invoke(json.dumps(failure_event(FAILED_ID)).encode()))
+    assert record["message"] == f"{DAILY_LIMIT} A rerun request may have reached DataWorks before the limit."
