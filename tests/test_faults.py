@@ -864,3 +864,47 @@ def test_the_daily_limit_after_a_lost_rerun_answer_says_the_request_may_have_lan
     dataworks.faults.set(RERUN, reset=1, after_backend=True)
     (record,) = instance_records(fn.invoke(json.dumps(failure_event(FAILED_ID)).encode()))
     assert record["message"] == f"{DAILY_LIMIT} A rerun request may have reached DataWorks before the limit."
+
+
+# --- the delayed invocation (Target.scheduled), in-process -----------------------------------------
+
+
+def delayed_target(rule=None, event_id=f"evt-{FAILED_ID}"):
+    from dwrerun.rerun import Target
+    from dwrerun.schedule import ScheduledRerun
+
+    scheduled = ScheduledRerun(FAILED_ID, failed_run_number=1, due_at=DUE_AT, event_id=event_id, rule=rule)
+    return Target(FAILED_ID, event_id, scheduled=scheduled)
+
+
+@pytest.mark.parametrize(
+    ("event_id", "named"), [(f"evt-{FAILED_ID}", f"evt-{FAILED_ID}"), (None, "(RawData)")], ids=["event", "rawdata"]
+)
+def test_a_delayed_invocation_reruns_with_a_comment_naming_its_task_and_reads_nothing_again(
+    dataworks, run_directly, event_id, named
+):
+    # The rules decided, on this failed run's log, when the rerun was scheduled; DataWorks' own
+    # auto-rerun was checked then too: the delayed invocation reads the instance only.
+    from dwrerun import rules
+
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute()
+    (record,) = run_directly([delayed_target("oom-retry", event_id)], lambda: fc, rules=rules.load())
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", True, "eligible")
+    assert (record["asyncTaskId"], record["dueAt"], record["rule"]) == (TASK, DUE_AT, "oom-retry")
+    assert (record["delaySeconds"], record["scheduleErrorCode"], record["eventId"]) == (None, None, event_id)
+    assert [e.action for e in dataworks.journal] == [GET, RERUN] and fc.calls == []
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"] == (
+        f"[dwrerun-event: scheduled rerun (FC async task {TASK}, due {DUE_AT}) after failure event {named}; "
+        "run 2 of at most 4]"
+    )
+    assert record["dataworksRequestId"] == call.request_id
+
+
+def test_a_delayed_invocation_finding_the_run_moved_on_reruns_nothing_and_names_its_task(dataworks, run_directly):
+    seed_failed(dataworks, run_number=2)  # rerun by hand while the rerun waited
+    (record,) = run_directly([delayed_target()], None)
+    assert (record["decision"], record["success"], record["reason"]) == ("skip", None, "already-rerun")
+    assert (record["asyncTaskId"], record["dueAt"], record["runNumber"]) == (TASK, DUE_AT, 2)
+    assert reruns(dataworks) == []
