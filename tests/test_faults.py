@@ -682,7 +682,8 @@ class FakeFunctionCompute:
         self.calls = []
 
     def invoke_async(self, function_name, payload, *, delay, task_id, timeout):
-        self.calls.append({"function": function_name, "payload": json.loads(payload), "delay": delay, "task": task_id})
+        call = {"function": function_name, "payload": json.loads(payload), "delay": delay, "task": task_id}
+        self.calls.append({**call, "timeout": timeout})
         answer = self.answers.pop(0) if self.answers else None
         if answer is not None:
             raise answer
@@ -705,13 +706,13 @@ def run_directly(dataworks, mocker):
 
     mocker.patch.object(schedule, "clock", lambda: SCHEDULED_AT)
     mocker.patch.object(schedule, "uniform", lambda low, high: low)
-    env = function_env(dataworks, RERUN_BACKOFF_BASE_SECONDS="120", RERUN_READ_LOGS="false")
-    settings = Settings.from_env(env)
-    client = client_for(Credentials(*CREDS), settings, "cn-hangzhou")
 
-    def run(targets, functions=None, **fields):
+    def run(targets, functions=None, env=None, **fields):
         from dwrerun import pacing
 
+        values = {"RERUN_BACKOFF_BASE_SECONDS": "120", "RERUN_READ_LOGS": "false", **(env or {})}
+        settings = Settings.from_env(function_env(dataworks, **values))
+        client = client_for(Credentials(*CREDS), settings, "cn-hangzhou")
         values = dict(
             trigger=records.EVENTBRIDGE,
             request_id="req-1",
@@ -741,8 +742,10 @@ def test_a_scheduled_rerun_is_recorded_with_its_run_delay_due_time_and_fc_task(d
     assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (60, DUE_AT, TASK)
     assert (record["instanceId"], record["eventId"], record["runNumber"]) == (FAILED_ID, f"evt-{FAILED_ID}", 1)
     assert (record["trigger"], record["requestId"], record["scheduleErrorCode"]) == ("eventbridge", "req-1", None)
+    assert record["attempts"] == 3  # GetTaskInstance, GetTask, InvokeFunction
     (call,) = fc.calls
     assert (call["function"], call["delay"], call["task"]) == ("dwrerun-event", 60, TASK)
+    assert call["timeout"] == 2.0  # DATAWORKS_READ_TIMEOUT: far from the deadline, not cut short
     assert call["payload"] == {
         "scheduledRerun": {
             "instanceId": FAILED_ID,
@@ -908,3 +911,17 @@ def test_a_delayed_invocation_finding_the_run_moved_on_reruns_nothing_and_names_
     assert (record["decision"], record["success"], record["reason"]) == ("skip", None, "already-rerun")
     assert (record["asyncTaskId"], record["dueAt"], record["runNumber"]) == (TASK, DUE_AT, 2)
     assert reruns(dataworks) == []
+
+
+def test_a_rule_that_sets_the_delay_is_named_in_the_record_and_the_delayed_invocations_payload(dataworks, run_directly):
+    from dwrerun import rules
+
+    seed_failed(dataworks)
+    log = (Path(__file__).parent / "logs" / "odps_sql_lock_conflict.log").read_text(encoding="utf-8")
+    dataworks.backend.set_log(FAILED_ID, 1, log)
+    fc = FakeFunctionCompute()
+    env = {"RERUN_READ_LOGS": "true"}
+    (record,) = run_directly([event_target()], lambda: fc, env=env, rules=rules.load())
+    assert (record["decision"], record["rule"], record["delaySeconds"]) == ("scheduled", "maxcompute-lock-conflict", 60)
+    (call,) = fc.calls
+    assert call["payload"]["scheduledRerun"]["rule"] == "maxcompute-lock-conflict"
