@@ -925,3 +925,61 @@ def test_a_rule_that_sets_the_delay_is_named_in_the_record_and_the_delayed_invoc
     assert (record["decision"], record["rule"], record["delaySeconds"]) == ("scheduled", "maxcompute-lock-conflict", 60)
     (call,) = fc.calls
     assert call["payload"]["scheduledRerun"]["rule"] == "maxcompute-lock-conflict"
+
+
+# --- what DataWorks' operation log shows for each kind of rerun (RerunTaskInstances' Comment) -----
+
+COMMENTS = [
+    pytest.param(
+        {},
+        "[dwrerun-event: automatic rerun after failure event evt-0, evt-1, evt-2 and 2 more, FC request req-1; "
+        "run 2 of at most 4]",
+        id="event-with-more-than-three-events",
+    ),
+    pytest.param(
+        {"manual": True, "operator_comment": "upstream fixed", "use_latest_config": True},
+        "upstream fixed [dwrerun-event: manual rerun over HTTP, FC request req-1, run 2, with the latest configuration]",
+        id="manual-with-comment-and-latest-config",
+    ),
+    pytest.param(
+        {"manual": True},
+        "[dwrerun-event: manual rerun over HTTP, FC request req-1, run 2]",
+        id="manual-plain",
+    ),
+    pytest.param(
+        {"manual": True, "origin_request_id": "req-0"},
+        "[dwrerun-event: bulk rerun by filter over HTTP, FC request req-0 (continued in req-1), run 2]",
+        id="bulk-continued",
+    ),
+    pytest.param(
+        {"manual": True, "origin_request_id": "req-1", "use_latest_config": False},
+        "[dwrerun-event: bulk rerun by filter over HTTP, FC request req-1, run 2]",
+        id="bulk-first-round",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "comment"), COMMENTS)
+def test_the_rerun_comment_says_who_reran_why_and_which_run_it_starts(dataworks, run_directly, fields, comment):
+    from dwrerun.rerun import Target
+
+    ids = [FAILED_ID + n for n in range(5)]
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id)
+    targets = [Target(instance_id, f"evt-{n}") for n, instance_id in enumerate(ids)]
+    records = run_directly(targets, env={"RERUN_BACKOFF_BASE_SECONDS": "0"}, **fields)
+    assert [r["success"] for r in records] == [True] * 5
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"] == comment
+    assert [r["useLatestConfig"] for r in records] == [fields.get("use_latest_config")] * 5
+
+
+def test_an_event_without_an_id_is_named_rawdata_in_the_comment(dataworks, run_directly):
+    from dwrerun.rerun import Target
+
+    seed_failed(dataworks)
+    run_directly([Target(FAILED_ID)], env={"RERUN_BACKOFF_BASE_SECONDS": "0"})
+    (call,) = reruns(dataworks)
+    assert (
+        call.params["Comment"] == "[dwrerun-event: automatic rerun after failure event (RawData); run 2 of at most 4]"
+    )
