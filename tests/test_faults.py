@@ -892,7 +892,8 @@ def test_a_delayed_invocation_reruns_with_a_comment_naming_its_task_and_reads_no
 
     seed_failed(dataworks)
     fc = FakeFunctionCompute()
-    (record,) = run_directly([delayed_target("oom-retry", event_id)], lambda: fc, rules=rules.load())
+    env = {"RERUN_READ_LOGS": "true"}
+    (record,) = run_directly([delayed_target("oom-retry", event_id)], lambda: fc, env=env, rules=rules.load())
     assert (record["decision"], record["success"], record["reason"]) == ("rerun", True, "eligible")
     assert (record["asyncTaskId"], record["dueAt"], record["rule"]) == (TASK, DUE_AT, "oom-retry")
     assert (record["delaySeconds"], record["scheduleErrorCode"], record["eventId"]) == (None, None, event_id)
@@ -983,3 +984,13 @@ def test_an_event_without_an_id_is_named_rawdata_in_the_comment(dataworks, run_d
     assert (
         call.params["Comment"] == "[dwrerun-event: automatic rerun after failure event (RawData); run 2 of at most 4]"
     )
+
+
+def test_a_dry_run_on_the_event_path_says_how_long_the_rerun_would_wait(dataworks, run_directly):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute()
+    (record,) = run_directly([event_target()], lambda: fc, dry_run=True)
+    assert (record["decision"], record["reason"], record["success"]) == ("dry-run", "dry-run", None)
+    assert record["message"] == f"dry run: run 1 Failure: rerun as run 2 (would wait 60 s, until {DUE_AT})"
+    assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (60, DUE_AT, None)
+    assert fc.calls == [] and reruns(dataworks) == []
