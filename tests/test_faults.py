@@ -820,6 +820,7 @@ def test_fc_failing_through_every_attempt_defers_and_names_function_compute(data
     (record,) = raised.value.records
     assert (record["decision"], record["reason"], record["errorCode"]) == ("skip", "deferred", "ResourceExhausted")
     assert record["message"] == f"{cause}: Function Compute retries the invocation."
+    assert (record["delaySeconds"], record["dueAt"]) == (None, None)  # planned, never scheduled
     assert len(fc.calls) == 6 and reruns(dataworks) == []
 
 
@@ -924,6 +925,10 @@ def test_a_rule_that_sets_the_delay_is_named_in_the_record_and_the_delayed_invoc
     env = {"RERUN_READ_LOGS": "true"}
     (record,) = run_directly([event_target()], lambda: fc, env=env, rules=rules.load())
     assert (record["decision"], record["rule"], record["delaySeconds"]) == ("scheduled", "maxcompute-lock-conflict", 60)
+    assert (record["failureClass"], record["matchedLine"]) == (
+        "retryable",
+        "FAILED: ODPS-0110061:Failed to run ddltask - SimpleLock conflict failure, add partition is already on-going",
+    )
     (call,) = fc.calls
     assert call["payload"]["scheduledRerun"]["rule"] == "maxcompute-lock-conflict"
 
@@ -936,6 +941,11 @@ COMMENTS = [
         "[dwrerun-event: automatic rerun after failure event evt-0, evt-1, evt-2 and 2 more, FC request req-1; "
         "run 2 of at most 4]",
         id="event-with-more-than-three-events",
+    ),
+    pytest.param(
+        {"targets": 3},
+        "[dwrerun-event: automatic rerun after failure event evt-0, evt-1, evt-2; run 2 of at most 4]",
+        id="event-with-three-events",
     ),
     pytest.param(
         {"manual": True, "operator_comment": "upstream fixed", "use_latest_config": True},
@@ -964,15 +974,22 @@ COMMENTS = [
 def test_the_rerun_comment_says_who_reran_why_and_which_run_it_starts(dataworks, run_directly, fields, comment):
     from dwrerun.rerun import Target
 
-    ids = [FAILED_ID + n for n in range(5)]
+    fields = dict(fields)
+    ids = [FAILED_ID + n for n in range(fields.pop("targets", 5))]
     for instance_id in ids:
         seed_failed(dataworks, instance_id)
     targets = [Target(instance_id, f"evt-{n}") for n, instance_id in enumerate(ids)]
     records = run_directly(targets, env={"RERUN_BACKOFF_BASE_SECONDS": "0"}, **fields)
-    assert [r["success"] for r in records] == [True] * 5
+    assert [r["success"] for r in records] == [True] * len(ids)
     (call,) = reruns(dataworks)
     assert call.params["Comment"] == comment
-    assert [r["useLatestConfig"] for r in records] == [fields.get("use_latest_config")] * 5
+    assert [r["useLatestConfig"] for r in records] == [fields.get("use_latest_config")] * len(ids)
+    for record in records:  # what the records carry of the request, and that each call was timed
+        assert (record["comment"], record["originRequestId"]) == (
+            fields.get("operator_comment"),
+            fields.get("origin_request_id"),
+        )
+        assert record["lookupMs"] is not None and record["rerunMs"] is not None
 
 
 def test_an_event_without_an_id_is_named_rawdata_in_the_comment(dataworks, run_directly):
