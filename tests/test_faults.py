@@ -837,6 +837,7 @@ def test_dataworks_failing_through_every_attempt_over_http_says_try_again(datawo
     (record,) = raised.value.records
     assert record["message"] == f"{cause}: not rerun: try again."
     assert (record["reason"], record["errorCode"]) == ("deferred", "ServiceUnavailable")
+    assert record["dataworksRequestId"] == [e for e in dataworks.journal.entries() if e.action == GET][-1].request_id
 
 
 # --- DataWorks' daily limit: the whole record, with and without a request that may have landed ------
@@ -909,8 +910,9 @@ def test_a_delayed_invocation_reruns_with_a_comment_naming_its_task_and_reads_no
 
 def test_a_delayed_invocation_finding_the_run_moved_on_reruns_nothing_and_names_its_task(dataworks, run_directly):
     seed_failed(dataworks, run_number=2)  # rerun by hand while the rerun waited
-    (record,) = run_directly([delayed_target()], None)
+    (record,) = run_directly([delayed_target()], None, use_latest_config=True)
     assert (record["decision"], record["success"], record["reason"]) == ("skip", None, "already-rerun")
+    assert record["useLatestConfig"] is None  # a skip sent nothing with or without it
     assert (record["asyncTaskId"], record["dueAt"], record["runNumber"]) == (TASK, DUE_AT, 2)
     assert reruns(dataworks) == []
 
