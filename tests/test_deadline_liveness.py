@@ -178,3 +178,26 @@ def test_10_such_requests_at_once_each_make_progress(dataworks, tmp_path):
         assert invocation.error is None, invocation.error
         done, _ = _partial_answer(invocation.result, batch)
         assert all(dataworks.backend.instance(i).run_number == 2 for i in done)
+
+
+def test_a_retry_after_holds_the_reads_not_yet_started_too(dataworks, tmp_path, fake_time, mocker):
+    # Nine instances, eight reading threads: every first read is throttled with a 60 s
+    # x-acs-retry-after (in ms, as the SDK reads it). The ninth read starts only after one of them
+    # came back, and the read limiter holds it for those 60 s: past the reads' share of a 10 s
+    # invocation, so it is left for FC's retry, unsent. Without the hold it would go out at once.
+    from dwrerun import rerun
+
+    mocker.patch.object(rerun, "shuffle", lambda items: None)  # read in delivery order: the ninth last
+    ids = IDS[:9]
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id)
+    dataworks.faults.set("GetTaskInstance", throttle=8, retry_after=60_000)
+    with make_function(dataworks, tmp_path, timeout=10, RERUN_READ_LOGS="false") as fn:
+        inv = fn.invoke(json.dumps([failure_event(i) for i in ids]).encode())
+    assert inv.error["errorType"] == "RetryLater"
+    records = instance_records(inv)
+    assert [r["reason"] for r in records] == ["deferred"] * 9
+    assert records[-1]["message"] == (
+        "not done in time (no time left to read 1 of the 9 instances): Function Compute retries the invocation."
+    )
+    assert dataworks.journal.count(action="GetTaskInstance") == 8 and reruns(dataworks) == []

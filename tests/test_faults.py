@@ -23,9 +23,11 @@ from conftest import (
     FAILED_ID,
     ROTATED,
     failure_event,
+    function_env,
     instance_records,
     make_function,
     make_instances,
+    reruns,
     sample,
     seed_failed,
 )
@@ -177,7 +179,10 @@ def test_a_rerun_whose_answer_is_lost_and_then_reads_fail_until_the_deadline(dat
     first, retry = publish(fn)
     assert first.error["errorType"] == "RetryLater"
     deferred = record_for(first, FAILED_ID)
-    assert "A rerun request may have reached DataWorks" in deferred["message"]
+    assert deferred["message"] == (
+        "DataWorks kept failing (Throttling.User; 6 attempts failed): Function Compute retries the invocation. "
+        "A rerun request may have reached DataWorks; a retry reads the instance first."
+    )
     assert end_state(dataworks, [first, retry], FAILED_ID) == "rerun"
     # The retry has no memory of the lost answer: it reads a Running instance and skips it.
     assert record_for(retry, FAILED_ID)["reason"] == "not-failed"
@@ -656,3 +661,355 @@ def test_the_http_path_answers_503_for_clock_skew_and_reruns_nothing(dataworks, 
     assert "InvalidTimeStamp.Expired" in answer["Message"]
     assert answer["Skipped"][str(FAILED_ID)].startswith("deferred")
     assert dataworks.journal.calls() == []
+
+
+# --- FC's InvokeFunction misbehaving, when a rerun is to be scheduled -----------------------------
+# rerun.run called directly, in this process, with the emulator's DataWorks over real HTTP and a
+# fake FC client (tests/test_scheduled_reruns.py runs the same through the local FC OpenAPI, in
+# instance processes that mutation testing cannot see into).
+
+SCHEDULED_AT = 1_790_000_000.0  # the clock a record's dueAt is computed from (schedule.clock)
+DUE_AT = "2026-09-21T14:14:20Z"  # SCHEDULED_AT + 60 s
+TASK = f"dwrerun-{FAILED_ID}-run-1"
+
+
+class FakeFunctionCompute:
+    """The function's FC client: each InvokeFunction takes the next answer (an InvokeFunctionError
+    to raise; None, or none left, accepts) and is journaled."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.calls = []
+
+    def invoke_async(self, function_name, payload, *, delay, task_id, timeout):
+        call = {"function": function_name, "payload": json.loads(payload), "delay": delay, "task": task_id}
+        self.calls.append({**call, "timeout": timeout})
+        answer = self.answers.pop(0) if self.answers else None
+        if answer is not None:
+            raise answer
+        return "fc-request-1"
+
+
+def fc_error(code, *, duplicate=False, transient=False, ambiguous=False):
+    from dwrerun.function_compute import InvokeFunctionError
+
+    return InvokeFunctionError(code, f"{code} from FC", duplicate=duplicate, transient=transient, ambiguous=ambiguous)
+
+
+@pytest.fixture
+def run_directly(dataworks, mocker):
+    """run(targets, functions=..., **job fields) -> rerun.run's records, on the event path with
+    scheduling on (a 120 s base: every first failure waits 60 s, the jitter at its floor)."""
+    from dwrerun import records, rerun, schedule
+    from dwrerun.config import Settings
+    from dwrerun.dataworks import Credentials, client_for
+
+    mocker.patch.object(schedule, "clock", lambda: SCHEDULED_AT)
+    mocker.patch.object(schedule, "uniform", lambda low, high: low)
+
+    def run(targets, functions=None, env=None, **fields):
+        from dwrerun import pacing
+
+        values = {"RERUN_BACKOFF_BASE_SECONDS": "120", "RERUN_READ_LOGS": "false", **(env or {})}
+        settings = Settings.from_env(function_env(dataworks, **values))
+        client = client_for(Credentials(*CREDS), settings, "cn-hangzhou")
+        values = dict(
+            trigger=records.EVENTBRIDGE,
+            request_id="req-1",
+            function_name="dwrerun-event",
+            settings=settings,
+            deadline=pacing.clock() + 30,
+            may_schedule=True,
+        )
+        values.update(fields)
+        return rerun.run(rerun.Job(**values), targets, client, functions)
+
+    return run
+
+
+def event_target(instance_id=FAILED_ID):
+    from dwrerun.rerun import Target
+
+    return Target(instance_id, f"evt-{instance_id}")
+
+
+def test_a_scheduled_rerun_is_recorded_with_its_run_delay_due_time_and_fc_task(dataworks, run_directly):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute()
+    (record,) = run_directly([event_target()], lambda: fc)
+    assert (record["decision"], record["success"], record["reason"]) == ("scheduled", None, "eligible")
+    assert record["message"] == f"run 1 failed: rerun as run 2 in 60 s, at about {DUE_AT} (FC async task {TASK})"
+    assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (60, DUE_AT, TASK)
+    assert (record["instanceId"], record["eventId"], record["runNumber"]) == (FAILED_ID, f"evt-{FAILED_ID}", 1)
+    assert (record["trigger"], record["requestId"], record["scheduleErrorCode"]) == ("eventbridge", "req-1", None)
+    assert record["attempts"] == 3  # GetTaskInstance, GetTask, InvokeFunction
+    (call,) = fc.calls
+    assert (call["function"], call["delay"], call["task"]) == ("dwrerun-event", 60, TASK)
+    assert call["timeout"] == 2.0  # DATAWORKS_READ_TIMEOUT: far from the deadline, not cut short
+    assert call["payload"] == {
+        "scheduledRerun": {
+            "instanceId": FAILED_ID,
+            "failedRunNumber": 1,
+            "eventId": f"evt-{FAILED_ID}",
+            "rule": None,
+            "dueAt": DUE_AT,
+            "asyncTaskId": TASK,
+        }
+    }
+    assert reruns(dataworks) == []
+
+
+def test_fcs_409_after_an_unclear_first_request_confirms_that_request(dataworks, run_directly):
+    # The first InvokeFunction's answer was lost (it may have queued the task); the retry's 409
+    # says it did: scheduled, not `already-scheduled` by a copy.
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(
+        fc_error("RequestTimeout", transient=True, ambiguous=True), fc_error("Conflict", duplicate=True)
+    )
+    (record,) = run_directly([event_target()], lambda: fc)
+    assert (record["decision"], record["reason"], record["asyncTaskId"]) == ("scheduled", "eligible", TASK)
+    assert record["message"] == (
+        f"run 1 failed: rerun as run 2 in 60 s, at about {DUE_AT} (FC async task {TASK}); "
+        "FC's 409 confirms the earlier request"
+    )
+    assert [c["task"] for c in fc.calls] == [TASK, TASK]
+
+
+def test_fcs_409_to_a_first_request_means_a_copy_scheduled_it(dataworks, run_directly):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(fc_error("Conflict", duplicate=True))
+    (record,) = run_directly([event_target()], lambda: fc)
+    assert (record["decision"], record["reason"], record["asyncTaskId"]) == ("skip", "already-scheduled", TASK)
+    assert record["message"] == (
+        f"the rerun of run 1 is already scheduled (FC async task {TASK} exists: a copy of this failure got there first)"
+    )
+    assert (record["delaySeconds"], record["dueAt"]) == (None, None)
+    assert reruns(dataworks) == []
+
+
+@pytest.mark.parametrize(
+    ("functions", "code", "why"),
+    [
+        pytest.param("refusing", "AccessDenied", "AccessDenied from FC", id="fc-refuses"),
+        pytest.param(None, "ConfigError", "this invocation cannot schedule (no FC client)", id="no-fc-client"),
+    ],
+)
+def test_fc_refusing_to_schedule_for_good_reruns_at_once_and_says_why(dataworks, run_directly, functions, code, why):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(fc_error("AccessDenied"))
+    (record,) = run_directly([event_target()], (lambda: fc) if functions else None)
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", True, "eligible")
+    assert record["message"].startswith(f"InvokeFunction refused ({code}: {why}): rerun at once instead. ")
+    assert record["scheduleErrorCode"] == code
+    assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (None, None, None)
+    assert len(fc.calls) == (1 if functions else 0)
+    (call,) = reruns(dataworks)
+    assert json.loads(call.params["Ids"]) == [FAILED_ID]
+
+
+def test_fc_failing_through_every_attempt_defers_and_names_function_compute(dataworks, run_directly):
+    from dwrerun.rerun import RetryLater
+
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute(*[fc_error("ResourceExhausted", transient=True)] * 10)
+    with pytest.raises(RetryLater) as raised:
+        run_directly([event_target()], lambda: fc)
+    cause = "Function Compute (InvokeFunction) kept failing (ResourceExhausted; 6 attempts failed)"
+    assert str(raised.value) == cause
+    assert raised.value.error.code == "ResourceExhausted"
+    (record,) = raised.value.records
+    assert (record["decision"], record["reason"], record["errorCode"]) == ("skip", "deferred", "ResourceExhausted")
+    assert record["message"] == f"{cause}: Function Compute retries the invocation."
+    assert (record["delaySeconds"], record["dueAt"]) == (None, None)  # planned, never scheduled
+    assert len(fc.calls) == 6 and reruns(dataworks) == []
+
+
+def test_dataworks_failing_through_every_attempt_over_http_says_try_again(dataworks, run_directly):
+    from dwrerun import records
+    from dwrerun.rerun import RetryLater
+
+    seed_failed(dataworks)
+    dataworks.faults.set(GET, server_error=None)
+    with pytest.raises(RetryLater) as raised:
+        run_directly([event_target()], trigger=records.HTTP, manual=True, may_schedule=False)
+    cause = "DataWorks kept failing (ServiceUnavailable; 6 attempts failed)"
+    assert str(raised.value) == cause
+    (record,) = raised.value.records
+    assert record["message"] == f"{cause}: not rerun: try again."
+    assert (record["reason"], record["errorCode"]) == ("deferred", "ServiceUnavailable")
+    assert record["dataworksRequestId"] == [e for e in dataworks.journal.entries() if e.action == GET][-1].request_id
+
+
+# --- DataWorks' daily limit: the whole record, with and without a request that may have landed ------
+
+DAILY_LIMIT = (
+    "not rerun: the daily limit of DataWorks OpenAPI calls is used up (Throttling.Api.Risk); it does not clear "
+    "within minutes, so this is not retried. Rerun it over HTTP once the limit clears."
+)
+
+
+def test_the_daily_limit_records_every_unfinished_instance_after_one_already_recorded(dataworks, fn):
+    # The first instance of the delivery is recorded (not failed) before the second meets the
+    # limit: the quota records must go on past it to the second (before, a `break` there would
+    # have left the second unrecorded, and the invocation looping forever).
+    seed_failed(dataworks, status="Success")
+    seed_failed(dataworks, OTHER_ID)
+    dataworks.quota(daily_limit=4)  # both reads, GetTask and the log; the rerun is refused
+    inv = fn.invoke(json.dumps([failure_event(FAILED_ID), failure_event(OTHER_ID)]).encode())
+    assert inv.error is None
+    first, other = instance_records(inv)
+    assert (first["reason"], other["reason"]) == ("not-failed", "quota-exhausted")
+    assert other["message"] == DAILY_LIMIT  # nothing was sent: no word of a request that may have landed
+    assert (other["errorCode"], other["success"]) == ("Throttling.Api.Risk", None)
+
+
+def test_the_daily_limit_after_a_lost_rerun_answer_says_the_request_may_have_landed(dataworks, fn):
+    seed_failed(dataworks)
+    dataworks.quota(daily_limit=4)  # the reads, the rerun (carried out, answer lost); the re-read is refused
+    dataworks.faults.set(RERUN, reset=1, after_backend=True)
+    (record,) = instance_records(fn.invoke(json.dumps(failure_event(FAILED_ID)).encode()))
+    assert record["message"] == f"{DAILY_LIMIT} A rerun request may have reached DataWorks before the limit."
+
+
+# --- the delayed invocation (Target.scheduled), in-process -----------------------------------------
+
+
+def delayed_target(rule=None, event_id=f"evt-{FAILED_ID}"):
+    from dwrerun.rerun import Target
+    from dwrerun.schedule import ScheduledRerun
+
+    scheduled = ScheduledRerun(FAILED_ID, failed_run_number=1, due_at=DUE_AT, event_id=event_id, rule=rule)
+    return Target(FAILED_ID, event_id, scheduled=scheduled)
+
+
+@pytest.mark.parametrize(
+    ("event_id", "named"), [(f"evt-{FAILED_ID}", f"evt-{FAILED_ID}"), (None, "(RawData)")], ids=["event", "rawdata"]
+)
+def test_a_delayed_invocation_reruns_with_a_comment_naming_its_task_and_reads_nothing_again(
+    dataworks, run_directly, event_id, named
+):
+    # The rules decided, on this failed run's log, when the rerun was scheduled; DataWorks' own
+    # auto-rerun was checked then too: the delayed invocation reads the instance only.
+    from dwrerun import rules
+
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute()
+    env = {"RERUN_READ_LOGS": "true"}
+    (record,) = run_directly([delayed_target("oom-retry", event_id)], lambda: fc, env=env, rules=rules.load())
+    assert (record["decision"], record["success"], record["reason"]) == ("rerun", True, "eligible")
+    assert (record["asyncTaskId"], record["dueAt"], record["rule"]) == (TASK, DUE_AT, "oom-retry")
+    assert (record["delaySeconds"], record["scheduleErrorCode"], record["eventId"]) == (None, None, event_id)
+    assert [e.action for e in dataworks.journal] == [GET, RERUN] and fc.calls == []
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"] == (
+        f"[dwrerun-event: scheduled rerun (FC async task {TASK}, due {DUE_AT}) after failure event {named}; "
+        "run 2 of at most 4]"
+    )
+    assert record["dataworksRequestId"] == call.request_id
+
+
+def test_a_delayed_invocation_finding_the_run_moved_on_reruns_nothing_and_names_its_task(dataworks, run_directly):
+    seed_failed(dataworks, run_number=2)  # rerun by hand while the rerun waited
+    (record,) = run_directly([delayed_target()], None, use_latest_config=True)
+    assert (record["decision"], record["success"], record["reason"]) == ("skip", None, "already-rerun")
+    assert record["useLatestConfig"] is None  # a skip sent nothing with or without it
+    assert (record["asyncTaskId"], record["dueAt"], record["runNumber"]) == (TASK, DUE_AT, 2)
+    assert reruns(dataworks) == []
+
+
+def test_a_rule_that_sets_the_delay_is_named_in_the_record_and_the_delayed_invocations_payload(dataworks, run_directly):
+    from dwrerun import rules
+
+    seed_failed(dataworks)
+    log = (Path(__file__).parent / "logs" / "odps_sql_lock_conflict.log").read_text(encoding="utf-8")
+    dataworks.backend.set_log(FAILED_ID, 1, log)
+    fc = FakeFunctionCompute()
+    env = {"RERUN_READ_LOGS": "true"}
+    (record,) = run_directly([event_target()], lambda: fc, env=env, rules=rules.load())
+    assert (record["decision"], record["rule"], record["delaySeconds"]) == ("scheduled", "maxcompute-lock-conflict", 60)
+    assert (record["failureClass"], record["matchedLine"]) == (
+        "retryable",
+        "FAILED: ODPS-0110061:Failed to run ddltask - SimpleLock conflict failure, add partition is already on-going",
+    )
+    (call,) = fc.calls
+    assert call["payload"]["scheduledRerun"]["rule"] == "maxcompute-lock-conflict"
+
+
+# --- what DataWorks' operation log shows for each kind of rerun (RerunTaskInstances' Comment) -----
+
+COMMENTS = [
+    pytest.param(
+        {},
+        "[dwrerun-event: automatic rerun after failure event evt-0, evt-1, evt-2 and 2 more, FC request req-1; "
+        "run 2 of at most 4]",
+        id="event-with-more-than-three-events",
+    ),
+    pytest.param(
+        {"targets": 3},
+        "[dwrerun-event: automatic rerun after failure event evt-0, evt-1, evt-2; run 2 of at most 4]",
+        id="event-with-three-events",
+    ),
+    pytest.param(
+        {"manual": True, "operator_comment": "upstream fixed", "use_latest_config": True},
+        "upstream fixed [dwrerun-event: manual rerun over HTTP, FC request req-1, run 2, with the latest configuration]",
+        id="manual-with-comment-and-latest-config",
+    ),
+    pytest.param(
+        {"manual": True},
+        "[dwrerun-event: manual rerun over HTTP, FC request req-1, run 2]",
+        id="manual-plain",
+    ),
+    pytest.param(
+        {"manual": True, "origin_request_id": "req-0"},
+        "[dwrerun-event: bulk rerun by filter over HTTP, FC request req-0 (continued in req-1), run 2]",
+        id="bulk-continued",
+    ),
+    pytest.param(
+        {"manual": True, "origin_request_id": "req-1", "use_latest_config": False},
+        "[dwrerun-event: bulk rerun by filter over HTTP, FC request req-1, run 2]",
+        id="bulk-first-round",
+    ),
+]
+
+
+@pytest.mark.parametrize(("fields", "comment"), COMMENTS)
+def test_the_rerun_comment_says_who_reran_why_and_which_run_it_starts(dataworks, run_directly, fields, comment):
+    from dwrerun.rerun import Target
+
+    fields = dict(fields)
+    ids = [FAILED_ID + n for n in range(fields.pop("targets", 5))]
+    for instance_id in ids:
+        seed_failed(dataworks, instance_id)
+    targets = [Target(instance_id, f"evt-{n}") for n, instance_id in enumerate(ids)]
+    records = run_directly(targets, env={"RERUN_BACKOFF_BASE_SECONDS": "0"}, **fields)
+    assert [r["success"] for r in records] == [True] * len(ids)
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"] == comment
+    assert [r["useLatestConfig"] for r in records] == [fields.get("use_latest_config")] * len(ids)
+    for record in records:  # what the records carry of the request, and that each call was timed
+        assert (record["comment"], record["originRequestId"]) == (
+            fields.get("operator_comment"),
+            fields.get("origin_request_id"),
+        )
+        assert record["lookupMs"] is not None and record["rerunMs"] is not None
+
+
+def test_an_event_without_an_id_is_named_rawdata_in_the_comment(dataworks, run_directly):
+    from dwrerun.rerun import Target
+
+    seed_failed(dataworks)
+    run_directly([Target(FAILED_ID)], env={"RERUN_BACKOFF_BASE_SECONDS": "0"})
+    (call,) = reruns(dataworks)
+    assert (
+        call.params["Comment"] == "[dwrerun-event: automatic rerun after failure event (RawData); run 2 of at most 4]"
+    )
+
+
+def test_a_dry_run_on_the_event_path_says_how_long_the_rerun_would_wait(dataworks, run_directly):
+    seed_failed(dataworks)
+    fc = FakeFunctionCompute()
+    (record,) = run_directly([event_target()], lambda: fc, dry_run=True)
+    assert (record["decision"], record["reason"], record["success"]) == ("dry-run", "dry-run", None)
+    assert record["message"] == f"dry run: run 1 Failure: rerun as run 2 (would wait 60 s, until {DUE_AT})"
+    assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (60, DUE_AT, None)
+    assert fc.calls == [] and reruns(dataworks) == []
