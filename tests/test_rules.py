@@ -301,3 +301,102 @@ def test_the_tail_starts_at_a_whole_line():
 def test_the_text_a_pattern_must_start_with_is_never_wrong(pattern, literal):
     # A wrong literal would hide a match (the pattern is skipped when its literal is absent).
     assert rules._leading_literal(pattern) == literal
+
+
+# --- noise and the shown line, with a one-rule set ------------------------------------------------
+
+BOOM = rules.parse(doc({**GOOD, "name": "boom", "patterns": ["boom"]}), "boom-rules.json")
+ECHOED = "inside a quoted string (echoed code)"
+SOURCE_LINE = "a source line in a Python stack trace"
+
+
+def ignored_as(log: str) -> list[tuple[int, str]]:
+    found = rules.match(BOOM, log)
+    assert found.rule is None, f"matched line {found.line_number}: {found.line!r}"
+    return [(hit.line_number, hit.why) for hit in found.ignored]
+
+
+def matched_line(log: str, pattern_rules=BOOM) -> tuple[int, str]:
+    found = rules.match(pattern_rules, log)
+    assert found.rule is not None, f"ignored: {found.ignored}"
+    return found.line_number, found.line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "job='etl' failed: boom",  # a closed quoted value before the error
+        "'etl' failed: boom",  # one that opens the line
+        "a='x' b='y' boom",
+    ],
+)
+def test_a_hit_after_closed_quotes_is_the_error(line):
+    assert matched_line(line + "\n") == (1, line)
+
+
+@pytest.mark.parametrize("line", ["echo 'boom'", "a='x' b='boom", "'x' 'y' 'boom'"])
+def test_a_hit_inside_an_open_single_quote_is_echoed_code(line):
+    assert ignored_as(line + "\n") == [(1, ECHOED)]
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n    boom()\n',
+        'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n\tboom()\n',  # a tab
+        '\n  File "job.py", line 3, in <module>\n    boom()\n',  # the frame right after an empty first line
+        'File "job.py", line 3, in <module>\n    boom()\n',  # the frame opens the log, not indented
+    ],
+)
+def test_the_source_line_under_a_python_frame_is_code_not_the_error(log):
+    (number,) = [n for n, line in enumerate(log.split("\n"), start=1) if "boom" in line]
+    assert ignored_as(log) == [(number, SOURCE_LINE)]
+
+
+def test_an_indented_line_after_an_empty_line_is_not_a_frames_source_line():
+    assert matched_line('  File "job.py", line 3, in <module>\n\n    boom()\n') == (3, "    boom()")
+
+
+@pytest.mark.parametrize(
+    ("log", "shown"),
+    [
+        ("failed: boom at X\r\n", "failed: boom at X"),  # only the CR of a CRLF goes
+        ("failed: boom  \r\n", "failed: boom  "),  # trailing spaces stay
+        ("\rfailed: boom\r\n", "\rfailed: boom"),
+    ],
+)
+def test_a_crlf_lines_carriage_return_is_not_shown(log, shown):
+    assert matched_line(log) == (1, shown)
+
+
+def test_a_line_of_exactly_line_chars_is_shown_whole():
+    line = "boom " + "." * (rules.LINE_CHARS - 5)
+    assert matched_line(line + "\n") == (1, line)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "begin", "leading", "trailing"),
+    [
+        (500, 500, 500 - rules.LINE_CHARS // 4, "…", "…"),  # a quarter of the room before the hit
+        (0, 500, 0, "", "…"),  # at the start: nothing cut before it
+        (500, 0, 504 - (rules.LINE_CHARS - 2), "…", ""),  # at the end: the window ends with the line
+        (10, 500, 0, "", "…"),
+    ],
+)
+def test_a_long_line_is_cut_to_line_chars_around_the_hit_with_an_ellipsis_where_cut(
+    before, after, begin, leading, trailing
+):
+    line = "a" * before + "boom" + "b" * after
+    number, shown = matched_line(line + "\n")
+    width = rules.LINE_CHARS - 2
+    assert shown == leading + line[begin : begin + width] + trailing
+    assert len(shown) == len(leading) + width + len(trailing)
+
+
+def test_a_long_line_whose_hit_redaction_hid_is_shown_from_its_start():
+    secret = rules.parse(doc({**GOOD, "name": "pw", "patterns": ["password=hunter2"]}), "pw-rules.json")
+    line = "word " * 80 + "password=hunter2 failed " + "tail " * 20
+    number, shown = matched_line(line + "\n", secret)
+    redacted = redact(line)
+    assert "hunter2" not in redacted
+    assert shown == redacted[: rules.LINE_CHARS - 2] + "…"

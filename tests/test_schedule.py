@@ -67,6 +67,12 @@ def test_a_rule_hint_is_spread_by_at_most_a_tenth_and_capped_at_an_hour(highest)
     assert delay_seconds(1, 120, 1800, hint=5000) == 3600
 
 
+def test_a_rule_hint_under_a_second_still_waits(lowest):
+    # Only a hint of 0 (or less) means now: a fraction of a second rounds up to one.
+    assert delay_seconds(3, 120, 1800, hint=0.5) == 1
+    assert delay_seconds(3, 120, 1800, hint=1) == 1
+
+
 def test_a_rule_hint_of_zero_reruns_now(seeded):
     assert delay_seconds(3, 120, 1800, hint=0) == 0
 
@@ -210,6 +216,8 @@ def test_a_task_id_outside_fcs_rule_is_refused_naming_it():
         ({"failedRunNumber": 1_000_001}, "failedRunNumber must be a positive integer up to 1000000, got 1000001"),
         ({"instanceId": "x" * 50}, "instanceId must be a positive integer up to 9223372036854775807, got "
          "'" + "x" * 36 + "..."),
+        ({"instanceId": "x" * 39}, "instanceId must be a positive integer up to 9223372036854775807, got "
+         "'" + "x" * 36 + "..."),  # a repr of 41 characters is cut to 40
         ({"instanceId": "x" * 38}, "instanceId must be a positive integer up to 9223372036854775807, got "
          "'" + "x" * 38 + "'"),
         ({"eventId": ""}, "eventId must be null or a string of 1 to 256 characters"),
