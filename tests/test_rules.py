@@ -400,3 +400,46 @@ def test_a_long_line_whose_hit_redaction_hid_is_shown_from_its_start():
     redacted = redact(line)
     assert "hunter2" not in redacted
     assert shown == redacted[: rules.LINE_CHARS - 2] + "…"
+
+
+@pytest.mark.parametrize("task_types", [["ODPS_SQL"], ["XXXX"], ["X"]])
+def test_a_rule_for_named_node_types_never_applies_when_the_type_is_unknown(task_types):
+    (rule,) = rules.parse(doc({**GOOD, "taskTypes": task_types})).rules
+    assert not rule.applies_to(None) and not rule.applies_to("")
+    assert rule.applies_to(task_types[0].lower())
+
+
+def test_a_missing_shipped_rules_file_is_named_as_such(monkeypatch, tmp_path):
+    monkeypatch.setattr(rules, "DEFAULT_FILE", tmp_path / "gone.json")
+    with pytest.raises(rules.RulesError) as raised:
+        rules.load(None)
+    assert str(raised.value) == (
+        f"failure rules: cannot read the shipped rules file ({tmp_path / 'gone.json'}): No such file or directory"
+    )
+
+
+def test_a_missing_rules_file_is_named_by_the_setting_with_the_systems_reason(tmp_path):
+    missing = tmp_path / "gone.json"
+    with pytest.raises(rules.RulesError) as raised:
+        rules.load(str(missing))
+    assert str(raised.value) == (
+        f"failure rules: cannot read RERUN_RULES_FILE={str(missing)!r} ({missing}): No such file or directory"
+    )
+
+
+def test_a_rules_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(
+        json.dumps({"rules": [{**GOOD, "description": "caf\u00e9"}]}, ensure_ascii=False).encode("latin-1")
+    )
+    with pytest.raises(rules.RulesError) as raised:
+        rules.load(str(path))
+    assert str(raised.value).startswith(f"failure rules in {path}: cannot read the file: 'utf-8' codec can't decode")
+
+
+def test_a_rules_file_in_utf8_is_read_as_utf8(tmp_path):
+    path = tmp_path / "utf8.json"
+    path.write_bytes(
+        json.dumps({"rules": [{**GOOD, "description": "caf\u00e9 \u4e2d\u6587"}]}, ensure_ascii=False).encode()
+    )
+    assert rules.load(str(path)).rules[0].description == "caf\u00e9 \u4e2d\u6587"
