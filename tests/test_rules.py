@@ -443,3 +443,79 @@ def test_a_rules_file_in_utf8_is_read_as_utf8(tmp_path):
         json.dumps({"rules": [{**GOOD, "description": "caf\u00e9 \u4e2d\u6587"}]}, ensure_ascii=False).encode()
     )
     assert rules.load(str(path)).rules[0].description == "caf\u00e9 \u4e2d\u6587"
+
+
+ALLOWED_KEYS = "action, delaySeconds, description, maxReruns, name, patterns, source, taskTypes"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"rules": [\n  {"name": "r1",}\n]}',
+         "line 2 column 17: not valid JSON (Expecting property name enclosed in double quotes)"),
+        ('{"rules": [{"name": "r1", "patterns": ["a\\d"]}]}',
+         'line 1 column 42: not valid JSON (Invalid \\escape); in JSON a backslash is written twice, so the '
+         'regular expression \\d+ is written "\\\\d+"'),
+        ("[" * 100_000, "not valid JSON (nested too deep)"),
+        ("[]", 'the file must be a JSON object with a list "rules": {"rules": [...]}'),
+        ('{"rules": {}}', 'the file must be a JSON object with a list "rules": {"rules": [...]}'),
+        (doc(GOOD, zzz=2, extra=1), "unknown top-level key(s) extra, zzz: allowed are rules, description"),
+        (doc({**GOOD, "pattern": ["x"]}), f'rule 1 "r1": unknown key(s) pattern: allowed are {ALLOWED_KEYS}'),
+        (doc({**GOOD, "name": "has space"}),
+         "rule 1 \"has space\": name must be 1-64 letters, digits, '.', '_' or '-', got 'has space'"),
+        (doc({**GOOD, "name": 5}), "rule 1: name must be 1-64 letters, digits, '.', '_' or '-', got 5"),
+        (doc({**GOOD, "name": ""}), "rule 1: name must be 1-64 letters, digits, '.', '_' or '-', got ''"),
+        (doc({**GOOD, "name": "default"}), 'rule 1 "default": the name "default" is reserved for "no rule matched"'),
+        (doc(GOOD, GOOD), 'rule 2 "r1": the name is already used by an earlier rule'),
+        (doc({**GOOD, "source": "  "}),
+         'rule 1 "r1": source is required: where the error and its meaning are documented (a URL)'),
+        (doc({**GOOD, "description": 5}), 'rule 1 "r1": description must be text'),
+        (doc({**GOOD, "action": "retry"}), "rule 1 \"r1\": action must be 'rerun' or 'skip', got 'retry'"),
+        (doc({**GOOD, "patterns": []}), 'rule 1 "r1": patterns must be a non-empty list of regular expressions'),
+        (doc({**GOOD, "patterns": ["ok", ""]}), 'rule 1 "r1": patterns[1] must be a non-empty string'),
+        (doc({**GOOD, "patterns": ["ok", 5]}), 'rule 1 "r1": patterns[1] must be a non-empty string'),
+        (doc({**GOOD, "patterns": ["x*"]}),
+         "rule 1 \"r1\": patterns[0] 'x*' matches an empty line, so it would match every log"),
+        (doc({**GOOD, "patterns": ["x" * 2001]}),
+         'rule 1 "r1": patterns[0] is 2001 characters long, at most 2000 are allowed'),
+        (doc({**GOOD, "taskTypes": []}),
+         'rule 1 "r1": taskTypes must be a non-empty list of node types such as ODPS_SQL (or left out)'),
+        (doc({**GOOD, "taskTypes": "ODPS_SQL"}),
+         'rule 1 "r1": taskTypes must be a non-empty list of node types such as ODPS_SQL (or left out)'),
+        (doc({**GOOD, "taskTypes": ["ODPS_SQL", 5]}),
+         'rule 1 "r1": taskTypes must hold node types such as ODPS_SQL or DIDE_SHELL, got 5'),
+        (doc({**GOOD, "action": "rerun", "maxReruns": 1.5}),
+         'rule 1 "r1": maxReruns must be a whole number of at least 0, got 1.5'),
+        (doc({**GOOD, "action": "rerun", "delaySeconds": 0}),
+         'rule 1 "r1": delaySeconds must be a whole number of at least 1, got 0'),
+        (doc({**GOOD, "action": "rerun", "delaySeconds": 86401}),
+         'rule 1 "r1": delaySeconds must be at most 86400, got 86401'),
+        (doc({**GOOD, "delaySeconds": 1}), "rule 1 \"r1\": maxReruns and delaySeconds only apply to action 'rerun'"),
+        (doc(*[{**GOOD, "name": f"r{n}"} for n in range(201)]), "201 rules, at most 200 are allowed"),
+        (doc("not a rule"), "rule 1: a rule must be a JSON object, got str"),
+    ],
+)  # fmt: skip
+def test_a_bad_rules_document_is_refused_with_the_whole_message(text, message):
+    with pytest.raises(rules.RulesError) as raised:
+        rules.parse(text)
+    assert str(raised.value) == f"failure rules in <rules>: {message}"
+
+
+def test_an_invalid_regular_expression_is_refused_with_res_reason():
+    with pytest.raises(rules.RulesError) as raised:
+        rules.parse(doc({**GOOD, "patterns": ["ok", "(unclosed"]}))
+    assert str(raised.value) == (
+        "failure rules in <rules>: rule 1 \"r1\": patterns[1] '(unclosed' is not a valid regular expression: "
+        "missing ), unterminated subpattern at position 0"
+    )
+
+
+def test_the_limits_of_a_rules_document_are_accepted():
+    most = doc(*[{**GOOD, "name": f"r{n}"} for n in range(200)])
+    assert len(rules.parse(most)) == 200
+    (rule,) = rules.parse(
+        doc({**GOOD, "action": "rerun", "maxReruns": 0, "delaySeconds": 86400, "patterns": ["x" * 2000]})
+    ).rules
+    assert (rule.max_reruns, rule.delay_seconds, rule.patterns[0].pattern) == (0, 86400, "x" * 2000)
+    assert (rule.source, rule.description, rule.task_types) == ("https://example.com/doc", None, None)
+    assert rules.parse(doc(GOOD, description="top-level text")).path == "<rules>"
