@@ -369,3 +369,21 @@ def test_an_endpoint_gives_its_host_port_and_protocol(endpoint, expected):
 )  # fmt: skip
 def test_loopback_hosts(host, loopback):
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "RERUN_MAX_RERUNS",
+        "RERUN_CHUNK_SIZE",
+        "RERUN_HTTP_MAX_IDS",
+        "RERUN_BACKOFF_BASE_SECONDS",
+        "RERUN_BACKOFF_MAX_SECONDS",
+        "RERUN_PLAN_REQUIRED_ABOVE",
+        "RERUN_PLAN_TTL_SECONDS",
+    ],
+)
+def test_a_count_or_a_whole_number_of_seconds_must_be_an_integer(name):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: "120.5"})
+    assert str(caught.value) == f"{name} must be an integer, got '120.5'"
