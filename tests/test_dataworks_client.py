@@ -333,3 +333,8 @@ def test_a_dataworks_transport_failure_is_named_by_its_kind_and_is_transient_and
         "ambiguous": True,
         "needs_new_invocation": False,
     }
+
+
+def test_an_errors_text_names_the_action_the_code_and_the_message():
+    error = DataWorksError("RerunTaskInstances", "Throttling.User", "slow down", transient=True)
+    assert str(error) == "RerunTaskInstances: Throttling.User: slow down"
