@@ -192,3 +192,149 @@ def test_a_page_without_its_rows_is_a_transient_malformed_answer(canned, paging)
 def test_a_page_without_a_whole_total_counts_its_own_rows(canned, total):
     canned.answer = {"RequestId": "r", "PagingInfo": {"TaskInstances": [{"Id": 1}, {"Id": 2}], "TotalCount": total}}
     assert _client_of(canned).list_task_instances({"ProjectId": 42}, timeout=5) == ([{"Id": 1}, {"Id": 2}], 2)
+
+
+# --- classifying what the SDK raises, field by field ---------------------------------------------
+
+
+def dw_fields(exc, action="RerunTaskInstances"):
+    from dwrerun.dataworks import _classify
+
+    error = _classify(action, exc)
+    assert isinstance(error, DataWorksError)
+    return {
+        "action": error.action,
+        "code": error.code,
+        "message": error.message,
+        "status": error.status,
+        "request_id": error.request_id,
+        "retry_after": error.retry_after,
+        "transient": error.transient,
+        "ambiguous": error.ambiguous,
+        "needs_new_invocation": error.needs_new_invocation,
+    }
+
+
+def dw_refusal(**fields):
+    from alibabacloud_tea_openapi.exceptions import ClientException
+
+    return ClientException(**fields)
+
+
+def test_a_refusals_message_and_request_id_come_from_the_body_first():
+    exc = dw_refusal(
+        code="Forbidden.Access",
+        message="sdk message",
+        status_code=403,
+        request_id="r-sdk",
+        data={"Message": "body message", "RequestId": "r-body"},
+    )
+    assert dw_fields(exc, "GetTaskInstance") == {
+        "action": "GetTaskInstance",
+        "code": "Forbidden.Access",
+        "message": "body message",
+        "status": 403,
+        "request_id": "r-body",
+        "retry_after": None,
+        "transient": False,
+        "ambiguous": False,
+        "needs_new_invocation": False,
+    }
+
+
+@pytest.mark.parametrize(
+    ("code", "message", "data", "expected_code", "expected_message"),
+    [
+        ("Forbidden.Access", "sdk message", None, "Forbidden.Access", "sdk message"),  # no body: the SDK's
+        ("Forbidden.Access", None, {}, "Forbidden.Access", "Forbidden.Access"),  # no message: the code
+        (None, None, None, "Unknown", "Unknown"),
+    ],
+)
+def test_without_a_body_the_sdks_fields_are_used_then_the_code(code, message, data, expected_code, expected_message):
+    found = dw_fields(dw_refusal(code=code, message=message, status_code=400, request_id="r-sdk", data=data))
+    assert (found["code"], found["message"], found["request_id"]) == (expected_code, expected_message, "r-sdk")
+    assert not found["transient"]
+
+
+def test_a_long_dataworks_message_is_cut_to_300_characters():
+    assert dw_fields(dw_refusal(code="X", status_code=400, data={"Message": "y" * 400}))["message"] == "y" * 300
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "transient", "ambiguous", "needs_new_invocation"),
+    [
+        ("Boom", 500, True, True, False),  # any 5xx may have been carried out: read back before resending
+        ("Boom", 503, True, True, False),
+        ("Boom", 499, False, False, False),
+        ("Boom", None, False, False, False),
+        ("InternalError", 400, True, True, False),  # a transient code whatever the status
+        ("RequestTimeout", None, True, True, False),
+        ("InvalidSecurityToken.Expired", 400, True, False, True),  # DataWorks did nothing
+        ("InvalidTimeStamp.Expired", 400, True, False, True),
+        ("Throttling.User", 503, True, False, False),  # a rate limit: refused, not carried out
+        ("Throttling.Api.Risk", 503, False, False, False),  # a quota: never retried, even on a 5xx
+    ],
+)
+def test_each_refusal_is_transient_and_ambiguous_as_it_should_be(
+    code, status, transient, ambiguous, needs_new_invocation
+):
+    found = dw_fields(dw_refusal(code=code, status_code=status, data={}))
+    assert (found["transient"], found["ambiguous"], found["needs_new_invocation"]) == (
+        transient,
+        ambiguous,
+        needs_new_invocation,
+    )
+    assert (found["code"], found["status"]) == (code, status)
+
+
+def test_a_dataworks_retry_after_in_milliseconds_becomes_seconds():
+    from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+    exc = ThrottlingException(code="Throttling.User", status_code=429, retry_after=1500, data={})
+    assert dw_fields(exc)["retry_after"] == 1.5
+
+
+class ReadTimeout(Exception):
+    pass
+
+
+class ConnectTimeout(Exception):
+    pass
+
+
+class ConnectionError(Exception):  # noqa: A001 - requests' name, which is what is classified
+    pass
+
+
+class SSLError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "kind"),
+    [
+        (ReadTimeout("read timed out"), "ReadTimeout", "ReadTimeout"),
+        (ConnectTimeout("connect timed out"), "Timeout", "ConnectTimeout"),
+        (ConnectionError("refused"), "ConnectionError", "ConnectionError"),
+        (ValueError("unparsable body"), "MalformedAnswer", "ValueError"),
+        (SSLError("bad handshake"), "TransportError", "SSLError"),
+        (RuntimeError("no context"), "TransportError", "RuntimeError"),
+    ],
+)
+def test_a_dataworks_transport_failure_is_named_by_its_kind_and_is_transient_and_ambiguous(exc, code, kind):
+    assert dw_fields(exc, "ListTaskInstances") == {
+        "action": "ListTaskInstances",
+        "code": code,
+        "message": kind,
+        "status": None,
+        "request_id": None,
+        "retry_after": None,
+        "transient": True,
+        "ambiguous": True,
+        "needs_new_invocation": False,
+    }
+
+
+def test_an_errors_text_names_the_action_the_code_and_the_message():
+    error = DataWorksError("RerunTaskInstances", "Throttling.User", "slow down", transient=True)
+    assert str(error) == "RerunTaskInstances: Throttling.User: slow down"

@@ -179,3 +179,254 @@ def test_without_account_or_region_there_is_no_endpoint():
         "no FC endpoint: the region or the account id is unknown (FC_REGION / FC_ACCOUNT_ID); "
         "set FUNCTION_COMPUTE_ENDPOINT"
     )
+
+
+# --- classifying what the SDK raises, one field at a time ----------------------------------------
+# The fake FC above always answers a JSON body whose Code, Message and RequestId the SDK copies into
+# the exception too, so it cannot tell which source each field was taken from. These build the
+# SDK's exceptions directly, each source alone, and check the whole InvokeFunctionError.
+
+
+def classified(exc):
+    from dwrerun.function_compute import _classify
+
+    error = _classify(exc)
+    assert isinstance(error, InvokeFunctionError) and error.action == "InvokeFunction"
+    return error
+
+
+def fields(error):
+    return {
+        "code": error.code,
+        "message": error.message,
+        "status": error.status,
+        "request_id": error.request_id,
+        "retry_after": error.retry_after,
+        "transient": error.transient,
+        "ambiguous": error.ambiguous,
+        "duplicate": error.duplicate,
+        "needs_new_invocation": error.needs_new_invocation,
+    }
+
+
+def refusal(**fields_):
+    from alibabacloud_tea_openapi.exceptions import ClientException
+
+    return ClientException(**fields_)
+
+
+PERMANENT = {"retry_after": None, "transient": False, "ambiguous": False, "duplicate": False}
+PERMANENT["needs_new_invocation"] = False
+
+
+@pytest.mark.parametrize(
+    ("data", "expected_code", "expected_message", "expected_request_id"),
+    [
+        # FC 3.0's body: Code, Message, RequestId (what the SDK's own fields also say: here they differ)
+        ({"Code": "Denied", "Message": "no fc:InvokeFunction", "RequestId": "r-body"}, "Denied", "no fc:InvokeFunction", "r-body"),
+        ({"code": "denied", "message": "lower case", "requestId": "r-camel"}, "denied", "lower case", "r-camel"),
+        ({"ErrorCode": "OldDenied", "ErrorMessage": "older shape"}, "OldDenied", "older shape", "r-sdk"),
+        ({}, "SdkCode", "SdkCode", "r-sdk"),  # no body: the SDK's code, and the code as the message
+    ],
+)  # fmt: skip
+def test_each_field_of_a_refusal_is_taken_from_the_body_first_then_from_the_sdk(
+    data, expected_code, expected_message, expected_request_id
+):
+    exc = refusal(code="SdkCode", message="sdk message", status_code=403, request_id="r-sdk", data=data)
+    assert fields(classified(exc)) == {
+        "code": expected_code,
+        "message": expected_message,
+        "status": 403,
+        "request_id": expected_request_id,
+        **PERMANENT,
+    }
+
+
+@pytest.mark.parametrize(
+    ("sdk_code", "status", "expected"),
+    [
+        (None, 404, "404"),  # no code anywhere: the HTTP status stands for it
+        (None, None, "Unknown"),
+        ("None", 404, "404"),  # the SDK's str(None) is no code either
+        ("None", None, "Unknown"),
+        ("AccessDenied", None, "AccessDenied"),  # a code without a status is kept
+    ],
+)
+def test_a_refusal_without_a_code_is_named_by_its_status_or_unknown(sdk_code, status, expected):
+    error = classified(refusal(code=sdk_code, status_code=status, data=None))
+    assert (error.code, error.message, error.status) == (expected, expected, status)
+    assert error.request_id is None and not error.transient
+
+
+@pytest.mark.parametrize("request_id", [None, "None"])
+def test_a_missing_request_id_is_none_not_the_text_none(request_id):
+    assert classified(refusal(code="Denied", status_code=403, request_id=request_id, data={})).request_id is None
+
+
+def test_a_long_message_is_cut_to_300_characters():
+    error = classified(refusal(code="Denied", status_code=403, data={"Message": "x" * 400}))
+    assert error.message == "x" * 300
+
+
+def test_a_taken_task_id_keeps_the_code_and_message_and_is_a_duplicate_not_a_retry():
+    exc = refusal(code="ResourceAlreadyExists", message="sdk", status_code=409, request_id="r-409")
+    exc.data = {"Code": "AsyncTaskAlreadyExists", "Message": "task id dwrerun-1-run-1 exists"}
+    error = classified(exc)
+    assert (error.code, error.message, error.status) == (
+        "AsyncTaskAlreadyExists",
+        "task id dwrerun-1-run-1 exists",
+        409,
+    )
+    assert (error.duplicate, error.transient, error.ambiguous) == (True, False, False)
+
+
+@pytest.mark.parametrize(
+    ("kind", "code", "status"),
+    [
+        ("throttling", "Whatever", 400),  # ThrottlingException alone says so
+        ("client", "Whatever", 429),  # the status alone
+        ("client", "Throttling.User", 400),  # the code's prefix alone
+        ("client", "TooManyRequests", 400),  # one of FC's throttling codes alone
+        ("client", "ResourceThrottled", 400),
+        ("client", "ResourceExhausted", 400),
+    ],
+)
+def test_any_one_sign_of_throttling_makes_it_transient_but_not_ambiguous(kind, code, status):
+    from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+    make = ThrottlingException if kind == "throttling" else refusal
+    error = classified(make(code=code, status_code=status, data={}))
+    assert (error.transient, error.ambiguous, error.duplicate, error.needs_new_invocation) == (
+        True,
+        False,
+        False,
+        False,
+    )
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 428, 430, 499])
+def test_other_4xx_refusals_are_permanent(status):
+    error = classified(refusal(code="Refused", status_code=status, data={}))
+    assert (error.transient, error.ambiguous) == (False, False)
+
+
+@pytest.mark.parametrize("status", [500, 502, 503])
+def test_a_5xx_is_transient_and_ambiguous(status):
+    error = classified(refusal(code="Boom", status_code=status, data={}))
+    assert (error.transient, error.ambiguous, error.duplicate) == (True, True, False)
+
+
+def test_retry_after_in_milliseconds_becomes_seconds():
+    from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+    error = classified(ThrottlingException(code="TooManyRequests", status_code=429, retry_after=2500, data={}))
+    assert error.retry_after == 2.5
+    assert classified(refusal(code="Boom", status_code=503, retry_after=4000, data={})).retry_after == 4.0
+    assert classified(refusal(code="Boom", status_code=503, retry_after=0, data={})).retry_after is None
+
+
+def test_every_field_of_a_throttled_refusal_is_kept():
+    from alibabacloud_tea_openapi.exceptions import ThrottlingException
+
+    exc = ThrottlingException(code="TooManyRequests", status_code=429, retry_after=1000, request_id="r-sdk", data={})
+    assert fields(classified(exc)) == {
+        "code": "TooManyRequests",
+        "message": "TooManyRequests",
+        "status": 429,
+        "request_id": "r-sdk",
+        "retry_after": 1.0,
+        "transient": True,
+        "ambiguous": False,
+        "duplicate": False,
+        "needs_new_invocation": False,
+    }
+
+
+# Transport failures: darabonba raises what requests raised, or wraps it; only the class name counts.
+class ReadTimeout(Exception):
+    pass
+
+
+class ConnectTimeout(Exception):
+    pass
+
+
+class ConnectionError(Exception):  # noqa: A001 - requests' name, which is what is classified
+    pass
+
+
+class SSLError(Exception):
+    pass
+
+
+def wrapped(inner):
+    # What darabonba does: raise its own error while handling requests' one (__context__).
+    try:
+        try:
+            raise inner
+        except Exception:
+            raise RuntimeError(str(inner))  # noqa: B904 - __context__ is the point
+    except RuntimeError as outer:
+        return outer
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "kind"),
+    [
+        (ReadTimeout("read timed out"), "ReadTimeout", "ReadTimeout"),
+        (ConnectTimeout("connect timed out"), "Timeout", "ConnectTimeout"),
+        (ConnectionError("refused"), "ConnectionError", "ConnectionError"),
+        (SSLError("bad handshake"), "TransportError", "SSLError"),
+        (wrapped(ReadTimeout("x")), "ReadTimeout", "ReadTimeout"),
+        (wrapped(ConnectionError("x")), "ConnectionError", "ConnectionError"),
+        (RuntimeError("no context"), "TransportError", "RuntimeError"),
+    ],
+)
+def test_a_transport_failure_is_named_by_its_kind_and_is_transient_and_ambiguous(exc, code, kind):
+    assert fields(classified(exc)) == {
+        "code": code,
+        "message": kind,
+        "status": None,
+        "request_id": None,
+        "retry_after": None,
+        "transient": True,
+        "ambiguous": True,
+        "duplicate": False,
+        "needs_new_invocation": False,
+    }
+
+
+def test_the_inner_exception_darabonba_keeps_is_the_one_classified():
+    outer = RuntimeError("wrapped")
+    outer.inner_exception = ConnectTimeout("connect timed out")
+    assert (classified(outer).code, classified(outer).message) == ("Timeout", "ConnectTimeout")
+
+
+# --- the warm instance's client ------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cached_client(monkeypatch):
+    from dwrerun import function_compute
+
+    monkeypatch.setattr(function_compute, "_cached", None)
+
+
+def test_the_client_is_built_for_the_accounts_regional_endpoint_and_kept_while_nothing_changes(no_cached_client):
+    from dwrerun.function_compute import client_for
+
+    first = client_for(FN_CREDS, Settings(), "cn-shanghai", "1877700012345678")
+    assert first.endpoint == "1877700012345678.cn-shanghai.fc.aliyuncs.com"
+    assert first._client._region_id == "cn-shanghai"
+    assert client_for(FN_CREDS, Settings(), "cn-shanghai", "1877700012345678") is first
+
+
+def test_rotated_credentials_or_another_endpoint_build_a_new_client(no_cached_client):
+    from dwrerun.function_compute import client_for
+
+    first = client_for(FN_CREDS, Settings(), "cn-shanghai", "1877700012345678")
+    rotated = Credentials(FN_CREDS.access_key_id, FN_CREDS.access_key_secret, "next-token")
+    second = client_for(rotated, Settings(), "cn-shanghai", "1877700012345678")
+    assert second is not first
+    third = client_for(rotated, Settings(), "cn-hangzhou", "1877700012345678")
+    assert third is not second and third.endpoint == "1877700012345678.cn-hangzhou.fc.aliyuncs.com"

@@ -301,3 +301,221 @@ def test_the_tail_starts_at_a_whole_line():
 def test_the_text_a_pattern_must_start_with_is_never_wrong(pattern, literal):
     # A wrong literal would hide a match (the pattern is skipped when its literal is absent).
     assert rules._leading_literal(pattern) == literal
+
+
+# --- noise and the shown line, with a one-rule set ------------------------------------------------
+
+BOOM = rules.parse(doc({**GOOD, "name": "boom", "patterns": ["boom"]}), "boom-rules.json")
+ECHOED = "inside a quoted string (echoed code)"
+SOURCE_LINE = "a source line in a Python stack trace"
+
+
+def ignored_as(log: str) -> list[tuple[int, str]]:
+    found = rules.match(BOOM, log)
+    assert found.rule is None, f"matched line {found.line_number}: {found.line!r}"
+    return [(hit.line_number, hit.why) for hit in found.ignored]
+
+
+def matched_line(log: str, pattern_rules=BOOM) -> tuple[int, str]:
+    found = rules.match(pattern_rules, log)
+    assert found.rule is not None, f"ignored: {found.ignored}"
+    return found.line_number, found.line
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "job='etl' failed: boom",  # a closed quoted value before the error
+        "'etl' failed: boom",  # one that opens the line
+        "a='x' b='y' boom",
+    ],
+)
+def test_a_hit_after_closed_quotes_is_the_error(line):
+    assert matched_line(line + "\n") == (1, line)
+
+
+@pytest.mark.parametrize("line", ["echo 'boom'", "a='x' b='boom", "'x' 'y' 'boom'"])
+def test_a_hit_inside_an_open_single_quote_is_echoed_code(line):
+    assert ignored_as(line + "\n") == [(1, ECHOED)]
+
+
+@pytest.mark.parametrize(
+    "log",
+    [
+        'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n    boom()\n',
+        'Traceback (most recent call last):\n  File "job.py", line 3, in <module>\n\tboom()\n',  # a tab
+        '\n  File "job.py", line 3, in <module>\n    boom()\n',  # the frame right after an empty first line
+        'File "job.py", line 3, in <module>\n    boom()\n',  # the frame opens the log, not indented
+    ],
+)
+def test_the_source_line_under_a_python_frame_is_code_not_the_error(log):
+    (number,) = [n for n, line in enumerate(log.split("\n"), start=1) if "boom" in line]
+    assert ignored_as(log) == [(number, SOURCE_LINE)]
+
+
+def test_an_indented_line_after_an_empty_line_is_not_a_frames_source_line():
+    assert matched_line('  File "job.py", line 3, in <module>\n\n    boom()\n') == (3, "    boom()")
+
+
+@pytest.mark.parametrize(
+    ("log", "shown"),
+    [
+        ("failed: boom at X\r\n", "failed: boom at X"),  # only the CR of a CRLF goes
+        ("failed: boom  \r\n", "failed: boom  "),  # trailing spaces stay
+        ("\rfailed: boom\r\n", "\rfailed: boom"),
+    ],
+)
+def test_a_crlf_lines_carriage_return_is_not_shown(log, shown):
+    assert matched_line(log) == (1, shown)
+
+
+def test_a_line_of_exactly_line_chars_is_shown_whole():
+    line = "boom " + "." * (rules.LINE_CHARS - 5)
+    assert matched_line(line + "\n") == (1, line)
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "begin", "leading", "trailing"),
+    [
+        (500, 500, 500 - rules.LINE_CHARS // 4, "…", "…"),  # a quarter of the room before the hit
+        (0, 500, 0, "", "…"),  # at the start: nothing cut before it
+        (500, 0, 504 - (rules.LINE_CHARS - 2), "…", ""),  # at the end: the window ends with the line
+        (10, 500, 0, "", "…"),
+    ],
+)
+def test_a_long_line_is_cut_to_line_chars_around_the_hit_with_an_ellipsis_where_cut(
+    before, after, begin, leading, trailing
+):
+    line = "a" * before + "boom" + "b" * after
+    number, shown = matched_line(line + "\n")
+    width = rules.LINE_CHARS - 2
+    assert shown == leading + line[begin : begin + width] + trailing
+    assert len(shown) == len(leading) + width + len(trailing)
+
+
+def test_a_long_line_whose_hit_redaction_hid_is_shown_from_its_start():
+    secret = rules.parse(doc({**GOOD, "name": "pw", "patterns": ["password=hunter2"]}), "pw-rules.json")
+    line = "word " * 80 + "password=hunter2 failed " + "tail " * 20
+    number, shown = matched_line(line + "\n", secret)
+    redacted = redact(line)
+    assert "hunter2" not in redacted
+    assert shown == redacted[: rules.LINE_CHARS - 2] + "…"
+
+
+@pytest.mark.parametrize("task_types", [["ODPS_SQL"], ["XXXX"], ["X"]])
+def test_a_rule_for_named_node_types_never_applies_when_the_type_is_unknown(task_types):
+    (rule,) = rules.parse(doc({**GOOD, "taskTypes": task_types})).rules
+    assert not rule.applies_to(None) and not rule.applies_to("")
+    assert rule.applies_to(task_types[0].lower())
+
+
+def test_a_missing_shipped_rules_file_is_named_as_such(monkeypatch, tmp_path):
+    monkeypatch.setattr(rules, "DEFAULT_FILE", tmp_path / "gone.json")
+    with pytest.raises(rules.RulesError) as raised:
+        rules.load(None)
+    assert str(raised.value) == (
+        f"failure rules: cannot read the shipped rules file ({tmp_path / 'gone.json'}): No such file or directory"
+    )
+
+
+def test_a_missing_rules_file_is_named_by_the_setting_with_the_systems_reason(tmp_path):
+    missing = tmp_path / "gone.json"
+    with pytest.raises(rules.RulesError) as raised:
+        rules.load(str(missing))
+    assert str(raised.value) == (
+        f"failure rules: cannot read RERUN_RULES_FILE={str(missing)!r} ({missing}): No such file or directory"
+    )
+
+
+def test_a_rules_file_that_is_not_utf8_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes(
+        json.dumps({"rules": [{**GOOD, "description": "caf\u00e9"}]}, ensure_ascii=False).encode("latin-1")
+    )
+    with pytest.raises(rules.RulesError) as raised:
+        rules.load(str(path))
+    assert str(raised.value).startswith(f"failure rules in {path}: cannot read the file: 'utf-8' codec can't decode")
+
+
+def test_a_rules_file_in_utf8_is_read_as_utf8(tmp_path):
+    path = tmp_path / "utf8.json"
+    path.write_bytes(
+        json.dumps({"rules": [{**GOOD, "description": "caf\u00e9 \u4e2d\u6587"}]}, ensure_ascii=False).encode()
+    )
+    assert rules.load(str(path)).rules[0].description == "caf\u00e9 \u4e2d\u6587"
+
+
+ALLOWED_KEYS = "action, delaySeconds, description, maxReruns, name, patterns, source, taskTypes"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"rules": [\n  {"name": "r1",}\n]}',
+         "line 2 column 17: not valid JSON (Expecting property name enclosed in double quotes)"),
+        ('{"rules": [{"name": "r1", "patterns": ["a\\d"]}]}',
+         'line 1 column 42: not valid JSON (Invalid \\escape); in JSON a backslash is written twice, so the '
+         'regular expression \\d+ is written "\\\\d+"'),
+        ("[" * 100_000, "not valid JSON (nested too deep)"),
+        ("[]", 'the file must be a JSON object with a list "rules": {"rules": [...]}'),
+        ('{"rules": {}}', 'the file must be a JSON object with a list "rules": {"rules": [...]}'),
+        (doc(GOOD, zzz=2, extra=1), "unknown top-level key(s) extra, zzz: allowed are rules, description"),
+        (doc({**GOOD, "pattern": ["x"]}), f'rule 1 "r1": unknown key(s) pattern: allowed are {ALLOWED_KEYS}'),
+        (doc({**GOOD, "name": "has space"}),
+         "rule 1 \"has space\": name must be 1-64 letters, digits, '.', '_' or '-', got 'has space'"),
+        (doc({**GOOD, "name": 5}), "rule 1: name must be 1-64 letters, digits, '.', '_' or '-', got 5"),
+        (doc({**GOOD, "name": ""}), "rule 1: name must be 1-64 letters, digits, '.', '_' or '-', got ''"),
+        (doc({**GOOD, "name": "default"}), 'rule 1 "default": the name "default" is reserved for "no rule matched"'),
+        (doc(GOOD, GOOD), 'rule 2 "r1": the name is already used by an earlier rule'),
+        (doc({**GOOD, "source": "  "}),
+         'rule 1 "r1": source is required: where the error and its meaning are documented (a URL)'),
+        (doc({**GOOD, "description": 5}), 'rule 1 "r1": description must be text'),
+        (doc({**GOOD, "action": "retry"}), "rule 1 \"r1\": action must be 'rerun' or 'skip', got 'retry'"),
+        (doc({**GOOD, "patterns": []}), 'rule 1 "r1": patterns must be a non-empty list of regular expressions'),
+        (doc({**GOOD, "patterns": ["ok", ""]}), 'rule 1 "r1": patterns[1] must be a non-empty string'),
+        (doc({**GOOD, "patterns": ["ok", 5]}), 'rule 1 "r1": patterns[1] must be a non-empty string'),
+        (doc({**GOOD, "patterns": ["x*"]}),
+         "rule 1 \"r1\": patterns[0] 'x*' matches an empty line, so it would match every log"),
+        (doc({**GOOD, "patterns": ["x" * 2001]}),
+         'rule 1 "r1": patterns[0] is 2001 characters long, at most 2000 are allowed'),
+        (doc({**GOOD, "taskTypes": []}),
+         'rule 1 "r1": taskTypes must be a non-empty list of node types such as ODPS_SQL (or left out)'),
+        (doc({**GOOD, "taskTypes": "ODPS_SQL"}),
+         'rule 1 "r1": taskTypes must be a non-empty list of node types such as ODPS_SQL (or left out)'),
+        (doc({**GOOD, "taskTypes": ["ODPS_SQL", 5]}),
+         'rule 1 "r1": taskTypes must hold node types such as ODPS_SQL or DIDE_SHELL, got 5'),
+        (doc({**GOOD, "action": "rerun", "maxReruns": 1.5}),
+         'rule 1 "r1": maxReruns must be a whole number of at least 0, got 1.5'),
+        (doc({**GOOD, "action": "rerun", "delaySeconds": 0}),
+         'rule 1 "r1": delaySeconds must be a whole number of at least 1, got 0'),
+        (doc({**GOOD, "action": "rerun", "delaySeconds": 86401}),
+         'rule 1 "r1": delaySeconds must be at most 86400, got 86401'),
+        (doc({**GOOD, "delaySeconds": 1}), "rule 1 \"r1\": maxReruns and delaySeconds only apply to action 'rerun'"),
+        (doc(*[{**GOOD, "name": f"r{n}"} for n in range(201)]), "201 rules, at most 200 are allowed"),
+        (doc("not a rule"), "rule 1: a rule must be a JSON object, got str"),
+    ],
+)  # fmt: skip
+def test_a_bad_rules_document_is_refused_with_the_whole_message(text, message):
+    with pytest.raises(rules.RulesError) as raised:
+        rules.parse(text)
+    assert str(raised.value) == f"failure rules in <rules>: {message}"
+
+
+def test_an_invalid_regular_expression_is_refused_with_res_reason():
+    with pytest.raises(rules.RulesError) as raised:
+        rules.parse(doc({**GOOD, "patterns": ["ok", "(unclosed"]}))
+    assert str(raised.value) == (
+        "failure rules in <rules>: rule 1 \"r1\": patterns[1] '(unclosed' is not a valid regular expression: "
+        "missing ), unterminated subpattern at position 0"
+    )
+
+
+def test_the_limits_of_a_rules_document_are_accepted():
+    most = doc(*[{**GOOD, "name": f"r{n}"} for n in range(200)])
+    assert len(rules.parse(most)) == 200
+    (rule,) = rules.parse(
+        doc({**GOOD, "action": "rerun", "maxReruns": 0, "delaySeconds": 86400, "patterns": ["x" * 2000]})
+    ).rules
+    assert (rule.max_reruns, rule.delay_seconds, rule.patterns[0].pattern) == (0, 86400, "x" * 2000)
+    assert (rule.source, rule.description, rule.task_types) == ("https://example.com/doc", None, None)
+    assert rules.parse(doc(GOOD, description="top-level text")).path == "<rules>"

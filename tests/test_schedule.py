@@ -67,6 +67,12 @@ def test_a_rule_hint_is_spread_by_at_most_a_tenth_and_capped_at_an_hour(highest)
     assert delay_seconds(1, 120, 1800, hint=5000) == 3600
 
 
+def test_a_rule_hint_under_a_second_still_waits(lowest):
+    # Only a hint of 0 (or less) means now: a fraction of a second rounds up to one.
+    assert delay_seconds(3, 120, 1800, hint=0.5) == 1
+    assert delay_seconds(3, 120, 1800, hint=1) == 1
+
+
 def test_a_rule_hint_of_zero_reruns_now(seeded):
     assert delay_seconds(3, 120, 1800, hint=0) == 0
 
@@ -210,6 +216,8 @@ def test_a_task_id_outside_fcs_rule_is_refused_naming_it():
         ({"failedRunNumber": 1_000_001}, "failedRunNumber must be a positive integer up to 1000000, got 1000001"),
         ({"instanceId": "x" * 50}, "instanceId must be a positive integer up to 9223372036854775807, got "
          "'" + "x" * 36 + "..."),
+        ({"instanceId": "x" * 39}, "instanceId must be a positive integer up to 9223372036854775807, got "
+         "'" + "x" * 36 + "..."),  # a repr of 41 characters is cut to 40
         ({"instanceId": "x" * 38}, "instanceId must be a positive integer up to 9223372036854775807, got "
          "'" + "x" * 38 + "'"),
         ({"eventId": ""}, "eventId must be null or a string of 1 to 256 characters"),
@@ -225,4 +233,58 @@ def test_a_malformed_field_is_named_with_its_value_cut_short(changes, message):
 
 def test_the_largest_values_are_accepted():
     scheduled = ScheduledRerun(2**63 - 1, 1_000_000, "2026-09-21T14:14:50Z", "e" * 256, "r" * 256)
+    assert schedule.parse(scheduled.to_payload()) == scheduled
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (with_field(instanceId=...), "scheduledRerun lacks instanceId"),
+        (with_field(instanceId=..., dueAt=None), "scheduledRerun lacks instanceId, dueAt"),
+        (with_field(instanceId=True), "instanceId must be a positive integer up to 9223372036854775807, got True"),
+        (with_field(instanceId=0), "instanceId must be a positive integer up to 9223372036854775807, got 0"),
+        (with_field(instanceId=2**63),
+         "instanceId must be a positive integer up to 9223372036854775807, got 9223372036854775808"),
+        (with_field(failedRunNumber=1.5), "failedRunNumber must be a positive integer up to 1000000, got 1.5"),
+        (with_field(dueAt="tomorrow"), "dueAt must be a UTC time like 2026-11-28T02:10:00Z, got 'tomorrow'"),
+        (with_field(dueAt="2026-09-21T14:14:50"),
+         "dueAt must be a UTC time like 2026-11-28T02:10:00Z, got '2026-09-21T14:14:50'"),
+        (with_field(dueAt=1790000000), "dueAt must be a UTC time like 2026-11-28T02:10:00Z"),
+        (with_field(eventId="x" * 257), "eventId must be null or a string of 1 to 256 characters"),
+        (with_field(eventId=7), "eventId must be null or a string of 1 to 256 characters"),
+        (with_field(rule=""), "rule must be null or a string of 1 to 256 characters"),
+        (with_field(asyncTaskId="dwrerun-1-run-1"),
+         "asyncTaskId must be 'dwrerun-1000012345678-run-2' for instance 1000012345678 run 2"),
+        (with_field(zed=1, force=True), "scheduledRerun has unknown field(s) force, zed"),
+        (json.dumps({**good(), "data": {}, "b": 1}).encode(),
+         "a scheduled rerun payload has only 'scheduledRerun', not also b, data"),
+        (b'{"scheduledRerun": [1]}', "scheduledRerun must be a JSON object"),
+        ('{"scheduledRerun": null}', "scheduledRerun must be a JSON object"),  # text, not bytes, is parsed too
+    ],
+)  # fmt: skip
+def test_a_malformed_scheduled_rerun_is_refused_with_the_whole_message(body, message):
+    with pytest.raises(InvalidScheduledRerun) as caught:
+        schedule.parse(body)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize(
+    "body", ["", "not json", '{"other": 1}', '"scheduledRerun"', '["scheduledRerun"]', "[" * 100_000 + "scheduledRerun"]
+)
+def test_text_that_is_not_a_scheduled_rerun_is_none(body):
+    assert schedule.parse(body) is None
+    assert schedule.parse(body.encode()) is None
+
+
+def test_a_scheduled_rerun_given_as_text_is_parsed_like_bytes():
+    payload = ScheduledRerun(7, 2, "2026-09-21T14:14:50Z", None, "upstream").to_payload()
+    assert (
+        schedule.parse(payload.decode())
+        == schedule.parse(payload)
+        == ScheduledRerun(7, 2, "2026-09-21T14:14:50Z", None, "upstream")
+    )
+
+
+def test_the_smallest_values_are_accepted():
+    scheduled = ScheduledRerun(1, 1, "2026-09-21T14:14:50Z", "e", "r")
     assert schedule.parse(scheduled.to_payload()) == scheduled
