@@ -186,6 +186,10 @@ def _cloudevent(data, **fields) -> bytes:
          events.Ignored("not a task-instance status change (source 'acs.dataworks', type 5)", "e2", None, None)),
         (json.dumps({"source": "acs.oss", "type": CHANGE}).encode(),
          events.Ignored(f"not a task-instance status change (source 'acs.oss', type {CHANGE!r})", None, None, CHANGE)),
+        (b'{"taskId": 1, "status": 5}', events.Failure(1, None, None, None, None)),  # the smallest id
+        # past 19 digits a string is no number at all (int64), not an unknown one
+        (b'{"taskId": 12, "status": "' + b"5" * 20 + b'"}',
+         events.Ignored("status '" + "5" * 20 + "' (missing) is not a failure", None, 12, CHANGE)),
         # a "source" alone makes it a CloudEvent, whatever else it holds
         (b'{"source": "acs.oss", "taskId": 12, "status": 5}',
          events.Ignored("not a task-instance status change (source 'acs.oss', type None)")),

@@ -197,7 +197,7 @@ def test_a_summary_counts_each_decision_and_each_reruns_outcome():
     written = (
         [_decided(records.RERUN, True)] * 3
         + [_decided(records.RERUN, False)] * 2
-        + [_decided(records.RERUN, None)]
+        + [_decided(records.RERUN, None)] * 2  # no answer read
         + [_decided(records.SKIP)] * 4
         + [_decided(records.DRY_RUN)] * 5
         + [_decided(records.SCHEDULED)] * 6
@@ -210,8 +210,8 @@ def test_a_summary_counts_each_decision_and_each_reruns_outcome():
         "kind": "summary",
         "trigger": "http",
         "requestId": "req",
-        "instances": 23,
-        "rerun": 6,
+        "instances": 24,
+        "rerun": 7,
         "rerunSucceeded": 3,
         "rerunFailed": 2,
         "skipped": 5,
