@@ -29,6 +29,13 @@ def test_python310_context_credentials_are_the_fallback():
     assert credentials_from({}, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
 
 
+def test_a_key_id_without_its_secret_in_the_variables_falls_back_to_the_context():
+    partial = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id", "ALIBABA_CLOUD_SECURITY_TOKEN": "env-token"}
+    assert credentials_from(partial, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
+    only_secret = {"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "env-secret"}
+    assert credentials_from(only_secret, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
+
+
 def test_no_credentials_is_a_clear_error():
     with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_ID"):
         credentials_from({}, Context312)
