@@ -36,6 +36,29 @@ def test_a_key_id_without_its_secret_in_the_variables_falls_back_to_the_context(
     assert credentials_from(only_secret, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
 
 
+class ContextWithoutToken:
+    class credentials:  # noqa: N801 - the runtime's attribute name
+        access_key_id, access_key_secret = "ctx-id", "ctx-secret"
+
+
+class ContextWithEmptyCredentials:
+    class credentials:  # noqa: N801 - an object with none of the attributes
+        pass
+
+
+def test_context_credentials_without_a_token_are_used_without_one():
+    assert credentials_from({}, ContextWithoutToken) == Credentials("ctx-id", "ctx-secret", None)
+
+
+def test_context_credentials_without_a_key_id_are_no_credentials():
+    with pytest.raises(ConfigError) as caught:
+        credentials_from({}, ContextWithEmptyCredentials)
+    assert str(caught.value) == (
+        "no credentials: ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are unset. "
+        "Give the function a role (template.yml `role`) so FC injects them."
+    )
+
+
 def test_no_credentials_is_a_clear_error():
     with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_ID"):
         credentials_from({}, Context312)
