@@ -59,6 +59,14 @@ def test_context_credentials_without_a_key_id_are_no_credentials():
     )
 
 
+@pytest.mark.parametrize(
+    "environ", [{"ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id"}, {"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "env-secret"}]
+)
+def test_half_a_key_pair_and_no_context_credentials_is_no_credentials(environ):
+    with pytest.raises(ConfigError, match="^no credentials: "):
+        credentials_from(environ, Context312)
+
+
 def test_no_credentials_is_a_clear_error():
     with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_ID"):
         credentials_from({}, Context312)
