@@ -29,6 +29,44 @@ def test_python310_context_credentials_are_the_fallback():
     assert credentials_from({}, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
 
 
+def test_a_key_id_without_its_secret_in_the_variables_falls_back_to_the_context():
+    partial = {"ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id", "ALIBABA_CLOUD_SECURITY_TOKEN": "env-token"}
+    assert credentials_from(partial, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
+    only_secret = {"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "env-secret"}
+    assert credentials_from(only_secret, Context310) == Credentials("ctx-id", "ctx-secret", "ctx-token")
+
+
+class ContextWithoutToken:
+    class credentials:  # noqa: N801 - the runtime's attribute name
+        access_key_id, access_key_secret = "ctx-id", "ctx-secret"
+
+
+class ContextWithEmptyCredentials:
+    class credentials:  # noqa: N801 - an object with none of the attributes
+        pass
+
+
+def test_context_credentials_without_a_token_are_used_without_one():
+    assert credentials_from({}, ContextWithoutToken) == Credentials("ctx-id", "ctx-secret", None)
+
+
+def test_context_credentials_without_a_key_id_are_no_credentials():
+    with pytest.raises(ConfigError) as caught:
+        credentials_from({}, ContextWithEmptyCredentials)
+    assert str(caught.value) == (
+        "no credentials: ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET are unset. "
+        "Give the function a role (template.yml `role`) so FC injects them."
+    )
+
+
+@pytest.mark.parametrize(
+    "environ", [{"ALIBABA_CLOUD_ACCESS_KEY_ID": "env-id"}, {"ALIBABA_CLOUD_ACCESS_KEY_SECRET": "env-secret"}]
+)
+def test_half_a_key_pair_and_no_context_credentials_is_no_credentials(environ):
+    with pytest.raises(ConfigError, match="^no credentials: "):
+        credentials_from(environ, Context312)
+
+
 def test_no_credentials_is_a_clear_error():
     with pytest.raises(ConfigError, match="ALIBABA_CLOUD_ACCESS_KEY_ID"):
         credentials_from({}, Context312)

@@ -430,3 +430,10 @@ def test_rotated_credentials_or_another_endpoint_build_a_new_client(no_cached_cl
     assert second is not first
     third = client_for(rotated, Settings(), "cn-hangzhou", "1877700012345678")
     assert third is not second and third.endpoint == "1877700012345678.cn-hangzhou.fc.aliyuncs.com"
+
+
+def test_a_slash_in_the_function_name_is_escaped_in_the_path(fake_fc):
+    # quote(..., safe=""): the name is one path segment whatever it holds.
+    fc = FunctionCompute(FN_CREDS, f"127.0.0.1:{fake_fc.server_port}", "http", "cn-hangzhou", Settings())
+    fc.invoke_async("svc/fn", b"{}", delay=0, task_id="t-1", timeout=5)
+    assert fake_fc.seen[0][0] == "/2023-03-30/functions/svc%2Ffn/invocations"

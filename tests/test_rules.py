@@ -461,6 +461,8 @@ ALLOWED_KEYS = "action, delaySeconds, description, maxReruns, name, patterns, so
         ('{"rules": {}}', 'the file must be a JSON object with a list "rules": {"rules": [...]}'),
         (doc(GOOD, zzz=2, extra=1), "unknown top-level key(s) extra, zzz: allowed are rules, description"),
         (doc({**GOOD, "pattern": ["x"]}), f'rule 1 "r1": unknown key(s) pattern: allowed are {ALLOWED_KEYS}'),
+        (doc({**GOOD, "zzz": 1, "pattern": ["x"]}),
+         f'rule 1 "r1": unknown key(s) pattern, zzz: allowed are {ALLOWED_KEYS}'),
         (doc({**GOOD, "name": "has space"}),
          "rule 1 \"has space\": name must be 1-64 letters, digits, '.', '_' or '-', got 'has space'"),
         (doc({**GOOD, "name": 5}), "rule 1: name must be 1-64 letters, digits, '.', '_' or '-', got 5"),
