@@ -135,6 +135,7 @@ def post(fn, body: dict) -> tuple[int, dict]:
     return result["statusCode"], json.loads(result["body"])
 
 
+@pytest.mark.separate_process
 def test_a_2000_instance_selection_continues_and_every_instance_ends_rerun_once_or_skipped(dataworks, api, tmp_path):
     # GIVEN 2,000 failed instances of one day, some of which the guards hold back, and an event
     # function whose first instance dies right after its first RerunTaskInstances was accepted
@@ -160,10 +161,14 @@ def test_a_2000_instance_selection_continues_and_every_instance_ends_rerun_once_
         event_fn.drain(timeout=180)
         logstores = (tmp_path / "event.jsonl", tmp_path / "logstore.jsonl")
         by_instance = records_by_instance(*logstores)
-    # AND the instance that died was retried by FC, on a new instance
-    retried = [task for task in event_fn.async_invocations if len(task.attempts) > 1]
-    assert len(retried) == 1 and retried[0].status == "Succeeded"
-    assert [i.ended for i in event_fn.instances].count("crashed") == 1
+    # AND the instance that died was retried by FC, on a new instance. On a loaded machine FC may
+    # retry other parts too (one that ran past its timeout, or answered RetryLater when throttled):
+    # FC's own behaviour, which the exactly-once check below covers. (It asked for exactly one
+    # retry before, and failed under load.)
+    (crashed,) = [i.instance_id for i in event_fn.instances if i.ended == "crashed"]
+    (died,) = [t for t in event_fn.async_invocations if any(a.instance_id == crashed for a in t.attempts)]
+    assert died.attempts[-1].instance_id != crashed
+    assert all(task.status == "Succeeded" for task in event_fn.async_invocations)
     # AND every instance was rerun exactly once, or skipped with the guard's reason
     reruns = accepted_reruns(dataworks)
     eligible = {i for i, reason in expected.items() if reason == "eligible"}
@@ -189,6 +194,7 @@ def test_a_2000_instance_selection_continues_and_every_instance_ends_rerun_once_
     assert len(planned_records) == len(eligible) and {r["originRequestId"] for r in planned_records} == {plan_rid}
 
 
+@pytest.mark.separate_process
 def test_a_part_whose_batch_keeps_failing_hands_it_to_its_next_hop(dataworks, api, tmp_path):
     # GIVEN a continuation part of 120 instances, and DataWorks answering its first six
     # RerunTaskInstances calls with 503 (every attempt one invocation makes at a batch)
@@ -218,6 +224,7 @@ def test_a_part_whose_batch_keeps_failing_hands_it_to_its_next_hop(dataworks, ap
     assert all(len(rs) == 1 for rs in by_instance.values())  # no deferred record: the next hop wrote theirs
 
 
+@pytest.mark.separate_process
 def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(dataworks, api, tmp_path):
     # GIVEN 600 failures: ten parts of 60, nine of which continue in the event function
     expected = seed(dataworks, 600)

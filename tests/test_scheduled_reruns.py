@@ -38,6 +38,9 @@ from localcloud.eventbridge import EventBridge
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
 
+# Every test runs the event function on instance processes (the `cloud` fixture).
+pytestmark = pytest.mark.separate_process
+
 NOW = 1_790_000_000.0
 TASK = f"dwrerun-{FAILED_ID}-run-1"  # the async task id of FAILED_ID's failed run 1
 # Each instance reads the test's clock for `dueAt` (schedule.clock), as FC's and the function's
