@@ -523,6 +523,7 @@ def test_each_refused_body_gets_its_whole_answer_and_reaches_no_api(
             {},
         ),
         ({"rawPath": "/reruns"}, 404, "NotFound", "no such path '/reruns': use POST /rerun or GET /health", {}),
+        ({"rawPath": "/rerunX"}, 404, "NotFound", "no such path '/rerunX': use POST /rerun or GET /health", {}),
         ({"rawPath": "/health/x"}, 404, "NotFound", "no such path '/health/x': use POST /rerun or GET /health", {}),
         (
             {"rawPath": "/rerun", "requestContext": {"http": {"method": "GET"}}},
