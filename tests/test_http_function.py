@@ -523,6 +523,7 @@ def test_each_refused_body_gets_its_whole_answer_and_reaches_no_api(
             {},
         ),
         ({"rawPath": "/reruns"}, 404, "NotFound", "no such path '/reruns': use POST /rerun or GET /health", {}),
+        ({"rawPath": "/rerunX"}, 404, "NotFound", "no such path '/rerunX': use POST /rerun or GET /health", {}),
         ({"rawPath": "/health/x"}, 404, "NotFound", "no such path '/health/x': use POST /rerun or GET /health", {}),
         (
             {"rawPath": "/rerun", "requestContext": {"http": {"method": "GET"}}},
@@ -1176,3 +1177,23 @@ def test_more_task_ids_than_the_http_limit_is_refused_naming_the_setting(datawor
         got = answer_to(fn, {**FILTER, "TaskIds": [1, 2, 3]})
     assert got == refusal(400, "InvalidParameter", "TaskIds has 3 ids, more than RERUN_HTTP_MAX_IDS=2")
     assert len(dataworks.journal) == 0
+
+
+@pytest.mark.parametrize(("read_logs", "status"), [("true", 500), ("false", 200)], ids=["logs-read", "logs-not-read"])
+def test_the_rules_file_is_loaded_only_when_logs_are_read_and_an_unreadable_one_is_500(
+    dataworks, tmp_path, read_logs, status
+):
+    seed_failed(dataworks)
+    missing = tmp_path / "no-rules.json"
+    env = {"RERUN_READ_LOGS": read_logs, "RERUN_RULES_FILE": str(missing)}
+    with make_function(dataworks, tmp_path, handler="index.handle_http", **env) as fn:
+        got = parsed(invoke_ids(fn, [FAILED_ID]))
+    if status == 500:
+        assert got == refusal(
+            500,
+            "InvalidConfiguration",
+            f"failure rules: cannot read RERUN_RULES_FILE={str(missing)!r} ({missing}): No such file or directory",
+        )
+        assert len(dataworks.journal) == 0  # a bad deploy: refused before any call
+    else:
+        assert got["statusCode"] == 200 and got["body"]["SuccessInfo"][str(FAILED_ID)]["Success"] is True
