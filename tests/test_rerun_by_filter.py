@@ -469,6 +469,7 @@ def test_a_plan_for_another_filter_or_options_names_each_difference():
         ("a.b.c", "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
         (_padded(plan.MAX_TOKEN_CHARS), "PlanToken's signature does not verify"),  # checked: as long as it may be
         (_padded(plan.MAX_TOKEN_CHARS + 1), "PlanToken is not valid: it is not a token this function issued"),
+        (".", "PlanToken is not valid: its content is not base64url JSON"),  # one character is long enough
         ("!!!!.sig", "PlanToken is not valid: its content is not base64url JSON"),
         ("bm90IGpzb24.sig", "PlanToken is not valid: its content is not base64url JSON"),  # "not json"
         ("WzEsMl0.sig", "PlanToken is not valid: its content is not a JSON object"),  # [1,2]
