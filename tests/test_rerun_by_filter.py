@@ -469,6 +469,7 @@ def test_a_plan_for_another_filter_or_options_names_each_difference():
         ("a.b.c", "PlanToken is not valid: it is not a token this function issued (expected <content>.<signature>)"),
         (_padded(plan.MAX_TOKEN_CHARS), "PlanToken's signature does not verify"),  # checked: as long as it may be
         (_padded(plan.MAX_TOKEN_CHARS + 1), "PlanToken is not valid: it is not a token this function issued"),
+        (".", "PlanToken is not valid: its content is not base64url JSON"),  # one character is long enough
         ("!!!!.sig", "PlanToken is not valid: its content is not base64url JSON"),
         ("bm90IGpzb24.sig", "PlanToken is not valid: its content is not base64url JSON"),  # "not json"
         ("WzEsMl0.sig", "PlanToken is not valid: its content is not a JSON object"),  # [1,2]
@@ -990,3 +991,19 @@ def test_a_listing_retry_that_would_end_past_the_deadline_is_not_made(slept):
     with pytest.raises(DataWorksError):
         listed(listing, deadline=1001.25, settings=Settings(read_qps=1000.0))
     assert len(listing.timeouts) == 1 and slept == []
+
+
+@pytest.fixture
+def shanghai_local_time(monkeypatch):
+    """The process's local time zone is UTC+8 (FC lets a function set TZ)."""
+    monkeypatch.setenv("TZ", "Asia/Shanghai")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_plans_expiry_is_written_in_utc_whatever_the_local_time_zone(shanghai_local_time):
+    assert time.localtime(ISSUED_AT).tm_hour == 1  # 17:20 UTC is 01:20 in Shanghai
+    _, expires = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 900)
+    assert expires == "2026-11-27T17:35:00Z"
