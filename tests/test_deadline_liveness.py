@@ -201,3 +201,32 @@ def test_a_retry_after_holds_the_reads_not_yet_started_too(dataworks, tmp_path, 
         "not done in time (no time left to read 1 of the 9 instances): Function Compute retries the invocation."
     )
     assert dataworks.journal.count(action="GetTaskInstance") == 8 and reruns(dataworks) == []
+
+
+def test_get_task_waits_for_its_slot_on_the_same_read_limiter_as_get_task_instance(dataworks, tmp_path, fake_time):
+    # One read a second: GetTaskInstance takes the first slot, so GetTask (also a read, on
+    # DataWorks' read quota) waits one second for the next. Time moves only by limiter waits.
+    seed_failed(dataworks)
+    env = {"DATAWORKS_READ_QPS": "1", "RERUN_READ_LOGS": "false"}
+    with make_function(dataworks, tmp_path, **env) as fn:
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]
+    assert fake_time.now == 1001.0
+
+
+def test_the_reads_keep_back_no_write_spacing_when_one_rerun_call_is_all_there_is(dataworks, tmp_path, fake_time):
+    # A 3 s timeout: the deadline is 2.7 s away. One chunk to rerun, so the reads keep back only
+    # the least call time (0.5 s) and one read timeout (0.5 s): they may start a call until
+    # 1.2 s, and GetTask's slot at 1 s (one read a second) is in time. Keeping back the write
+    # limiter's spacing for chunks that are not there (1 s each at one write a second) would end
+    # the reads at half the time (1.35 s, last start 0.85 s): GetTask unsent, the instance deferred.
+    seed_failed(dataworks)
+    env = {"DATAWORKS_READ_QPS": "1", "DATAWORKS_WRITE_QPS": "1", "DATAWORKS_READ_TIMEOUT": "0.5"}
+    with make_function(dataworks, tmp_path, timeout=3, RERUN_READ_LOGS="false", **env) as fn:
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    assert inv.error is None, inv.error
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]

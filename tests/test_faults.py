@@ -871,6 +871,20 @@ def test_the_daily_limit_after_a_lost_rerun_answer_says_the_request_may_have_lan
     assert record["message"] == f"{DAILY_LIMIT} A rerun request may have reached DataWorks before the limit."
 
 
+def test_the_daily_limit_met_by_get_task_records_the_instance_and_sends_nothing_more(dataworks, fn):
+    # GetTask (does DataWorks rerun the node itself?) is the call that meets the limit: the
+    # quota watch must see it there too, and end the work with the quota record.
+    seed_failed(dataworks)
+    dataworks.quota(daily_limit=1)  # GetTaskInstance passes; GetTask is refused
+    inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    assert inv.error is None  # no retry helps for hours: FC must not retry
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["success"]) == ("skip", "quota-exhausted", None)
+    assert record["message"] == DAILY_LIMIT
+    assert record["errorCode"] == "Throttling.Api.Risk"
+    assert [(e.action, e.code) for e in dataworks.journal] == [(GET, None), ("GetTask", "Throttling.Api.Risk")]
+
+
 # --- the delayed invocation (Target.scheduled), in-process -----------------------------------------
 
 
@@ -924,14 +938,17 @@ def test_a_rule_that_sets_the_delay_is_named_in_the_record_and_the_delayed_invoc
     log = (Path(__file__).parent / "logs" / "odps_sql_lock_conflict.log").read_text(encoding="utf-8")
     dataworks.backend.set_log(FAILED_ID, 1, log)
     fc = FakeFunctionCompute()
-    env = {"RERUN_READ_LOGS": "true"}
+    # A 1000 s base would wait 500 s for a first failure: the rule's 60 s delay hint wins over it.
+    env = {"RERUN_READ_LOGS": "true", "RERUN_BACKOFF_BASE_SECONDS": "1000"}
     (record,) = run_directly([event_target()], lambda: fc, env=env, rules=rules.load())
     assert (record["decision"], record["rule"], record["delaySeconds"]) == ("scheduled", "maxcompute-lock-conflict", 60)
+    assert record["dueAt"] == DUE_AT  # SCHEDULED_AT + 60 s
     assert (record["failureClass"], record["matchedLine"]) == (
         "retryable",
         "FAILED: ODPS-0110061:Failed to run ddltask - SimpleLock conflict failure, add partition is already on-going",
     )
     (call,) = fc.calls
+    assert call["delay"] == 60
     assert call["payload"]["scheduledRerun"]["rule"] == "maxcompute-lock-conflict"
 
 

@@ -121,3 +121,21 @@ def test_an_odd_rerun_times_from_get_task_is_read_as_no_automatic_rerun(datawork
     dataworks.faults.set("GetTask", answer_fields={"RerunTimes": value})
     record = handle(dataworks, tmp_path)
     assert (record["decision"], record["reason"]) == ("rerun", "eligible")
+
+
+def test_a_get_task_refused_holds_the_rerun_back_with_a_record_saying_why(dataworks, tmp_path):
+    # Not knowing whether DataWorks reruns the node itself risks a double run: the function holds
+    # back, and the whole record says so (before, mutation testing: the message could be lost).
+    seed_failed(dataworks)
+    dataworks.faults.set("GetTask", refuse=None)
+    record = handle(dataworks, tmp_path)
+    assert (record["decision"], record["reason"], record["success"]) == ("skip", "lookup-failed", None)
+    assert record["message"] == (
+        "GetTask refused (You are not authorized to access the resources.): "
+        "whether DataWorks reruns this node itself is unknown"
+    )
+    assert record["errorCode"] == "ResourceNotAuthorized.Api"
+    (get_task,) = [e for e in dataworks.journal if e.action == "GetTask"]
+    assert record["dataworksRequestId"] == get_task.request_id
+    assert record["attempts"] == 2  # GetTaskInstance, GetTask: never retried
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask"] and reruns(dataworks) == []

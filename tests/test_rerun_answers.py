@@ -38,6 +38,28 @@ def test_a_refused_rerun_call_is_recorded_and_not_retried(dataworks, tmp_path):
     assert dataworks.journal.count(action=RERUN) == 1
 
 
+def test_a_refused_rerun_call_records_how_long_the_call_took_in_ms(dataworks, tmp_path, mocker):
+    # The clock seam: a fake clock that only the RerunTaskInstances call moves on, by 0.25 s.
+    from dwrerun import pacing
+
+    now = [1000.0]
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, refuse=None)
+    original_take = dataworks.faults.take
+
+    def take(action):  # the emulator decides each call's faults once, as the call arrives
+        if action == RERUN:
+            now[0] += 0.25
+        return original_take(action)
+
+    dataworks.faults.take = take
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    assert (record["reason"], record["success"]) == ("rerun-refused", False)
+    assert record["rerunMs"] == 250.0
+
+
 def test_an_id_missing_from_success_info_is_read_back_not_resent(dataworks, tmp_path):
     # The rerun happened but SuccessInfo says nothing of it. Before (mutation testing): without
     # the read, the rerun was sent again, six times, past the cap.
