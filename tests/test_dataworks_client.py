@@ -376,3 +376,83 @@ def test_a_dataworks_transport_failure_is_named_by_its_kind_and_is_transient_and
 def test_an_errors_text_names_the_action_the_code_and_the_message():
     error = DataWorksError("RerunTaskInstances", "Throttling.User", "slow down", transient=True)
     assert str(error) == "RerunTaskInstances: Throttling.User: slow down"
+
+
+# --- answers that are not what the action promises ------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [["a", "list"], "text", 7])
+def test_an_answer_that_is_not_a_json_object_is_a_transient_ambiguous_malformed_answer(canned, answer):
+    canned.answer = answer
+    with pytest.raises(DataWorksError) as caught:
+        _client_of(canned).get_task_instance(1000012345678, timeout=5)
+    error = caught.value
+    assert (error.action, error.code, error.message, error.transient, error.ambiguous, error.request_id) == (
+        "GetTaskInstance",
+        "MalformedAnswer",
+        "the answer is not a JSON object",
+        True,
+        True,
+        None,
+    )
+    assert str(error) == "GetTaskInstance: MalformedAnswer: the answer is not a JSON object"
+
+
+@pytest.mark.parametrize("success_info", [None, "ok", ["1000012345678"]])
+def test_a_rerun_answer_without_success_info_is_ambiguous_and_keeps_its_request_id(canned, success_info):
+    # The rerun may have been carried out: the request id is what ties it to DataWorks' own records.
+    canned.answer = {"RequestId": "r-rerun", "SuccessInfo": success_info}
+    with pytest.raises(DataWorksError) as caught:
+        _client_of(canned).rerun_task_instances([1000012345678], "dwrerun", timeout=5)
+    error = caught.value
+    assert (error.action, error.code, error.message, error.transient, error.ambiguous, error.request_id) == (
+        "RerunTaskInstances",
+        "MalformedAnswer",
+        "the answer has no SuccessInfo",
+        True,
+        True,
+        "r-rerun",
+    )
+    assert str(error) == "RerunTaskInstances: MalformedAnswer: the answer has no SuccessInfo"
+
+
+# --- the warm instance's client --------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_cached_client(monkeypatch):
+    from dwrerun import dataworks
+
+    monkeypatch.setattr(dataworks, "_cached", None)
+
+
+CREDS = Credentials("id", "secret", "token")
+
+
+def test_the_client_is_kept_while_the_credentials_and_the_endpoint_do_not_change(no_cached_client):
+    from dwrerun.dataworks import client_for
+
+    first = client_for(CREDS, Settings(), "cn-shanghai")
+    assert first.endpoint == "dataworks.cn-shanghai.aliyuncs.com"
+    # An equal but new Credentials and Settings, as each invocation builds them: the same client.
+    again = client_for(Credentials("id", "secret", "token"), Settings(), "cn-shanghai")
+    assert again is first
+
+
+@pytest.mark.parametrize(
+    ("credentials", "settings", "region"),
+    [
+        (Credentials("id", "secret", "next-token"), Settings(), "cn-shanghai"),  # STS rotation
+        (CREDS, Settings(), "cn-hangzhou"),
+        (CREDS, Settings(network="vpc"), "cn-shanghai"),
+        (CREDS, Settings(read_timeout=20.0), "cn-shanghai"),
+        (CREDS, Settings(connect_timeout=1.0), "cn-shanghai"),
+    ],
+)
+def test_new_credentials_endpoint_or_timeouts_build_a_new_client(no_cached_client, credentials, settings, region):
+    from dwrerun.dataworks import client_for, endpoint_for
+
+    first = client_for(CREDS, Settings(), "cn-shanghai")
+    second = client_for(credentials, settings, region)
+    assert second is not first and second.endpoint == endpoint_for(settings, region)[0]
+    assert client_for(credentials, settings, region) is second  # and then that one is kept

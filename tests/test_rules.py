@@ -280,6 +280,21 @@ def test_the_tail_starts_at_a_whole_line():
     assert rules.match(SHIPPED, log, "ODPS_SQL").rule is None
 
 
+def test_a_tail_that_starts_at_a_line_start_keeps_that_line_and_numbers_it():
+    # The tail's first character is the first of a line (the one before ends just before it):
+    # that line is whole, so it is scanned, and it is the first scanned line.
+    tail = "boom\n" + "x" * 99 + "\n"
+    tail += ("x" * 99 + "\n") * ((rules.TAIL_CHARS - len(tail)) // 100)
+    tail += "y" * (rules.TAIL_CHARS - len(tail) - 1) + "\n"
+    log = "first\n" + tail
+    assert len(log) - rules.TAIL_CHARS == len("first\n")
+    found = rules.match(BOOM, log)
+    assert (found.rule.name, found.line_number, found.line, found.first_scanned_line) == ("boom", 2, "boom", 2)
+    assert found.lines == log.count("\n")
+    unmatched = rules.match(BOOM, log.replace("boom", "fine"))
+    assert (unmatched.rule, unmatched.first_scanned_line) == (None, 2)
+
+
 @pytest.mark.parametrize(
     ("pattern", "literal"),
     [
@@ -294,6 +309,11 @@ def test_the_tail_starts_at_a_whole_line():
         (r"(?i)abcdef", ""),  # flags change what matches
         (r"^abc", ""),
         (r"[|]abc", ""),
+        # A | in a character class is a member, not an alternative; the class ends at its ].
+        (r"abc[x|]", "abc"),
+        (r"abc[x]|y", ""),  # y alone matches: no text every match starts with
+        (r"abc[]|]", "abc"),  # a ] first in a class is a member, not its end
+        (r"abc[\]|]", "abc"),  # so is an escaped ] anywhere in it
         (r"ab\dcd", ""),  # too short before \d
         (r"abc\ def", "abc def"),
     ],
