@@ -830,3 +830,81 @@ def test_a_part_without_time_to_read_a_log_hands_the_instance_on_never_reruns_it
     assert reruns(dataworks) == []
     assert handed(functions) == [a_part((FIRST, 1), hop=3, stalls=1)]
     assert written == [returned]
+
+
+# --- the HTTP function's side, called directly: bulk.plan_or_apply on the same clock ---------------
+
+FILTER = bulk.selection.Filter(project_id=PROJECT_ID, bizdate=BIZDATE, project_env="Prod")
+
+
+def plan_or_apply(dataworks, capsys, request, *, settings=PART_SETTINGS, functions=None, deadline_in=60.0,
+                  rules=None):  # fmt: skip
+    """bulk.plan_or_apply of `request` in an HTTP invocation (request id ORIGIN) `deadline_in`
+    seconds from its end: (the answer, every record it wrote, in order)."""
+    client = DataWorks(CREDS, dataworks.endpoint, "http", "cn-hangzhou", Settings())
+    invocation = Invocation(ORIGIN, "dwrerun-http", "cn-hangzhou", pacing.clock() + deadline_in, timeout=60)
+    capsys.readouterr()
+    answer = bulk.plan_or_apply(request, settings, rules, invocation, client, functions)
+    return answer, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_a_part_of_one_instance_costs_its_share_of_a_rerun_call_and_its_log_read_only_when_read():
+    settings = Settings(read_qps=4.0, write_qps=2.0, chunk_size=50)
+    assert bulk.per_instance_seconds(settings, reads_logs=False) == 1 / (50 * 2.0)  # no log read: no read share
+    assert bulk.per_instance_seconds(settings, reads_logs=True) == 1 / 4.0 + 1 / (50 * 2.0)
+
+
+def test_an_apply_with_no_time_left_for_a_batch_hands_every_part_on_in_order_each_a_fresh_chain(
+    dataworks, capsys, clock
+):
+    # GIVEN two failures, and QPS limits that make an instance cost 1 s (batches of one at 1
+    # write/s): the invocation has 4 s left, 1 s once HAND_ON_RESERVE is kept, and a part may use
+    # SLICE_SHARE of it (0.6 s): no time for one instance of its own
+    seed_part(dataworks, 1, 1)
+    settings = replace(PART_SETTINGS, chunk_size=1, write_qps=1.0)
+    assert bulk.per_instance_seconds(settings, reads_logs=False) == 1.0
+    functions = FakeFunctions()
+    request = bulk.Request(filter=FILTER, comment="after the outage")
+    answer, written = plan_or_apply(dataworks, capsys, request, settings=settings, functions=functions, deadline_in=4.0)
+    # THEN nothing is rerun here: each instance goes on as its own part (a part is a tenth of the
+    # selection, at least a batch), in the selection's order, at hop 0 with no stall
+    assert reruns(dataworks) == []
+    assert handed(functions) == [
+        a_part((FIRST, 1), part=1, hop=0, stalls=0),
+        a_part((FIRST + 1, 1), part=2, hop=0, stalls=0),
+    ]
+    assert answer.status == 202
+    assert (answer.body["Selected"], answer.body["Started"], answer.body["Continuing"]) == (2, 0, 2)
+    assert answer.body["Continuation"]["AsyncTaskIds"] == [f"dwrerun-bulk-{ORIGIN}-1-0", f"dwrerun-bulk-{ORIGIN}-2-0"]
+    assert [r["kind"] for r in written] == ["summary"]  # their parts write the instances' records
+
+
+def test_a_dry_run_out_of_time_for_the_logs_decides_the_rest_by_the_guards_and_says_so(dataworks, capsys, clock):
+    # GIVEN a dry run whose job deadline (the invocation's less HAND_ON_RESERVE) is 2 s away:
+    # less than a batch needs (BATCH_SLACK), so no log is read
+    # (one failure, and one past RERUN_MAX_RERUNS that the guards skip whatever its log says)
+    seed_part(dataworks, 1, 4)
+    settings = replace(PART_SETTINGS, read_logs=True)
+    request = bulk.Request(filter=FILTER, comment="after the outage", dry_run=True)
+    answer, written = plan_or_apply(dataworks, capsys, request, settings=settings, deadline_in=5.0,
+                                    rules=rules.load())  # fmt: skip
+    # THEN the failure is still decided, its message the real decision's with a note that its log
+    # was not read; the guards' skip needs no log and gets no note
+    assert dataworks.journal.count(action="GetTaskInstanceLog") == 0
+    decided = {r["instanceId"]: (r["decision"], r["reason"], r["message"]) for r in written[:-1]}
+    assert decided == {
+        FIRST: (
+            "dry-run",
+            "dry-run",
+            "dry run: run 1 Failure: rerun as run 2; its failed run's log was not read: this dry run ran out of "
+            "time (the real run reads it)",
+        ),
+        FIRST + 1: ("skip", "cap-reached", decided[FIRST + 1][2]),
+    }
+    assert "log was not read" not in decided[FIRST + 1][2]
+    assert (answer.status, answer.body["LogsNotRead"], answer.body["Counts"]) == (
+        200,
+        1,
+        {"cap-reached": 1, "dry-run": 1},
+    )
+    assert reruns(dataworks) == []

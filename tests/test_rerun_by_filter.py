@@ -397,6 +397,54 @@ def test_a_log_the_deadline_left_unread_defers_the_instance_never_reruns_it_unch
     assert sorted(r["instanceId"] for r in records) == [FIRST + n for n in range(50)]
 
 
+def test_a_filter_reruns_success_info_names_each_rerun_with_its_success_and_message(dataworks, http):
+    seed(dataworks, FIRST)
+    seed(dataworks, FIRST + 80, run_number=4)  # cap-reached: under Skipped, not under SuccessInfo
+    status, answer = call(http, FILTER)
+    assert status == 200
+    (record,) = [r for r in instance_records(SEEN[-1]) if r["decision"] == "rerun"]
+    # the same keys as the ids form's SuccessInfo (docs/http-api.md): Success and Message
+    assert answer["SuccessInfo"] == {str(FIRST): {"Success": True, "Message": record["message"]}}
+    assert list(answer["Skipped"]) == [str(FIRST + 80)]
+
+
+def test_a_filter_rerun_that_meets_a_used_up_daily_limit_answers_429_quota_exhausted(dataworks, http):
+    # GIVEN two failures and DataWorks' daily limit of OpenAPI calls used up at the rerun
+    seed(dataworks, FIRST)
+    seed(dataworks, FIRST + 1)
+    dataworks.faults.set("RerunTaskInstances", throttle=True, throttle_code="Throttling.Api.Risk")
+    status, answer = call(http, FILTER)
+    # THEN the whole answer: the HTTP API's QuotaExhausted code and wording, then the body of any
+    # filter rerun, both instances skipped as quota-exhausted and nothing handed on
+    skipped = (
+        "quota-exhausted: not rerun: the daily limit of DataWorks OpenAPI calls is used up (Throttling.Api.Risk); "
+        "it does not clear within minutes, so this is not retried. Rerun it over HTTP once the limit clears."
+    )
+    assert (status, answer) == (
+        429,
+        {
+            "Code": "QuotaExhausted",
+            "Message": (
+                "DataWorks refused the calls: the daily limit of DataWorks OpenAPI calls for this account and region "
+                "is used up (Throttling.Api.Risk); it clears when DataWorks counts a new day (inferred), not within "
+                "minutes. The ids under Skipped with reason 'quota-exhausted' were not rerun: send them again then"
+            ),
+            "RequestId": SEEN[-1].request_id,
+            "DryRun": False,
+            "Filter": {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"},
+            "Selected": 2,
+            "Started": 0,
+            "Counts": {"quota-exhausted": 2},
+            "Decisions": {"quota-exhausted": [FIRST, FIRST + 1]},
+            "NotRetryable": {},
+            "SuccessInfo": {},
+            "Skipped": {str(FIRST): skipped, str(FIRST + 1): skipped},
+            "Continuing": 0,
+        },
+    )
+    assert reruns(dataworks) == [] and dataworks.journal.count(action="RerunTaskInstances") == 1  # not retried
+
+
 # --- the pieces, called directly: the plan token, its signature, a filter's errors, a part's fields --
 
 CANONICAL = {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"}
