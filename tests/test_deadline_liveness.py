@@ -230,3 +230,21 @@ def test_the_reads_keep_back_no_write_spacing_when_one_rerun_call_is_all_there_i
     (record,) = instance_records(inv)
     assert (record["decision"], record["success"]) == ("rerun", True)
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]
+
+
+def test_a_read_the_deadline_cut_short_leaves_the_instance_out_of_time_and_undecided():
+    # rerun._look_up_one: an instance whose read the deadline cut short is marked so, for run() to
+    # defer it or try it on the next pass, never half-decided. Without the mark (mutation testing)
+    # run() looped forever, so the tests that reach it hung instead of failing.
+    from dwrerun import pacing, records, rerun
+    from dwrerun.config import Settings
+
+    class NoTimeLeft:  # a client whose read finds the invocation's time gone
+        def get_task_instance(self, instance_id, timeout):
+            raise pacing.DeadlineReached
+
+    now = pacing.clock()
+    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(), deadline=now + 30)
+    item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+    rerun._look_up_one(job, NoTimeLeft(), item, rerun._QuotaWatch(), until=now + 30)
+    assert item.out_of_time is True and item.decision is None and item.record is None
