@@ -203,6 +203,14 @@ def test_a_real_rerun_of_more_than_the_threshold_needs_a_fresh_plan_for_the_same
         assert len(dataworks.journal) == 0  # a bad token fails before any call
 
 
+def test_a_selection_of_exactly_the_threshold_runs_without_a_plan(dataworks, http):
+    # RERUN_PLAN_REQUIRED_ABOVE=8 asks for a plan above 8: a selection of 8 is rerun at once.
+    seed_outage(dataworks, failures=4)  # 8 selected
+    status, answer = call(http, FILTER)
+    assert (status, answer["Started"]) == (200, 4)
+    assert len(json.loads(reruns(dataworks)[0].params["Ids"])) == 4
+
+
 def test_plan_then_apply_with_the_dry_runs_token(dataworks, http):
     seed_outage(dataworks)
     _, planned = call(http, {**FILTER, "DryRun": True})
