@@ -67,19 +67,25 @@ def main(argv: list[str] | None = None) -> int:
         batches = [[], *([earlier] if earlier else [])]
     started = time.monotonic()
     for names in batches:
-        run = subprocess.run(
-            [*MUTMUT, "run", "--max-children", str(args.jobs), *names],
-            cwd=STAGING,
-            env=env,
-            stdout=None if args.verbose else subprocess.DEVNULL,
-        )
-        if run.returncode != 0:
-            print(f"mutmut run failed (exit {run.returncode}); rerun with --verbose", file=sys.stderr)
-            return run.returncode
+        if failed := _run(names, args, env):
+            return failed
     elapsed = time.monotonic() - started
     statuses = _statuses(args.modules, env)
     _report(statuses, elapsed, args.jobs, args.diffs, env)
     return 0
+
+
+def _run(names: list[str], args: argparse.Namespace, env: dict) -> int:
+    """`mutmut run` on these mutants (all not yet run, when none are named); its exit code."""
+    run = subprocess.run(
+        [*MUTMUT, "run", "--max-children", str(args.jobs), *names],
+        cwd=STAGING,
+        env=env,
+        stdout=None if args.verbose else subprocess.DEVNULL,
+    )
+    if run.returncode != 0:
+        print(f"mutmut run failed (exit {run.returncode}); rerun with --verbose", file=sys.stderr)
+    return run.returncode
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,16 +141,8 @@ def _sample(args: argparse.Namespace, env: dict) -> int:
     pending = [name for name in drawn if statuses[name] not in DETECTED]
     print(f"sample: {len(drawn)} of {len(statuses)} mutants (seed {seed}); {len(pending)} to run", file=sys.stderr)
     started = time.monotonic()
-    if pending:
-        run = subprocess.run(
-            [*MUTMUT, "run", "--max-children", str(args.jobs), *pending],
-            cwd=STAGING,
-            env=env,
-            stdout=None if args.verbose else subprocess.DEVNULL,
-        )
-        if run.returncode != 0:
-            print(f"mutmut run failed (exit {run.returncode}); rerun with --verbose", file=sys.stderr)
-            return run.returncode
+    if pending and (failed := _run(pending, args, env)):
+        return failed
     statuses = _statuses(args.modules, env)
     sampled = {name: statuses[name] for name in drawn}
     whole = len(drawn) == len(statuses)  # a sample as large as the population is the exact score
