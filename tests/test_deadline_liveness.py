@@ -250,3 +250,62 @@ def test_a_read_the_deadline_cut_short_leaves_the_instance_out_of_time_and_undec
     item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
     rerun._look_up_one(job, NoTimeLeft(), item, rerun._QuotaWatch(), until=now + 30)
     assert item.out_of_time is True and item.decision is None and item.record is None
+
+
+def test_a_get_task_whose_slot_comes_too_late_is_not_waited_for(dataworks, tmp_path, fake_time):
+    # As the test above, with reads at 2/3 a second: GetTaskInstance takes the slot at 0 s, and
+    # GetTask's slot at 1.5 s is past the reads' last start (1.2 s). Waiting for it would spend the
+    # invocation's time on a call that can no longer start (it would need 0.5 s before 1.7 s):
+    # the instance is left for FC's retry at once, and the clock never moves.
+    seed_failed(dataworks)
+    env = {"DATAWORKS_READ_QPS": "0.6667", "DATAWORKS_READ_TIMEOUT": "0.5", "RERUN_READ_LOGS": "false"}
+    with make_function(dataworks, tmp_path, timeout=3, **env) as fn:
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    assert inv.error["errorType"] == "RetryLater"
+    (record,) = instance_records(inv)
+    assert (record["reason"], record["message"]) == (
+        "deferred",
+        "not done in time (no time left to read 1 of the 1 instances): Function Compute retries the invocation.",
+    )
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance"]
+    assert fake_time.now == 1000.0
+
+
+def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_waited_for(fake_time):
+    # rerun._rerun_chunk: the write limiter's next slot is 9.7 s away and the deadline 10 s away,
+    # so the call would start with 0.3 s left, less than MIN_CALL_SECONDS (0.5 s). It is given up
+    # at once, with the reason the deferred records quote, instead of waiting 9.7 s first.
+    from dwrerun import pacing, records, rerun
+    from dwrerun.config import Settings
+
+    class NotToBeCalled:
+        def rerun_task_instances(self, *args, **kwargs):
+            raise AssertionError("no time was left for this call")
+
+    settings = Settings()
+    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", settings, deadline=fake_time.now + 10)
+    pacing.limiter("write", settings.write_qps)._next_slot = fake_time.now + 9.7
+    item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+    with pytest.raises(pacing.DeadlineReached) as raised:
+        rerun._rerun_chunk(job, NotToBeCalled(), "comment", [item], rerun._QuotaWatch())
+    assert str(raised.value) == "the next call slot is 9.7s away, past the deadline"
+    assert fake_time.now == 1000.0 and item.attempts == 0
+
+
+def test_a_retry_that_leaves_exactly_a_calls_least_time_still_goes_out(dataworks, tmp_path, fake_time, mocker):
+    # A 20 s timeout: the deadline is 18 s away (FC's cut-off less a 2 s margin). The rerun call is
+    # throttled, and the backoff (the randomness seam) draws 17.5 s: the retry then starts with
+    # exactly MIN_CALL_SECONDS (0.5 s) left, which is enough, so it goes out and the rerun is done.
+    from dwrerun import pacing
+
+    mocker.patch.object(pacing, "uniform", lambda low, high: 17.5)
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=1)
+    with make_function(dataworks, tmp_path, handler="index.handle_http", timeout=20) as fn:
+        inv = fn.invoke(_http_request([FAILED_ID]))
+    assert inv.result["statusCode"] == 200, inv.result
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["success"]) == ("rerun", "eligible", True)
+    assert fake_time.now == 1017.5
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "RerunTaskInstances", "RerunTaskInstances"]
+    assert dataworks.backend.instance(FAILED_ID).run_number == 2
