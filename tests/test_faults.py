@@ -32,7 +32,7 @@ from conftest import (
     seed_failed,
 )
 from localcloud.dataworks import DataWorksEmulator
-from localcloud.dataworks.faults import FaultPlan
+from localcloud.dataworks.faults import ABSENT, FaultPlan
 from localcloud.eventbridge import EventBridge
 
 RERUN = "RerunTaskInstances"
@@ -1030,3 +1030,43 @@ def test_a_dry_run_on_the_event_path_says_how_long_the_rerun_would_wait(datawork
     assert record["message"] == f"dry run: run 1 Failure: rerun as run 2 (would wait 60 s, until {DUE_AT})"
     assert (record["delaySeconds"], record["dueAt"], record["asyncTaskId"]) == (60, DUE_AT, None)
     assert fc.calls == [] and reruns(dataworks) == []
+
+
+def test_one_instance_whose_schedule_failed_does_not_hold_back_the_next(dataworks, run_directly, mocker):
+    # Two failures to schedule; FC throttles the first InvokeFunction, and no retry fits in the
+    # invocation (the backoff, the randomness seam, draws 40 s of the 30 left). The second
+    # instance's rerun is still scheduled in the same pass; only the first is left to FC's retry.
+    from dwrerun import pacing
+    from dwrerun.rerun import RetryLater
+
+    mocker.patch.object(pacing, "uniform", lambda low, high: 40.0)
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    fc = FakeFunctionCompute(fc_error("ResourceThrottled", transient=True))
+    with pytest.raises(RetryLater) as raised:
+        run_directly([event_target(), event_target(OTHER_ID)], lambda: fc)
+    first, second = raised.value.records
+    assert (first["reason"], first["errorCode"]) == ("deferred", "ResourceThrottled")
+    assert (second["decision"], second["asyncTaskId"]) == ("scheduled", f"dwrerun-{OTHER_ID}-run-1")
+    assert [c["task"] for c in fc.calls] == [TASK, f"dwrerun-{OTHER_ID}-run-1"]
+
+
+def test_a_lost_answer_then_an_unfinished_instance_at_the_same_run_names_its_own_request(dataworks, tmp_path):
+    # An operator's rerun by ids over HTTP: DataWorks carries it out, but SuccessInfo leaves the id
+    # out; the read after it finds the instance Running at the same RunNumber (inferred: DataWorks
+    # may count the new run only once it starts). A manual rerun skips an unfinished instance as
+    # not-finished; the record says its own request may be what started it, and why it could not tell.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, success_info={FAILED_ID: ABSENT})
+    dataworks.faults.set(GET, answer_fields={"RunNumber": 1})
+    with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
+        inv = fn.invoke(http_request(FAILED_ID))
+    assert inv.result["statusCode"] == 200
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "not-finished", 1)
+    assert record["message"] == (
+        "the instance is Running: only finished instances are rerun; it is still at run 1, so the rerun "
+        "request this invocation sent (no clear answer: MissingSuccessInfo) may be what started it"
+    )
+    assert record["errorCode"] == "MissingSuccessInfo"
+    assert len(carried_out(dataworks, FAILED_ID)) == 1

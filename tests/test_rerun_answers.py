@@ -130,3 +130,12 @@ def test_after_an_unexpected_error_fcs_retry_of_the_same_event_is_handled(datawo
     (record,) = instance_records(retry)
     assert (record["reason"], record["success"]) == ("eligible", True)
     assert len(reruns(dataworks)) == 1
+
+
+def test_an_accepted_rerun_records_dataworks_own_message(dataworks, tmp_path):
+    # What DataWorks said when it accepted the rerun is what an operator reads in the record.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, success_info={FAILED_ID: {"Success": True, "Message": "queued behind 2 runs"}})
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    assert (record["decision"], record["reason"], record["success"]) == ("rerun", "eligible", True)
+    assert record["message"] == "queued behind 2 runs"

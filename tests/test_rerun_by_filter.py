@@ -1063,3 +1063,17 @@ def test_a_plans_expiry_is_written_in_utc_whatever_the_local_time_zone(shanghai_
     assert time.localtime(ISSUED_AT).tm_hour == 1  # 17:20 UTC is 01:20 in Shanghai
     _, expires = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 900)
     assert expires == "2026-11-27T17:35:00Z"
+
+
+def test_a_dry_run_with_ignore_rules_reads_the_log_only_to_say_which_rule_it_ignores(dataworks, http):
+    # The plan an operator reviews before an IgnoreRules run: the instance a rule would hold back
+    # is listed to be rerun, and its record says which rule matched and that it holds nothing back.
+    seed_outage(dataworks, failures=0)
+    status, answer = call(http, {**FILTER, "IgnoreRules": True, "DryRun": True})
+    assert status == 200 and HELD_BACK in answer["Decisions"]["dry-run"]
+    (record,) = [r for r in instance_records(SEEN[-1]) if r["instanceId"] == HELD_BACK]
+    assert record["message"] == (
+        "dry run: run 1 Failure: rerun as run 2; failure rule 'maxcompute-table-not-found' matched line 25 of "
+        "the log of run 1: ODPS-0130131 Table not found: the table does not exist (or is not visible to the "
+        "account). (IgnoreRules: rules hold nothing back)"
+    )
