@@ -820,6 +820,9 @@ def test_a_malformed_continuation_is_recorded_as_not_one_with_why(dataworks, tmp
         "trigger": "eventbridge",
         "requestId": inv.request_id,
     }
+    # Its summary says the invocation is done, as every summary says done, retry or
+    # quota-exhausted: a query on `outcome` finds it. Before, the field was missing.
+    assert inv.records[-1]["kind"] == "summary" and inv.records[-1]["outcome"] == "done"
 
 
 def test_a_continuation_under_a_bad_setting_is_refused_naming_the_setting(dataworks, tmp_path):

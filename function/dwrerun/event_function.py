@@ -90,7 +90,9 @@ def handle(event: bytes, context) -> dict:
     try:
         bulk_part = continuation.parse(event, settings.signing_key)
     except continuation.InvalidContinuation as exc:
-        return _write_all(job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started)
+        return _write_all(
+            job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started, outcome="done"
+        )
     except continuation.UntrustedContinuation as exc:
         # Never acted on: a forged payload gets nothing. FC retrying cannot fix a key (or another
         # bad setting, which leaves no key to check with) either. The records carry the request id
@@ -236,13 +238,15 @@ def _unfinished(job: Job, target: Target, reason: str, message: str) -> dict:
     )
 
 
-def _write_all(job: Job, written: list[dict], started: float, **extra) -> dict:
+def _write_all(job: Job, written: list[dict], started: float, *, outcome: str, **extra) -> dict:
+    # `outcome` is required: every summary says done, retry or quota-exhausted, for queries on it.
     summary = records.write_invocation(
         written,
         trigger=job.trigger,
         request_id=job.request_id,
         duration_ms=(pacing.clock() - started) * 1000,
         dryRunMode=job.dry_run,
+        outcome=outcome,
         **extra,
     )
     return {**summary, "outcomes": [_outcome(r) for r in written]}
