@@ -954,12 +954,12 @@ def filter_function(dataworks, tmp_path):
             "MissingParameter",
             "ProjectId is required with a filter (ListTaskInstances requires it)",
         ),
-        ({**FILTER, "ProjectId": "a"}, 400, "InvalidParameter", "ProjectId must be a positive int64 id, got 'a'"),
-        ({**FILTER, "ProjectEnv": "Staging"}, 400, "InvalidParameter", "ProjectEnv must be Prod or Dev, got 'Staging'"),
+        ({**FILTER, "ProjectId": "a"}, 400, "InvalidParameter", 'ProjectId must be a positive int64 id, got "a"'),
+        ({**FILTER, "ProjectEnv": "Staging"}, 400, "InvalidParameter", 'ProjectEnv must be Prod or Dev, got "Staging"'),
         ({**FILTER, "TaskIds": []}, 400, "InvalidParameter", "TaskIds must be a non-empty list of task (node) ids"),
         # An element of TaskIds that is wrong is an invalid TaskIds, not a missing one
-        ({**FILTER, "TaskIds": ["x"]}, 400, "InvalidParameter", "TaskIds[0] must be a positive int64 id, got 'x'"),
-        ({**FILTER, "TaskIds": [7, None]}, 400, "InvalidParameter", "TaskIds[1] must be a positive int64 id, got None"),
+        ({**FILTER, "TaskIds": ["x"]}, 400, "InvalidParameter", 'TaskIds[0] must be a positive int64 id, got "x"'),
+        ({**FILTER, "TaskIds": [7, None]}, 400, "InvalidParameter", "TaskIds[1] must be a positive int64 id, got null"),
         (
             {**FILTER, "PlanToken": 42},
             400,

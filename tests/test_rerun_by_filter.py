@@ -596,10 +596,10 @@ def test_a_signature_is_hmac_sha256_of_the_purpose_and_the_canonical_json():
     assert signing.unseal(KEY, signing.PLAN, token, max_chars=len(token)) == content
 
 
-# The filter's errors repeat the value given, cut to 40 characters.
+# The filter's errors repeat the value given as JSON (the form the caller wrote), cut to 40 characters.
 @pytest.mark.parametrize(
     ("value", "shown"),
-    [("a" * 38, "'" + "a" * 38 + "'"), ("a" * 39, "'" + "a" * 36 + "..."), (None, None)],
+    [("a" * 38, '"' + "a" * 38 + '"'), ("a" * 39, '"' + "a" * 36 + "..."), (None, "null")],
 )
 def test_a_bad_id_is_repeated_in_the_error_cut_to_40_characters(value, shown):
     body = {"ProjectId": PROJECT_ID, "Bizdate": DAY, "TaskIds": [value]}
@@ -841,24 +841,24 @@ def test_a_filter_without_projectenv_takes_the_functions_environment_or_prod(set
     [
         ({"ProjectId": None}, "ProjectId", "ProjectId is required with a filter (ListTaskInstances requires it)"),
         ({"ProjectId": 0}, "ProjectId", "ProjectId must be a positive int64 id, got 0"),
-        ({"ProjectId": True}, "ProjectId", "ProjectId must be a positive int64 id, got True"),
+        ({"ProjectId": True}, "ProjectId", "ProjectId must be a positive int64 id, got true"),
         ({"ProjectId": 2**63}, "ProjectId", "ProjectId must be a positive int64 id, got 9223372036854775808"),
-        ({"ProjectId": "1" * 20}, "ProjectId", "ProjectId must be a positive int64 id, got '" + "1" * 20 + "'"),
-        ({"ProjectId": "١٢"}, "ProjectId", "ProjectId must be a positive int64 id, got '١٢'"),
+        ({"ProjectId": "1" * 20}, "ProjectId", 'ProjectId must be a positive int64 id, got "' + "1" * 20 + '"'),
+        ({"ProjectId": "١٢"}, "ProjectId", 'ProjectId must be a positive int64 id, got "\\u0661\\u0662"'),
         ({"Bizdate": None}, "Bizdate", "Bizdate is required with a filter (ListTaskInstances requires it)"),
         (
             {"Bizdate": "27/11/2026"},
             "Bizdate",
-            "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got '27/11/2026'",
+            'Bizdate must be a date like 2026-11-27 or epoch milliseconds, got "27/11/2026"',
         ),  # fmt: skip
         ({"Bizdate": 0}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got 0"),
-        ({"Bizdate": False}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got False"),
+        ({"Bizdate": False}, "Bizdate", "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got false"),
         (
             {"Bizdate": 2**63},
             "Bizdate",
             "Bizdate must be a date like 2026-11-27 or epoch milliseconds, got 9223372036854775808",
         ),  # fmt: skip
-        ({"ProjectEnv": "Staging"}, "ProjectEnv", "ProjectEnv must be Prod or Dev, got 'Staging'"),
+        ({"ProjectEnv": "Staging"}, "ProjectEnv", 'ProjectEnv must be Prod or Dev, got "Staging"'),
         ({"TaskIds": []}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
         ({"TaskIds": TASK_ID}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
         ({"TaskIds": [1, 2, 3, 4]}, "TaskIds", "TaskIds has 4 ids, more than RERUN_HTTP_MAX_IDS=3"),
@@ -866,12 +866,12 @@ def test_a_filter_without_projectenv_takes_the_functions_environment_or_prod(set
             {"FinishedTimeStart": "2026-11-28T02:00:00"},
             "FinishedTimeStart",
             "FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got "
-            "'2026-11-28T02:00:00'",
+            '"2026-11-28T02:00:00"',
         ),  # fmt: skip
         (
             {"FinishedTimeStart": "soon"},
             "FinishedTimeStart",
-            "FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got 'soon'",
+            'FinishedTimeStart must be epoch milliseconds or an ISO 8601 time with its offset, got "soon"',
         ),  # fmt: skip
         (
             {"FinishedTimeEnd": -1},
@@ -881,7 +881,7 @@ def test_a_filter_without_projectenv_takes_the_functions_environment_or_prod(set
         (
             {"FinishedTimeEnd": True},
             "FinishedTimeEnd",
-            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got True",
+            "FinishedTimeEnd must be epoch milliseconds or an ISO 8601 time with its offset, got true",
         ),  # fmt: skip
         (
             {"FinishedTimeEnd": 2**63},

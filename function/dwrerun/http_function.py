@@ -21,6 +21,7 @@ import traceback
 
 from dwrerun import pacing, records
 from dwrerun.config import ANY_ENV, INT64_MAX, ConfigError, Settings
+from dwrerun.selection import json_type, preview
 
 MAX_BODY_BYTES = 64 * 1024  # far above 100 ids and a comment; refused before it is parsed
 MAX_COMMENT_CHARS = 500
@@ -92,7 +93,7 @@ def _route(request: dict) -> tuple[str, str]:
 def _parse_rerun_body(request: dict, settings: Settings) -> dict:
     headers = request.get("headers") or {}
     if not isinstance(headers, dict):
-        raise BadRequest(400, "InvalidRequest", f"the event's headers must be an object, got {_json_type(headers)}")
+        raise BadRequest(400, "InvalidRequest", f"the event's headers must be an object, got {json_type(headers)}")
     headers = {str(k).lower(): str(v) for k, v in headers.items()}
     content_type = headers.get("content-type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
@@ -173,7 +174,7 @@ def _json_object(data, what: str) -> dict:
     except (ValueError, UnicodeDecodeError, TypeError, RecursionError):  # RecursionError: nested too deep
         raise BadRequest(400, "InvalidJSON", f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
-        raise BadRequest(400, "InvalidJSON", f"{what} must be a JSON object, got {_json_type(value)}")
+        raise BadRequest(400, "InvalidJSON", f"{what} must be a JSON object, got {json_type(value)}")
     return value
 
 
@@ -181,7 +182,7 @@ def _ids(value, max_ids: int) -> list[int]:
     if value is None:
         raise BadRequest(400, "MissingParameter", "Ids is required: a list of task instance ids")
     if not isinstance(value, list):
-        raise BadRequest(400, "InvalidParameter", f"Ids must be a list of task instance ids, got {_json_type(value)}")
+        raise BadRequest(400, "InvalidParameter", f"Ids must be a list of task instance ids, got {json_type(value)}")
     if not value:
         raise BadRequest(400, "InvalidParameter", "Ids must not be empty")
     if len(value) > max_ids:
@@ -192,7 +193,7 @@ def _ids(value, max_ids: int) -> list[int]:
             item = int(item)  # int64 ids as strings survive JavaScript clients
         if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= INT64_MAX:
             raise BadRequest(
-                400, "InvalidParameter", f"Ids[{n}] must be a positive int64 instance id, got {_preview(item)}"
+                400, "InvalidParameter", f"Ids[{n}] must be a positive int64 instance id, got {preview(item)}"
             )
         if item in seen:
             raise BadRequest(400, "InvalidParameter", f"Ids[{n}] repeats instance {item}")
@@ -205,7 +206,7 @@ def _comment(value) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise BadRequest(400, "InvalidParameter", f"Comment must be a string, got {_json_type(value)}")
+        raise BadRequest(400, "InvalidParameter", f"Comment must be a string, got {json_type(value)}")
     if len(value) > MAX_COMMENT_CHARS:
         raise BadRequest(
             400, "InvalidParameter", f"Comment has {len(value)} characters, at most {MAX_COMMENT_CHARS} are allowed"
@@ -225,7 +226,7 @@ def _comment(value) -> str | None:
 def _flag(body: dict, name: str) -> bool:
     value = body.get(name, False)
     if not isinstance(value, bool):
-        raise BadRequest(400, "InvalidParameter", f"{name} must be true or false, got {_json_type(value)}")
+        raise BadRequest(400, "InvalidParameter", f"{name} must be true or false, got {json_type(value)}")
     return value
 
 
@@ -400,17 +401,3 @@ def _response(status: int, body: dict, headers: dict | None = None) -> dict:
         "isBase64Encoded": False,
         "body": records.to_json(body),
     }
-
-
-def _json_type(value) -> str:
-    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return names.get(type(value), type(value).__name__)
-
-
-def _preview(value) -> str:
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else _json_type(value)
-    return text if len(text) <= 40 else text[:37] + "..."

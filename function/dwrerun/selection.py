@@ -16,6 +16,7 @@ this check makes sure of it (how the API bounds its time window is not documente
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
@@ -113,7 +114,7 @@ def parse(body: dict, settings: Settings, max_task_ids: int) -> Filter:
     if env is None:
         env = settings.project_env if settings.project_env != ANY_ENV else "Prod"
     elif env not in PROJECT_ENVS:
-        raise InvalidFilter("ProjectEnv", f"ProjectEnv must be Prod or Dev, got {_short(env)}")
+        raise InvalidFilter("ProjectEnv", f"ProjectEnv must be Prod or Dev, got {preview(env)}")
     task_ids = body.get("TaskIds")
     if task_ids is not None:
         if not isinstance(task_ids, list) or not task_ids:
@@ -229,7 +230,7 @@ def _id(value: object, name: str, required: bool = False) -> int:
     if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
-        raise InvalidFilter(name, f"{name} must be a positive int64 id, got {_short(value)}")
+        raise InvalidFilter(name, f"{name} must be a positive int64 id, got {preview(value)}")
     return value
 
 
@@ -241,12 +242,12 @@ def _bizdate(value: object) -> int:
             day = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=BIZDATE_ZONE)
         except ValueError:
             raise InvalidFilter(
-                "Bizdate", f"Bizdate must be a date like 2026-11-27 or epoch milliseconds, got {_short(value)}"
+                "Bizdate", f"Bizdate must be a date like 2026-11-27 or epoch milliseconds, got {preview(value)}"
             ) from None
         return int(day.timestamp() * 1000)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
         raise InvalidFilter(
-            "Bizdate", f"Bizdate must be a date like 2026-11-27 or epoch milliseconds, got {_short(value)}"
+            "Bizdate", f"Bizdate must be a date like 2026-11-27 or epoch milliseconds, got {preview(value)}"
         )
     return value
 
@@ -262,12 +263,12 @@ def _moment(value: object, name: str) -> int | None:
             moment = None
         if moment is None or moment.tzinfo is None:
             raise InvalidFilter(
-                name, f"{name} must be epoch milliseconds or an ISO 8601 time with its offset, got {_short(value)}"
+                name, f"{name} must be epoch milliseconds or an ISO 8601 time with its offset, got {preview(value)}"
             )
         return int(moment.timestamp() * 1000)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
         raise InvalidFilter(
-            name, f"{name} must be epoch milliseconds or an ISO 8601 time with its offset, got {_short(value)}"
+            name, f"{name} must be epoch milliseconds or an ISO 8601 time with its offset, got {preview(value)}"
         )
     return value
 
@@ -279,6 +280,18 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _short(value: object) -> str:
-    text = repr(value)
+def json_type(value) -> str:
+    """What kind of JSON value the request body holds here, for an error message."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
+    return names.get(type(value), type(value).__name__)
+
+
+def preview(value) -> str:
+    """A bad value of the request body as the caller wrote it (JSON: "x", null), for an error
+    message: the filter's and the HTTP function's messages name bad values alike."""
+    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else json_type(value)
     return text if len(text) <= 40 else text[:37] + "..."
