@@ -873,10 +873,37 @@ def test_an_apply_with_no_time_left_for_a_batch_hands_every_part_on_in_order_eac
         a_part((FIRST, 1), part=1, hop=0, stalls=0),
         a_part((FIRST + 1, 1), part=2, hop=0, stalls=0),
     ]
-    assert answer.status == 202
-    assert (answer.body["Selected"], answer.body["Started"], answer.body["Continuing"]) == (2, 0, 2)
-    assert answer.body["Continuation"]["AsyncTaskIds"] == [f"dwrerun-bulk-{ORIGIN}-1-0", f"dwrerun-bulk-{ORIGIN}-2-0"]
-    assert [r["kind"] for r in written] == ["summary"]  # their parts write the instances' records
+    # the whole 202: what continues, and where the operator follows it (the event function's
+    # name, its async task ids, the SLS queries over the HTTP request's id)
+    assert (answer.status, answer.body) == (
+        202,
+        {
+            "RequestId": ORIGIN,
+            "DryRun": False,
+            "Filter": {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"},
+            "Selected": 2,
+            "Started": 0,
+            "Counts": {},
+            "Decisions": {},
+            "NotRetryable": {},
+            "SuccessInfo": {},
+            "Skipped": {},
+            "Continuing": 2,
+            "Continuation": {
+                "Function": "dwrerun-event",
+                "Parts": 2,
+                "AsyncTaskIds": [f"dwrerun-bulk-{ORIGIN}-1-0", f"dwrerun-bulk-{ORIGIN}-2-0"],
+                "Query": f'message.originRequestId: "{ORIGIN}"',
+                "CountQuery": (  # SLS query text the operator pastes, not SQL run here
+                    f'message.originRequestId: "{ORIGIN}" and message.kind: instance '  # noqa: S608
+                    "| select reason, count(*) as instances from log group by reason"
+                ),
+            },
+        },
+    )
+    # their parts write the instances' records; this invocation's summary says it is done
+    (written_summary,) = written
+    assert without_duration(written_summary) == {**summary(), "requestId": ORIGIN}
 
 
 def test_a_dry_run_out_of_time_for_the_logs_decides_the_rest_by_the_guards_and_says_so(dataworks, capsys, clock):

@@ -1127,6 +1127,48 @@ def test_a_filter_the_settings_allow_is_answered_with_its_rerun(dataworks, tmp_p
     assert call.params["UseLatestConfig"] == "True"
 
 
+def test_a_filter_rerun_done_in_one_invocation_answers_200_and_records_a_done_summary(
+    dataworks, filter_function, fake_time
+):
+    # GIVEN the day's one failure, and one past RERUN_MAX_RERUNS: both fit in this invocation
+    seed_day(dataworks, FAILED_ID)
+    seed_day(dataworks, FAILED_ID + 1, run_number=4)
+    inv = filter_function.invoke(
+        json.dumps({**sample("fc-http-rerun-request.json"), "body": json.dumps(FILTER)}).encode(),
+        request_id=REQUEST_ID,
+    )
+    # THEN the whole answer: one rerun, one skip, nothing continuing (no Continuation), 200
+    assert parsed(inv) == {
+        "statusCode": 200,
+        "headers": JSON_ONLY,
+        "isBase64Encoded": False,
+        "body": {
+            "RequestId": REQUEST_ID,
+            "DryRun": False,
+            "Filter": {"ProjectId": PROJECT_ID, "Bizdate": BIZDATE, "ProjectEnv": "Prod"},
+            "Selected": 2,
+            "Started": 1,
+            "Counts": {"cap-reached": 1, "eligible": 1},
+            "Decisions": {"cap-reached": [FAILED_ID + 1], "eligible": [FAILED_ID]},
+            "NotRetryable": {},
+            "SuccessInfo": {
+                str(FAILED_ID): {
+                    "Success": True,
+                    "Message": "run 1 Failure: rerun as run 2 (no failure rule matched the log of run 1; "
+                    "RERUN_RULES_DEFAULT is rerun)",
+                }
+            },
+            "Skipped": {str(FAILED_ID + 1): "cap-reached: run 4 is past RERUN_MAX_RERUNS=3: reruns exhausted"},
+            "Continuing": 0,
+        },
+    }
+    # and its summary: the request is done (nothing left to a continuation), under its own id
+    assert summary_of(inv) == {
+        **summary(instances=2, rerun=1, succeeded=1, skipped=1, duration=fake_time.spent_ms()),
+        "originRequestId": REQUEST_ID,
+    }
+
+
 # --- what goes wrong in the function itself: 500, never a trace to the caller ------------------------
 
 

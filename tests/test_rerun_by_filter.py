@@ -100,9 +100,20 @@ def test_a_dry_run_selects_the_failures_decides_each_and_reruns_nothing(datawork
     assert answer["Selected"] == 9
     assert answer["Counts"] == {"cap-reached": 1, "dry-run": 5, "not-retryable": 1, "paused": 1, "rerun-denied": 1}
     assert answer["Decisions"]["dry-run"] == [FIRST + n for n in range(5)]
-    # the held-back instance is listed with the rule, as the records say
-    held = answer["NotRetryable"][str(HELD_BACK)]
-    assert held["Rule"] == "maxcompute-table-not-found" and "ODPS-0130131" in held["MatchedLine"]
+    # the held-back instance is listed whole: the rule, the log's line, and the message its record
+    # carries (why a rerun cannot fix it), so the operator needs no Logstore query to see why
+    (held,) = [r for r in instance_records(SEEN[-1]) if r["reason"] == "not-retryable"]
+    assert answer["NotRetryable"] == {
+        str(HELD_BACK): {
+            "Rule": "maxcompute-table-not-found",
+            "MatchedLine": "FAILED: ODPS-0130131:[10,11] Table not found - table sales_prod.dim_buyer cannot be resolved",
+            "Message": held["message"],
+        }
+    }
+    assert held["message"].startswith(
+        "failure rule 'maxcompute-table-not-found' matched line 25 of the log of run 1: ODPS-0130131 Table not found"
+    )
+    assert held["message"].endswith("A rerun cannot fix it: the instance stays Failure for a person to fix and rerun")
     assert answer["LogsNotRead"] == 0
     assert answer["PlanToken"] and answer["PlanExpiresAt"].endswith("Z")
     # one ListTaskInstances page, no GetTaskInstance (the rows carry the guards' fields), no rerun
@@ -451,6 +462,24 @@ def test_a_filter_rerun_that_meets_a_used_up_daily_limit_answers_429_quota_exhau
         },
     )
     assert reruns(dataworks) == [] and dataworks.journal.count(action="RerunTaskInstances") == 1  # not retried
+    # the invocation's summary says why it stopped: the quota, not "done"
+    (summary,) = [r for r in SEEN[-1].records if r.get("kind") == "summary"]
+    assert isinstance(summary.pop("durationMs"), float)
+    assert summary == {
+        "kind": "summary",
+        "trigger": "http",
+        "requestId": SEEN[-1].request_id,
+        "instances": 2,
+        "rerun": 0,
+        "rerunSucceeded": 0,
+        "rerunFailed": 0,
+        "skipped": 2,
+        "dryRun": 0,
+        "scheduled": 0,
+        "outcome": "quota-exhausted",
+        "dryRunMode": False,
+        "originRequestId": SEEN[-1].request_id,
+    }
 
 
 # --- the pieces, called directly: the plan token, its signature, a filter's errors, a part's fields --

@@ -323,6 +323,24 @@ def test_the_text_a_pattern_must_start_with_is_never_wrong(pattern, literal):
     assert rules._leading_literal(pattern) == literal
 
 
+def test_an_escape_before_a_top_level_alternative_does_not_hide_the_alternative():
+    # "Connection refused\." or "Connection reset": the escaped "." is one character, so the | right
+    # after it is a top-level alternative and the second one alone matches. Taking text every match
+    # starts with ("Connection refused.") would skip this rule for a log that has only the reset.
+    (rule,) = rules.parse(doc({**GOOD, "name": "net", "patterns": [r"Connection refused\.|Connection reset"]})).rules
+    log = "2024-11-28 01:05:43 INFO start\njava.net.SocketException: Connection reset\n"
+    found = rules.match(rules.RuleSet((rule,), "net-rules.json"), log)
+    assert (found.rule, found.line_number, found.line) == (rule, 2, "java.net.SocketException: Connection reset")
+
+
+def test_a_hit_that_starts_on_an_empty_first_line_shows_that_line_not_the_rest_of_the_log():
+    # A pattern spanning lines (here the newline before "boom") is shown by the line its match
+    # starts on: the log's empty first line, never the whole log after it.
+    spanning = rules.parse(doc({**GOOD, "name": "spanning", "patterns": ["\nboom"]}), "spanning-rules.json")
+    found = rules.match(spanning, "\nboom\nnext line\n")
+    assert (found.rule.name, found.line_number, found.line, found.lines) == ("spanning", 1, "", 3)
+
+
 # --- noise and the shown line, with a one-rule set ------------------------------------------------
 
 BOOM = rules.parse(doc({**GOOD, "name": "boom", "patterns": ["boom"]}), "boom-rules.json")
@@ -498,6 +516,9 @@ ALLOWED_KEYS = "action, delaySeconds, description, maxReruns, name, patterns, so
         (doc({**GOOD, "patterns": ["ok", 5]}), 'rule 1 "r1": patterns[1] must be a non-empty string'),
         (doc({**GOOD, "patterns": ["x*"]}),
          "rule 1 \"r1\": patterns[0] 'x*' matches an empty line, so it would match every log"),
+        # A pattern for empty lines only (it matches no "x") names no error either: refused the same.
+        (doc({**GOOD, "patterns": ["^$"]}),
+         "rule 1 \"r1\": patterns[0] '^$' matches an empty line, so it would match every log"),
         (doc({**GOOD, "patterns": ["x" * 2001]}),
          'rule 1 "r1": patterns[0] is 2001 characters long, at most 2000 are allowed'),
         (doc({**GOOD, "taskTypes": []}),
