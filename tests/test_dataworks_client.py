@@ -186,11 +186,42 @@ def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(
     )
     with pytest.raises(DataWorksError) as caught:
         client.get_task_instance(1000012345678, timeout=5)
-    assert caught.value.code == "MalformedAnswer" and caught.value.transient and not caught.value.ambiguous
+    error = caught.value
+    # Pinned whole, as the other malformed answers are: read again, not acted on, and its text names
+    # the answer that was wrong (the records of a retry that gave up carry only its code).
+    assert (error.action, error.code, error.message, error.transient, error.ambiguous) == (
+        "GetTaskInstance",
+        "MalformedAnswer",
+        "the answer has no TaskInstance with this Id",
+        True,
+        False,
+    )
+    assert str(error) == "GetTaskInstance: MalformedAnswer: the answer has no TaskInstance with this Id"
 
 
 def _client_of(canned):
     return DataWorks(Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings())
+
+
+@pytest.mark.parametrize(
+    "task", [{"Id": 700000004418, "RerunTimes": 2}, {"Id": "not a number"}, {"RerunTimes": 2}, None]
+)
+def test_a_get_task_answer_about_another_or_no_node_is_a_transient_malformed_answer(canned, task):
+    # The node's own rerun settings decide whether DataWorks reruns the instance itself: an answer
+    # about another node, or none, is not one to decide on. GetTask is a read, so it is read again;
+    # the error's text names the answer that was wrong (records carry only its code).
+    canned.answer = {"RequestId": "r-task", "Task": task}
+    with pytest.raises(DataWorksError) as caught:
+        _client_of(canned).get_task(700000004417, "Prod", timeout=5)
+    error = caught.value
+    assert (error.action, error.code, error.message, error.transient, error.ambiguous) == (
+        "GetTask",
+        "MalformedAnswer",
+        "the answer has no Task with this Id",
+        True,
+        False,
+    )
+    assert str(error) == "GetTask: MalformedAnswer: the answer has no Task with this Id"
 
 
 def test_list_task_instances_posts_every_set_parameter_as_the_sdk_does(canned):
@@ -456,3 +487,16 @@ def test_new_credentials_endpoint_or_timeouts_build_a_new_client(no_cached_clien
     second = client_for(credentials, settings, region)
     assert second is not first and second.endpoint == endpoint_for(settings, region)[0]
     assert client_for(credentials, settings, region) is second  # and then that one is kept
+
+
+@pytest.mark.parametrize("client_class", ["DataWorks", "FunctionCompute"])
+def test_the_configured_connect_timeout_is_the_one_the_sdk_client_connects_with(client_class):
+    # DATAWORKS_CONNECT_TIMEOUT bounds the wait for a connection, for DataWorks and FC calls alike.
+    # Each call's RuntimeOptions carry only a read timeout, so tea-openapi 0.4.6 connects with its
+    # client Config's connect timeout (milliseconds); without one it silently uses darabonba's 5 s.
+    from dwrerun import function_compute
+
+    make = DataWorks if client_class == "DataWorks" else function_compute.FunctionCompute
+    settings = Settings.from_env({"DATAWORKS_CONNECT_TIMEOUT": "1.5"})
+    client = make(CREDS, "127.0.0.1:9", "http", "cn-shanghai", settings)
+    assert client._client._connect_timeout == 1500
