@@ -115,11 +115,6 @@ def test_apply_skips_what_the_rules_call_not_retryable():
     assert decision.message.startswith("rule 'r' matched. A rerun cannot fix it")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug, reported not fixed: failure.apply joins the note, which ends with the rule's description "
-    "(every shipped one ends with '.'), and '. A rerun cannot fix it' with a second '.'",
-)
 def test_a_not_retryable_message_ends_the_rules_description_with_one_full_stop():
     # The message an operator reads in the record, Skipped and NotRetryable: one sentence end.
     log = (LOGS / "odps_sql_table_not_found.log").read_text(encoding="utf-8")

@@ -111,7 +111,9 @@ def apply(
             why = "Not rerun: the instance stays Failure for a person to look at"
         else:
             why = "A rerun cannot fix it: the instance stays Failure for a person to fix and rerun"
-        return Decision(False, "not-retryable", f"{verdict.note}. {why}")
+        # The note ends with the rule's description, which may end its own sentence.
+        stop = "" if verdict.note.endswith((".", "!", "?")) else "."
+        return Decision(False, "not-retryable", f"{verdict.note}{stop} {why}")
     if verdict.max_reruns is not None and instance.run_number is not None and not force:
         cap = min(verdict.max_reruns, settings.max_reruns)
         if instance.run_number > cap:
