@@ -26,19 +26,25 @@ score from N mutants drawn uniformly at random (the seed is printed; `--seed` dr
 ones again) and prints it with its 95% (Wilson) interval: 400 mutants pin a score near 90% to
 about +-3 points, in tens of minutes. A sampled mutant that an earlier run killed is not run
 again (its function's code has not changed, or mutmut would have made it anew).
+
+A mutant whose tests run past --mutant-timeout seconds of wall time is ended as mutmut's own
+CPU-time limit would end it, and recorded as a timeout (`_watch`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -47,6 +53,10 @@ STAGING = ROOT / ".mutation"
 MUTMUT = [sys.executable, "-m", "mutmut"]
 # Everything the selected tests read, as the staging copy holds it (the code package goes to src/).
 COPIED = ("tests", "scripts", "template.yml")
+# The slowest set of tests that reaches one function takes about 75 s here; a mutant still running
+# after four times that is stuck (see _watch). Checked every WATCH_EVERY seconds.
+MUTANT_TIMEOUT = 300.0
+WATCH_EVERY = 5.0
 IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".pytest_cache", ".hypothesis")
 
 
@@ -77,15 +87,52 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(names: list[str], args: argparse.Namespace, env: dict) -> int:
     """`mutmut run` on these mutants (all not yet run, when none are named); its exit code."""
-    run = subprocess.run(
+    run = subprocess.Popen(
         [*MUTMUT, "run", "--max-children", str(args.jobs), *names],
         cwd=STAGING,
         env=env,
         stdout=None if args.verbose else subprocess.DEVNULL,
     )
-    if run.returncode != 0:
-        print(f"mutmut run failed (exit {run.returncode}); rerun with --verbose", file=sys.stderr)
-    return run.returncode
+    stop = threading.Event()
+    watchdog = threading.Thread(target=_watch, args=(run.pid, args.mutant_timeout, stop), daemon=True)
+    watchdog.start()
+    try:
+        returncode = run.wait()
+    finally:
+        stop.set()
+        watchdog.join()
+    if returncode != 0:
+        print(f"mutmut run failed (exit {returncode}); rerun with --verbose", file=sys.stderr)
+    return returncode
+
+
+def _watch(parent: int, limit: float, stop: threading.Event) -> None:
+    """End each mutant whose tests run longer than `limit` seconds of wall time.
+
+    mutmut's own timeout is CPU time (RLIMIT_CPU): a mutant that makes the tests wait forever
+    (a loop around a sleep, a thread never joined) spends none and would hold the run for good.
+    SIGXCPU is what mutmut's limit sends: mutmut records the mutant as timed out (detected).
+    """
+    while not stop.wait(WATCH_EVERY):
+        for pid in overdue(_children(parent), limit):
+            print(f"a mutant's tests ran past {limit:.0f} s: ending them (recorded as a timeout)", file=sys.stderr)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGXCPU)
+
+
+def overdue(children: dict[int, float], limit: float) -> list[int]:
+    """The processes (pid -> seconds running) that have run past `limit` seconds."""
+    return sorted(pid for pid, elapsed in children.items() if elapsed > limit)
+
+
+def _children(parent: int) -> dict[int, float]:
+    """pid -> seconds running, of each child of `parent` (one per mutant being tested)."""
+    listed = subprocess.run(["ps", "-o", "pid=,etimes=", "--ppid", str(parent)], capture_output=True, text=True)
+    children = {}
+    for line in listed.stdout.splitlines():
+        pid, elapsed = line.split()
+        children[int(pid)] = float(elapsed)
+    return children
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -98,6 +145,12 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", action="store_true", help="show mutmut's own progress")
     parser.add_argument("--sample", type=int, metavar="N", help="estimate the score from N mutants drawn at random")
     parser.add_argument("--seed", type=int, help="the --sample draw's seed (default: a new one, printed)")
+    parser.add_argument(
+        "--mutant-timeout",
+        type=float,
+        default=MUTANT_TIMEOUT,
+        help="wall-clock seconds before a mutant's tests are ended",
+    )
     return parser
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -29,3 +34,32 @@ def test_the_mutation_test_selection_names_only_test_files_that_exist():
     selection = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
     files = [arg for arg in selection["pytest_add_cli_args_test_selection"] if arg.startswith("tests/")]
     assert files and all((ROOT / name).is_file() for name in files)
+
+
+def test_only_the_mutants_running_past_the_limit_are_overdue():
+    assert mutation.overdue({101: 12.0, 102: 300.0, 103: 301.0, 104: 900.0}, 300.0) == [103, 104]
+    assert mutation.overdue({}, 300.0) == []
+
+
+def test_the_watchdog_ends_a_stuck_mutant_with_the_signal_mutmut_reads_as_a_timeout(mocker):
+    # A stand-in for `mutmut run`: a parent whose one child (the mutant's tests) waits without
+    # spending CPU time, which mutmut's own CPU-time limit never ends. The child's exit status,
+    # as the parent sees it, is what mutmut turns into "timeout".
+    mocker.patch.object(mutation, "WATCH_EVERY", 0.05)  # the watchdog's polling: the seam of time
+    parent = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess; print(subprocess.run(['sleep', '120']).returncode)"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        while not mutation._children(parent.pid):  # the child is up
+            time.sleep(0.01)
+        stop = threading.Event()
+        watchdog = threading.Thread(target=mutation._watch, args=(parent.pid, -1.0, stop))
+        watchdog.start()
+        out, _ = parent.communicate(timeout=60)
+        stop.set()
+        watchdog.join()
+    finally:
+        parent.kill()
+    assert out.strip() == str(-signal.SIGXCPU)
