@@ -906,6 +906,21 @@ def test_an_apply_with_no_time_left_for_a_batch_hands_every_part_on_in_order_eac
     assert without_duration(written_summary) == {**summary(), "requestId": ORIGIN}
 
 
+def test_parts_handed_on_split_the_selection_each_instance_in_exactly_one(dataworks, capsys, clock):
+    # GIVEN four failures, batches of two at half a write a second (an instance costs 1 s), and no
+    # time for one of them here: every instance goes on, in parts of a batch each, none in two
+    seed_part(dataworks, 1, 1, 1, 1)
+    settings = replace(PART_SETTINGS, chunk_size=2, write_qps=0.5)
+    functions = FakeFunctions()
+    request = bulk.Request(filter=FILTER, comment="after the outage")
+    answer, _ = plan_or_apply(dataworks, capsys, request, settings=settings, functions=functions, deadline_in=4.0)
+    assert handed(functions) == [
+        a_part((FIRST, 1), (FIRST + 1, 1), part=1, hop=0, stalls=0),
+        a_part((FIRST + 2, 1), (FIRST + 3, 1), part=2, hop=0, stalls=0),
+    ]
+    assert (answer.status, answer.body["Continuing"], answer.body["Continuation"]["Parts"]) == (202, 4, 2)
+
+
 def test_a_dry_run_out_of_time_for_the_logs_decides_the_rest_by_the_guards_and_says_so(dataworks, capsys, clock):
     # GIVEN a dry run whose job deadline (the invocation's less HAND_ON_RESERVE) is 2 s away:
     # less than a batch needs (BATCH_SLACK), so no log is read

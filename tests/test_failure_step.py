@@ -127,6 +127,22 @@ def test_a_not_retryable_message_ends_the_rules_description_with_one_full_stop()
     )
 
 
+@pytest.mark.parametrize(
+    ("note", "message"),
+    [
+        ("rule 'r' matched: disk full.", "rule 'r' matched: disk full. A rerun cannot fix it"),
+        ("rule 'r' matched: disk full!", "rule 'r' matched: disk full! A rerun cannot fix it"),
+        ("rule 'r' matched: disk full?", "rule 'r' matched: disk full? A rerun cannot fix it"),
+        ("rule 'r' matched: disk full", "rule 'r' matched: disk full. A rerun cannot fix it"),
+    ],
+)
+def test_a_description_that_ends_its_own_sentence_gets_no_second_full_stop(note, message):
+    # An operator's own rules file may end a description with any of . ! ? or with none.
+    skip = verdict(action="skip", failure_class="not-retryable", note=note)
+    decision = failure.apply(ELIGIBLE, skip, instance(), Settings())
+    assert decision.message.startswith(message + ": the instance stays Failure")
+
+
 def test_apply_skips_by_the_default_without_claiming_a_rerun_cannot_help():
     skip = verdict(rule="default", failure_class="unknown", action="skip", note="no failure rule matched")
     decision = failure.apply(ELIGIBLE, skip, instance(), Settings(rules_default="skip"))

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
 from dwrerun import continuation, pacing, plan, schema, selection, signing
-from dwrerun.config import Settings
+from dwrerun.config import INT64_MAX, Settings
 from dwrerun.dataworks import DataWorksError
 from localcloud.fcapi import FunctionComputeApi
 
@@ -1106,3 +1106,21 @@ def test_a_dry_run_with_ignore_rules_reads_the_log_only_to_say_which_rule_it_ign
         "the log of run 1: ODPS-0130131 Table not found: the table does not exist (or is not visible to the "
         "account). (IgnoreRules: rules hold nothing back)"
     )
+
+
+def test_started_counts_only_the_reruns_dataworks_accepted(dataworks, http):
+    # DataWorks refuses one of the two (Success false in its SuccessInfo): the answer's Started is
+    # what an operator reads as "rerun now", so it counts the one accepted; SuccessInfo has both.
+    seed_outage(dataworks, failures=2)
+    dataworks.faults.set("RerunTaskInstances", partial_failure={FIRST + 1: "the instance is being rerun"})
+    status, answer = call(http, FILTER)
+    assert status == 200 and answer["Started"] == 1
+    assert answer["SuccessInfo"][str(FIRST)]["Success"] is True
+    assert answer["SuccessInfo"][str(FIRST + 1)] == {"Success": False, "Message": "the instance is being rerun"}
+
+
+def test_every_positive_int64_is_a_bizdate_in_epoch_milliseconds_up_to_the_largest():
+    # The API's Bizdate is an int64 of epoch ms: its largest value is passed on as it is (and
+    # 2**63, one more, is refused: test_each_bad_filter_field_is_named_with_the_rule_and_the_value).
+    wanted = selection.parse({"ProjectId": PROJECT_ID, "Bizdate": INT64_MAX}, Settings(), 100)
+    assert wanted.bizdate == INT64_MAX == 2**63 - 1

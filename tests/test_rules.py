@@ -333,6 +333,16 @@ def test_an_escape_before_a_top_level_alternative_does_not_hide_the_alternative(
     assert (found.rule, found.line_number, found.line) == (rule, 2, "java.net.SocketException: Connection reset")
 
 
+def test_a_group_closed_before_a_top_level_alternative_does_not_hide_the_alternative():
+    # "Connection (refused)" or "timed out": the group is closed before the |, so the | is a
+    # top-level alternative and "timed out" alone matches. Counting the closed group as still open
+    # would take "Connection " as text every match starts with, and skip the rule for this log.
+    (rule,) = rules.parse(doc({**GOOD, "name": "net", "patterns": [r"Connection (refused)|timed out"]})).rules
+    log = "2024-11-28 01:05:43 INFO start\nread timed out after 30000 ms\n"
+    found = rules.match(rules.RuleSet((rule,), "net-rules.json"), log)
+    assert (found.rule, found.line_number, found.line) == (rule, 2, "read timed out after 30000 ms")
+
+
 def test_a_hit_that_starts_on_an_empty_first_line_shows_that_line_not_the_rest_of_the_log():
     # A pattern spanning lines (here the newline before "boom") is shown by the line its match
     # starts on: the log's empty first line, never the whole log after it.
