@@ -166,6 +166,28 @@ def test_like_is_case_sensitive_and_window_functions_work():
         "lead(runNumber) over (partition by instanceId order by __time__) as next from log order by runNumber",
     )
     assert [(r["throttled"], r["next"]) for r in rows] == [(1, 2), (0, 3), (None, None)]
+    # the same without FROM: the window's ORDER BY, inside parentheses, is not where FROM goes
+    assert rows == run(
+        entries,
+        "message.kind: instance | select runNumber, errorCode like 'Throttling%' as throttled, "
+        "lead(runNumber) over (partition by instanceId order by __time__) as next order by runNumber",
+    )
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "select reason, count(*) as n group by reason order by n desc, reason",
+        "select reason, count(*) as n from log group by reason order by n desc, reason",
+        "SELECT reason, count(*) AS n GROUP BY reason ORDER BY n DESC, reason",
+    ],
+)
+def test_an_analytic_statement_without_from_reads_the_logstore_as_sls_does(sql):
+    # SLS: without a FROM clause, an analytic statement analyzes the current Logstore (its query
+    # syntax page). The queries an operator copies from the console often leave it out.
+    entries = [instance(instance_id=n, reason=r) for n, r in enumerate(["eligible", "cap-reached", "eligible"])]
+    rows = run(entries, f"message.kind: instance | {sql}")
+    assert rows == [{"reason": "eligible", "n": 2}, {"reason": "cap-reached", "n": 1}]
 
 
 def test_the_time_range_is_relative_to_now():

@@ -16,7 +16,7 @@ the entry's `message` (`JsonKeyIndices`: name, type, alias; dwrerun/schema.py's
   delimiters), which for the single-word values the records hold (`instance`, `eventbridge`,
   `cap-reached`) is the same.
 - The SQL part runs in SQLite on a table `log` with one row per entry in the time range that the
-  search matched: `__time__`, `__topic__`, `functionName`, and each record key by its alias and as
+  search matched (a statement without FROM reads it, as SLS reads the Logstore): `__time__`, `__topic__`, `functionName`, and each record key by its alias and as
   `"message.<key>"`, typed as the index types it (text keys hold `true`/`false` for booleans, a
   JSON null is SQL NULL). SLS's functions that SQLite lacks are added: `date_trunc` (on unix
   seconds, UTC), `count_if`, `approx_percentile` (exact here: the nearest-rank value), `max_by`,
@@ -141,7 +141,39 @@ def query(
     rows = [e for e in entries if low <= e.time <= high and matcher(e)]
     if not bar:
         return [_row_of(e, index) for e in rows]
-    return _run_sql(rows, sql.strip(), index, now)
+    return _run_sql(rows, _with_from(sql.strip()), index, now)
+
+
+# The clauses a FROM goes before, found at the statement's top level only (see _top_level).
+_AFTER_FROM = re.compile(r"\b(?:where|group\s+by|having|order\s+by|limit)\b", re.IGNORECASE)
+
+
+def _with_from(sql: str) -> str:
+    """`sql` reading the table `log` where it has no FROM clause: SLS then analyzes the current
+    Logstore (its SQL syntax page), and the console's queries often leave FROM out."""
+    top = _top_level(sql)
+    if re.search(r"\bfrom\b", top, re.IGNORECASE):
+        return sql
+    clause = _AFTER_FROM.search(top)
+    return f"{sql[: clause.start()]}FROM log {sql[clause.start() :]}" if clause else f"{sql} FROM log"
+
+
+def _top_level(sql: str) -> str:
+    """`sql` with quoted text and everything inside parentheses blanked, the same length: what is
+    left is the outer statement's own words (a window's ORDER BY or a subquery's FROM is not)."""
+    out, depth, quote = [], 0, None
+    for char in sql:
+        if quote:
+            quote = None if char == quote else quote
+            out.append(" ")
+        elif char in "'\"":
+            quote = char
+            out.append(" ")
+        else:
+            depth += char == "("
+            out.append(char if depth == 0 else " ")
+            depth -= char == ")"
+    return "".join(out)
 
 
 # --- the search part ---------------------------------------------------------------------------
