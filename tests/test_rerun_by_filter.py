@@ -1124,3 +1124,12 @@ def test_every_positive_int64_is_a_bizdate_in_epoch_milliseconds_up_to_the_large
     # 2**63, one more, is refused: test_each_bad_filter_field_is_named_with_the_rule_and_the_value).
     wanted = selection.parse({"ProjectId": PROJECT_ID, "Bizdate": INT64_MAX}, Settings(), 100)
     assert wanted.bizdate == INT64_MAX == 2**63 - 1
+
+
+def test_a_dry_runs_summary_says_done_like_every_other_summary(dataworks, http):
+    # Queries and alerts on `outcome` (done, retry, quota-exhausted) see every invocation. Before,
+    # a dry run by filter wrote its summary without one.
+    seed_outage(dataworks, failures=1)
+    status, _ = call(http, {**FILTER, "DryRun": True})
+    summary = SEEN[-1].records[-1]
+    assert (status, summary["kind"], summary["dryRunMode"], summary["outcome"]) == (200, "summary", True, "done")

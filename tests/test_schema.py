@@ -71,9 +71,9 @@ def test_a_record_field_outside_the_schema_is_refused():
     # A field the schema does not list would be written but never indexed nor queried.
     with pytest.raises(ValueError, match=r"unknown \['ruleName'\]"):
         records.summary_record(
-            trigger="http", request_id="", records=[], duration_ms=1.0, dryRunMode=False, ruleName="x"
+            trigger="http", request_id="", records=[], duration_ms=1.0, dryRunMode=False, outcome="done", ruleName="x"
         )
-    with pytest.raises(ValueError, match=r"missing \['dryRunMode'\]"):
+    with pytest.raises(ValueError, match=r"missing \['dryRunMode', 'outcome'\]"):
         records.summary_record(trigger="http", request_id="", records=[], duration_ms=1.0)
 
 
@@ -204,7 +204,13 @@ def test_a_summary_counts_each_decision_and_each_reruns_outcome():
         + [_decided(records.SKIP, True), _decided(records.DRY_RUN, False)]  # not reruns: not counted as such
     )
     summary = records.summary_record(
-        trigger="http", request_id="req", records=written, duration_ms=9.87, origin_request_id="origin", dryRunMode=True
+        trigger="http",
+        request_id="req",
+        records=written,
+        duration_ms=9.87,
+        origin_request_id="origin",
+        dryRunMode=True,
+        outcome="done",
     )
     assert summary == {
         "kind": "summary",
@@ -218,10 +224,13 @@ def test_a_summary_counts_each_decision_and_each_reruns_outcome():
         "dryRun": 6,
         "scheduled": 6,
         "durationMs": 9.9,
+        "outcome": "done",
         "dryRunMode": True,
         "originRequestId": "origin",
     }
-    empty = records.summary_record(trigger="http", request_id="", records=[], duration_ms=0, dryRunMode=False)
+    empty = records.summary_record(
+        trigger="http", request_id="", records=[], duration_ms=0, dryRunMode=False, outcome="done"
+    )
     assert (empty["instances"], empty["rerun"], empty["skipped"], empty["dryRun"], empty["scheduled"]) == (0,) * 5
 
 
@@ -236,7 +245,9 @@ def test_a_record_missing_a_field_is_refused_naming_both_lists():
 
 def test_records_are_written_one_compact_json_line_each_summary_last(capsys):
     record = _decided(records.RERUN, True)
-    summary = records.write_invocation([record], trigger="http", request_id="req", duration_ms=1.0, dryRunMode=False)
+    summary = records.write_invocation(
+        [record], trigger="http", request_id="req", duration_ms=1.0, dryRunMode=False, outcome="done"
+    )
     lines = capsys.readouterr().out.split("\n")
     assert lines[-1] == "" and len(lines) == 3
     assert lines[0] == records.to_json(record, separators=(",", ":")) and lines[0].startswith('{"kind":"instance",')

@@ -156,7 +156,7 @@ def plan_or_apply(
         token, expires = plan.issue(
             key, filter_, options, len(targets), invocation.request_id, schedule.clock(), settings.plan_ttl
         )
-        _summary(job, written, started)
+        _summary(job, written, started, outcome="done")
         return Answer(
             200,
             {
@@ -510,7 +510,7 @@ def _write(written: list[dict]) -> None:
         records.write(record)
 
 
-def _summary(job: Job, written: list[dict], started: float, **extra) -> dict:
+def _summary(job: Job, written: list[dict], started: float, *, outcome: str, **extra) -> dict:
     summary = records.summary_record(
         trigger=job.trigger,
         request_id=job.request_id,
@@ -518,6 +518,7 @@ def _summary(job: Job, written: list[dict], started: float, **extra) -> dict:
         duration_ms=(pacing.clock() - started) * 1000,
         origin_request_id=job.origin_request_id,
         dryRunMode=job.dry_run,
+        outcome=outcome,
         **extra,
     )
     records.write(summary)

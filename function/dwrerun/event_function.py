@@ -239,7 +239,6 @@ def _unfinished(job: Job, target: Target, reason: str, message: str) -> dict:
 
 
 def _write_all(job: Job, written: list[dict], started: float, *, outcome: str, **extra) -> dict:
-    # `outcome` is required: every summary says done, retry or quota-exhausted, for queries on it.
     summary = records.write_invocation(
         written,
         trigger=job.trigger,

@@ -90,7 +90,7 @@ SUMMARY_FIELDS = (
     _field("dryRun", LONG),
     _field("scheduled", LONG),
     _field("durationMs", DOUBLE),
-    _field("outcome", TEXT),  # done | retry (event: FC retries it) | upstream-error (HTTP)
+    _field("outcome", TEXT),  # done | retry (event: FC retries it) | quota-exhausted | upstream-error (HTTP)
     _field("dryRunMode", TEXT),  # true | false
     _field("originRequestId", TEXT),  # a bulk rerun's HTTP request (its own, or the one it continues)
     _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it, or an unexpected error's type
@@ -108,8 +108,9 @@ def _all_fields() -> dict[str, Field]:
 FIELDS = _all_fields()
 INSTANCE_NAMES = tuple(f.name for f in INSTANCE_FIELDS)
 SUMMARY_NAMES = tuple(f.name for f in SUMMARY_FIELDS)
-# Summary fields a record may leave out (written only in some outcomes).
-SUMMARY_OPTIONAL = frozenset({"outcome", "error"})
+# Summary fields a record may leave out (written only in some outcomes). Never `outcome`: queries
+# and alerts on it must see every invocation.
+SUMMARY_OPTIONAL = frozenset({"error"})
 
 
 def json_key_indices() -> list[dict]:
