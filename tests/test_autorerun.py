@@ -2,10 +2,21 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
-from conftest import CREDS, PROJECT_ID, TASK_ID, seed_failed
+from conftest import (
+    CREDS,
+    FAILED_ID,
+    PROJECT_ID,
+    TASK_ID,
+    failure_event,
+    instance_records,
+    make_function,
+    reruns,
+    seed_failed,
+)
 from dwrerun import autorerun, pacing
 from dwrerun.autorerun import AutoRerun, TaskCache, check, may_rerun_itself
 from dwrerun.config import Settings
@@ -196,3 +207,86 @@ def test_the_cache_keeps_as_many_tasks_as_its_size():
     assert cache.get(1, "Prod") is not None and cache.get(2, "Prod") is not None
     cache.put("Prod", dataclasses.replace(NODE, task_id=3))
     assert cache.get(1, "Prod") is None and cache.get(3, "Prod") is not None  # the oldest went
+
+
+# --- the event path, end to end: the guard in dwrerun/rerun.py, in this process -----------------
+# (tests/test_scheduled_reruns.py runs the same on instance processes, which mutation testing
+# cannot see into.)
+
+FINISHED = 1_790_000_000_000  # the failed run ended 2026-09-21T14:13:20Z
+LOGS = Path(__file__).parent / "logs"
+DUE = "2026-09-21T14:18:20Z"  # RerunInterval (300 s) after it
+
+
+def deliver(dataworks, tmp_path, **env):
+    with make_function(dataworks, tmp_path, **env) as fn:
+        return fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+
+
+def test_a_failure_dataworks_still_reruns_itself_is_left_to_it_with_when_and_nothing_else_called(dataworks, tmp_path):
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=2, rerun_interval=300)
+    seed_failed(dataworks, finished_time=FINISHED)
+    inv = deliver(dataworks, tmp_path)
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"], record["dueAt"]) == ("skip", "dataworks-auto-rerun", DUE)
+    assert record["message"] == (
+        "DataWorks reruns this node itself (RerunTimes 2, RerunInterval 300 s): run 1 failed, 2 automatic "
+        f"rerun(s) left, the next at about {DUE}. The function acts only on the failure after DataWorks' last one."
+    )
+    # its settings are DataWorks' answer for this node in this environment; no log read, no rerun
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask"]
+    assert dataworks.journal.calls("GetTask")[0].params == {"Id": str(TASK_ID), "ProjectEnv": "Prod"}
+
+
+def test_gettask_asks_about_the_node_in_the_failed_instances_own_environment(dataworks, tmp_path):
+    # A Dev node with reruns of its own; the Prod node of the same id has none.
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, project_env="Dev", rerun_times=2, rerun_interval=300)
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, project_env="Prod")
+    seed_failed(dataworks, finished_time=FINISHED, project_env="Dev")
+    (record,) = instance_records(deliver(dataworks, tmp_path, RERUN_PROJECT_ENV="any"))
+    assert (record["reason"], record["dueAt"]) == ("dataworks-auto-rerun", DUE)
+    assert dataworks.journal.calls("GetTask")[0].params == {"Id": str(TASK_ID), "ProjectEnv": "Dev"}
+
+
+def test_after_gettask_failed_once_the_retry_still_leaves_the_failure_to_dataworks(dataworks, tmp_path):
+    # Not knowing whether DataWorks reruns the node must never become a rerun of ours: the retry
+    # reads the instance and the node again, and leaves it to DataWorks. No double run.
+    dataworks.backend.add_task(id=TASK_ID, project_id=PROJECT_ID, rerun_times=2, rerun_interval=300)
+    seed_failed(dataworks, finished_time=FINISHED)
+    dataworks.faults.set("GetTask", server_error=1)
+    (record,) = instance_records(deliver(dataworks, tmp_path))
+    assert (record["reason"], record["dueAt"]) == ("dataworks-auto-rerun", DUE)
+    assert dataworks.journal.count(action="GetTask") == 2 and reruns(dataworks) == []
+
+
+def test_gettask_throttled_every_time_slows_the_reads_and_defers_after_the_last_attempt(dataworks, tmp_path, mocker):
+    # A throttled GetTask tells the read limiter (every read slows down), counts as a failed
+    # attempt, and after the last one the failure is left to FC's retry, naming the throttling.
+    from dwrerun import pacing
+
+    now = [1000.0]
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    seed_failed(dataworks, finished_time=FINISHED)
+    dataworks.faults.set("GetTask", throttle=None)
+    inv = deliver(dataworks, tmp_path)
+    assert inv.error["errorType"] == "RetryLater"
+    (record,) = instance_records(inv)
+    assert (record["reason"], record["errorCode"]) == ("deferred", "Throttling.User")
+    assert record["message"] == (
+        f"DataWorks kept failing (Throttling.User; {pacing.MAX_ATTEMPTS} attempts failed): "
+        "Function Compute retries the invocation."
+    )
+    assert dataworks.journal.count(action="GetTask") == pacing.MAX_ATTEMPTS and reruns(dataworks) == []
+    (reads,) = [limiter for (kind, _), limiter in pacing._limiters.items() if kind == "read"]
+    assert reads.rate < reads.ceiling  # slowed down
+
+
+def test_a_failure_past_dataworks_ten_reruns_is_not_asked_about_and_still_meets_the_rules(dataworks, tmp_path):
+    # Run 11: DataWorks reruns a node at most 10 times, so GetTask is not asked; the failure rules
+    # still decide (here: the table does not exist, which no rerun fixes).
+    log = (LOGS / "odps_sql_table_not_found.log").read_text(encoding="utf-8")
+    seed_failed(dataworks, run_number=11, task_type="ODPS_SQL", log=log)
+    (record,) = instance_records(deliver(dataworks, tmp_path, RERUN_MAX_RERUNS="20"))
+    assert (record["reason"], record["rule"]) == ("not-retryable", "maxcompute-table-not-found")
+    assert dataworks.journal.count(action="GetTask") == 0 and reruns(dataworks) == []

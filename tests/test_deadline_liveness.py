@@ -309,3 +309,38 @@ def test_a_retry_that_leaves_exactly_a_calls_least_time_still_goes_out(dataworks
     assert fake_time.now == 1017.5
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "RerunTaskInstances", "RerunTaskInstances"]
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
+
+
+def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
+    # rerun._left_to_dataworks: the reads end 5 s from now (`until`), the invocation 30 s from now.
+    # GetTask's timeout is cut to the 5 s, not to the deadline: a slow answer must not eat the time
+    # kept back for the rerun calls.
+    from dwrerun import records, rerun
+    from dwrerun.config import Settings
+    from dwrerun.policy import Instance
+
+    class NodeWithoutReruns:
+        def __init__(self):
+            self.timeouts: list[float] = []
+
+        def get_task(self, task_id, project_env, timeout):
+            self.timeouts.append(timeout)
+            return {"Id": task_id, "RerunMode": "FailureAllowed", "RerunTimes": 0, "RerunInterval": 0}
+
+    now = fake_time.now
+    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(read_timeout=10.0), deadline=now + 30)
+    item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+    item.instance = Instance(
+        id=FAILED_ID,
+        task_id=7,
+        task_name="ods_orders_di",
+        project_id=1,
+        project_env="Prod",
+        status="Failure",
+        run_number=1,
+        rerun_mode="FailureAllowed",
+        trigger_recurrence="Normal",
+    )
+    client = NodeWithoutReruns()
+    assert rerun._left_to_dataworks(job, client, item, rerun._QuotaWatch(), until=now + 5) is False
+    assert client.timeouts == [5.0]
