@@ -24,6 +24,23 @@ def carried_out(dataworks, instance_id):
     return [c for c in dataworks.journal.calls(RERUN) if instance_id in json.loads(c.params["Ids"])]
 
 
+def _rerun_call_takes_250_ms(dataworks, mocker):
+    """The clock seam: a fake clock that only the RerunTaskInstances call moves on, by 0.25 s."""
+    from dwrerun import pacing
+
+    now = [1000.0]
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    original_take = dataworks.faults.take
+
+    def take(action):
+        if action == RERUN:
+            now[0] += 0.25
+        return original_take(action)
+
+    dataworks.faults.take = take
+
+
 def test_a_refused_rerun_call_is_recorded_and_not_retried(dataworks, tmp_path):
     # Before (mutation testing): without this record, a 4xx refusal was resent until the deadline.
     seed_failed(dataworks)
@@ -39,22 +56,9 @@ def test_a_refused_rerun_call_is_recorded_and_not_retried(dataworks, tmp_path):
 
 
 def test_a_refused_rerun_call_records_how_long_the_call_took_in_ms(dataworks, tmp_path, mocker):
-    # The clock seam: a fake clock that only the RerunTaskInstances call moves on, by 0.25 s.
-    from dwrerun import pacing
-
-    now = [1000.0]
-    mocker.patch.object(pacing, "clock", lambda: now[0])
-    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    _rerun_call_takes_250_ms(dataworks, mocker)
     seed_failed(dataworks)
     dataworks.faults.set(RERUN, refuse=None)
-    original_take = dataworks.faults.take
-
-    def take(action):  # the emulator decides each call's faults once, as the call arrives
-        if action == RERUN:
-            now[0] += 0.25
-        return original_take(action)
-
-    dataworks.faults.take = take
     (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
     assert (record["reason"], record["success"]) == ("rerun-refused", False)
     assert record["rerunMs"] == 250.0
@@ -139,3 +143,33 @@ def test_an_accepted_rerun_records_dataworks_own_message(dataworks, tmp_path):
     (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
     assert (record["decision"], record["reason"], record["success"]) == ("rerun", "eligible", True)
     assert record["message"] == "queued behind 2 runs"
+
+
+def test_a_refused_call_for_two_instances_records_both_and_is_sent_once(dataworks, tmp_path, mocker):
+    # One call names both; RAM refuses it: each instance gets its own rerun-refused record with
+    # the call's duration, and the call is never sent again for the second one.
+    _rerun_call_takes_250_ms(dataworks, mocker)
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    dataworks.faults.set(RERUN, refuse=None)
+    records = instance_records(deliver(dataworks, tmp_path, FAILED_ID, OTHER_ID))
+    assert [(r["instanceId"], r["reason"], r["success"], r["rerunMs"]) for r in records] == [
+        (FAILED_ID, "rerun-refused", False, 250.0),
+        (OTHER_ID, "rerun-refused", False, 250.0),
+    ]
+    assert dataworks.journal.count(action=RERUN) == 1
+
+
+def test_a_call_for_two_instances_that_meets_the_daily_limit_records_both_with_its_duration(
+    dataworks, tmp_path, mocker
+):
+    _rerun_call_takes_250_ms(dataworks, mocker)
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    dataworks.faults.set(RERUN, throttle=1, throttle_code="Throttling.Api.Risk")
+    records = instance_records(deliver(dataworks, tmp_path, FAILED_ID, OTHER_ID))
+    assert [(r["instanceId"], r["reason"], r["errorCode"], r["rerunMs"]) for r in records] == [
+        (FAILED_ID, "quota-exhausted", "Throttling.Api.Risk", 250.0),
+        (OTHER_ID, "quota-exhausted", "Throttling.Api.Risk", 250.0),
+    ]
+    assert dataworks.journal.count(action=RERUN) == 1
