@@ -344,3 +344,49 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
     client = NodeWithoutReruns()
     assert rerun._left_to_dataworks(job, client, item, rerun._QuotaWatch(), until=now + 5) is False
     assert client.timeouts == [5.0]
+
+
+def _failed_item():
+    from dwrerun import rerun
+
+    return rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+
+
+def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_time):
+    # rerun._read_instance, as GetTask above: the reads end 5 s from now, the invocation 30 s from
+    # now; GetTaskInstance's timeout is the 5 s.
+    from dwrerun import records, rerun
+    from dwrerun.config import Settings
+
+    class Recording:
+        def __init__(self):
+            self.timeouts: list[float] = []
+
+        def get_task_instance(self, instance_id, timeout):
+            self.timeouts.append(timeout)
+            return {"Id": instance_id, "Status": "Failure", "RunNumber": 1}
+
+    now = fake_time.now
+    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(read_timeout=10.0), deadline=now + 30)
+    client = Recording()
+    assert rerun._read_instance(job, client, _failed_item(), rerun._QuotaWatch(), until=now + 5) is True
+    assert client.timeouts == [5.0]
+
+
+def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_time):
+    # The read limiter's next slot is 4.7 s away and the reads end in 5 s: the call would start
+    # with less than MIN_CALL_SECONDS left. It is given up at once, without waiting for the slot.
+    from dwrerun import pacing, records, rerun
+    from dwrerun.config import Settings
+
+    class NotToBeCalled:
+        def get_task_instance(self, instance_id, timeout):
+            raise AssertionError("no time was left for this call")
+
+    settings = Settings()
+    now = fake_time.now
+    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", settings, deadline=now + 30)
+    pacing.limiter("read", settings.read_qps)._next_slot = now + 4.7
+    with pytest.raises(pacing.DeadlineReached):
+        rerun._read_instance(job, NotToBeCalled(), _failed_item(), rerun._QuotaWatch(), until=now + 5)
+    assert fake_time.now == now

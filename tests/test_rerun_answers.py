@@ -173,3 +173,44 @@ def test_a_call_for_two_instances_that_meets_the_daily_limit_records_both_with_i
         (OTHER_ID, "quota-exhausted", "Throttling.Api.Risk", 250.0),
     ]
     assert dataworks.journal.count(action=RERUN) == 1
+
+
+def test_an_accepted_rerun_records_how_long_its_call_took_in_ms(dataworks, tmp_path, mocker):
+    _rerun_call_takes_250_ms(dataworks, mocker)
+    seed_failed(dataworks)
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    assert (record["reason"], record["success"], record["rerunMs"]) == ("eligible", True, 250.0)
+
+
+def test_a_refusal_without_a_message_says_so(dataworks, tmp_path):
+    # DataWorks refuses (the instance is left as it was) and its SuccessInfo entry has no Message.
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "x"}, success_info={FAILED_ID: {"Success": False}})
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    assert (record["decision"], record["success"], record["message"]) == ("rerun", False, "no message")
+
+
+def test_a_refusal_whose_explaining_read_is_refused_is_recorded_as_the_refusal_once(dataworks, tmp_path, mocker):
+    # DataWorks refuses the rerun; the read that would tell whether someone else reran the instance
+    # is refused by RAM. The refusal stands as DataWorks answered it, after that one read: the read
+    # is not tried again (each call moves the fake clock, so a loop would end, with more reads).
+    from dwrerun import pacing
+    from localcloud.dataworks.faults import FaultPlan
+
+    now = [1000.0]
+    mocker.patch.object(pacing, "clock", lambda: now[0])
+    seed_failed(dataworks)
+    dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "the instance is being rerun"})
+    original_take = dataworks.faults.take
+
+    def take(action):
+        now[0] += 0.5
+        if action == GET and dataworks.journal.count(action=RERUN):
+            return FaultPlan(kind="refuse")
+        return original_take(action)
+
+    dataworks.faults.take = take
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    assert (record["decision"], record["reason"], record["success"]) == ("rerun", "eligible", False)
+    assert record["message"] == "the instance is being rerun" and record["dataworksRequestId"]
+    assert dataworks.journal.count(action=GET) == 2
