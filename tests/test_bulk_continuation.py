@@ -826,10 +826,26 @@ def test_a_part_without_time_to_read_a_log_hands_the_instance_on_never_reruns_it
         dataworks, capsys, a_part((FIRST, 1)), settings=settings, rules=rules.load(), functions=functions,
         deadline_in=6.0,
     )  # fmt: skip
-    # THEN it is not rerun: its next hop, with time for the log, decides it
+    # THEN it is not rerun: its next hop, with time for the log, decides it; nothing was read again
+    # or retried here first (only a new invocation has the time)
     assert reruns(dataworks) == []
     assert handed(functions) == [a_part((FIRST, 1), hop=3, stalls=1)]
     assert written == [returned]
+    assert [e.action for e in dataworks.journal] == ["ListTaskInstances"]
+
+
+def test_the_third_part_in_a_row_without_time_for_a_log_gives_up_naming_why(dataworks, capsys, clock):
+    seed_part(dataworks, 1)
+    settings = replace(PART_SETTINGS, read_logs=True)
+    part = a_part((FIRST, 1), stalls=bulk.MAX_STALLS - 1)
+    returned, written = run_part(dataworks, capsys, part, settings=settings, rules=rules.load(),
+                                 functions=FakeFunctions(), deadline_in=6.0)  # fmt: skip
+    message = (
+        "not rerun: 3 continuations in a row finished no instance (DeadlineReached); send the filter again once "
+        "DataWorks answers"
+    )
+    assert written[:-1] == [bare(FIRST, "deferred", message, "DeadlineReached", listed_as=0)]
+    assert reruns(dataworks) == []
 
 
 # --- the HTTP function's side, called directly: bulk.plan_or_apply on the same clock ---------------

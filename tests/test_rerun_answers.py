@@ -24,8 +24,10 @@ def carried_out(dataworks, instance_id):
     return [c for c in dataworks.journal.calls(RERUN) if instance_id in json.loads(c.params["Ids"])]
 
 
-def _rerun_call_takes_250_ms(dataworks, mocker):
-    """The clock seam: a fake clock that only the RerunTaskInstances call moves on, by 0.25 s."""
+def _call_takes_250_ms(dataworks, mocker, *actions):
+    """The clock seam: a fake clock that only the calls of these actions (default: the rerun
+    call) move on, by 0.25 s each."""
+    actions = actions or (RERUN,)
     from dwrerun import pacing
 
     now = [1000.0]
@@ -33,10 +35,10 @@ def _rerun_call_takes_250_ms(dataworks, mocker):
     mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
     original_take = dataworks.faults.take
 
-    def take(action):
-        if action == RERUN:
+    def take(called):
+        if called in actions:
             now[0] += 0.25
-        return original_take(action)
+        return original_take(called)
 
     dataworks.faults.take = take
 
@@ -56,7 +58,7 @@ def test_a_refused_rerun_call_is_recorded_and_not_retried(dataworks, tmp_path):
 
 
 def test_a_refused_rerun_call_records_how_long_the_call_took_in_ms(dataworks, tmp_path, mocker):
-    _rerun_call_takes_250_ms(dataworks, mocker)
+    _call_takes_250_ms(dataworks, mocker)
     seed_failed(dataworks)
     dataworks.faults.set(RERUN, refuse=None)
     (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
@@ -148,7 +150,7 @@ def test_an_accepted_rerun_records_dataworks_own_message(dataworks, tmp_path):
 def test_a_refused_call_for_two_instances_records_both_and_is_sent_once(dataworks, tmp_path, mocker):
     # One call names both; RAM refuses it: each instance gets its own rerun-refused record with
     # the call's duration, and the call is never sent again for the second one.
-    _rerun_call_takes_250_ms(dataworks, mocker)
+    _call_takes_250_ms(dataworks, mocker)
     seed_failed(dataworks)
     seed_failed(dataworks, OTHER_ID)
     dataworks.faults.set(RERUN, refuse=None)
@@ -163,7 +165,7 @@ def test_a_refused_call_for_two_instances_records_both_and_is_sent_once(datawork
 def test_a_call_for_two_instances_that_meets_the_daily_limit_records_both_with_its_duration(
     dataworks, tmp_path, mocker
 ):
-    _rerun_call_takes_250_ms(dataworks, mocker)
+    _call_takes_250_ms(dataworks, mocker)
     seed_failed(dataworks)
     seed_failed(dataworks, OTHER_ID)
     dataworks.faults.set(RERUN, throttle=1, throttle_code="Throttling.Api.Risk")
@@ -175,11 +177,12 @@ def test_a_call_for_two_instances_that_meets_the_daily_limit_records_both_with_i
     assert dataworks.journal.count(action=RERUN) == 1
 
 
-def test_an_accepted_rerun_records_how_long_its_call_took_in_ms(dataworks, tmp_path, mocker):
-    _rerun_call_takes_250_ms(dataworks, mocker)
+def test_an_accepted_rerun_records_how_long_its_read_and_its_call_took_in_ms(dataworks, tmp_path, mocker):
+    _call_takes_250_ms(dataworks, mocker, GET, RERUN)
     seed_failed(dataworks)
     (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
-    assert (record["reason"], record["success"], record["rerunMs"]) == ("eligible", True, 250.0)
+    assert (record["reason"], record["success"]) == ("eligible", True)
+    assert (record["lookupMs"], record["rerunMs"]) == (250.0, 250.0)
 
 
 def test_a_refusal_without_a_message_says_so(dataworks, tmp_path):
@@ -214,3 +217,18 @@ def test_a_refusal_whose_explaining_read_is_refused_is_recorded_as_the_refusal_o
     assert (record["decision"], record["reason"], record["success"]) == ("rerun", "eligible", False)
     assert record["message"] == "the instance is being rerun" and record["dataworksRequestId"]
     assert dataworks.journal.count(action=GET) == 2
+
+
+def test_a_refused_read_is_recorded_with_dataworks_reason_and_how_long_it_took(dataworks, tmp_path, mocker):
+    # Before: the record was made before the read's duration was set, so lookupMs was null.
+    _call_takes_250_ms(dataworks, mocker, GET)
+    seed_failed(dataworks)
+    dataworks.faults.set(GET, refuse=None)
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    assert (record["decision"], record["reason"], record["errorCode"]) == (
+        "skip",
+        "lookup-failed",
+        "ResourceNotAuthorized.Api",
+    )
+    assert record["message"] == "GetTaskInstance refused: You are not authorized to access the resources."
+    assert record["lookupMs"] == 250.0 and reruns(dataworks) == []

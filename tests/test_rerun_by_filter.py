@@ -1133,3 +1133,33 @@ def test_a_dry_runs_summary_says_done_like_every_other_summary(dataworks, http):
     status, _ = call(http, {**FILTER, "DryRun": True})
     summary = SEEN[-1].records[-1]
     assert (status, summary["kind"], summary["dryRunMode"], summary["outcome"]) == (200, "summary", True, "done")
+
+
+def test_force_lifts_a_failure_rules_own_rerun_cap_too(dataworks, http):
+    # The tunnel's flow control allows 2 reruns (maxReruns); this node failed run 3 with it. Without
+    # Force it stays; with Force an operator's bulk rerun goes ahead, as Force lifts RERUN_MAX_RERUNS.
+    log = (LOGS / "di_tunnel_flow_exceeded.log").read_text(encoding="utf-8")
+    seed(dataworks, FIRST, task_type="DI", run_number=3, log=log)
+    status, answer = call(http, FILTER)
+    assert (status, answer["Counts"]) == (200, {"cap-reached": 1})
+    status, answer = call(http, {**FILTER, "Force": True})
+    assert (status, answer["Started"], answer["Counts"]) == (200, 1, {"eligible": 1})
+
+
+def test_a_bulk_rerun_asks_gettask_up_to_exactly_dataworks_last_rerun_time(mocker):
+    # A failure DataWorks could still be rerunning (at most 30 minutes after it, plus a minute of
+    # margin) is asked about; one a millisecond older is not.
+    from dwrerun import records, rerun, schedule
+    from dwrerun.policy import Instance
+
+    now_ms = 1_795_800_000_000
+    mocker.patch.object(schedule, "clock", lambda: now_ms / 1000)
+    job = rerun.Job(records.HTTP, "req-1", "dwrerun-http", Settings(), deadline=0.0, manual=True, failures_only=True)
+
+    def failed(finished_ms):
+        return Instance(FIRST, TASK_ID, "n", PROJECT_ID, "Prod", "Failure", 1, "FailureAllowed", "Normal",
+                        finished_time=finished_ms)  # fmt: skip
+
+    limit = rerun.DATAWORKS_MAX_RERUN_INTERVAL_MS
+    assert rerun._dataworks_may_still_rerun(job, failed(now_ms - limit)) is True
+    assert rerun._dataworks_may_still_rerun(job, failed(now_ms - limit - 1)) is False

@@ -350,27 +350,30 @@ def _read_instance(job: Job, dataworks: DataWorks, item: _Progress, quota: _Quot
     `until` is when the reads' share of the invocation's time ends."""
     started = pacing.clock()
     limiter = pacing.limiter("read", job.settings.read_qps)
+    error = None
     try:
         limiter.acquire(until - MIN_CALL_SECONDS)
         item.attempts += 1
         item.instance = Instance.from_api(dataworks.get_task_instance(item.target.instance_id, _time_left(job, until)))
     except DataWorksError as exc:
-        _paced(limiter, exc)
-        if exc.quota_exhausted:
-            quota.saw(exc)
-        elif exc.transient:
-            item.error = exc
-        elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
-            item.record = _refused(job, item)
-        else:
-            item.record = _record(
-                job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {exc.message}", exc
-            )
-        return False
+        error = exc  # handled below, once the read's duration is known: its record carries it
     finally:
         item.lookup_ms = (pacing.clock() - started) * 1000
-    limiter.passed()
-    return True
+    if error is None:
+        limiter.passed()
+        return True
+    _paced(limiter, error)
+    if error.quota_exhausted:
+        quota.saw(error)
+    elif error.transient:
+        item.error = error
+    elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
+        item.record = _refused(job, item)
+    else:
+        item.record = _record(
+            job, item, records.SKIP, None, "lookup-failed", f"GetTaskInstance refused: {error.message}", error
+        )
+    return False
 
 
 def _dataworks_may_still_rerun(job: Job, instance: Instance) -> bool:
