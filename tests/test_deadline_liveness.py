@@ -390,3 +390,18 @@ def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_ti
     with pytest.raises(pacing.DeadlineReached):
         rerun._read_instance(job, NotToBeCalled(), _failed_item(), rerun._QuotaWatch(), until=now + 5)
     assert fake_time.now == now
+
+
+def test_a_call_is_not_started_with_less_than_its_least_time_left_and_the_reason_says_so(fake_time):
+    # rerun._time_left, the last check before every call: its reason is what a deferred record
+    # quotes ("not done in time (the invocation's deadline is reached)").
+    from dwrerun import pacing, records, rerun
+    from dwrerun.config import Settings
+
+    now = fake_time.now
+    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(read_timeout=10.0), deadline=now + 30)
+    assert rerun._time_left(job) == 10.0  # the configured read timeout, far from the deadline
+    assert rerun._time_left(job, until=now + 2) == 2.0  # cut to the end of the reads' share
+    assert rerun._time_left(job, until=now + rerun.MIN_CALL_SECONDS) == rerun.MIN_CALL_SECONDS
+    with pytest.raises(pacing.DeadlineReached, match=r"^the invocation's deadline is reached$"):
+        rerun._time_left(job, until=now + 0.4)
