@@ -405,3 +405,18 @@ def test_a_call_is_not_started_with_less_than_its_least_time_left_and_the_reason
     assert rerun._time_left(job, until=now + rerun.MIN_CALL_SECONDS) == rerun.MIN_CALL_SECONDS
     with pytest.raises(pacing.DeadlineReached, match=r"^the invocation's deadline is reached$"):
         rerun._time_left(job, until=now + 0.4)
+
+
+def test_a_short_timeout_still_gives_the_reads_half_of_its_time(dataworks, tmp_path, fake_time):
+    # A 5 s timeout: the deadline is 4.5 s away, and keeping back a whole rerun call's time (0.5 s
+    # plus 3 s of a 10 s read timeout) would leave the reads 1 s. They get half of the time instead
+    # (2.25 s, so a call may start until 1.75 s): GetTask's slot at 1.5 s (two reads in 3 s) is
+    # in time, and the failure is rerun in this invocation rather than left to FC's retry.
+    seed_failed(dataworks)
+    env = {"DATAWORKS_READ_QPS": "0.6667", "DATAWORKS_READ_TIMEOUT": "10", "RERUN_READ_LOGS": "false"}
+    with make_function(dataworks, tmp_path, timeout=5, **env) as fn:
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    assert inv.error is None, inv.error
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["success"]) == ("rerun", True)
+    assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]
