@@ -420,3 +420,23 @@ def test_a_short_timeout_still_gives_the_reads_half_of_its_time(dataworks, tmp_p
     (record,) = instance_records(inv)
     assert (record["decision"], record["success"]) == ("rerun", True)
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]
+
+
+def test_a_retry_after_longer_than_the_time_left_ends_the_attempts_at_once(dataworks, tmp_path, fake_time, mocker):
+    # The rerun call is throttled with a 10 s x-acs-retry-after, 9 s before the deadline. The wait
+    # before a retry is at least the server's retry-after, which does not fit: the attempts end
+    # there, saying so, instead of waiting for a retry that cannot start.
+    from dwrerun import pacing
+
+    mocker.patch.object(pacing, "uniform", lambda low, high: low)  # the jitter's seam: no wait of its own
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=1, retry_after=10_000)
+    with make_function(dataworks, tmp_path, timeout=10, RERUN_READ_LOGS="false") as fn:
+        inv = fn.invoke(json.dumps(failure_event(FAILED_ID)).encode())
+    (record,) = instance_records(inv)
+    assert (record["reason"], record["errorCode"]) == ("deferred", "Throttling.User")
+    assert record["message"] == (
+        "DataWorks kept failing (Throttling.User; no time left for another attempt): "
+        "Function Compute retries the invocation."
+    )
+    assert dataworks.journal.count(action="RerunTaskInstances") == 1

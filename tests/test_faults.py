@@ -284,7 +284,12 @@ def test_a_clock_skew_that_persists_exhausts_fcs_retries_with_a_record_each_time
     assert len(attempts) == 4  # the first try and FC's 3 retries
     for attempt in attempts:
         assert attempt.error["errorType"] == "RetryLater"
-        assert record_for(attempt, FAILED_ID)["errorCode"] == "InvalidTimeStamp.Expired"
+        record = record_for(attempt, FAILED_ID)
+        assert record["errorCode"] == "InvalidTimeStamp.Expired"
+        assert record["message"] == (  # retried at once by FC, never in the invocation
+            "DataWorks kept failing (InvalidTimeStamp.Expired; only a new invocation can help): "
+            "Function Compute retries the invocation."
+        )
     assert dataworks.journal.calls() == [] and dataworks.backend.instance(FAILED_ID).run_number == 1
 
 
