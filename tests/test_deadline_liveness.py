@@ -440,3 +440,61 @@ def test_a_retry_after_longer_than_the_time_left_ends_the_attempts_at_once(dataw
         "Function Compute retries the invocation."
     )
     assert dataworks.journal.count(action="RerunTaskInstances") == 1
+
+
+def test_a_retry_that_would_start_with_less_than_a_calls_least_time_is_not_waited_for(
+    dataworks, tmp_path, fake_time, mocker
+):
+    # As the test of exactly MIN_CALL_SECONDS above, with a backoff of 17.6 s: the retry would start
+    # 0.4 s before the deadline. The attempts end there, saying so, and nothing waits for it.
+    from dwrerun import pacing
+
+    mocker.patch.object(pacing, "uniform", lambda low, high: 17.6)
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", throttle=1)
+    with make_function(dataworks, tmp_path, handler="index.handle_http", timeout=20) as fn:
+        inv = fn.invoke(_http_request([FAILED_ID]))
+    (record,) = instance_records(inv)
+    assert record["reason"] == "deferred"
+    assert (
+        record["message"]
+        == "DataWorks kept failing (Throttling.User; no time left for another attempt): not rerun: try again."
+    )
+    assert fake_time.now == 1000.0
+    assert dataworks.journal.count(action="RerunTaskInstances") == 1
+
+
+def test_a_retry_without_a_retry_after_waits_only_the_jittered_backoff(dataworks, tmp_path, fake_time, mocker):
+    # DataWorks answers 503 once, with no x-acs-retry-after; the jitter (the randomness seam) draws
+    # 0 s: the retry goes out at once, with no wait of its own invented for the missing header.
+    from dwrerun import pacing
+
+    mocker.patch.object(pacing, "uniform", lambda low, high: low)
+    seed_failed(dataworks)
+    dataworks.faults.set("RerunTaskInstances", server_error=1)
+    with make_function(dataworks, tmp_path, handler="index.handle_http", timeout=20) as fn:
+        inv = fn.invoke(_http_request([FAILED_ID]))
+    (record,) = instance_records(inv)
+    assert (record["reason"], record["success"]) == ("eligible", True)
+    assert fake_time.now - 1000.0 < 0.01  # only the write limiter's spacing (1000 writes/s here)
+
+
+def test_the_reads_keep_back_a_write_slot_for_each_rerun_call_after_the_first(dataworks, tmp_path, fake_time):
+    # Two failures, one rerun call each (RERUN_CHUNK_SIZE=1) at one write a second: the reads keep
+    # back a call's least time, a 0.5 s read timeout, and 1 s for the second call's write slot,
+    # so they may start until 2 s of the 4.5 s. At one read a second, the fourth read (slot 3 s)
+    # is not sent: one instance is rerun, the other left to FC's retry, and both calls end in time.
+    seed_failed(dataworks)
+    seed_failed(dataworks, FAILED_ID + 1)
+    env = {
+        "DATAWORKS_READ_QPS": "1",
+        "DATAWORKS_WRITE_QPS": "1",
+        "DATAWORKS_READ_TIMEOUT": "0.5",
+        "RERUN_CHUNK_SIZE": "1",
+        "RERUN_READ_LOGS": "false",
+    }
+    with make_function(dataworks, tmp_path, timeout=5, **env) as fn:
+        inv = fn.invoke(json.dumps([failure_event(FAILED_ID), failure_event(FAILED_ID + 1)]).encode())
+    assert inv.error["errorType"] == "RetryLater"
+    assert sorted(r["reason"] for r in instance_records(inv)) == ["deferred", "eligible"]
+    assert dataworks.journal.count(action="GetTaskInstance") + dataworks.journal.count(action="GetTask") == 3
