@@ -14,7 +14,16 @@ import threading
 
 import pytest
 
-from conftest import FAILED_ID, failure_event, instance_records, make_function, make_instances, reruns, seed_failed
+from conftest import (
+    FAILED_ID,
+    TASK_ID,
+    failure_event,
+    instance_records,
+    make_function,
+    make_instances,
+    reruns,
+    seed_failed,
+)
 
 IDS = [FAILED_ID + n for n in range(300)]
 
@@ -485,7 +494,7 @@ def test_the_reads_keep_back_a_write_slot_for_each_rerun_call_after_the_first(da
     # so they may start until 2 s of the 4.5 s. At one read a second, the fourth read (slot 3 s)
     # is not sent: one instance is rerun, the other left to FC's retry, and both calls end in time.
     seed_failed(dataworks)
-    seed_failed(dataworks, FAILED_ID + 1)
+    seed_failed(dataworks, FAILED_ID + 1, task_id=TASK_ID + 1)  # its own node: no GetTask answer to share
     env = {
         "DATAWORKS_READ_QPS": "1",
         "DATAWORKS_WRITE_QPS": "1",
