@@ -243,19 +243,26 @@ def test_the_reads_keep_back_no_write_spacing_when_one_rerun_call_is_all_there_i
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]
 
 
+def _event_job(deadline: float, settings=None):
+    """The Job of an event invocation whose deadline is at `deadline` (rerun's functions, called directly)."""
+    from dwrerun import records, rerun
+    from dwrerun.config import Settings
+
+    return rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", settings or Settings(), deadline=deadline)
+
+
 def test_a_read_the_deadline_cut_short_leaves_the_instance_out_of_time_and_undecided():
     # rerun._look_up_one: an instance whose read the deadline cut short is marked so, for run() to
     # defer it or try it on the next pass, never half-decided. Without the mark (mutation testing)
     # run() looped forever, so the tests that reach it hung instead of failing.
-    from dwrerun import pacing, records, rerun
-    from dwrerun.config import Settings
+    from dwrerun import pacing, rerun
 
     class NoTimeLeft:  # a client whose read finds the invocation's time gone
         def get_task_instance(self, instance_id, timeout):
             raise pacing.DeadlineReached
 
     now = pacing.clock()
-    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(), deadline=now + 30)
+    job = _event_job(now + 30)
     item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
     rerun._look_up_one(job, NoTimeLeft(), item, rerun._QuotaWatch(), until=now + 30)
     assert item.out_of_time is True and item.decision is None and item.record is None
@@ -284,7 +291,7 @@ def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_wait
     # rerun._rerun_chunk: the write limiter's next slot is 9.7 s away and the deadline 10 s away,
     # so the call would start with 0.3 s left, less than MIN_CALL_SECONDS (0.5 s). It is given up
     # at once, with the reason the deferred records quote, instead of waiting 9.7 s first.
-    from dwrerun import pacing, records, rerun
+    from dwrerun import pacing, rerun
     from dwrerun.config import Settings
 
     class NotToBeCalled:
@@ -292,7 +299,7 @@ def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_wait
             raise AssertionError("no time was left for this call")
 
     settings = Settings()
-    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", settings, deadline=fake_time.now + 10)
+    job = _event_job(fake_time.now + 10, settings)
     pacing.limiter("write", settings.write_qps)._next_slot = fake_time.now + 9.7
     item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
     with pytest.raises(pacing.DeadlineReached) as raised:
@@ -324,7 +331,7 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
     # rerun._left_to_dataworks: the reads end 5 s from now (`until`), the invocation 30 s from now.
     # GetTask's timeout is cut to the 5 s, not to the deadline: a slow answer must not eat the time
     # kept back for the rerun calls.
-    from dwrerun import records, rerun
+    from dwrerun import rerun
     from dwrerun.config import Settings
     from dwrerun.policy import Instance
 
@@ -337,7 +344,7 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
             return {"Id": task_id, "RerunMode": "FailureAllowed", "RerunTimes": 0, "RerunInterval": 0}
 
     now = fake_time.now
-    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(read_timeout=10.0), deadline=now + 30)
+    job = _event_job(now + 30, Settings(read_timeout=10.0))
     item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
     item.instance = Instance(
         id=FAILED_ID,
@@ -364,7 +371,7 @@ def _failed_item():
 def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_time):
     # rerun._read_instance, as GetTask above: the reads end 5 s from now, the invocation 30 s from
     # now; GetTaskInstance's timeout is the 5 s.
-    from dwrerun import records, rerun
+    from dwrerun import rerun
     from dwrerun.config import Settings
 
     class Recording:
@@ -376,7 +383,7 @@ def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_t
             return {"Id": instance_id, "Status": "Failure", "RunNumber": 1}
 
     now = fake_time.now
-    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(read_timeout=10.0), deadline=now + 30)
+    job = _event_job(now + 30, Settings(read_timeout=10.0))
     client = Recording()
     assert rerun._read_instance(job, client, _failed_item(), rerun._QuotaWatch(), until=now + 5) is True
     assert client.timeouts == [5.0]
@@ -385,7 +392,7 @@ def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_t
 def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_time):
     # The read limiter's next slot is 4.7 s away and the reads end in 5 s: the call would start
     # with less than MIN_CALL_SECONDS left. It is given up at once, without waiting for the slot.
-    from dwrerun import pacing, records, rerun
+    from dwrerun import pacing, rerun
     from dwrerun.config import Settings
 
     class NotToBeCalled:
@@ -394,7 +401,7 @@ def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_ti
 
     settings = Settings()
     now = fake_time.now
-    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", settings, deadline=now + 30)
+    job = _event_job(now + 30, settings)
     pacing.limiter("read", settings.read_qps)._next_slot = now + 4.7
     with pytest.raises(pacing.DeadlineReached):
         rerun._read_instance(job, NotToBeCalled(), _failed_item(), rerun._QuotaWatch(), until=now + 5)
@@ -404,11 +411,11 @@ def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_ti
 def test_a_call_is_not_started_with_less_than_its_least_time_left_and_the_reason_says_so(fake_time):
     # rerun._time_left, the last check before every call: its reason is what a deferred record
     # quotes ("not done in time (the invocation's deadline is reached)").
-    from dwrerun import pacing, records, rerun
+    from dwrerun import pacing, rerun
     from dwrerun.config import Settings
 
     now = fake_time.now
-    job = rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", Settings(read_timeout=10.0), deadline=now + 30)
+    job = _event_job(now + 30, Settings(read_timeout=10.0))
     assert rerun._time_left(job) == 10.0  # the configured read timeout, far from the deadline
     assert rerun._time_left(job, until=now + 2) == 2.0  # cut to the end of the reads' share
     assert rerun._time_left(job, until=now + rerun.MIN_CALL_SECONDS) == rerun.MIN_CALL_SECONDS
