@@ -400,3 +400,17 @@ def test_the_http_gateway_answers_429_while_every_allowed_instance_is_busy(make,
         fn.drain()
         with urllib.request.urlopen(gateway.url + "/probe", data=b"{}", timeout=30) as answer:
             assert answer.status == 200 and json.loads(answer.read())["calls"] == 2
+
+
+def test_an_attempt_that_starts_its_instance_after_close_fails_cleanly(tmp_path):
+    # close() while an async worker is starting a new instance for its attempt: close() did not see
+    # that instance, so the worker stops it itself and the attempt ends as an instance that exited.
+    # Before: the worker invoked on the stopped instance and its thread died with RuntimeError.
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "index.py").write_text("def handler(event, context):\n    return 'ran'\n", encoding="utf-8")
+    fn = Function("index.handler", code_dir=str(code), reserved_concurrency=1, logstore=str(tmp_path / "l.jsonl"))
+    fn.close()
+    invocation = fn._attempt(b"{}", "1-late-attempt", None)  # what _run_async does once close() has run
+    assert invocation.result is None and invocation.error["errorType"] == "InstanceExited"
+    assert invocation.error["errorMessage"] == "the instance had ended (stopped) before the invocation started"

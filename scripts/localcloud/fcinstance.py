@@ -101,7 +101,17 @@ class InstanceProcess:
         """
         with self._lock:
             if not self.alive:
-                raise RuntimeError(f"instance {self.instance_id} has ended ({self.ended})")
+                # Only Function.close() racing an async worker hands over an ended instance (it
+                # stopped the one the worker was starting): the attempt fails, the worker lives on.
+                return {
+                    "result": None,
+                    "error": {
+                        "errorType": "InstanceExited",
+                        "errorMessage": f"the instance had ended ({self.ended}) before the invocation started",
+                    },
+                    "cold_start": False,
+                    "timed_out": False,
+                }
             self._busy = True
         try:
             return self._serve(request_id, event, credentials, timeout, on_line)
