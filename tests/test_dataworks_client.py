@@ -173,6 +173,10 @@ def canned():
     server.server_close()
 
 
+def _client_of(canned):
+    return DataWorks(Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings())
+
+
 @pytest.mark.parametrize(
     "task_instance", [{"Id": "not a number", "Status": "Failure"}, {"Id": 99, "Status": "Failure"}, None]
 )
@@ -181,11 +185,8 @@ def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(
     # DataWorks and DataWorksError are this file's module-level imports: they stay the classes the
     # client raises even after a test's FC harness closed (it restores the modules it found).
     canned.answer = {"RequestId": "r", "TaskInstance": task_instance}
-    client = DataWorks(
-        Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings()
-    )
     with pytest.raises(DataWorksError) as caught:
-        client.get_task_instance(1000012345678, timeout=5)
+        _client_of(canned).get_task_instance(1000012345678, timeout=5)
     error = caught.value
     # Pinned whole, as the other malformed answers are: read again, not acted on, and its text names
     # the answer that was wrong (the records of a retry that gave up carry only its code).
@@ -197,10 +198,6 @@ def test_an_answer_about_another_or_no_instance_is_a_transient_malformed_answer(
         False,
     )
     assert str(error) == "GetTaskInstance: MalformedAnswer: the answer has no TaskInstance with this Id"
-
-
-def _client_of(canned):
-    return DataWorks(Credentials("id", "secret", "token"), f"127.0.0.1:{canned.server_port}", "http", None, Settings())
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ from conftest import (
     reruns,
     seed_failed,
 )
+from test_policy import FAILED
 
 IDS = [FAILED_ID + n for n in range(300)]
 
@@ -333,7 +334,6 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
     # kept back for the rerun calls.
     from dwrerun import rerun
     from dwrerun.config import Settings
-    from dwrerun.policy import Instance
 
     class NodeWithoutReruns:
         def __init__(self):
@@ -346,17 +346,7 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
     now = fake_time.now
     job = _event_job(now + 30, Settings(read_timeout=10.0))
     item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
-    item.instance = Instance(
-        id=FAILED_ID,
-        task_id=7,
-        task_name="ods_orders_di",
-        project_id=1,
-        project_env="Prod",
-        status="Failure",
-        run_number=1,
-        rerun_mode="FailureAllowed",
-        trigger_recurrence="Normal",
-    )
+    item.instance = FAILED  # test_policy's failed instance: the guards' fields, at run 1
     client = NodeWithoutReruns()
     assert rerun._left_to_dataworks(job, client, item, rerun._QuotaWatch(), until=now + 5) is False
     assert client.timeouts == [5.0]

@@ -337,13 +337,18 @@ FIELDS_ALLOWED = (
 )
 
 
-def answer_to(fn, body, /, **event_fields) -> dict:
-    """FC's answer to the sample HTTP-trigger event with this body (a str is sent as is), its
-    body parsed; `event_fields` replace the event's own."""
+def invoke_with(fn, body, /, **event_fields):
+    """The invocation of the sample HTTP-trigger event with this body (a str is sent as is) under
+    REQUEST_ID; `event_fields` replace the event's own."""
     event = sample("fc-http-rerun-request.json")
     event["body"] = body if isinstance(body, str) else json.dumps(body)
     event.update(event_fields)
-    return parsed(fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID))
+    return fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID)
+
+
+def answer_to(fn, body, /, **event_fields) -> dict:
+    """FC's answer to `invoke_with`'s event, its body parsed."""
+    return parsed(invoke_with(fn, body, **event_fields))
 
 
 def parsed(invocation) -> dict:
@@ -700,9 +705,7 @@ def summary(instances=1, rerun=0, succeeded=0, skipped=0, dry_run=0, duration=0.
 
 
 def invoke_ids(fn, ids, **body):
-    event = sample("fc-http-rerun-request.json")
-    event["body"] = json.dumps({"Ids": ids, **body})
-    return fn.invoke(json.dumps(event).encode(), request_id=REQUEST_ID)
+    return invoke_with(fn, {"Ids": ids, **body})
 
 
 def skipped_of(invocation) -> dict:
@@ -1133,10 +1136,7 @@ def test_a_filter_rerun_done_in_one_invocation_answers_200_and_records_a_done_su
     # GIVEN the day's one failure, and one past RERUN_MAX_RERUNS: both fit in this invocation
     seed_day(dataworks, FAILED_ID)
     seed_day(dataworks, FAILED_ID + 1, run_number=4)
-    inv = filter_function.invoke(
-        json.dumps({**sample("fc-http-rerun-request.json"), "body": json.dumps(FILTER)}).encode(),
-        request_id=REQUEST_ID,
-    )
+    inv = invoke_with(filter_function, FILTER)
     # THEN the whole answer: one rerun, one skip, nothing continuing (no Continuation), 200
     assert parsed(inv) == {
         "statusCode": 200,

@@ -1149,16 +1149,17 @@ def test_force_lifts_a_failure_rules_own_rerun_cap_too(dataworks, http):
 def test_a_bulk_rerun_asks_gettask_up_to_exactly_dataworks_last_rerun_time(mocker):
     # A failure DataWorks could still be rerunning (at most 30 minutes after it, plus a minute of
     # margin) is asked about; one a millisecond older is not.
+    from dataclasses import replace
+
     from dwrerun import records, rerun, schedule
-    from dwrerun.policy import Instance
+    from test_policy import FAILED as FAILED_INSTANCE
 
     now_ms = 1_795_800_000_000
     mocker.patch.object(schedule, "clock", lambda: now_ms / 1000)
     job = rerun.Job(records.HTTP, "req-1", "dwrerun-http", Settings(), deadline=0.0, manual=True, failures_only=True)
 
     def failed(finished_ms):
-        return Instance(FIRST, TASK_ID, "n", PROJECT_ID, "Prod", "Failure", 1, "FailureAllowed", "Normal",
-                        finished_time=finished_ms)  # fmt: skip
+        return replace(FAILED_INSTANCE, finished_time=finished_ms)
 
     limit = rerun.DATAWORKS_MAX_RERUN_INTERVAL_MS
     assert rerun._dataworks_may_still_rerun(job, failed(now_ms - limit)) is True
