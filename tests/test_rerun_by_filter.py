@@ -891,6 +891,7 @@ def test_a_filter_without_projectenv_takes_the_functions_environment_or_prod(set
         ({"TaskIds": []}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
         ({"TaskIds": TASK_ID}, "TaskIds", "TaskIds must be a non-empty list of task (node) ids"),
         ({"TaskIds": [1, 2, 3, 4]}, "TaskIds", "TaskIds has 4 ids, more than RERUN_HTTP_MAX_IDS=3"),
+        ({"TaskIds": [[7]]}, "TaskIds[0]", "TaskIds[0] must be a positive int64 id, got a list"),  # named, not shown
         (
             {"FinishedTimeStart": "2026-11-28T02:00:00"},
             "FinishedTimeStart",
