@@ -71,9 +71,12 @@ RERUN_QUERY_PYTHON = (
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", action="store_true", help="keep the local cloud running for curl experiments")
+    # The tests give the demo a directory of its own: a `make demo` run by hand meanwhile empties this one.
+    parser.add_argument("--logs", type=Path, default=LOGS, help="the local Logstore directory it empties and fills")
     args = parser.parse_args(argv)
-    LOGS.mkdir(parents=True, exist_ok=True)
-    for old in LOGS.glob("*.jsonl"):
+    logs = args.logs.resolve()
+    logs.mkdir(parents=True, exist_ok=True)
+    for old in logs.glob("*.jsonl"):
         old.unlink()
 
     with (
@@ -88,12 +91,12 @@ def main(argv: list[str] | None = None) -> int:
             "RERUN_BACKOFF_MAX_SECONDS": str(DELAY_SECONDS),
             "FUNCTION_COMPUTE_ENDPOINT": fc_api.url,  # where the event function schedules its reruns
         }
-        event_fn = _function("index.handle_event", "dwrerun-event", env, async_task=True)
-        http_fn = _function("index.handle_http", "dwrerun-http", env)
+        event_fn = _function("index.handle_event", "dwrerun-event", env, logs, async_task=True)
+        http_fn = _function("index.handle_http", "dwrerun-http", env, logs)
         fc_api.register(event_fn)
         with event_fn, http_fn, HttpGateway(http_fn) as gateway:
             if args.serve:
-                return _serve(dataworks, fc_api, event_fn, gateway)
+                return _serve(dataworks, fc_api, event_fn, gateway, logs)
             rows = _deliver_events(event_fn) + _manual_rerun(gateway) + _scheduled_reruns(event_fn)
             ended = dataworks.backend.advance()  # the reruns' runs end as the seed scripts them
             instances = event_fn.instances
@@ -112,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         "refused with 409 (already-scheduled)"
     )
     print(f"Rerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
-    path = f"{LOGS.relative_to(ROOT)}/dwrerun-event.jsonl"
-    print(f"Records (one JSON line per decision, as shipped to SLS): {LOGS.relative_to(ROOT)}/*.jsonl")
+    path = f"{_shown(logs)}/dwrerun-event.jsonl"
+    print(f"Records (one JSON line per decision, as shipped to SLS): {_shown(logs)}/*.jsonl")
     print('Each Logstore line holds a record as a JSON string in "message"; the reruns, for example:')
     print(f"  {RERUN_QUERY_JQ.format(path=path)}")
     print(f"  {RERUN_QUERY_PYTHON.format(path=path)}")
@@ -121,11 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     # Last: what template.yml's SLS alert rules would have fired on these records (scripts/alerts.py).
     from alerts import print_fired
 
-    print_fired(LOGS)
+    print_fired(logs)
     return 0
 
 
-def _function(handler: str, name: str, env: dict, async_task: bool = False) -> Function:
+def _shown(logs: Path) -> str:
+    """The Logstore directory as the printed commands name it: relative to the repository, where they run."""
+    return str(logs.relative_to(ROOT)) if logs.is_relative_to(ROOT) else str(logs)
+
+
+def _function(handler: str, name: str, env: dict, logs: Path, async_task: bool = False) -> Function:
     return Function(
         handler=handler,
         code_dir=str(ROOT / "function"),
@@ -135,7 +143,7 @@ def _function(handler: str, name: str, env: dict, async_task: bool = False) -> F
         region="cn-hangzhou",
         env=env,
         credentials=CREDENTIALS,
-        logstore=str(LOGS / f"{name}.jsonl"),
+        logstore=str(logs / f"{name}.jsonl"),
         reserved_concurrency=RESERVED_CONCURRENCY,
         max_async_retry_attempts=3,
         async_task=async_task,  # asyncInvokeConfig.asyncTask: FC refuses a repeated task id (409)
@@ -227,7 +235,7 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(row[c].ljust(widths.get(c, 0)) for c in columns))
 
 
-def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway) -> int:
+def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway, logs: Path) -> int:
     rule = EventBridge(event_fn)
 
     class PublishHandler(BaseHTTPRequestHandler):
@@ -262,7 +270,7 @@ DataWorks OpenAPI emulator  {dataworks.url}
 HTTP function (gateway)     {gateway.url}   (authType anonymous locally: no signature needed)
 Event function (publisher)  {events_url}   (POST one CloudEvent; it goes to the event function as an EventBridge rule delivers it)
 FC OpenAPI (InvokeFunction) {fc_api.url}   (the event function schedules its reruns here: they run {DELAY_SECONDS // 2}-{DELAY_SECONDS} s later)
-Records                     {LOGS.relative_to(ROOT)}/dwrerun-event.jsonl, dwrerun-http.jsonl
+Records                     {_shown(logs)}/dwrerun-event.jsonl, dwrerun-http.jsonl
 
 Try:
   curl -s {events_url} -d @tests/events/dataworks-instance-failed.json

@@ -171,13 +171,29 @@ def reruns(dataworks) -> list:
 
 
 @pytest.fixture(scope="session")
-def demo_run():
-    """`make demo`, once per session: what it printed; its records stay in .localcloud/logs."""
+def demo_logs(tmp_path_factory) -> Path:
+    """The demo's Logstore directory: its own, as .localcloud/logs may be another `make demo`'s."""
+    return tmp_path_factory.mktemp("demo-logs")
+
+
+@pytest.fixture(scope="session")
+def demo_run(demo_logs):
+    """`make demo`, once per session: what it printed; its records stay in `demo_logs`."""
     return subprocess.run(
-        [sys.executable, "scripts/demo.py"], cwd=ROOT, capture_output=True, text=True, timeout=180, check=True
+        [sys.executable, "scripts/demo.py", "--logs", str(demo_logs)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
     )
 
 
+# tryfirst: xdist's own hook turns each xdist_group mark into the "@group" suffix of a test's id,
+# which is what its scheduler groups by. Run after it, these marks came too late: the demo's tests
+# were spread over workers, each ran `make demo`, and one worker's demo emptied the Logstore while
+# another's tests read it (a rare CI failure of test_demo).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`--dist loadgroup`): the tests that share a costly module- or
     session-scoped fixture (a build, a benchmark, the demo) go to one worker, so it is made once.

@@ -55,9 +55,9 @@ def _invocation_text(invocation) -> str:
     return "\n".join(parts)
 
 
-# `make demo` (the demo_run fixture, on one xdist worker) deletes and rewrites .localcloud/logs while
-# tests on other workers audit it: a file may vanish between the listing and the read. What the
-# demo writes is audited by the test that ran it.
+# A `make demo` run by hand during the tests deletes and rewrites .localcloud/logs: a file may vanish
+# between the listing and the read. The tests' own demo writes elsewhere (tests/conftest.py
+# demo_logs), and tests/test_demo.py audits it.
 
 
 def _log_sizes() -> dict[Path, int]:

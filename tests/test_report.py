@@ -15,12 +15,10 @@ import pytest
 import cdp
 import report
 import sls_views
-from conftest import ROOT
 from localcloud import sls
 from test_local_sls import NOW, every_kind_of_record
 
 VIEWS = sls_views.load()
-LOGS = ROOT / ".localcloud" / "logs"
 TITLES = [chart.title for chart in VIEWS.charts]
 SCHEDULED = "Scheduled reruns coming due"
 
@@ -102,17 +100,17 @@ def test_every_panel_draws_its_data_without_console_errors(chromium, tmp_path):
 
 
 def test_after_the_demo_the_report_loads_without_console_errors_and_every_panel_shows_data(
-    demo_run, chromium, tmp_path
+    demo_run, demo_logs, chromium, tmp_path
 ):
     # GIVEN the Logstore `make demo` left; WHEN `make report` writes the page and Chromium loads it
-    out = report.write(LOGS, tmp_path / "report.html")
+    out = report.write(demo_logs, tmp_path / "report.html")
     page = chromium.load(out.as_uri())
     panels = page.evaluate(PANELS_JS)
     # THEN no console error, and each panel has rows and draws them
     assert page.errors() == []
     assert [p["title"] for p in panels] == TITLES
     empty = [p["title"] for p in panels if not (p["drawn"] == "true" and p["rows"] > 0 and p["marks"] > 0)]
-    entries = sls.read_logstore(LOGS)
+    entries = sls.read_logstore(demo_logs)
     # The scheduled-reruns panel has data when the demo schedules a rerun (its scheduled step);
     # a demo that reruns everything at once has none to show.
     scheduled = any(e.record and e.record.get("decision") == "scheduled" for e in entries)
