@@ -113,16 +113,18 @@ def _watch(parent: int, limit: float, stop: threading.Event) -> None:
     (a loop around a sleep, a thread never joined) spends none and would hold the run for good.
     SIGXCPU is what mutmut's limit sends: mutmut records the mutant as timed out (detected).
     """
+    ended: set[int] = set()  # once each: a process that is still exiting is not signalled (or reported) again
     while not stop.wait(WATCH_EVERY):
-        for pid in overdue(_children(parent), limit):
+        for pid in overdue(_children(parent), limit, ended):
+            ended.add(pid)
             print(f"a mutant's tests ran past {limit:.0f} s: ending them (recorded as a timeout)", file=sys.stderr)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGXCPU)
 
 
-def overdue(children: dict[int, float], limit: float) -> list[int]:
-    """The processes (pid -> seconds running) that have run past `limit` seconds."""
-    return sorted(pid for pid, elapsed in children.items() if elapsed > limit)
+def overdue(children: dict[int, float], limit: float, ended: set[int] = frozenset()) -> list[int]:
+    """The processes (pid -> seconds running) that have run past `limit` seconds and were not ended yet."""
+    return sorted(pid for pid, elapsed in children.items() if elapsed > limit and pid not in ended)
 
 
 def _children(parent: int) -> dict[int, float]:

@@ -535,6 +535,8 @@ def test_a_reread_that_keeps_failing_writes_a_retry_summary_and_asks_fc_to_retry
         run_part(dataworks, capsys, a_part((FIRST, 1)), functions=FakeFunctions())
     assert str(raised.value) == "ListTaskInstances kept failing (ServiceUnavailable): FC retries the continuation"
     (written,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    # the part's time is its backoff waits, on the clock's seam: in milliseconds
+    assert clock.slept and written["durationMs"] == pytest.approx(sum(clock.slept) * 1000)
     assert without_duration(written) == summary(outcome="retry", error="ServiceUnavailable")
     assert reruns(dataworks) == []
 

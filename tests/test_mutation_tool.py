@@ -39,6 +39,18 @@ def test_the_mutation_test_selection_names_only_test_files_that_exist():
 def test_only_the_mutants_running_past_the_limit_are_overdue():
     assert mutation.overdue({101: 12.0, 102: 300.0, 103: 301.0, 104: 900.0}, 300.0) == [103, 104]
     assert mutation.overdue({}, 300.0) == []
+    assert mutation.overdue({103: 301.0, 104: 900.0}, 300.0, ended={103}) == [104]
+
+
+def test_the_watchdog_signals_and_reports_a_stuck_mutant_once_while_it_exits(mocker, capsys):
+    # The process is still listed on the next polls (it is exiting): one signal, one line.
+    mocker.patch.object(mutation, "WATCH_EVERY", 0)
+    mocker.patch.object(mutation, "_children", return_value={4242: 301.0})
+    kill = mocker.patch.object(mutation.os, "kill")
+    stop = mocker.Mock(wait=mocker.Mock(side_effect=[False, False, False, True]))
+    mutation._watch(1, 300.0, stop)
+    kill.assert_called_once_with(4242, signal.SIGXCPU)
+    assert capsys.readouterr().err.count("ran past 300 s") == 1
 
 
 def test_the_watchdog_ends_a_stuck_mutant_with_the_signal_mutmut_reads_as_a_timeout(mocker):
