@@ -507,8 +507,9 @@ def test_a_plan_token_carries_its_plan_readably_and_expires_ttl_seconds_after_th
 
 
 def _padded(length: int) -> str:
-    """A token of `length` characters: a plan's content and a made-up signature."""
-    body = _token().split(".")[0]
+    """A token of `length` characters: a plan's content and a made-up signature. Issued at a fixed
+    time: a test's parameters are made at collection, and every xdist worker must make the same."""
+    body = _token(now=ISSUED_AT).split(".")[0]
     return body + "." + "A" * (length - len(body) - 1)
 
 
@@ -559,6 +560,7 @@ def test_a_plan_for_another_filter_or_options_names_each_difference():
         ("bm90IGpzb24.sig", "PlanToken is not valid: its content is not base64url JSON"),  # "not json"
         ("WzEsMl0.sig", "PlanToken is not valid: its content is not a JSON object"),  # [1,2]
     ],
+    ids=["none", "empty", "three-parts", "longest", "too-long", "dot", "not-base64", "not-json", "not-an-object"],
 )
 def test_a_token_this_function_did_not_issue_is_refused_saying_why(token, says):
     error = plan_error(token)
