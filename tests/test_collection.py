@@ -9,16 +9,12 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 # Imported first in the collecting process (PYTHONPATH): its wall clock runs an hour ahead.
 LATER = "import time\n_real = time.time\ntime.time = lambda: _real() + 3600\n"
 
 
 def test_a_collection_an_hour_later_finds_the_same_tests(request, tmp_path):
     config = request.config
-    if config.option.keyword or config.option.markexpr or config.option.deselect:
-        pytest.skip("compares this run's whole collection: run without -k, -m or --deselect")
     (tmp_path / "sitecustomize.py").write_text(LATER)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
     later = subprocess.run(
@@ -38,4 +34,6 @@ def test_a_collection_an_hour_later_finds_the_same_tests(request, tmp_path):
         else item.nodeid
         for item in request.session.items
     }
-    assert sorted(now ^ collected_later) == []
+    # A test whose id changed with the clock is in this run but not in the later collection
+    # (-k, -m and --lf may leave tests of the later collection out of this run: no matter).
+    assert sorted(now - collected_later) == []
