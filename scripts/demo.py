@@ -15,6 +15,7 @@
 5. Prints one row per decision, the instances that ran, and how to query the records.
 
 `--serve` keeps everything running for curl experiments instead, and prints the endpoints.
+`--logs DIR` puts the local Logstore there instead of .localcloud/logs.
 """
 
 from __future__ import annotations
@@ -72,7 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--serve", action="store_true", help="keep the local cloud running for curl experiments")
     # The tests give the demo a directory of its own: a `make demo` run by hand meanwhile empties this one.
-    parser.add_argument("--logs", type=Path, default=LOGS, help="the local Logstore directory it empties and fills")
+    parser.add_argument(
+        "--logs", type=Path, default=LOGS, metavar="DIR", help="the local Logstore directory it empties and fills"
+    )
     args = parser.parse_args(argv)
     logs = args.logs.resolve()
     logs.mkdir(parents=True, exist_ok=True)
