@@ -46,6 +46,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +123,7 @@ def _watch(parent: int, limit: float, stop: threading.Event) -> None:
                 os.kill(pid, signal.SIGXCPU)
 
 
-def overdue(children: dict[int, float], limit: float, ended: set[int] = frozenset()) -> list[int]:
+def overdue(children: dict[int, float], limit: float, ended: AbstractSet[int] = frozenset()) -> list[int]:
     """The processes (pid -> seconds running) that have run past `limit` seconds and were not ended yet."""
     return sorted(pid for pid, elapsed in children.items() if elapsed > limit and pid not in ended)
 
