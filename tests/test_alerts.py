@@ -14,7 +14,9 @@ import pytest
 import alerts
 import sls_views
 from conftest import FAILED_ID, make_instances, seed_failed
-from dwrerun import records
+from dwrerun import records, schema
+from dwrerun.outcome import Origin, Outcome
+from dwrerun.schema import Reason
 from localcloud import sls
 from test_local_sls import NOW, entry, instance
 
@@ -31,10 +33,10 @@ def fired(entries, views=VIEWS, now=NOW) -> dict[str, list[alerts.Fired]]:
 def test_each_cause_fires_its_own_alert_naming_task_instance_run_rule_and_matched_line():
     # GIVEN one record of each cause a person has to handle
     entries = [
-        instance("cap-reached", records.SKIP, None, instance_id=1, run_number=4),
+        instance("cap-reached", schema.SKIP, None, instance_id=1, run_number=4),
         instance(
             "not-retryable",
-            records.SKIP,
+            schema.SKIP,
             None,
             instance_id=2,
             task_id=700000004418,
@@ -43,9 +45,9 @@ def test_each_cause_fires_its_own_alert_naming_task_instance_run_rule_and_matche
             failure_class="not-retryable",
             matched_line="FAILED: ParseException line 3:7 cannot recognize input near 'selec'",
         ),
-        instance("eligible", records.RERUN, False, instance_id=3, message="The instance is frozen."),
-        instance("quota-exhausted", records.SKIP, None, instance_id=4, error_code="Throttling.Api.Risk"),
-        instance("config-error", records.SKIP, None, instance_id=5, message="RERUN_MAX_RERUNS must be an integer"),
+        instance("eligible", schema.RERUN, False, instance_id=3, message="The instance is frozen."),
+        instance("quota-exhausted", schema.SKIP, None, instance_id=4, error_code="Throttling.Api.Risk"),
+        instance("config-error", schema.SKIP, None, instance_id=5, message="RERUN_MAX_RERUNS must be an integer"),
         instance("eligible", instance_id=6),  # a rerun that went well: no alert
     ]
     # WHEN the rules are evaluated
@@ -71,10 +73,10 @@ def test_each_cause_fires_its_own_alert_naming_task_instance_run_rule_and_matche
 
 def test_one_alert_per_task_and_cause_in_the_rules_window():
     entries = [
-        instance("cap-reached", records.SKIP, None, instance_id=1),
-        instance("cap-reached", records.SKIP, None, instance_id=2),  # same task: the same alert
-        instance("cap-reached", records.SKIP, None, instance_id=3, task_id=9, task_name="other"),
-        instance("cap-reached", records.SKIP, None, instance_id=4, age=301),  # before the 5 minutes
+        instance("cap-reached", schema.SKIP, None, instance_id=1),
+        instance("cap-reached", schema.SKIP, None, instance_id=2),  # same task: the same alert
+        instance("cap-reached", schema.SKIP, None, instance_id=3, task_id=9, task_name="other"),
+        instance("cap-reached", schema.SKIP, None, instance_id=4, age=301),  # before the 5 minutes
     ]
     (first, second) = fired(entries)["cap-reached"]
     assert (first.group["taskId"], first.rows) == ("700000004417", 2)
@@ -83,7 +85,7 @@ def test_one_alert_per_task_and_cause_in_the_rules_window():
 
 def test_a_switched_off_alert_is_not_evaluated_and_is_listed_as_off():
     views = sls_views.load(alertCapReached="false")
-    entries = [instance("cap-reached", records.SKIP, None)]
+    entries = [instance("cap-reached", schema.SKIP, None)]
     assert fired(entries, views) == {}
     text = alerts.report(alerts.evaluate(entries, views, now=NOW), views)
     assert "Off in vars: dwrerun-cap-reached" in text and "Alerts these records would fire" in text
@@ -94,7 +96,7 @@ def deferred_attempts(count: int, *, then: str | None = None, request_id="1-req-
     attempts = [
         instance(
             "deferred",
-            records.SKIP,
+            schema.SKIP,
             None,
             instance_id=7,
             request_id=request_id,
@@ -170,13 +172,7 @@ def _failure() -> dict:
 def test_an_alert_on_an_instance_never_read_still_fills_every_column_of_its_text(age):
     # a config-error: nothing was read, so no task, run number, rule or error code
     unread = records.instance_record(
-        instance_id=9,
-        decision=records.SKIP,
-        success=None,
-        message="no credentials",
-        reason="config-error",
-        trigger=records.EVENTBRIDGE,
-        request_id="1-req-9",
+        Outcome(9, schema.SKIP, Reason.CONFIG_ERROR, "no credentials"), Origin(schema.EVENTBRIDGE, "1-req-9")
     )
     (alert,) = fired([entry(unread, age)])["config-error"]
     assert "${" not in alert.annotations["desc"]

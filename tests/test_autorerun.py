@@ -18,10 +18,10 @@ from conftest import (
     seed_failed,
 )
 from dwrerun import autorerun, pacing
-from dwrerun.autorerun import AutoRerun, TaskCache, check, may_rerun_itself
+from dwrerun.autorerun import TaskCache, check, may_rerun_itself
 from dwrerun.config import Settings
-from dwrerun.dataworks import DataWorks, DataWorksError
-from dwrerun.policy import Instance
+from dwrerun.dataworks import DataWorks, DataWorksError, auto_rerun
+from dwrerun.policy import AutoRerun, Instance
 
 FAILED = Instance(
     id=1000012345678,
@@ -142,7 +142,7 @@ def test_gettask_is_not_asked_when_dataworks_cannot_be_rerunning_it():
 
 
 def test_settings_are_read_leniently_from_the_answer():
-    node = AutoRerun.from_api({"Id": "7", "RerunMode": "AllAllowed", "RerunTimes": "3", "RerunInterval": None})
+    node = auto_rerun({"Id": "7", "RerunMode": "AllAllowed", "RerunTimes": "3", "RerunInterval": None})
     assert node == AutoRerun(7, "AllAllowed", 3, 0)
 
 
@@ -196,7 +196,7 @@ def test_get_task_is_asked_up_to_dataworks_limit_of_10_reruns(run, asked):
     [(3, 3), ("123456789", 123456789), ("1234567890", 0), (-3, 0), (True, 0), (2.5, 0), (None, 0), ("x", 0)],
 )
 def test_a_count_from_get_task_is_a_non_negative_integer_or_none_at_all(value, number):
-    node = AutoRerun.from_api({"Id": TASK_ID, "RerunMode": "FailureAllowed", "RerunTimes": value})
+    node = auto_rerun({"Id": TASK_ID, "RerunMode": "FailureAllowed", "RerunTimes": value})
     assert node.rerun_times == number
 
 

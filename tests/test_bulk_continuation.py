@@ -31,6 +31,7 @@ from dwrerun.continuation import Continuation
 from dwrerun.dataworks import DataWorks
 from dwrerun.function_compute import InvokeFunctionError
 from dwrerun.invocation import Invocation
+from dwrerun.job import Job, Mode
 from localcloud import sls
 from localcloud.fcapi import FunctionComputeApi
 from localcloud.fcfunction import Function
@@ -721,8 +722,7 @@ def test_a_part_under_the_dry_run_setting_decides_and_reruns_nothing(dataworks, 
 
 def invoke(functions, deadline_in: float, settings=PART_SETTINGS):
     """bulk._invoke of a part from the HTTP function, `deadline_in` seconds before its invocation ends."""
-    job = bulk.Job(trigger="http", request_id="1-http", function_name="dwrerun-http", settings=settings,
-                   deadline=NOW + deadline_in - bulk.HAND_ON_RESERVE)  # fmt: skip
+    job = Job(Mode.FILTER, "1-http", "dwrerun-http", settings, NOW + deadline_in - bulk.HAND_ON_RESERVE)
     invocation = Invocation("1-http", "dwrerun-http", "cn-hangzhou", NOW + deadline_in, timeout=60)
     bulk._invoke(job, functions, a_part((FIRST, 1), hop=0), invocation)
 

@@ -24,6 +24,8 @@ from conftest import (
     reruns,
     seed_failed,
 )
+from dwrerun import send
+from dwrerun.job import Item, Job, Mode, QuotaWatch, Target, time_left
 from test_policy import FAILED
 
 IDS = [FAILED_ID + n for n in range(300)]
@@ -246,10 +248,9 @@ def test_the_reads_keep_back_no_write_spacing_when_one_rerun_call_is_all_there_i
 
 def _event_job(deadline: float, settings=None):
     """The Job of an event invocation whose deadline is at `deadline` (rerun's functions, called directly)."""
-    from dwrerun import records, rerun
     from dwrerun.config import Settings
 
-    return rerun.Job(records.EVENTBRIDGE, "req-1", "dwrerun-event", settings or Settings(), deadline=deadline)
+    return Job(Mode.EVENT, "req-1", "dwrerun-event", settings or Settings(), deadline)
 
 
 def test_a_read_the_deadline_cut_short_leaves_the_instance_out_of_time_and_undecided():
@@ -264,9 +265,9 @@ def test_a_read_the_deadline_cut_short_leaves_the_instance_out_of_time_and_undec
 
     now = pacing.clock()
     job = _event_job(now + 30)
-    item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
-    rerun._look_up_one(job, NoTimeLeft(), item, rerun._QuotaWatch(), until=now + 30)
-    assert item.out_of_time is True and item.decision is None and item.record is None
+    item = Item(Target(FAILED_ID, "evt-1"))
+    rerun._look_up_one(job, NoTimeLeft(), item, QuotaWatch(), until=now + 30)
+    assert item.out_of_time is True and item.decision is None and item.outcome is None
 
 
 def test_a_get_task_whose_slot_comes_too_late_is_not_waited_for(dataworks, tmp_path, fake_time):
@@ -289,10 +290,10 @@ def test_a_get_task_whose_slot_comes_too_late_is_not_waited_for(dataworks, tmp_p
 
 
 def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_waited_for(fake_time):
-    # rerun._rerun_chunk: the write limiter's next slot is 9.7 s away and the deadline 10 s away,
+    # send._rerun_chunk: the write limiter's next slot is 9.7 s away and the deadline 10 s away,
     # so the call would start with 0.3 s left, less than MIN_CALL_SECONDS (0.5 s). It is given up
     # at once, with the reason the deferred records quote, instead of waiting 9.7 s first.
-    from dwrerun import pacing, rerun
+    from dwrerun import pacing
     from dwrerun.config import Settings
 
     class NotToBeCalled:
@@ -302,9 +303,9 @@ def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_wait
     settings = Settings()
     job = _event_job(fake_time.now + 10, settings)
     pacing.limiter("write", settings.write_qps)._next_slot = fake_time.now + 9.7
-    item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+    item = Item(Target(FAILED_ID, "evt-1"))
     with pytest.raises(pacing.DeadlineReached) as raised:
-        rerun._rerun_chunk(job, NotToBeCalled(), "comment", [item], rerun._QuotaWatch())
+        send._rerun_chunk(job, NotToBeCalled(), "comment", [item], QuotaWatch())
     assert str(raised.value) == "the next call slot is 9.7s away, past the deadline"
     assert fake_time.now == 1000.0 and item.attempts == 0
 
@@ -345,17 +346,16 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
 
     now = fake_time.now
     job = _event_job(now + 30, Settings(read_timeout=10.0))
-    item = rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+    item = Item(Target(FAILED_ID, "evt-1"))
     item.instance = FAILED  # test_policy's failed instance: the guards' fields, at run 1
     client = NodeWithoutReruns()
-    assert rerun._left_to_dataworks(job, client, item, rerun._QuotaWatch(), until=now + 5) is False
+    assert rerun._left_to_dataworks(job, client, item, QuotaWatch(), until=now + 5) is False
     assert client.timeouts == [5.0]
 
 
 def _failed_item():
-    from dwrerun import rerun
 
-    return rerun._Progress(rerun.Target(FAILED_ID, "evt-1"))
+    return Item(Target(FAILED_ID, "evt-1"))
 
 
 def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_time):
@@ -375,7 +375,7 @@ def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_t
     now = fake_time.now
     job = _event_job(now + 30, Settings(read_timeout=10.0))
     client = Recording()
-    assert rerun._read_instance(job, client, _failed_item(), rerun._QuotaWatch(), until=now + 5) is True
+    assert rerun._read_instance(job, client, _failed_item(), QuotaWatch(), until=now + 5) is True
     assert client.timeouts == [5.0]
 
 
@@ -394,23 +394,23 @@ def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_ti
     job = _event_job(now + 30, settings)
     pacing.limiter("read", settings.read_qps)._next_slot = now + 4.7
     with pytest.raises(pacing.DeadlineReached):
-        rerun._read_instance(job, NotToBeCalled(), _failed_item(), rerun._QuotaWatch(), until=now + 5)
+        rerun._read_instance(job, NotToBeCalled(), _failed_item(), QuotaWatch(), until=now + 5)
     assert fake_time.now == now
 
 
 def test_a_call_is_not_started_with_less_than_its_least_time_left_and_the_reason_says_so(fake_time):
-    # rerun._time_left, the last check before every call: its reason is what a deferred record
+    # job.time_left, the last check before every call: its reason is what a deferred record
     # quotes ("not done in time (the invocation's deadline is reached)").
-    from dwrerun import pacing, rerun
+    from dwrerun import pacing
     from dwrerun.config import Settings
 
     now = fake_time.now
     job = _event_job(now + 30, Settings(read_timeout=10.0))
-    assert rerun._time_left(job) == 10.0  # the configured read timeout, far from the deadline
-    assert rerun._time_left(job, until=now + 2) == 2.0  # cut to the end of the reads' share
-    assert rerun._time_left(job, until=now + rerun.MIN_CALL_SECONDS) == rerun.MIN_CALL_SECONDS
+    assert time_left(job) == 10.0  # the configured read timeout, far from the deadline
+    assert time_left(job, until=now + 2) == 2.0  # cut to the end of the reads' share
+    assert time_left(job, until=now + pacing.MIN_CALL_SECONDS) == pacing.MIN_CALL_SECONDS
     with pytest.raises(pacing.DeadlineReached, match=r"^the invocation's deadline is reached$"):
-        rerun._time_left(job, until=now + 0.4)
+        time_left(job, until=now + 0.4)
 
 
 def test_a_short_timeout_still_gives_the_reads_half_of_its_time(dataworks, tmp_path, fake_time):

@@ -31,6 +31,7 @@ from conftest import (
     sample,
     seed_failed,
 )
+from dwrerun.job import Job, Mode
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.dataworks.faults import ABSENT, FaultPlan
 from localcloud.eventbridge import EventBridge
@@ -703,7 +704,7 @@ def fc_error(code, *, duplicate=False, transient=False, ambiguous=False):
 
 @pytest.fixture
 def run_directly(dataworks, mocker):
-    """run(targets, functions=..., **job fields) -> rerun.run's records, on the event path with
+    """run(targets, functions=..., **job fields) -> the records of rerun.run's outcomes, on the event path with
     scheduling on (a 120 s base: every first failure waits 60 s, the jitter at its floor)."""
     from dwrerun import records, rerun, schedule
     from dwrerun.config import Settings
@@ -719,21 +720,26 @@ def run_directly(dataworks, mocker):
         settings = Settings.from_env(function_env(dataworks, **values))
         client = client_for(Credentials(*CREDS), settings, "cn-hangzhou")
         values = dict(
-            trigger=records.EVENTBRIDGE,
+            mode=Mode.EVENT,
             request_id="req-1",
             function_name="dwrerun-event",
             settings=settings,
             deadline=pacing.clock() + 30,
-            may_schedule=True,
         )
         values.update(fields)
-        return rerun.run(rerun.Job(**values), targets, client, functions)
+        job = Job(**values)
+        try:
+            outcomes = rerun.run(job, targets, client, functions)
+        except rerun.RetryLater as exc:
+            exc.records = [records.instance_record(o, job.origin) for o in exc.outcomes]  # what it would write
+            raise
+        return [records.instance_record(o, job.origin) for o in outcomes]
 
     return run
 
 
 def event_target(instance_id=FAILED_ID):
-    from dwrerun.rerun import Target
+    from dwrerun.job import Target
 
     return Target(instance_id, f"evt-{instance_id}")
 
@@ -830,13 +836,12 @@ def test_fc_failing_through_every_attempt_defers_and_names_function_compute(data
 
 
 def test_dataworks_failing_through_every_attempt_over_http_says_try_again(dataworks, run_directly):
-    from dwrerun import records
     from dwrerun.rerun import RetryLater
 
     seed_failed(dataworks)
     dataworks.faults.set(GET, server_error=None)
     with pytest.raises(RetryLater) as raised:
-        run_directly([event_target()], trigger=records.HTTP, manual=True, may_schedule=False)
+        run_directly([event_target()], mode=Mode.IDS)
     cause = "DataWorks kept failing (ServiceUnavailable; 6 attempts failed)"
     assert str(raised.value) == cause
     (record,) = raised.value.records
@@ -894,7 +899,7 @@ def test_the_daily_limit_met_by_get_task_records_the_instance_and_sends_nothing_
 
 
 def delayed_target(rule=None, event_id=f"evt-{FAILED_ID}"):
-    from dwrerun.rerun import Target
+    from dwrerun.job import Target
     from dwrerun.schedule import ScheduledRerun
 
     scheduled = ScheduledRerun(FAILED_ID, failed_run_number=1, due_at=DUE_AT, event_id=event_id, rule=rule)
@@ -972,22 +977,22 @@ COMMENTS = [
         id="event-with-three-events",
     ),
     pytest.param(
-        {"manual": True, "operator_comment": "upstream fixed", "use_latest_config": True},
+        {"mode": Mode.IDS, "comment": "upstream fixed", "use_latest_config": True},
         "upstream fixed [dwrerun-event: manual rerun over HTTP, FC request req-1, run 2, with the latest configuration]",
         id="manual-with-comment-and-latest-config",
     ),
     pytest.param(
-        {"manual": True},
+        {"mode": Mode.IDS},
         "[dwrerun-event: manual rerun over HTTP, FC request req-1, run 2]",
         id="manual-plain",
     ),
     pytest.param(
-        {"manual": True, "origin_request_id": "req-0"},
+        {"mode": Mode.FILTER, "origin_request_id": "req-0"},
         "[dwrerun-event: bulk rerun by filter over HTTP, FC request req-0 (continued in req-1), run 2]",
         id="bulk-continued",
     ),
     pytest.param(
-        {"manual": True, "origin_request_id": "req-1", "use_latest_config": False},
+        {"mode": Mode.FILTER, "origin_request_id": "req-1", "use_latest_config": False},
         "[dwrerun-event: bulk rerun by filter over HTTP, FC request req-1, run 2]",
         id="bulk-first-round",
     ),
@@ -996,7 +1001,7 @@ COMMENTS = [
 
 @pytest.mark.parametrize(("fields", "comment"), COMMENTS)
 def test_the_rerun_comment_says_who_reran_why_and_which_run_it_starts(dataworks, run_directly, fields, comment):
-    from dwrerun.rerun import Target
+    from dwrerun.job import Target
 
     fields = dict(fields)
     ids = [FAILED_ID + n for n in range(fields.pop("targets", 5))]
@@ -1010,14 +1015,14 @@ def test_the_rerun_comment_says_who_reran_why_and_which_run_it_starts(dataworks,
     assert [r["useLatestConfig"] for r in records] == [fields.get("use_latest_config")] * len(ids)
     for record in records:  # what the records carry of the request, and that each call was timed
         assert (record["comment"], record["originRequestId"]) == (
-            fields.get("operator_comment"),
+            fields.get("comment"),
             fields.get("origin_request_id"),
         )
         assert record["lookupMs"] is not None and record["rerunMs"] is not None
 
 
 def test_an_event_without_an_id_is_named_rawdata_in_the_comment(dataworks, run_directly):
-    from dwrerun.rerun import Target
+    from dwrerun.job import Target
 
     seed_failed(dataworks)
     run_directly([Target(FAILED_ID)], env={"RERUN_BACKOFF_BASE_SECONDS": "0"})

@@ -296,8 +296,8 @@ def test_the_event_handler_raises_only_retry_later_when_dataworks_keeps_failing(
         try:
             result, _ = call(index.handle_event, payload)
         except RetryLater as exc:
-            assert any(r["reason"] == "deferred" for r in exc.records)
-            assert all(r["reason"] and r["message"] for r in exc.records)
+            assert any(o.reason == "deferred" for o in exc.outcomes)
+            assert all(o.reason and o.message for o in exc.outcomes)
         else:
             assert result["outcome"] == "done"
     finally:

@@ -12,6 +12,7 @@ import pytest
 
 import sls_views
 from dwrerun import records, schema
+from dwrerun.outcome import Origin, Outcome
 from localcloud import sls
 
 NOW = 1_800_000_000.0
@@ -19,7 +20,7 @@ INDEX = sls.Index(schema.json_key_indices())
 
 
 class FakeInstance:
-    """What records.instance_record reads from a policy.Instance."""
+    """What records.instance_record reads from an Outcome's policy.Instance."""
 
     def __init__(self, **fields):
         self.__dict__.update(
@@ -50,21 +51,18 @@ def instance(*args, **fields) -> sls.Entry:
     return sls.entry_of(instance_line(*args, **fields))
 
 
-def instance_line(reason="eligible", decision=records.RERUN, success=True, age=0, instance_id=1, **fields) -> dict:
+def instance_line(reason="eligible", decision=schema.RERUN, success=True, age=0, instance_id=1, **fields) -> dict:
     """The line of an instance record, written by the function's own record writer."""
     details = {k: fields.pop(k) for k in list(fields) if k in FakeInstance().__dict__}
-    record = records.instance_record(
-        instance_id=instance_id,
-        decision=decision,
-        success=success,
-        message=fields.pop("message", f"why {reason}"),
-        reason=reason,
-        trigger=fields.pop("trigger", records.EVENTBRIDGE),
-        request_id=fields.pop("request_id", f"1-req-{instance_id}"),
-        instance=FakeInstance(**details),
-        **fields,
+    origin = Origin(
+        fields.pop("trigger", schema.EVENTBRIDGE),
+        fields.pop("request_id", f"1-req-{instance_id}"),
+        fields.pop("comment", None),
+        fields.pop("origin_request_id", None),
     )
-    return line(record, age)
+    message = fields.pop("message", f"why {reason}")
+    outcome = Outcome(instance_id, decision, reason, message, success, instance=FakeInstance(**details), **fields)
+    return line(records.instance_record(outcome, origin), age)
 
 
 def run(entries, text, **window):
@@ -77,8 +75,8 @@ def run(entries, text, **window):
 def test_search_terms_and_or_not_and_parentheses_select_records():
     entries = [
         instance("eligible", instance_id=1),
-        instance("cap-reached", records.SKIP, None, instance_id=2),
-        instance("eligible", instance_id=3, trigger=records.HTTP),
+        instance("cap-reached", schema.SKIP, None, instance_id=2),
+        instance("eligible", instance_id=3, trigger=schema.HTTP),
         entry("FC Invoke Start RequestId: 1-abc"),  # FC's own line: no record
     ]
 
@@ -225,30 +223,23 @@ def test_the_logstore_files_are_read_in_time_order(tmp_path):
 
 def every_kind_of_record() -> list[dict]:
     """The lines of a Logstore holding each kind of record the function writes."""
-    summary = records.summary_record(
-        trigger=records.EVENTBRIDGE,
-        request_id="1-req-9",
-        records=[],
-        duration_ms=3.0,
-        dryRunMode=False,
-        outcome="retry",
-    )
+    summary = records.summary_record(Origin(schema.EVENTBRIDGE, "1-req-9"), [], 3.0, dryRunMode=False, outcome="retry")
     due = "2027-01-15T08:00:00Z"
     return [
         instance_line(instance_id=1, lookup_ms=20.0, rerun_ms=5.0, rule="default", failure_class="unknown"),
-        instance_line("cap-reached", records.SKIP, None, instance_id=2, run_number=4, age=5),
+        instance_line("cap-reached", schema.SKIP, None, instance_id=2, run_number=4, age=5),
         instance_line(
-            "not-retryable", records.SKIP, None, instance_id=3, rule="sql-syntax", matched_line="ParseException: x"
+            "not-retryable", schema.SKIP, None, instance_id=3, rule="sql-syntax", matched_line="ParseException: x"
         ),
         # a scheduled rerun and its delayed invocation's rerun; another still waiting
         instance_line(
-            "eligible", records.SCHEDULED, None, instance_id=4, delay_seconds=120, due_at=due, async_task_id="t4", age=9
+            "eligible", schema.SCHEDULED, None, instance_id=4, delay_seconds=120, due_at=due, async_task_id="t4", age=9
         ),
         instance_line(instance_id=4, due_at=due, async_task_id="t4", rerun_ms=3.0, rule="default"),
         instance_line(
-            "eligible", records.SCHEDULED, None, instance_id=6, delay_seconds=240, due_at=due, async_task_id="t6"
+            "eligible", schema.SCHEDULED, None, instance_id=6, delay_seconds=240, due_at=due, async_task_id="t6"
         ),
-        instance_line("deferred", records.SKIP, None, instance_id=5, error_code="Throttling.User"),
+        instance_line("deferred", schema.SKIP, None, instance_id=5, error_code="Throttling.User"),
         line(summary),
     ]
 

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from dwrerun.config import Settings
+from dwrerun.dataworks import task_instance
 from dwrerun.policy import Instance, decide
 
 FAILED = Instance(
@@ -96,7 +97,7 @@ def test_force_lifts_only_the_cap():
 
 
 def test_instance_reads_the_get_task_instance_shape():
-    instance = Instance.from_api(
+    instance = task_instance(
         {
             "Id": 1,
             "TaskId": 2,
@@ -207,7 +208,7 @@ def test_each_decision_says_why_in_words(instance, settings, kwargs, reason, mes
 
 
 def test_instance_keeps_each_value_of_the_wrong_kind_as_json():
-    instance = Instance.from_api(
+    instance = task_instance(
         {
             "Id": 1,
             "TaskId": True,
@@ -252,7 +253,7 @@ def test_instance_keeps_each_value_of_the_wrong_kind_as_json():
     ],
 )
 def test_positive_int_takes_int64_ids_and_their_digit_strings_only(value, number):
-    from dwrerun.policy import positive_int
+    from dwrerun.values import positive_int
 
     bad: list = []
     assert positive_int({"Id": value}, "Id", bad) == number
@@ -260,7 +261,7 @@ def test_positive_int_takes_int64_ids_and_their_digit_strings_only(value, number
 
 
 def test_a_value_shown_in_a_record_keeps_its_letters_and_is_cut_at_40_characters():
-    from dwrerun.policy import shown
+    from dwrerun.values import shown
 
     assert shown("é") == '"é"'
     assert shown("y" * 38) == '"' + "y" * 38 + '"'  # 40 characters with its quotes: whole

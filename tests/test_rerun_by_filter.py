@@ -21,6 +21,7 @@ from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function
 from dwrerun import continuation, pacing, plan, schema, selection, signing
 from dwrerun.config import INT64_MAX, Settings
 from dwrerun.dataworks import DataWorksError
+from dwrerun.job import Job, Mode
 from localcloud.fcapi import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
@@ -1154,12 +1155,12 @@ def test_a_bulk_rerun_asks_gettask_up_to_exactly_dataworks_last_rerun_time(mocke
     # margin) is asked about; one a millisecond older is not.
     from dataclasses import replace
 
-    from dwrerun import records, rerun, schedule
+    from dwrerun import rerun, schedule
     from test_policy import FAILED as FAILED_INSTANCE
 
     now_ms = 1_795_800_000_000
     mocker.patch.object(schedule, "clock", lambda: now_ms / 1000)
-    job = rerun.Job(records.HTTP, "req-1", "dwrerun-http", Settings(), deadline=0.0, manual=True, failures_only=True)
+    job = Job(Mode.FILTER, "req-1", "dwrerun-http", Settings(), deadline=0.0)
 
     def failed(finished_ms):
         return replace(FAILED_INSTANCE, finished_time=finished_ms)

@@ -8,6 +8,8 @@ from types import SimpleNamespace
 import pytest
 
 from dwrerun import records, schema
+from dwrerun.outcome import Origin, Outcome
+from dwrerun.schema import Reason
 from test_template import load, ros_template
 
 
@@ -41,40 +43,32 @@ def test_a_field_has_one_type_and_aliases_are_unique_and_shadow_no_entry_field()
 
 
 def test_records_carry_exactly_the_schemas_fields_in_its_order():
-    instance = records.instance_record(
-        instance_id=1,
-        decision=records.RERUN,
-        success=True,
-        message="",
-        reason="eligible",
-        trigger="http",
-        request_id="",
-    )
+    rerun = Outcome(1, schema.RERUN, Reason.ELIGIBLE, "", True)
+    instance = records.instance_record(rerun, Origin(schema.HTTP, ""))
     assert tuple(instance) == schema.INSTANCE_NAMES
-    retried = records.summary_record(
-        trigger="eventbridge",
-        request_id="",
-        records=[instance],
-        duration_ms=1.0,
-        dryRunMode=False,
-        outcome="retry",
-        error="ServiceUnavailable",
-    )
+    event = Origin(schema.EVENTBRIDGE, "")
+    retried = records.summary_record(event, [rerun], 1.0, dryRunMode=False, outcome="retry", error="ServiceUnavailable")
     assert tuple(retried) == schema.SUMMARY_NAMES
-    http_summary = records.summary_record(
-        trigger="http", request_id="", records=[instance], duration_ms=1.0, dryRunMode=False, outcome="done"
-    )
+    http_summary = records.summary_record(Origin(schema.HTTP, ""), [rerun], 1.0, dryRunMode=False, outcome="done")
     assert tuple(http_summary) == tuple(n for n in schema.SUMMARY_NAMES if n != "error")
 
 
 def test_a_record_field_outside_the_schema_is_refused():
     # A field the schema does not list would be written but never indexed nor queried.
+    http = Origin(schema.HTTP, "")
     with pytest.raises(ValueError, match=r"unknown \['ruleName'\]"):
-        records.summary_record(
-            trigger="http", request_id="", records=[], duration_ms=1.0, dryRunMode=False, outcome="done", ruleName="x"
-        )
+        records.summary_record(http, [], 1.0, dryRunMode=False, outcome="done", ruleName="x")
     with pytest.raises(ValueError, match=r"missing \['dryRunMode', 'outcome'\]"):
-        records.summary_record(trigger="http", request_id="", records=[], duration_ms=1.0)
+        records.summary_record(http, [], 1.0)
+
+
+def test_an_outcome_speaks_only_the_schemas_vocabulary():
+    # A decision or reason outside schema.py would be written, and no query, alert or panel would see it.
+    with pytest.raises(ValueError, match="not in dwrerun/schema.py"):
+        Outcome(1, "retried", Reason.ELIGIBLE, "")
+    with pytest.raises(ValueError, match="not in dwrerun/schema.py"):
+        Outcome(1, schema.SKIP, "not-rerun", "")
+    assert Reason.QUOTA_EXHAUSTED in schema.REASONS and "ELIGIBLE" not in schema.REASONS
 
 
 def test_a_field_is_queried_by_its_own_name_unless_it_names_another_or_none():
@@ -110,19 +104,16 @@ def test_an_instance_record_carries_each_argument_in_its_field():
         status="Failure",
         finished_time=5,
     )
-    record = records.instance_record(
-        instance_id=1,
-        decision=records.SCHEDULED,
-        success=False,
-        message="m",
-        reason="r",
-        trigger=records.EVENTBRIDGE,
-        request_id="req",
-        event_id="evt",
+    outcome = Outcome(
+        1,
+        schema.SCHEDULED,
+        Reason.ELIGIBLE,
+        "m",
+        False,
         instance=instance,
+        event_id="evt",
         error_code="E",
         dataworks_request_id="dwreq",
-        comment="c",
         attempts=6,
         lookup_ms=12.34,
         rerun_ms=0.06,
@@ -133,16 +124,16 @@ def test_an_instance_record_carries_each_argument_in_its_field():
         due_at="2026-11-28T02:10:00Z",
         async_task_id="task",
         schedule_error_code="SE",
-        origin_request_id="origin",
         use_latest_config=True,
     )
+    record = records.instance_record(outcome, Origin(schema.EVENTBRIDGE, "req", "c", "origin"))
     assert record == {
         "kind": "instance",
         "instanceId": 1,
         "decision": "scheduled",
         "success": False,
         "message": "m",
-        "reason": "r",
+        "reason": "eligible",
         "trigger": "eventbridge",
         "requestId": "req",
         "eventId": "evt",
@@ -172,9 +163,7 @@ def test_an_instance_record_carries_each_argument_in_its_field():
 
 
 def test_an_instance_record_without_an_instance_read_has_its_fields_null():
-    record = records.instance_record(
-        instance_id=None, decision=records.SKIP, success=None, message="", reason="r", trigger="http", request_id=""
-    )
+    record = records.instance_record(Outcome(None, schema.SKIP, Reason.NOT_FAILED, ""), Origin(schema.HTTP, ""))
     assert {k for k, v in record.items() if v is not None} == {
         "kind",
         "decision",
@@ -187,31 +176,22 @@ def test_an_instance_record_without_an_instance_read_has_its_fields_null():
     assert (record["attempts"], record["lookupMs"], record["rerunMs"]) == (0, None, None)
 
 
-def _decided(decision: str, success: bool | None = None) -> dict:
-    return records.instance_record(
-        instance_id=1, decision=decision, success=success, message="", reason="r", trigger="http", request_id=""
-    )
+def _decided(decision: str, success: bool | None = None) -> Outcome:
+    return Outcome(1, decision, Reason.ELIGIBLE, "", success)
 
 
 def test_a_summary_counts_each_decision_and_each_reruns_outcome():
     written = (
-        [_decided(records.RERUN, True)] * 3
-        + [_decided(records.RERUN, False)] * 2
-        + [_decided(records.RERUN, None)] * 2  # no answer read
-        + [_decided(records.SKIP)] * 4
-        + [_decided(records.DRY_RUN)] * 5
-        + [_decided(records.SCHEDULED)] * 6
-        + [_decided(records.SKIP, True), _decided(records.DRY_RUN, False)]  # not reruns: not counted as such
+        [_decided(schema.RERUN, True)] * 3
+        + [_decided(schema.RERUN, False)] * 2
+        + [_decided(schema.RERUN, None)] * 2  # no answer read
+        + [_decided(schema.SKIP)] * 4
+        + [_decided(schema.DRY_RUN)] * 5
+        + [_decided(schema.SCHEDULED)] * 6
+        + [_decided(schema.SKIP, True), _decided(schema.DRY_RUN, False)]  # not reruns: not counted as such
     )
-    summary = records.summary_record(
-        trigger="http",
-        request_id="req",
-        records=written,
-        duration_ms=9.87,
-        origin_request_id="origin",
-        dryRunMode=True,
-        outcome="done",
-    )
+    origin = Origin(schema.HTTP, "req", None, "origin")
+    summary = records.summary_record(origin, written, 9.87, dryRunMode=True, outcome="done")
     assert summary == {
         "kind": "summary",
         "trigger": "http",
@@ -228,9 +208,7 @@ def test_a_summary_counts_each_decision_and_each_reruns_outcome():
         "dryRunMode": True,
         "originRequestId": "origin",
     }
-    empty = records.summary_record(
-        trigger="http", request_id="", records=[], duration_ms=0, dryRunMode=False, outcome="done"
-    )
+    empty = records.summary_record(Origin(schema.HTTP, ""), [], 0, dryRunMode=False, outcome="done")
     assert (empty["instances"], empty["rerun"], empty["skipped"], empty["dryRun"], empty["scheduled"]) == (0,) * 5
 
 
@@ -244,12 +222,11 @@ def test_a_record_missing_a_field_is_refused_naming_both_lists():
 
 
 def test_records_are_written_one_compact_json_line_each_summary_last(capsys):
-    record = _decided(records.RERUN, True)
-    summary = records.write_invocation(
-        [record], trigger="http", request_id="req", duration_ms=1.0, dryRunMode=False, outcome="done"
-    )
+    outcome, origin = _decided(schema.RERUN, True), Origin(schema.HTTP, "req")
+    summary = records.write_invocation([outcome], origin, 1.0, dryRunMode=False, outcome="done")
     lines = capsys.readouterr().out.split("\n")
     assert lines[-1] == "" and len(lines) == 3
+    record = records.instance_record(outcome, origin)
     assert lines[0] == records.to_json(record, separators=(",", ":")) and lines[0].startswith('{"kind":"instance",')
     assert json.loads(lines[1]) == summary and summary["instances"] == 1
 

@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dwrerun import config, records
+from dwrerun import config, records, schema
 from dwrerun.dataworks import ACTIONS
 from dwrerun.function_compute import ACTIONS as FC_ACTIONS
+from dwrerun.outcome import Origin, Outcome
 from localcloud.eventbridge import matches
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -377,12 +378,9 @@ def test_every_record_field_the_code_writes_is_indexed():
     index = ros_template(load())["Resources"]["Index"]["Properties"]
     (message,) = [k for k in index["KeyIndices"] if k["Name"] == "message"]
     indexed = {k["Name"] for k in message["JsonKeyIndices"]}
-    instance = records.instance_record(
-        instance_id=1, decision=records.RERUN, success=True, message="", reason="", trigger="http", request_id=""
-    )
-    summary = records.summary_record(
-        trigger="http", request_id="", records=[instance], duration_ms=1.0, dryRunMode=False, outcome="done"
-    )
+    outcome, origin = Outcome(1, schema.RERUN, schema.Reason.ELIGIBLE, "", True), Origin(schema.HTTP, "")
+    instance = records.instance_record(outcome, origin)
+    summary = records.summary_record(origin, [outcome], 1.0, dryRunMode=False, outcome="done")
     assert set(instance) - indexed == set()
     assert set(summary) - indexed == set()
 

@@ -21,34 +21,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 
-from dwrerun import pacing, schedule
-from dwrerun.policy import ALL_ALLOWED, FAILURE, FAILURE_ALLOWED, Decision, Instance
+from dwrerun import dataworks, pacing, schedule
+from dwrerun.dataworks import DataWorks
+from dwrerun.policy import ALL_ALLOWED, FAILURE, FAILURE_ALLOWED, AutoRerun, Decision, Instance
+from dwrerun.schema import Reason
 
 TASK_CACHE_SECONDS = 60.0
 TASK_CACHE_SIZE = 2000
 DATAWORKS_MAX_RERUN_TIMES = 10  # the node setting's limit: a run past it cannot be one DataWorks reruns
-REASON = "dataworks-auto-rerun"
-
-
-@dataclass(frozen=True)
-class AutoRerun:
-    """A node's own automatic-rerun settings, as GetTask answers them."""
-
-    task_id: int
-    rerun_mode: str | None
-    rerun_times: int
-    rerun_interval: int  # seconds
-
-    @classmethod
-    def from_api(cls, task: dict) -> AutoRerun:
-        return cls(
-            task_id=int(task["Id"]),
-            rerun_mode=task.get("RerunMode"),
-            rerun_times=_non_negative(task.get("RerunTimes")),
-            rerun_interval=_non_negative(task.get("RerunInterval")),
-        )
 
 
 def may_rerun_itself(instance: Instance) -> bool:
@@ -77,7 +58,31 @@ def check(settings: AutoRerun, instance: Instance) -> tuple[Decision, str | None
         f"{settings.rerun_interval} s): run {run} failed, {settings.rerun_times - run + 1} automatic "
         f"rerun(s) left, the next {when}. The function acts only on the failure after DataWorks' last one."
     )
-    return Decision(False, REASON, message), due
+    return Decision(False, Reason.DATAWORKS_AUTO_RERUN, message), due
+
+
+def node_settings(
+    client: DataWorks, instance: Instance, read_qps: float, acquire_by: float, timeout, on_call
+) -> AutoRerun:
+    """The instance's node's own rerun settings: this warm instance's cached GetTask answer, else
+    GetTask, paced by the read limiter (slot no later than `acquire_by`). `timeout()` gives the
+    call's timeout; `on_call()` is told each call made. Raises DataWorksError (the limiter is told
+    of a throttling answer) and pacing.DeadlineReached."""
+    node = task_cache.get(instance.task_id, instance.project_env)
+    if node is not None:
+        return node
+    limiter = pacing.limiter("read", read_qps)
+    limiter.acquire(acquire_by)
+    on_call()
+    try:
+        node = dataworks.auto_rerun(client.get_task(instance.task_id, instance.project_env, timeout()))
+    except dataworks.DataWorksError as exc:
+        if exc.throttled:
+            limiter.throttled(exc.retry_after)
+        raise
+    limiter.passed()
+    task_cache.put(instance.project_env, node)
+    return node
 
 
 class TaskCache:
@@ -108,13 +113,3 @@ class TaskCache:
 
 
 task_cache = TaskCache()
-
-
-def _non_negative(value: object) -> int:
-    """A count or a number of seconds from GetTask; anything else (absent, `true`, 2.5, `Infinity`,
-    a word, a negative number) is read as 0: no automatic rerun of DataWorks' own (inferred)."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
-        return int(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return max(0, value)
-    return 0

@@ -31,13 +31,17 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, replace
 
-from dwrerun import pacing, plan, records, schedule, selection
+from dwrerun import pacing, plan, records, schedule, schema, selection
 from dwrerun.config import ConfigError, Settings
 from dwrerun.continuation import Continuation
-from dwrerun.dataworks import MAX_PAGE_SIZE, QUOTA_LIMITS, DataWorksError
+from dwrerun.dataworks import MAX_PAGE_SIZE, DataWorksError
 from dwrerun.function_compute import InvokeFunctionError
+from dwrerun.http_function import rerun_answer
 from dwrerun.invocation import Invocation
-from dwrerun.rerun import MIN_CALL_SECONDS, Job, RetryLater, Target, run
+from dwrerun.job import Job, Target
+from dwrerun.outcome import Outcome, first_quota_code, quota_exhausted, skipped
+from dwrerun.rerun import RetryLater, run
+from dwrerun.schema import Reason, Summary
 
 HAND_ON_RESERVE = 3.0  # seconds kept at the end of an invocation to hand the rest on and answer
 SLICE_SHARE = 0.6  # a part is sized to use this share of the function's timeout
@@ -45,7 +49,6 @@ SLICE_SHARE = 0.6  # a part is sized to use this share of the function's timeout
 # event-function instances and the HTTP one (docs/sizing.md), each at its own QPS limits.
 PARALLEL_PARTS = 10
 MAX_STALLS = 3  # hops in a row that finish no instance: the chain stops and records why
-DEFERRED = "deferred"
 
 
 class ContinueLater(Exception):
@@ -74,7 +77,7 @@ class Request:
 class Work:
     """What a stretch of work did: records written, targets left for a continuation, and why."""
 
-    records: list[dict] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     leftover: list[Target] = field(default_factory=list)
     error: DataWorksError | None = None  # the DataWorks error that left them (None: time ran out)
     quota: str | None = None  # DataWorks' daily limit or edition quota code, when it stopped the work
@@ -107,10 +110,6 @@ def slice_size(settings: Settings, timeout: float, reads_logs: bool, count: int)
     return max(1, min(MAX_PAGE_SIZE, fits, spread))
 
 
-def reads_logs(job: Job) -> bool:
-    return job.rules is not None and job.settings.read_logs and (job.rules_hold_back or job.dry_run)
-
-
 # --- the HTTP function's side -----------------------------------------------------------------
 
 
@@ -131,22 +130,17 @@ def plan_or_apply(
     if not dry_run and request.plan_token is not None:  # a bad token fails before any call
         checked = plan.check(key, request.plan_token, filter_, options, schedule.clock())
     started = pacing.clock()
-    job = Job(
-        trigger=records.HTTP,
-        request_id=invocation.request_id,
-        function_name=invocation.function_name,
-        settings=settings,
+    job = Job.for_filter(
+        invocation,
+        settings,
+        rule_set,
         deadline=invocation.deadline - HAND_ON_RESERVE,
-        dry_run=dry_run,
-        manual=True,
-        force=request.force,
-        operator_comment=request.comment,
-        rules=rule_set,
-        apply_rules=not request.ignore_rules,
-        failures_only=True,
-        continues=True,
-        use_latest_config=request.use_latest_config,
         origin_request_id=invocation.request_id,
+        dry_run=dry_run,
+        force=request.force,
+        comment=request.comment,
+        ignore_rules=request.ignore_rules,
+        use_latest_config=request.use_latest_config,
     )
     selected = selection.select(dataworks, request.filter, settings, job.deadline)
     targets = [Target(i.id, listed=i, failed_run=i.run_number) for i in selected]
@@ -156,7 +150,7 @@ def plan_or_apply(
         token, expires = plan.issue(
             key, filter_, options, len(targets), invocation.request_id, schedule.clock(), settings.plan_ttl
         )
-        _summary(job, written, started, outcome="done")
+        _summary(job, written, started, outcome=Summary.DONE)
         return Answer(
             200,
             {
@@ -178,12 +172,12 @@ def plan_or_apply(
                 f"then send its PlanToken within RERUN_PLAN_TTL_SECONDS={settings.plan_ttl}",
             )
         plan.check_selection(checked, len(targets))
-    size = slice_size(settings, invocation.timeout, reads_logs(job), len(targets))
+    size = slice_size(settings, invocation.timeout, job.reads_logs, len(targets))
     own = min(len(targets), _fits(job, invocation.deadline, size))
     parts = [targets[n : n + size] for n in range(own, len(targets), size)]
     handed, refused = _hand_on_parts(job, request, functions, parts, first_part=1, invocation=invocation)
     work = _work(job, targets[:own], dataworks)
-    written = refused + work.records
+    written = refused + work.outcomes
     if work.leftover and work.quota is None:
         more = [work.leftover[n : n + size] for n in range(0, len(work.leftover), size)]
         handed_more, refused_more = _hand_on_parts(
@@ -191,20 +185,13 @@ def plan_or_apply(
         )
         handed += handed_more
         written += refused_more
-    _summary(job, written, started, outcome="quota-exhausted" if work.quota else "done")
+    _summary(job, written, started, outcome=Summary.QUOTA_EXHAUSTED if work.quota else Summary.DONE)
     continuing = sum(len(c.instances) for c in handed)
     body = {
         **answer,
-        "Started": sum(1 for r in written if r["decision"] == records.RERUN and r["success"] is True),
+        "Started": sum(1 for o in written if o.started),
         **_decisions(written),
-        "SuccessInfo": {
-            str(r["instanceId"]): {"Success": r["success"], "Message": r["message"]}
-            for r in written
-            if r["decision"] == records.RERUN
-        },
-        "Skipped": {
-            str(r["instanceId"]): f"{r['reason']}: {r['message']}" for r in written if r["decision"] != records.RERUN
-        },
+        **rerun_answer(written),
         "Continuing": continuing,
     }
     if handed:
@@ -223,53 +210,51 @@ def plan_or_apply(
         from dwrerun.http_function import quota_message  # the HTTP API's one wording of it
 
         return Answer(429, {"Code": "QuotaExhausted", "Message": quota_message(work.quota), **body})
-    failed = [r for r in written if r["reason"] == DEFERRED]
+    failed = [o for o in written if o.reason == Reason.DEFERRED]
     if failed:
         message = (
-            f"{len(failed)} instance(s) could not be handed to a continuation ({failed[0]['errorCode']}): they were "
+            f"{len(failed)} instance(s) could not be handed to a continuation ({failed[0].error_code}): they were "
             "not rerun (Skipped, reason deferred); send the same filter again to pick them up"
         )
         return Answer(502, {"Code": "ContinuationFailed", "Message": message, **body})
     return Answer(202 if continuing else 200, body)
 
 
-def _dry_run(job: Job, targets: list[Target], dataworks) -> tuple[list[dict], int]:
+def _dry_run(job: Job, targets: list[Target], dataworks) -> tuple[list[Outcome], int]:
     """Decide every target as the real run would. Logs are read while time lasts; the rest are
     decided by the guards alone, their records saying the log was not read. (records, how many)"""
     work = _work(job, targets, dataworks)
     if not work.leftover:
-        return work.records, 0
-    guards_only = replace(job, rules=None, continues=False, deadline=job.deadline + HAND_ON_RESERVE)
+        return work.outcomes, 0
+    guards_only = replace(job, rules=None, deadline=job.deadline + HAND_ON_RESERVE)
     try:
         rest = run(guards_only, work.leftover, dataworks)
     except RetryLater as exc:  # a GetTask the guards needed kept failing: those stay undecided
-        rest = exc.records
+        rest = exc.outcomes
     note = "; its failed run's log was not read: this dry run ran out of time (the real run reads it)"
-    for record in rest:
-        if record["decision"] == records.DRY_RUN:
-            record["message"] += note
-    _write(rest)
-    return work.records + rest, sum(1 for r in rest if r["decision"] == records.DRY_RUN)
+    rest = [replace(o, message=o.message + note) if o.decision == schema.DRY_RUN else o for o in rest]
+    _write(job, rest)
+    return work.outcomes + rest, sum(1 for o in rest if o.decision == schema.DRY_RUN)
 
 
 def _fits(job: Job, deadline: float, size: int) -> int:
     """How many instances this invocation can do itself before `deadline`, at most one part."""
     left = deadline - HAND_ON_RESERVE - pacing.clock()
-    return max(0, min(size, int(left / per_instance_seconds(job.settings, reads_logs(job)) * SLICE_SHARE)))
+    return max(0, min(size, int(left / per_instance_seconds(job.settings, job.reads_logs) * SLICE_SHARE)))
 
 
-def _decisions(written: list[dict]) -> dict:
+def _decisions(written: list[Outcome]) -> dict:
     """Each decision counted by reason, the ids by reason, and what a failure rule held back."""
     by_reason: dict[str, list[int]] = {}
-    for r in written:
-        by_reason.setdefault(r["reason"], []).append(r["instanceId"])
+    for o in written:
+        by_reason.setdefault(o.reason, []).append(o.instance_id)
     return {
         "Counts": {reason: len(ids) for reason, ids in sorted(by_reason.items())},
         "Decisions": dict(sorted(by_reason.items())),
         "NotRetryable": {
-            str(r["instanceId"]): {"Rule": r["rule"], "MatchedLine": r["matchedLine"], "Message": r["message"]}
-            for r in written
-            if r["reason"] == "not-retryable"
+            str(o.instance_id): {"Rule": o.rule, "MatchedLine": o.matched_line, "Message": o.message}
+            for o in written
+            if o.reason == Reason.NOT_RETRYABLE
         },
     }
 
@@ -286,28 +271,23 @@ def continue_(
     should retry the whole part: nothing is lost, and nothing is rerun twice.
     """
     started = pacing.clock()
-    job = Job(
-        trigger=records.HTTP,
-        request_id=invocation.request_id,
-        function_name=invocation.function_name,
-        settings=settings,
+    job = Job.for_filter(
+        invocation,
+        settings,
+        rule_set,
         deadline=invocation.deadline - HAND_ON_RESERVE,
-        dry_run=settings.dry_run,
-        manual=True,
-        force=cont.force,
-        operator_comment=cont.comment,
-        rules=rule_set,
-        apply_rules=not cont.ignore_rules,
-        failures_only=True,
-        continues=True,
-        use_latest_config=cont.use_latest_config,
         origin_request_id=cont.origin_request_id,
+        dry_run=settings.dry_run,
+        force=cont.force,
+        comment=cont.comment,
+        ignore_rules=cont.ignore_rules,
+        use_latest_config=cont.use_latest_config,
     )
     ids = [i for i, _ in cont.instances]
     if rules_error is not None:  # a bad rules file: FC retrying cannot fix it
-        written = [_bare(job, i, "config-error", str(rules_error)) for i in ids]
-        _write(written)
-        return _summary(job, written, started, outcome="done")
+        written = [_bare(job, i, Reason.CONFIG_ERROR, str(rules_error)) for i in ids]
+        _write(job, written)
+        return _summary(job, written, started, outcome=Summary.DONE)
     dataworks = dataworks_for()
     try:
         current = selection.reread(
@@ -315,35 +295,35 @@ def continue_(
         )
     except DataWorksError as exc:
         if exc.quota_exhausted:
-            written = [_bare(job, i, "quota-exhausted", _quota_note(exc.code), exc.code) for i in ids]
-            _write(written)
-            return _summary(job, written, started, outcome="quota-exhausted")
-        _summary(job, [], started, outcome="retry", error=exc.code)
+            written = [_quota_exhausted(job, i, exc.code) for i in ids]
+            _write(job, written)
+            return _summary(job, written, started, outcome=Summary.QUOTA_EXHAUSTED)
+        _summary(job, [], started, outcome=Summary.RETRY, error=exc.code)
         raise ContinueLater(f"ListTaskInstances kept failing ({exc.code}): FC retries the continuation") from None
     except pacing.DeadlineReached:
-        _summary(job, [], started, outcome="retry", error="DeadlineReached")
+        _summary(job, [], started, outcome=Summary.RETRY, error="DeadlineReached")
         raise ContinueLater("no time left to reread the continuation's instances") from None
     missing = [
-        _bare(job, i, "lookup-failed", "ListTaskInstances no longer lists it (deleted, or no longer in this project, "
+        _bare(job, i, Reason.LOOKUP_FAILED, "ListTaskInstances no longer lists it (deleted, or no longer in this project, "
               "business date and environment): not rerun")
         for i in ids
         if i not in current
     ]  # fmt: skip
-    _write(missing)
+    _write(job, missing)
     targets = [Target(i, listed=current[i], failed_run=run_) for i, run_ in cont.instances if i in current]
     work = _work(job, targets, dataworks)
-    written = missing + work.records
+    written = missing + work.outcomes
     if work.leftover and work.quota is None:
         stalls = 0 if written else cont.stalls + 1
         if stalls >= MAX_STALLS:
             why = work.error.code if work.error else "the time ran out"
             gave_up = [
-                _bare(job, t.instance_id, DEFERRED,
+                _bare(job, t.instance_id, Reason.DEFERRED,
                       f"not rerun: {MAX_STALLS} continuations in a row finished no instance ({why}); send the filter "
                       "again once DataWorks answers", work.error.code if work.error else None, t.listed)
                 for t in work.leftover
             ]  # fmt: skip
-            _write(gave_up)
+            _write(job, gave_up)
             written += gave_up
         else:
             nxt = replace(
@@ -356,14 +336,14 @@ def continue_(
                 _invoke(job, functions, nxt, invocation)
             except InvokeFunctionError as exc:
                 if exc.transient:
-                    _summary(job, written, started, outcome="retry", error=exc.code)
+                    _summary(job, written, started, outcome=Summary.RETRY, error=exc.code)
                     raise ContinueLater(
                         f"InvokeFunction kept failing ({exc.code}): FC retries the continuation"
                     ) from None
                 refused = _refused_records(job, nxt, work.leftover, exc)
-                _write(refused)
+                _write(job, refused)
                 written += refused
-    return _summary(job, written, started, outcome="quota-exhausted" if work.quota else "done")
+    return _summary(job, written, started, outcome=Summary.QUOTA_EXHAUSTED if work.quota else Summary.DONE)
 
 
 # --- shared -------------------------------------------------------------------------------------
@@ -374,8 +354,8 @@ def _work(job: Job, targets: list[Target], dataworks) -> Work:
     batch's records; stop when the next batch would not end before the job's deadline."""
     work = Work()
     size = job.settings.chunk_size
-    per = per_instance_seconds(job.settings, reads_logs(job))
-    slack = MIN_CALL_SECONDS + 1.0 / job.settings.write_qps + min(job.settings.read_timeout, 3.0)
+    per = per_instance_seconds(job.settings, job.reads_logs)
+    slack = pacing.MIN_CALL_SECONDS + 1.0 / job.settings.write_qps + min(job.settings.read_timeout, 3.0)
     n = 0
     while n < len(targets):
         batch = targets[n : n + size]
@@ -385,23 +365,20 @@ def _work(job: Job, targets: list[Target], dataworks) -> Work:
         try:
             written = run(job, batch, dataworks)
         except RetryLater as exc:
-            done = [r for r in exc.records if r["reason"] != DEFERRED]
-            _write(done)
-            work.records += done
+            done = [o for o in exc.outcomes if o.reason != Reason.DEFERRED]
+            _write(job, done)
+            work.outcomes += done
             # Deferred ones go on to a continuation, which writes their record: none here.
-            left = [t for t, r in zip(batch, exc.records, strict=True) if r["reason"] == DEFERRED]
+            left = [t for t, o in zip(batch, exc.outcomes, strict=True) if o.reason == Reason.DEFERRED]
             work.leftover, work.error = left + targets[n + size :], exc.error
             return work
-        _write(written)
-        work.records += written
-        quota = next((r["errorCode"] for r in written if r["reason"] == "quota-exhausted"), None)
+        _write(job, written)
+        work.outcomes += written
+        quota = first_quota_code(written)
         if quota:
-            rest = [
-                _bare(job, t.instance_id, "quota-exhausted", _quota_note(quota), quota, t.listed)
-                for t in targets[n + size :]
-            ]
-            _write(rest)
-            work.records += rest
+            rest = [_quota_exhausted(job, t.instance_id, quota, t.listed) for t in targets[n + size :]]
+            _write(job, rest)
+            work.outcomes += rest
             work.quota = quota
             return work
         n += size
@@ -436,7 +413,7 @@ def _hand_on_parts(
             written += _refused_records(job, cont, part, exc)
             continue
         handed.append(cont)
-    _write(written)
+    _write(job, written)
     return handed, written
 
 
@@ -454,7 +431,7 @@ def _invoke(job: Job, functions, cont: Continuation, invocation: Invocation) -> 
         except ConfigError as exc:
             raise InvokeFunctionError("ConfigError", str(exc), transient=False) from None
         left = invocation.deadline - pacing.clock()
-        if left < MIN_CALL_SECONDS:
+        if left < pacing.MIN_CALL_SECONDS:
             raise InvokeFunctionError("DeadlineReached", "no time left to hand the rest on", transient=True)
         try:
             client.invoke_async(
@@ -468,58 +445,34 @@ def _invoke(job: Job, functions, cont: Continuation, invocation: Invocation) -> 
             if not exc.transient or attempt >= pacing.MAX_ATTEMPTS:
                 raise
             delay = pacing.backoff(attempt, exc.retry_after)
-            if pacing.clock() + delay + MIN_CALL_SECONDS > invocation.deadline:
+            if pacing.clock() + delay + pacing.MIN_CALL_SECONDS > invocation.deadline:
                 raise
             pacing.sleep(delay)
 
 
-def _refused_records(job: Job, cont: Continuation, part: list[Target], exc: InvokeFunctionError) -> list[dict]:
+def _refused_records(job: Job, cont: Continuation, part: list[Target], exc: InvokeFunctionError) -> list[Outcome]:
     message = (
         f"not rerun: handing it to a continuation ({cont.task_id}) failed: InvokeFunction {exc.code}: {exc.message}. "
         "Send the same filter again to pick it up"
     )
-    return [_bare(job, t.instance_id, DEFERRED, message, exc.code, t.listed) for t in part]
+    return [_bare(job, t.instance_id, Reason.DEFERRED, message, exc.code, t.listed) for t in part]
 
 
-def _bare(job: Job, instance_id: int, reason: str, message: str, error_code: str | None = None, instance=None) -> dict:
-    """A record for an instance no rerun.run saw: skipped before any call about it."""
-    return records.instance_record(
-        instance_id=instance_id,
-        decision=records.SKIP,
-        success=None,
-        message=message,
-        reason=reason,
-        trigger=job.trigger,
-        request_id=job.request_id,
-        instance=instance,
-        error_code=error_code,
-        comment=job.operator_comment,
-        origin_request_id=job.origin_request_id,
-    )
+def _bare(
+    job: Job, instance_id: int, reason: str, message: str, error_code: str | None = None, instance=None
+) -> Outcome:
+    """The outcome of an instance no rerun.run saw: skipped before any call about it."""
+    return skipped(instance_id, reason, message, error_code=error_code, instance=instance)
 
 
-def _quota_note(code: str) -> str:
-    return (
-        f"not rerun: {QUOTA_LIMITS.get(code, code)} is used up ({code}); it does not clear within minutes, so this is "
-        "not retried. Send the filter again once the limit clears"
-    )
+def _quota_exhausted(job: Job, instance_id: int, code: str, instance=None) -> Outcome:
+    return quota_exhausted(instance_id, code, "Send the filter again once the limit clears", instance=instance)
 
 
-def _write(written: list[dict]) -> None:
-    for record in written:
-        records.write(record)
+def _write(job: Job, outcomes: list[Outcome]) -> None:
+    records.write_outcomes(outcomes, job.origin)
 
 
-def _summary(job: Job, written: list[dict], started: float, *, outcome: str, **extra) -> dict:
-    summary = records.summary_record(
-        trigger=job.trigger,
-        request_id=job.request_id,
-        records=written,
-        duration_ms=(pacing.clock() - started) * 1000,
-        origin_request_id=job.origin_request_id,
-        dryRunMode=job.dry_run,
-        outcome=outcome,
-        **extra,
-    )
-    records.write(summary)
-    return summary
+def _summary(job: Job, written: list[Outcome], started: float, *, outcome: str, **extra) -> dict:
+    duration_ms = (pacing.clock() - started) * 1000
+    return records.write_summary(job.origin, written, duration_ms, dryRunMode=job.dry_run, outcome=outcome, **extra)

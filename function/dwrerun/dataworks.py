@@ -16,6 +16,8 @@ import threading
 from dataclasses import dataclass
 
 from dwrerun.config import ACCESS_KEY_ID, ACCESS_KEY_SECRET, SECURITY_TOKEN, ConfigError, Settings, parse_endpoint
+from dwrerun.policy import AutoRerun, Instance
+from dwrerun.values import positive_int, shown
 
 VERSION = "2024-05-18"
 GET_TASK_INSTANCE = "GetTaskInstance"
@@ -98,6 +100,58 @@ class DataWorksError(Exception):
     def quota_exhausted(self) -> bool:
         """DataWorks' daily call limit or the edition's quota is used up: no retry helps for hours."""
         return self.code in QUOTA_LIMITS
+
+
+def task_instance(answer: dict) -> Instance:
+    """The guards' facts from a `TaskInstance` object (GetTaskInstance, or a ListTaskInstances row).
+    Never raises for a field's value: a wrong one is None, and named in `malformed`."""
+    bad: list[tuple[str, str]] = []
+
+    def number(name: str) -> int | None:
+        return positive_int(answer, name, bad)
+
+    def text(name: str) -> str | None:
+        value = answer.get(name)
+        if value is None or isinstance(value, str):
+            return value
+        bad.append((name, shown(value)))
+        return None
+
+    return Instance(
+        id=int(answer["Id"]),
+        task_id=number("TaskId"),
+        task_name=text("TaskName"),
+        project_id=number("ProjectId"),
+        project_env=text("ProjectEnv"),
+        status=text("Status"),
+        run_number=number("RunNumber"),
+        rerun_mode=text("RerunMode"),
+        trigger_recurrence=text("TriggerRecurrence"),
+        task_type=text("TaskType"),
+        finished_time=number("FinishedTime"),
+        started_time=number("StartedTime"),
+        malformed=tuple(bad),
+    )
+
+
+def auto_rerun(task: dict) -> AutoRerun:
+    """A node's own automatic-rerun settings from GetTask's `Task` object."""
+    return AutoRerun(
+        task_id=int(task["Id"]),
+        rerun_mode=task.get("RerunMode"),
+        rerun_times=_non_negative(task.get("RerunTimes")),
+        rerun_interval=_non_negative(task.get("RerunInterval")),
+    )
+
+
+def _non_negative(value: object) -> int:
+    """A count or a number of seconds from GetTask; anything else (absent, `true`, 2.5, `Infinity`,
+    a word, a negative number) is read as 0: no automatic rerun of DataWorks' own (inferred)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 9:
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, value)
+    return 0
 
 
 def credentials_from(environ, context) -> Credentials:

@@ -26,11 +26,14 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import continuation, events, pacing, records, rules, schedule
+from dwrerun import continuation, events, pacing, records, rules, schedule, schema
 from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
-from dwrerun.rerun import Job, RetryLater, Target, run
+from dwrerun.job import Job, Target
+from dwrerun.outcome import Origin, Outcome, skipped
+from dwrerun.rerun import RetryLater, run
+from dwrerun.schema import Reason, Summary
 
 
 class HandledEvents:
@@ -77,29 +80,20 @@ def handle(event: bytes, context) -> dict:
         config_error = None
     except ConfigError as exc:  # a bad setting or rules file (rules.RulesError is a ConfigError)
         settings, rule_set, config_error = Settings(), None, exc
-    job = Job(
-        trigger=records.EVENTBRIDGE,
-        request_id=invocation.request_id,
-        function_name=invocation.function_name,
-        settings=settings,
-        deadline=invocation.deadline,
-        dry_run=settings.dry_run,
-        rules=rule_set,
-        may_schedule=True,
-    )
+    job = Job.for_event(invocation, settings, rule_set)
     try:
         bulk_part = continuation.parse(event, settings.signing_key)
     except continuation.InvalidContinuation as exc:
         return _write_all(
-            job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started, outcome="done"
+            job, [_ignored(job, events.Ignored(f"not a valid continuation: {exc}"))], started, outcome=Summary.DONE
         )
     except continuation.UntrustedContinuation as exc:
         # Never acted on: a forged payload gets nothing. FC retrying cannot fix a key (or another
         # bad setting, which leaves no key to check with) either. The records carry the request id
         # it claims, so an operator following that request sees them.
         why = f"not rerun: {config_error or exc}; select it again by filter"
-        refused = [_named(job, i, "config-error", why, exc.origin_request_id) for i in exc.instance_ids]
-        return _write_all(job, refused, started, outcome="done")
+        refused = [skipped(i, Reason.CONFIG_ERROR, why) for i in exc.instance_ids]
+        return _write_all(job, refused, started, outcome=Summary.DONE, origin=_part_of(job, exc.origin_request_id))
     if bulk_part is not None:
         return _continue(job, bulk_part, settings, rule_set, invocation, context, started)
     written, targets, claimed = [], [], []
@@ -115,20 +109,22 @@ def handle(event: bytes, context) -> dict:
             targets.append(Target(scheduled.instance_id, scheduled.event_id, scheduled=scheduled))
         else:
             written.append(
-                _ignored(job, scheduled, "duplicate-event", f"{scheduled.async_task_id} is already handled here")
+                _ignored(job, scheduled, Reason.DUPLICATE_EVENT, f"{scheduled.async_task_id} is already handled here")
             )
     for item in parsed:
         if isinstance(item, events.Ignored):
             written.append(_ignored(job, item))
         elif item.event_id is not None and not handled_events.claim(item.event_id):
-            written.append(_ignored(job, item, "duplicate-event", f"event {item.event_id} is already handled here"))
+            written.append(
+                _ignored(job, item, Reason.DUPLICATE_EVENT, f"event {item.event_id} is already handled here")
+            )
         else:
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
     if config_error is not None:
         # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
         # and the invocation returns normally, since FC retrying it cannot fix the deployment.
-        written += [_unfinished(job, target, "config-error", str(config_error)) for target in targets]
+        written += [_unfinished(job, target, Reason.CONFIG_ERROR, str(config_error)) for target in targets]
         targets = []
     try:
         credentials = credentials_from(os.environ, context) if targets else None
@@ -142,26 +138,28 @@ def handle(event: bytes, context) -> dict:
         written += run(job, targets, dataworks, functions)
     except RetryLater as exc:
         handled_events.release(claimed)
-        _write_all(job, written + exc.records, started, outcome="retry", error=exc.error.code if exc.error else None)
+        _write_all(
+            job, written + exc.outcomes, started, outcome=Summary.RETRY, error=exc.error.code if exc.error else None
+        )
         raise
     except ConfigError as exc:  # no credentials or no region: no retry brings them
         handled_events.release(claimed)
-        written += [_unfinished(job, target, "config-error", str(exc)) for target in targets]
-        return _write_all(job, written, started, outcome="done")
+        written += [_unfinished(job, target, Reason.CONFIG_ERROR, str(exc)) for target in targets]
+        return _write_all(job, written, started, outcome=Summary.DONE)
     except Exception as exc:
         # A bug: FC retries the invocation. Its records say so, without the trace (FC logs that
         # with the error), so every attempt is on record and the alert can count them.
         handled_events.release(claimed)
         why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the invocation"
-        written += [_unfinished(job, target, "deferred", why) for target in targets]
-        _write_all(job, written, started, outcome="retry", error=type(exc).__name__)
+        written += [_unfinished(job, target, Reason.DEFERRED, why) for target in targets]
+        _write_all(job, written, started, outcome=Summary.RETRY, error=type(exc).__name__)
         raise
     except BaseException:
         handled_events.release(claimed)
         raise
-    exhausted = any(r["reason"] == "quota-exhausted" for r in written)
+    exhausted = any(o.reason == Reason.QUOTA_EXHAUSTED for o in written)
     # Returned normally even so: FC's retry would meet the same used-up limit.
-    return _write_all(job, written, started, outcome="quota-exhausted" if exhausted else "done")
+    return _write_all(job, written, started, outcome=Summary.QUOTA_EXHAUSTED if exhausted else Summary.DONE)
 
 
 def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocation, context, started: float) -> dict:
@@ -183,54 +181,38 @@ def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocati
     except bulk.ContinueLater:  # its records are written: FC retries the part
         raise
     except ConfigError as exc:  # no credentials or no region: no retry brings them
-        written = [_named(job, i, "config-error", str(exc), part.origin_request_id) for i in ids]
-        return _write_all(job, written, started, outcome="done")
+        written = [skipped(i, Reason.CONFIG_ERROR, str(exc)) for i in ids]
+        return _write_all(job, written, started, outcome=Summary.DONE, origin=_part_of(job, part.origin_request_id))
     except Exception as exc:
         why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the continuation"
-        _write_all(job, [_named(job, i, "deferred", why, part.origin_request_id) for i in ids], started,
-                   outcome="retry", error=type(exc).__name__)  # fmt: skip
+        deferred = [skipped(i, Reason.DEFERRED, why) for i in ids]
+        origin = _part_of(job, part.origin_request_id)
+        _write_all(job, deferred, started, outcome=Summary.RETRY, origin=origin, error=type(exc).__name__)
         raise
 
 
-def _named(job: Job, instance_id: int, reason: str, message: str, origin_request_id: str) -> dict:
-    """The record of an instance a continuation names and this invocation did not get to."""
-    return records.instance_record(
-        instance_id=instance_id,
-        decision=records.SKIP,
-        success=None,
-        message=message,
-        reason=reason,
-        trigger=records.HTTP,
-        request_id=job.request_id,
-        origin_request_id=origin_request_id,
-    )
+def _part_of(job: Job, origin_request_id: str) -> Origin:
+    """Whom the records of a continuation's instances name: the rerun by filter they belong to."""
+    return Origin(schema.HTTP, job.request_id, None, origin_request_id)
 
 
-def _ignored(job: Job, item, reason: str = "not-a-failure", message: str | None = None) -> dict:
-    return records.instance_record(
-        instance_id=item.instance_id,
-        decision=records.SKIP,
-        success=None,
-        message=message or item.reason,
-        reason=reason,
-        trigger=job.trigger,
-        request_id=job.request_id,
+def _ignored(job: Job, item, reason: str = Reason.NOT_A_FAILURE, message: str | None = None) -> Outcome:
+    return skipped(
+        item.instance_id,
+        reason,
+        message or item.reason,
         event_id=item.event_id,
         async_task_id=getattr(item, "async_task_id", None),
     )
 
 
-def _unfinished(job: Job, target: Target, reason: str, message: str) -> dict:
-    """The record of a target the invocation could not finish (nothing read, nothing rerun)."""
+def _unfinished(job: Job, target: Target, reason: str, message: str) -> Outcome:
+    """The outcome of a target the invocation could not finish (nothing read, nothing rerun)."""
     scheduled = target.scheduled
-    return records.instance_record(
-        instance_id=target.instance_id,
-        decision=records.SKIP,
-        success=None,
-        message=message,
-        reason=reason,
-        trigger=job.trigger,
-        request_id=job.request_id,
+    return skipped(
+        target.instance_id,
+        reason,
+        message,
         event_id=target.event_id,
         rule=scheduled.rule if scheduled else None,
         due_at=scheduled.due_at if scheduled else None,
@@ -238,18 +220,23 @@ def _unfinished(job: Job, target: Target, reason: str, message: str) -> dict:
     )
 
 
-def _write_all(job: Job, written: list[dict], started: float, *, outcome: str, **extra) -> dict:
-    summary = records.write_invocation(
-        written,
-        trigger=job.trigger,
-        request_id=job.request_id,
-        duration_ms=(pacing.clock() - started) * 1000,
-        dryRunMode=job.dry_run,
-        outcome=outcome,
-        **extra,
+def _write_all(
+    job: Job, written: list[Outcome], started: float, *, outcome: str, origin: Origin | None = None, **extra
+) -> dict:
+    """Write the outcomes (as `origin` asked, the job's own by default), then the invocation's summary."""
+    records.write_outcomes(written, origin or job.origin)
+    summary = records.write_summary(
+        job.origin, written, (pacing.clock() - started) * 1000, dryRunMode=job.dry_run, outcome=outcome, **extra
     )
-    return {**summary, "outcomes": [_outcome(r) for r in written]}
+    return {**summary, "outcomes": [_shown(o) for o in written]}
 
 
-def _outcome(record: dict) -> dict:
-    return {key: record[key] for key in ("instanceId", "decision", "success", "reason", "message")}
+def _shown(outcome: Outcome) -> dict:
+    """What the invocation returns of an outcome (FC shows it to a synchronous caller)."""
+    return {
+        "instanceId": outcome.instance_id,
+        "decision": outcome.decision,
+        "success": outcome.success,
+        "reason": outcome.reason,
+        "message": outcome.message,
+    }

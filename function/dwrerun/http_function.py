@@ -19,9 +19,10 @@ import os
 import sys
 import traceback
 
-from dwrerun import pacing, records
+from dwrerun import pacing, records, schema
 from dwrerun.config import ANY_ENV, INT64_MAX, ConfigError, Settings
-from dwrerun.selection import json_type, preview
+from dwrerun.schema import Reason, Summary
+from dwrerun.values import json_type, preview
 
 MAX_BODY_BYTES = 64 * 1024  # far above 100 ids and a comment; refused before it is parsed
 MAX_COMMENT_CHARS = 500
@@ -291,21 +292,19 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
     # Imported here so that GET /health and every refused request stay cheap on a cold instance.
     from dwrerun.dataworks import client_for, credentials_from
     from dwrerun.invocation import Invocation
-    from dwrerun.rerun import Job, RetryLater, Target, run
+    from dwrerun.job import Job, Target
+    from dwrerun.outcome import first_quota_code
+    from dwrerun.rerun import RetryLater, run
 
     started = pacing.clock()
     invocation = Invocation.from_context(context)
-    job = Job(
-        trigger=records.HTTP,
-        request_id=invocation.request_id,
-        function_name=invocation.function_name,
-        settings=settings,
-        deadline=invocation.deadline,
-        dry_run=settings.dry_run or body["DryRun"],
-        manual=True,
+    job = Job.for_ids(
+        invocation,
+        settings,
+        rule_set,
+        dry_run=body["DryRun"],
         force=body["Force"],
-        operator_comment=body["Comment"],
-        rules=rule_set,
+        comment=body["Comment"],
         use_latest_config=body["UseLatestConfig"],
     )
     dataworks = client_for(credentials_from(os.environ, context), settings, invocation.region)
@@ -313,44 +312,28 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
         written = run(job, [Target(i) for i in body["Ids"]], dataworks)
         status, error, headers = 200, None, {}
     except RetryLater as exc:
-        written, error = exc.records, exc.error
+        written, error = exc.outcomes, exc.error
         status, headers = _upstream_status(error)
-    exhausted = next((r["errorCode"] for r in written if r["reason"] == "quota-exhausted"), None)
+    exhausted = first_quota_code(written)
     if exhausted:
         # No Retry-After: a client that honours one of a few seconds would spend calls in vain.
         status, headers = 429, {}
     records.write_invocation(
         written,
-        trigger=job.trigger,
-        request_id=job.request_id,
-        duration_ms=(pacing.clock() - started) * 1000,
+        job.origin,
+        (pacing.clock() - started) * 1000,
         dryRunMode=job.dry_run,
-        outcome="quota-exhausted" if exhausted else "done" if status == 200 else "upstream-error",
+        outcome=Summary.QUOTA_EXHAUSTED if exhausted else Summary.DONE if status == 200 else Summary.UPSTREAM_ERROR,
     )
-    answer = {
-        "RequestId": job.request_id,
-        "DryRun": job.dry_run,
-        "SuccessInfo": {
-            str(r["instanceId"]): {"Success": r["success"], "Message": r["message"]}
-            for r in written
-            if r["decision"] == records.RERUN
-        },
-        "Skipped": {
-            str(r["instanceId"]): f"{r['reason']}: {r['message']}" for r in written if r["decision"] != records.RERUN
-        },
-    }
+    answer = {"RequestId": job.request_id, "DryRun": job.dry_run, **rerun_answer(written)}
     if job.dry_run:
         # The explain: per id, what the failed run's log says (no entry: the log was not looked at).
         answer["Explain"] = {
-            str(r["instanceId"]): {
-                "Rule": r["rule"],
-                "FailureClass": r["failureClass"],
-                "MatchedLine": r["matchedLine"],
-            }
-            for r in written
-            if r["failureClass"] is not None
+            str(o.instance_id): {"Rule": o.rule, "FailureClass": o.failure_class, "MatchedLine": o.matched_line}
+            for o in written
+            if o.failure_class is not None
         }
-    deferred = [r["instanceId"] for r in written if r["reason"] == "deferred"]
+    deferred = [o.instance_id for o in written if o.reason == Reason.DEFERRED]
     if deferred:  # what to send again, as a list ready for Ids
         answer["Deferred"] = deferred
     if exhausted:
@@ -370,6 +353,19 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             **answer,
         }
     return _response(status, answer, headers)
+
+
+def rerun_answer(outcomes) -> dict:
+    """`SuccessInfo` (each rerun call's answer per id, as RerunTaskInstances gives it) and `Skipped`
+    (every other id, with its reason): the one place an answer lists outcomes."""
+    return {
+        "SuccessInfo": {
+            str(o.instance_id): {"Success": o.success, "Message": o.message}
+            for o in outcomes
+            if o.decision == schema.RERUN
+        },
+        "Skipped": {str(o.instance_id): f"{o.reason}: {o.message}" for o in outcomes if o.decision != schema.RERUN},
+    }
 
 
 def quota_message(code: str) -> str:

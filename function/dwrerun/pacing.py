@@ -33,6 +33,10 @@ uniform = random.uniform
 BACKOFF_BASE = 0.2  # seconds before the first retry, at most
 BACKOFF_CAP = 5.0  # no single wait is longer
 MAX_ATTEMPTS = 6  # per invocation; FC's own async retries come on top
+MIN_CALL_SECONDS = 0.5  # a call is not started with less time than this left before its deadline
+# What the reads leave for the rerun call after them: the least time a call is started with, plus
+# one call's read timeout, at most this much.
+RERUN_RESERVE_SECONDS = 3.0
 
 DECREASE = 0.5  # a throttling answer multiplies the rate by this
 DECREASE_SPACING = 1.0  # seconds: throttling answers closer together than the quota's window count once

@@ -7,11 +7,10 @@ the cap. The first guard that holds the instance back is the reason recorded.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from dwrerun.config import ANY_ENV, INT64_MAX, Settings
+from dwrerun.config import ANY_ENV, Settings
 
 # TaskInstance.Status values (GetTaskInstance, 2024-05-18).
 FAILURE = "Failure"
@@ -31,7 +30,8 @@ class Instance:
     A field that is absent, or holds a value of the wrong kind (a RunNumber of 3.9, `true` or
     `Infinity`), is None; `malformed` keeps each wrong value, as JSON, for the record. Whether a
     guard then holds the rerun back or goes on without the field is decided per field in
-    `decide` (docs/reliability.md, "When an answer lacks a field").
+    `decide` (docs/reliability.md, "When an answer lacks a field"). dataworks.py builds it from
+    the wire (`task_instance`).
     """
 
     id: int
@@ -48,36 +48,15 @@ class Instance:
     started_time: int | None = None  # epoch ms when the current run started
     malformed: tuple[tuple[str, str], ...] = ()  # (field, its value as JSON) for values of the wrong kind
 
-    @classmethod
-    def from_api(cls, task_instance: dict) -> Instance:
-        """Build from the `TaskInstance` object of a GetTaskInstance answer. Never raises for a field's value."""
-        bad: list[tuple[str, str]] = []
 
-        def number(name: str) -> int | None:
-            return positive_int(task_instance, name, bad)
+@dataclass(frozen=True)
+class AutoRerun:
+    """A node's own automatic-rerun settings, as GetTask answers them (autorerun.py reads them)."""
 
-        def text(name: str) -> str | None:
-            value = task_instance.get(name)
-            if value is None or isinstance(value, str):
-                return value
-            bad.append((name, shown(value)))
-            return None
-
-        return cls(
-            id=int(task_instance["Id"]),
-            task_id=number("TaskId"),
-            task_name=text("TaskName"),
-            project_id=number("ProjectId"),
-            project_env=text("ProjectEnv"),
-            status=text("Status"),
-            run_number=number("RunNumber"),
-            rerun_mode=text("RerunMode"),
-            trigger_recurrence=text("TriggerRecurrence"),
-            task_type=text("TaskType"),
-            finished_time=number("FinishedTime"),
-            started_time=number("StartedTime"),
-            malformed=tuple(bad),
-        )
+    task_id: int
+    rerun_mode: str | None
+    rerun_times: int
+    rerun_interval: int  # seconds
 
 
 @dataclass(frozen=True)
@@ -224,31 +203,3 @@ def _answered(instance: Instance, field: str) -> str:
 
 
 POSITIVE_INT_FIELDS = ("TaskId", "ProjectId", "RunNumber", "FinishedTime", "StartedTime")
-
-
-def positive_int(answer: dict, name: str, bad: list[tuple[str, str]] | None = None) -> int | None:
-    """`answer[name]` if it is a positive int64 (a string of its digits too), else None.
-
-    3.9, `true`, `Infinity`, 0 and -5 are not read as numbers: int() would make 3, 1 or an
-    OverflowError of them. A value that is there but wrong goes into `bad`, as JSON.
-    """
-    value = answer.get(name)
-    if value is None:
-        return None
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        number = int(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    else:
-        number = 0
-    if 0 < number <= INT64_MAX:
-        return number
-    if bad is not None:
-        bad.append((name, shown(value)))
-    return None
-
-
-def shown(value: object) -> str:
-    """A value from an answer as JSON, cut short: what a record says DataWorks sent."""
-    text = json.dumps(value, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."

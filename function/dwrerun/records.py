@@ -11,62 +11,23 @@ from __future__ import annotations
 import json
 import sys
 
-from . import schema
-
-RERUN = "rerun"
-SKIP = "skip"
-DRY_RUN = "dry-run"
-SCHEDULED = "scheduled"  # a rerun queued as a delayed invocation of the event function (schedule.py)
-
-EVENTBRIDGE = "eventbridge"
-HTTP = "http"
+from dwrerun import schema
+from dwrerun.outcome import Origin, Outcome
 
 
-def instance_record(
-    *,
-    instance_id: int | None,
-    decision: str,
-    success: bool | None,
-    message: str,
-    reason: str,
-    trigger: str,
-    request_id: str,
-    event_id: str | None = None,
-    instance=None,
-    error_code: str | None = None,
-    dataworks_request_id: str | None = None,
-    comment: str | None = None,
-    attempts: int = 0,
-    lookup_ms: float | None = None,
-    rerun_ms: float | None = None,
-    rule: str | None = None,
-    failure_class: str | None = None,
-    matched_line: str | None = None,
-    delay_seconds: int | None = None,
-    due_at: str | None = None,
-    async_task_id: str | None = None,
-    schedule_error_code: str | None = None,
-    origin_request_id: str | None = None,
-    use_latest_config: bool | None = None,
-) -> dict:
-    """One instance's decision and outcome. `instance` is the policy.Instance read, if any.
-
-    `rule`, `failure_class` and `matched_line` say what the failed run's log showed (dwrerun/
-    failure.py); `matched_line` is already redacted and cut, the log itself never comes here.
-    `async_task_id` is FC's async task id of a scheduled rerun (not `taskId`, which is the DataWorks
-    task): the scheduling record and the delayed invocation's record both carry it, and the
-    delayed one also the original `eventId`, so SLS joins the two.
-    """
+def instance_record(outcome: Outcome, origin: Origin) -> dict:
+    """One instance's decision and outcome, as the record the invocation (`origin`) writes."""
+    instance = outcome.instance
     record = {
         "kind": "instance",
-        "instanceId": instance_id,
-        "decision": decision,
-        "success": success,
-        "message": message,
-        "reason": reason,
-        "trigger": trigger,
-        "requestId": request_id,
-        "eventId": event_id,
+        "instanceId": outcome.instance_id,
+        "decision": outcome.decision,
+        "success": outcome.success,
+        "message": outcome.message,
+        "reason": outcome.reason,
+        "trigger": origin.trigger,
+        "requestId": origin.request_id,
+        "eventId": outcome.event_id,
         "runNumber": getattr(instance, "run_number", None),
         "projectId": getattr(instance, "project_id", None),
         "taskId": getattr(instance, "task_id", None),
@@ -74,52 +35,43 @@ def instance_record(
         "projectEnv": getattr(instance, "project_env", None),
         "status": getattr(instance, "status", None),
         "finishedTime": getattr(instance, "finished_time", None),
-        "errorCode": error_code,
-        "dataworksRequestId": dataworks_request_id,
-        "comment": comment,
-        "attempts": attempts,
-        "lookupMs": _ms(lookup_ms),
-        "rerunMs": _ms(rerun_ms),
-        "rule": rule,
-        "failureClass": failure_class,
-        "matchedLine": matched_line,
-        "delaySeconds": delay_seconds,
-        "dueAt": due_at,
-        "asyncTaskId": async_task_id,
-        "scheduleErrorCode": schedule_error_code,
-        "originRequestId": origin_request_id,
-        "useLatestConfig": use_latest_config,
+        "errorCode": outcome.error_code,
+        "dataworksRequestId": outcome.dataworks_request_id,
+        "comment": origin.comment,
+        "attempts": outcome.attempts,
+        "lookupMs": _ms(outcome.lookup_ms),
+        "rerunMs": _ms(outcome.rerun_ms),
+        "rule": outcome.rule,
+        "failureClass": outcome.failure_class,
+        "matchedLine": outcome.matched_line,
+        "delaySeconds": outcome.delay_seconds,
+        "dueAt": outcome.due_at,
+        "asyncTaskId": outcome.async_task_id,
+        "scheduleErrorCode": outcome.schedule_error_code,
+        "originRequestId": origin.origin_request_id,
+        "useLatestConfig": outcome.use_latest_config,
     }
     return _shaped(record, schema.INSTANCE_NAMES)
 
 
-def summary_record(
-    *,
-    trigger: str,
-    request_id: str,
-    records: list[dict],
-    duration_ms: float,
-    origin_request_id: str | None = None,
-    **extra,
-) -> dict:
-    """The invocation's totals, written after its instance records. `origin_request_id`: the HTTP
-    request of a bulk rerun by filter this invocation worked for (dwrerun/bulk.py)."""
-    counts = {RERUN: 0, SKIP: 0, DRY_RUN: 0, SCHEDULED: 0}
-    for record in records:
-        counts[record["decision"]] += 1
+def summary_record(origin: Origin, outcomes: list[Outcome], duration_ms: float, **extra) -> dict:
+    """The invocation's totals, written after its instance records."""
+    counts = {decision: 0 for decision in schema.DECISIONS}
+    for outcome in outcomes:
+        counts[outcome.decision] += 1
     record = {
         "kind": "summary",
-        "trigger": trigger,
-        "requestId": request_id,
-        "instances": len(records),
-        "rerun": counts[RERUN],
-        "rerunSucceeded": sum(1 for r in records if r["decision"] == RERUN and r["success"] is True),
-        "rerunFailed": sum(1 for r in records if r["decision"] == RERUN and r["success"] is False),
-        "skipped": counts[SKIP],
-        "dryRun": counts[DRY_RUN],
-        "scheduled": counts[SCHEDULED],
+        "trigger": origin.trigger,
+        "requestId": origin.request_id,
+        "instances": len(outcomes),
+        "rerun": counts[schema.RERUN],
+        "rerunSucceeded": sum(1 for o in outcomes if o.decision == schema.RERUN and o.success is True),
+        "rerunFailed": sum(1 for o in outcomes if o.decision == schema.RERUN and o.success is False),
+        "skipped": counts[schema.SKIP],
+        "dryRun": counts[schema.DRY_RUN],
+        "scheduled": counts[schema.SCHEDULED],
         "durationMs": _ms(duration_ms),
-        "originRequestId": origin_request_id,
+        "originRequestId": origin.origin_request_id,
         **extra,
     }
     return _shaped(record, schema.SUMMARY_NAMES, optional=schema.SUMMARY_OPTIONAL)
@@ -136,13 +88,23 @@ def _shaped(record: dict, names: tuple[str, ...], optional: frozenset[str] = fro
     return {name: record[name] for name in names if name in record}
 
 
-def write_invocation(written: list[dict], **summary_fields) -> dict:
-    """Write an invocation's instance records, then its summary record; returns the summary."""
-    for record in written:
-        write(record)
-    summary = summary_record(records=written, **summary_fields)
+def write_outcomes(outcomes: list[Outcome], origin: Origin) -> None:
+    """Write each outcome's record."""
+    for outcome in outcomes:
+        write(instance_record(outcome, origin))
+
+
+def write_summary(origin: Origin, outcomes: list[Outcome], duration_ms: float, **extra) -> dict:
+    """Write the invocation's summary record (after its instance records); returns it."""
+    summary = summary_record(origin, outcomes, duration_ms, **extra)
     write(summary)
     return summary
+
+
+def write_invocation(outcomes: list[Outcome], origin: Origin, duration_ms: float, **extra) -> dict:
+    """Write an invocation's instance records, then its summary record; returns the summary."""
+    write_outcomes(outcomes, origin)
+    return write_summary(origin, outcomes, duration_ms, **extra)
 
 
 def write(record: dict) -> None:

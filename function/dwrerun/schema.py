@@ -14,6 +14,64 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The vocabulary records speak: each decision, trigger, reason and summary outcome is defined here
+# once, and code names it by its constant (queries, alerts and the dashboard use the text).
+
+# decision: what happened to the instance.
+RERUN = "rerun"  # RerunTaskInstances was called for it (`success` says how DataWorks answered)
+SKIP = "skip"  # nothing was sent: `reason` says why
+DRY_RUN = "dry-run"  # it would have been rerun; nothing was sent
+SCHEDULED = "scheduled"  # its rerun is queued as a delayed invocation of the event function (schedule.py)
+DECISIONS = (RERUN, SKIP, DRY_RUN, SCHEDULED)
+
+# trigger: which path asked.
+EVENTBRIDGE = "eventbridge"  # a failure event, a delayed invocation
+HTTP = "http"  # an operator's request, and the continuations of a rerun by filter
+
+
+class Reason:
+    """Every `reason` a record may carry; docs/records.md says what each means for an operator."""
+
+    ELIGIBLE = "eligible"  # every guard and failure rule let it through
+    DRY_RUN = "dry-run"
+    # Before any call: the delivery itself.
+    NOT_A_FAILURE = "not-a-failure"  # the event is not about a failed instance
+    DUPLICATE = "duplicate"  # the same instance twice in one request
+    DUPLICATE_EVENT = "duplicate-event"  # this warm instance already handled this event
+    CONFIG_ERROR = "config-error"  # a bad setting, rules file or payload: a fix to the deployment is needed
+    # The guards (policy.py) and what DataWorks says of the instance.
+    PROJECT_NOT_ALLOWED = "project-not-allowed"
+    TASK_EXCLUDED = "task-excluded"
+    WRONG_ENVIRONMENT = "wrong-environment"
+    PAUSED = "paused"
+    RERUN_DENIED = "rerun-denied"
+    NOT_FAILED = "not-failed"
+    NOT_FINISHED = "not-finished"
+    UNKNOWN_RUN_NUMBER = "unknown-run-number"
+    CAP_REACHED = "cap-reached"
+    ALREADY_RERUN = "already-rerun"
+    ALREADY_SCHEDULED = "already-scheduled"
+    LOOKUP_FAILED = "lookup-failed"
+    DATAWORKS_AUTO_RERUN = "dataworks-auto-rerun"  # DataWorks reruns the node itself (autorerun.py)
+    NOT_RETRYABLE = "not-retryable"  # a failure rule says a rerun cannot fix it (failure.py)
+    # The calls.
+    RERUN_REFUSED = "rerun-refused"  # RerunTaskInstances refused the call for good
+    QUOTA_EXHAUSTED = "quota-exhausted"  # DataWorks' daily limit or the edition's quota is used up
+    DEFERRED = "deferred"  # not finished in this invocation: FC retries it, or the caller sends it again
+
+
+REASONS = frozenset(value for name, value in vars(Reason).items() if name.isupper())
+
+
+class Summary:
+    """A summary record's `outcome`: how the invocation ended."""
+
+    DONE = "done"
+    RETRY = "retry"  # the event path raised so that FC retries it
+    QUOTA_EXHAUSTED = "quota-exhausted"
+    UPSTREAM_ERROR = "upstream-error"  # the HTTP path answered an error because DataWorks kept failing
+
+
 TEXT = "text"
 LONG = "long"
 DOUBLE = "double"

@@ -16,14 +16,14 @@ this check makes sure of it (how the API bounds its time window is not documente
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from dwrerun import pacing
 from dwrerun.config import ANY_ENV, INT64_MAX, PROJECT_ENVS, Settings
-from dwrerun.dataworks import MAX_PAGE_SIZE, DataWorks, DataWorksError
+from dwrerun.dataworks import MAX_PAGE_SIZE, DataWorks, DataWorksError, task_instance
 from dwrerun.policy import FAILURE, Instance
+from dwrerun.values import preview
 
 MAX_SELECTION = 20_000  # instances one filter may select (40 pages); a larger one asks to narrow it
 LISTINGS = 3  # a listing that changed under its pages is started again at most this often
@@ -162,7 +162,7 @@ def _list_once(dataworks, wanted: Filter, settings, deadline) -> tuple[dict[int,
         elif page_total != total:
             return found, True
         for row in rows:
-            instance = Instance.from_api(row)
+            instance = task_instance(row)
             if wanted.holds(instance, row):
                 found[instance.id] = instance
         if len(rows) < MAX_PAGE_SIZE or page * MAX_PAGE_SIZE >= total:
@@ -192,7 +192,7 @@ def reread(
         rows, _ = _call(dataworks, params, settings, deadline)
         wanted = set(chunk)
         for row in rows:
-            instance = Instance.from_api(row)
+            instance = task_instance(row)
             if instance.id in wanted:
                 current[instance.id] = instance
     return current
@@ -278,20 +278,3 @@ def _int(value: object) -> int | None:
         return int(value) if value is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def json_type(value) -> str:
-    """What kind of JSON value the request body holds here, for an error message."""
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    names = {dict: "an object", list: "a list", str: "a string", type(None): "null"}
-    return names.get(type(value), type(value).__name__)
-
-
-def preview(value) -> str:
-    """A bad value of the request body as the caller wrote it (JSON: "x", null), for an error
-    message: the filter's and the HTTP function's messages name bad values alike."""
-    text = json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else json_type(value)
-    return text if len(text) <= 40 else text[:37] + "..."
