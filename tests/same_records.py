@@ -30,6 +30,13 @@ Normalisation (`normalise`) masks only what varies between runs of unchanged cod
 - wall-clock times: finishedTime (the emulator's "now" at seeding) -> `<time>`, and dueAt and
   ISO-8601 times in text -> `<time>`, except in the `run_directly` scenarios, whose clock is
   patched (their dueAt is exact and compared);
+- attempts (the calls made for an instance, retries included) -> `<n>` when not 0: it varies run to
+  run. The read order is random by design (`rerun.shuffle`, a seam of randomness), and calls shared
+  by several instances (GetTask, cached per task; the one RerunTaskInstances of a chunk) count for
+  whichever instance came first; and after a malformed answer the emulator closes the connection,
+  so a retry on the pooled connection may or may not cost one more try. The messages that state a
+  count ("6 attempts failed", "3 attempt(s)") are compared exactly: they are stable;
+- in the two scenarios of `RACES`, the one value a race of the local cloud decides (named there);
 - the demo only: delaySeconds and "in N s" in text -> `<delay>`. The demo's schedule draws its
   jitter from `random` in unseeded instance processes (2-4 s); the fault matrix's scheduled
   reruns patch `schedule.uniform`, and its Logstore scenarios reschedule nothing
@@ -69,6 +76,19 @@ DATAWORKS_REQUEST_ID = re.compile(r"\b[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-
 ISO_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:?\d{2})?")
 DELAY_IN_TEXT = re.compile(r"\bin \d+ s\b")
 DURATIONS = ("lookupMs", "rerunMs", "durationMs")
+
+# Scenarios where a race of the local cloud, not the code, decides a value: (field, pattern, mask).
+RACES = {
+    # The emulator closes the connection after the HTML body: the next try on the pooled connection
+    # fails as ConnectionError or reaches DataWorks as MalformedAnswer (the scenario allows both).
+    "test_a_log_that_cannot_be_read_never_holds_a_rerun_back[log-read-malformed-throughout]": [
+        ("message", re.compile(r"\((?:MalformedAnswer|ConnectionError), "), "(<MalformedAnswer|ConnectionError>, "),
+    ],
+    # Two events at once on two instances: which event id's invocation wins the rerun is timing.
+    "test_two_failure_events_for_one_instance_at_once_rerun_it_once": [
+        ("eventId", re.compile(r"^evt-[12]$"), "<evt-1|evt-2>"),
+    ],
+}
 MAX_DIFFERENCES = 12
 
 update_key = pytest.StashKey[dict]()
@@ -94,6 +114,8 @@ def normalise(record: dict, *, fixed_clock: bool = False, jitter: bool = False) 
     for name, value in record.items():
         if name in DURATIONS and value is not None:
             value = "<ms>"
+        elif name == "attempts" and value:
+            value = "<n>"
         elif name == "finishedTime" and value is not None:
             value = "<time>"
         elif name == "dueAt" and value is not None and not fixed_clock:
@@ -139,8 +161,19 @@ def read_logstore(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def normalised(invocations: list[list[dict]], *, ordered: bool, fixed_clock: bool = False, jitter: bool = False):
-    groups = [[normalise(r, fixed_clock=fixed_clock, jitter=jitter) for r in group] for group in invocations]
+def unraced(record: dict, races) -> dict:
+    for field, pattern, mask in races:
+        if isinstance(record.get(field), str):
+            record[field] = pattern.sub(mask, record[field])
+    return record
+
+
+def normalised(
+    invocations: list[list[dict]], *, ordered: bool, fixed_clock: bool = False, jitter: bool = False, races=()
+) -> list[list[dict]]:
+    groups = [
+        [unraced(normalise(r, fixed_clock=fixed_clock, jitter=jitter), races) for r in group] for group in invocations
+    ]
     if not ordered:
         groups.sort(key=lambda group: json.dumps(group, sort_keys=True))
     return groups
@@ -300,14 +333,15 @@ def same_records(request, monkeypatch):
     yield
     if request.node.stash.get(call_failed, True):
         return
+    key = scenario_key(request.node)
+    races = RACES.get(key, ())
     if direct:
-        actual = normalised(calls, ordered=True, fixed_clock=True)
+        actual = normalised(calls, ordered=True, fixed_clock=True, races=races)
     else:
         tmp_path = request.node.funcargs.get("tmp_path")
         lines = read_logstore(tmp_path / "logstore.jsonl") if isinstance(tmp_path, Path) else []
         ordered = request.node.get_closest_marker("separate_process") is None
-        actual = normalised(logstore_invocations(lines), ordered=ordered)
-    key = scenario_key(request.node)
+        actual = normalised(logstore_invocations(lines), ordered=ordered, races=races)
     if updating(request.config):
         record_update(request.config, FAULTS_GOLDEN, key, actual)
         return

@@ -58,6 +58,7 @@ def test_the_golden_records_name_every_fault_scenario_and_no_other(request):
     }
     known = {same_records.scenario_key(item) for item in selected} | {n.split("@")[0] for n in deselected}
     assert sorted(set(golden) - known) == [], "golden records of scenarios that no longer exist"
+    assert sorted(set(same_records.RACES) - known) == [], "same_records.RACES names scenarios that no longer exist"
 
 
 RECORD = {
@@ -85,6 +86,7 @@ def test_the_normalisation_masks_times_request_ids_and_the_demos_jitter_only():
         "requestId": "<fc-request-id>",
         "dataworksRequestId": "<dataworks-request-id>",
         "finishedTime": "<time>",
+        "attempts": "<n>",
         "lookupMs": "<ms>",
         "delaySeconds": "<delay>",
         "dueAt": "<time>",
@@ -94,6 +96,7 @@ def test_the_normalisation_masks_times_request_ids_and_the_demos_jitter_only():
     exact = same_records.normalise(RECORD, fixed_clock=True)
     assert (exact["delaySeconds"], exact["dueAt"]) == (3, RECORD["dueAt"])
     assert exact["message"] == RECORD["message"]
+    assert same_records.normalise({**RECORD, "attempts": 0})["attempts"] == 0  # no call at all stays exact
 
 
 def test_a_difference_is_named_by_its_scenario_invocation_record_and_field():
