@@ -18,7 +18,7 @@ from localcloud.dataworks import DataWorksEmulator
 from localcloud.fc import FunctionCompute
 from localcloud.fcfunction import Function
 
-pytest_plugins = ["secrets_audit"]
+pytest_plugins = ["secrets_audit", "same_records"]
 
 ROOT = Path(__file__).resolve().parents[1]
 # The code package (FC's code root). `make mutation` runs these tests on a copy that holds it as
