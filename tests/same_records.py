@@ -17,7 +17,7 @@ where the scenario already puts them:
   grouped into invocation attempts by FC's `FC Invoke Start RequestId: …` lines (an FC retry
   keeps its request id, so it is a new attempt, not a new request);
 - the scenarios that call `rerun.run` directly (the `run_directly` fixture) write no Logstore line:
-  for them, what `rerun.run` returned (or the records of the `RetryLater` it raised), one group
+  for them, the records of the outcomes `rerun.run` returned (or of the `RetryLater` it raised), one group
   per call, captured by wrapping `dwrerun.rerun.run` for that test only. These are the records the
   event function would write.
 
@@ -316,18 +316,19 @@ def same_records(request, monkeypatch):
     direct = "run_directly" in request.fixturenames
     calls: list[list[dict]] = []
     if direct:
-        from dwrerun import rerun
+        from dwrerun import records, rerun
 
         real_run = rerun.run
 
-        def run(*args, **kwargs):
+        def run(job, *args, **kwargs):
+            # The records the outcomes make, as the event function would write them.
             try:
-                written = real_run(*args, **kwargs)
+                outcomes = real_run(job, *args, **kwargs)
             except rerun.RetryLater as raised:
-                calls.append(list(raised.records))
+                calls.append([records.instance_record(o, job.origin) for o in raised.outcomes])
                 raise
-            calls.append(list(written))
-            return written
+            calls.append([records.instance_record(o, job.origin) for o in outcomes])
+            return outcomes
 
         monkeypatch.setattr(rerun, "run", run)
     yield
