@@ -330,10 +330,10 @@ def test_a_retry_that_leaves_exactly_a_calls_least_time_still_goes_out(dataworks
 
 
 def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
-    # rerun._left_to_dataworks: the reads end 5 s from now (`until`), the invocation 30 s from now.
+    # autorerun.left_to_dataworks: the reads end 5 s from now (`until`), the invocation 30 s from now.
     # GetTask's timeout is cut to the 5 s, not to the deadline: a slow answer must not eat the time
     # kept back for the rerun calls.
-    from dwrerun import rerun
+    from dwrerun import autorerun
     from dwrerun.config import Settings
 
     class NodeWithoutReruns:
@@ -349,7 +349,7 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
     item = Item(Target(FAILED_ID, "evt-1"))
     item.instance = FAILED  # test_policy's failed instance: the guards' fields, at run 1
     client = NodeWithoutReruns()
-    assert rerun._left_to_dataworks(job, client, item, QuotaWatch(), until=now + 5) is False
+    assert autorerun.left_to_dataworks(job, client, item, QuotaWatch(), until=now + 5) is False
     assert client.timeouts == [5.0]
 
 

@@ -1155,7 +1155,7 @@ def test_a_bulk_rerun_asks_gettask_up_to_exactly_dataworks_last_rerun_time(mocke
     # margin) is asked about; one a millisecond older is not.
     from dataclasses import replace
 
-    from dwrerun import rerun, schedule
+    from dwrerun import autorerun, schedule
     from test_policy import FAILED as FAILED_INSTANCE
 
     now_ms = 1_795_800_000_000
@@ -1165,6 +1165,6 @@ def test_a_bulk_rerun_asks_gettask_up_to_exactly_dataworks_last_rerun_time(mocke
     def failed(finished_ms):
         return replace(FAILED_INSTANCE, finished_time=finished_ms)
 
-    limit = rerun.DATAWORKS_MAX_RERUN_INTERVAL_MS
-    assert rerun._dataworks_may_still_rerun(job, failed(now_ms - limit)) is True
-    assert rerun._dataworks_may_still_rerun(job, failed(now_ms - limit - 1)) is False
+    limit = autorerun.DATAWORKS_MAX_RERUN_INTERVAL_MS
+    assert autorerun.worth_asking(job, failed(now_ms - limit)) is True
+    assert autorerun.worth_asking(job, failed(now_ms - limit - 1)) is False

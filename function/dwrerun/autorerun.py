@@ -22,13 +22,17 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-from dwrerun import dataworks, pacing, schedule
-from dwrerun.dataworks import DataWorks
+from dwrerun import dataworks, pacing, schedule, schema
+from dwrerun.dataworks import DataWorks, DataWorksError
+from dwrerun.job import Item, Job, QuotaWatch, paced, time_left
 from dwrerun.policy import ALL_ALLOWED, FAILURE, FAILURE_ALLOWED, AutoRerun, Decision, Instance
 from dwrerun.schema import Reason
 
 TASK_CACHE_SECONDS = 60.0
 TASK_CACHE_SIZE = 2000
+# DataWorks' own automatic rerun comes at most 30 minutes after a failure (FACTS §2); a bulk rerun
+# asks GetTask only about a failure younger than that (and a minute of slack).
+DATAWORKS_MAX_RERUN_INTERVAL_MS = (1800 + 60) * 1000
 DATAWORKS_MAX_RERUN_TIMES = 10  # the node setting's limit: a run past it cannot be one DataWorks reruns
 
 
@@ -61,24 +65,66 @@ def check(settings: AutoRerun, instance: Instance) -> tuple[Decision, str | None
     return Decision(False, Reason.DATAWORKS_AUTO_RERUN, message), due
 
 
-def node_settings(
-    client: DataWorks, instance: Instance, read_qps: float, acquire_by: float, timeout, on_call
-) -> AutoRerun:
-    """The instance's node's own rerun settings: this warm instance's cached GetTask answer, else
-    GetTask, paced by the read limiter (slot no later than `acquire_by`). `timeout()` gives the
-    call's timeout; `on_call()` is told each call made. Raises DataWorksError (the limiter is told
-    of a throttling answer) and pacing.DeadlineReached."""
+def worth_asking(job: Job, instance: Instance) -> bool:
+    """Whether DataWorks' own automatic rerun is worth asking about (GetTask) for this instance."""
+    if not job.manual:
+        return True  # a fresh failure event: DataWorks' rerun may well be on its way
+    if job.named_ids:
+        return False  # ids an operator named: their call, as before
+    # A bulk rerun by filter, often the morning after: DataWorks reruns at most 30 minutes after a
+    # failure, so an older failure still at its failed run is one it has given up on.
+    finished = instance.finished_time
+    return finished is None or schedule.clock() * 1000 - finished <= DATAWORKS_MAX_RERUN_INTERVAL_MS
+
+
+def left_to_dataworks(job: Job, client: DataWorks, item: Item, quota: QuotaWatch, until: float) -> bool:
+    """The pipeline's step: whether DataWorks reruns the instance itself (done: `dataworks-auto-rerun`),
+    or GetTask could not say (done, or left to retry). False: the function's own rerun may go ahead.
+    `until` is when the reads' share of the invocation's time ends."""
+    instance = item.instance
+    if not may_rerun_itself(instance):
+        return False
+    try:
+        node = _node_settings(job, client, item, until)
+    except DataWorksError as exc:
+        item.read_again()  # read the instance again with the next attempt
+        if exc.quota_exhausted:
+            quota.saw(exc)
+        elif exc.transient:
+            item.error = exc
+        else:  # not knowing risks a double run: hold back, and say why
+            item.finish(
+                job,
+                schema.SKIP,
+                None,
+                Reason.LOOKUP_FAILED,
+                f"GetTask refused ({exc.message}): whether DataWorks reruns this node itself is unknown",
+                exc,
+            )
+        return True
+    found = check(node, instance)
+    if found is None:
+        return False
+    item.decision, due = found
+    item.finish(job, schema.SKIP, None, item.decision.reason, item.decision.message, due_at=due)
+    return True
+
+
+def _node_settings(job: Job, client: DataWorks, item: Item, until: float) -> AutoRerun:
+    """The node's own rerun settings: this warm instance's cached GetTask answer, else GetTask, paced
+    by the read limiter. Raises DataWorksError (the limiter told of a throttling answer) and
+    pacing.DeadlineReached."""
+    instance = item.instance
     node = task_cache.get(instance.task_id, instance.project_env)
     if node is not None:
         return node
-    limiter = pacing.limiter("read", read_qps)
-    limiter.acquire(acquire_by)
-    on_call()
+    limiter = pacing.limiter("read", job.settings.read_qps)
+    limiter.acquire(until - pacing.MIN_CALL_SECONDS)
+    item.attempts += 1
     try:
-        node = dataworks.auto_rerun(client.get_task(instance.task_id, instance.project_env, timeout()))
-    except dataworks.DataWorksError as exc:
-        if exc.throttled:
-            limiter.throttled(exc.retry_after)
+        node = dataworks.auto_rerun(client.get_task(instance.task_id, instance.project_env, time_left(job, until)))
+    except DataWorksError as exc:
+        paced(limiter, exc)
         raise
     limiter.passed()
     task_cache.put(instance.project_env, node)

@@ -43,9 +43,6 @@ from dwrerun.policy import FAILURE, Instance, decide
 from dwrerun.schema import Reason
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
-# DataWorks' own automatic rerun comes at most 30 minutes after a failure (FACTS §2); a bulk rerun
-# asks GetTask only about a failure younger than that (and a minute of slack).
-DATAWORKS_MAX_RERUN_INTERVAL_MS = (1800 + 60) * 1000
 
 # The order instances are read in (a seam of randomness, as in pacing.py). FC's retry of an
 # invocation that ran out of time gets the same ids again: read in another order, it reaches
@@ -194,8 +191,8 @@ def _read_and_decide(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWat
     # scheduled, and the guards above just found the instance still at that run.
     if (
         scheduled is None
-        and _dataworks_may_still_rerun(job, item.instance)
-        and _left_to_dataworks(job, dataworks, item, quota, until)
+        and autorerun.worth_asking(job, item.instance)
+        and autorerun.left_to_dataworks(job, dataworks, item, quota, until)
     ):
         return
     _classify(job, dataworks, item)
@@ -288,61 +285,6 @@ def _read_instance(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWatch
     else:
         item.finish(job, schema.SKIP, None, Reason.LOOKUP_FAILED, f"GetTaskInstance refused: {error.message}", error)
     return False
-
-
-def _dataworks_may_still_rerun(job: Job, instance: Instance) -> bool:
-    """Whether DataWorks' own automatic rerun is worth asking about (GetTask) for this instance."""
-    if not job.manual:
-        return True  # a fresh failure event: DataWorks' rerun may well be on its way
-    if job.named_ids:
-        return False  # ids an operator named: their call, as before
-    # A bulk rerun by filter, often the morning after: DataWorks reruns at most 30 minutes after a
-    # failure, so an older failure still at its failed run is one it has given up on.
-    finished = instance.finished_time
-    return finished is None or schedule.clock() * 1000 - finished <= DATAWORKS_MAX_RERUN_INTERVAL_MS
-
-
-def _left_to_dataworks(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWatch, until: float) -> bool:
-    """Whether DataWorks reruns the instance itself (recorded `dataworks-auto-rerun`), or GetTask
-    could not say (done, or left to retry). False: the function's own rerun may go ahead."""
-    instance = item.instance
-    if not autorerun.may_rerun_itself(instance):
-        return False
-
-    def called() -> None:
-        item.attempts += 1
-
-    try:
-        node = autorerun.node_settings(
-            dataworks,
-            instance,
-            job.settings.read_qps,
-            until - pacing.MIN_CALL_SECONDS,
-            lambda: time_left(job, until),
-            called,
-        )
-    except DataWorksError as exc:
-        item.read_again()  # read the instance again with the next attempt
-        if exc.quota_exhausted:
-            quota.saw(exc)
-        elif exc.transient:
-            item.error = exc
-        else:  # not knowing risks a double run: hold back, and say why
-            item.finish(
-                job,
-                schema.SKIP,
-                None,
-                Reason.LOOKUP_FAILED,
-                f"GetTask refused ({exc.message}): whether DataWorks reruns this node itself is unknown",
-                exc,
-            )
-        return True
-    found = autorerun.check(node, instance)
-    if found is None:
-        return False
-    item.decision, due = found
-    item.finish(job, schema.SKIP, None, item.decision.reason, item.decision.message, due_at=due)
-    return True
 
 
 def _classify(job: Job, dataworks: DataWorks, item: Item) -> None:
