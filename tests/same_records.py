@@ -42,7 +42,7 @@ Normalisation (`normalise`) masks only what varies between runs of unchanged cod
   reruns patch `schedule.uniform`, and its Logstore scenarios reschedule nothing
   (RERUN_BACKOFF_BASE_SECONDS=0), so there the delay is exact.
 Everything else is compared exactly: decision, reason, success, message text, rule, failureClass,
-matchedLine, runNumber, attempts, errorCode, asyncTaskId, the summary's counts, field order.
+matchedLine, runNumber, errorCode, asyncTaskId, eventId, the summary's counts and outcome, field order.
 
 Order. Within an invocation its records are in the order written (target order, then the
 summary): exact. Across invocations, in-process scenarios keep the order they ran in; the
