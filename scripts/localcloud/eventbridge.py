@@ -341,3 +341,52 @@ _OPERATORS = {
     "numeric": _numeric,
     "cidr": _cidr,
 }
+
+
+# --- EventBridge's OpenAPI (2020-04-01), for `make verify` (localcloud.controlplane serves it) ----
+#
+# GetRule, ListTargets and TestEventPattern as EventBridge answers them (RPC style; the official
+# alibabacloud_eventbridge20200401 SDK's Params; the answers' shapes from its models): a rule on a
+# bus, its status (ENABLE | DISABLE), its pattern (a JSON string in the answer) and its targets.
+# TestEventPattern runs `matches()` above: a pattern that page does not document is an error here.
+
+
+class EventBridgeApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class RuleBackend:
+    """The rules of an account's buses, keyed by (bus, rule name)."""
+
+    def __init__(self):
+        self.rules: dict[tuple[str, str], dict] = {}
+
+    def put_rule(self, bus: str, name: str, pattern: Mapping, targets: list[dict], status: str = "ENABLE") -> None:
+        self.rules[(bus, name)] = {
+            "EventBusName": bus,
+            "RuleName": name,
+            "Status": status,
+            "FilterPattern": dict(pattern),
+            "Targets": [dict(t) for t in targets],
+        }
+
+    def handle(self, action: str, params: Mapping[str, str]) -> dict:
+        if action == "TestEventPattern":
+            try:
+                pattern, event = json.loads(params.get("EventPattern", "")), json.loads(params.get("Event", ""))
+                result = matches(pattern, event)
+            except (ValueError, TypeError) as exc:
+                raise EventBridgeApiError(400, "EventPatternInvalid", str(exc)[:300]) from None
+            return {"Code": "Success", "Success": True, "Data": {"Result": result}}
+        if action in ("GetRule", "ListTargets"):
+            rule = self.rules.get((params.get("EventBusName", ""), params.get("RuleName", "")))
+            if rule is None:
+                raise EventBridgeApiError(404, "EventRuleNotExisted", "The event rule does not exist.")
+            targets = [dict(t) for t in rule["Targets"]]
+            if action == "ListTargets":
+                return {"Code": "Success", "Success": True, "Data": {"Targets": targets, "Total": len(targets)}}
+            data = {**rule, "FilterPattern": json.dumps(rule["FilterPattern"]), "Targets": targets}
+            return {"Code": "Success", "Success": True, "Data": data}
+        raise EventBridgeApiError(404, "InvalidAction.NotFound", f"{action} is not served here")
