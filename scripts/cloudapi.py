@@ -17,8 +17,86 @@ import hashlib
 import hmac
 import http.client
 import json
+import os
+from dataclasses import dataclass
 from email.utils import formatdate
+from pathlib import Path
 from urllib.parse import quote
+
+import yaml
+
+DISCOVERY_FILE = Path(__file__).resolve().parent.parent / ".localcloud" / "cloud.json"
+
+
+@dataclass
+class Creds:
+    access_key_id: str
+    access_key_secret: str
+    security_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"Creds(access_key_id={self.access_key_id!r}, access_key_secret=***, security_token=***)"
+
+
+@dataclass
+class Target:
+    """Where the deployment is: one endpoint per service, the credentials, the account."""
+
+    credentials: Creds
+    account_id: str
+    protocol: str
+    fc_endpoint: str
+    eventbridge_endpoint: str
+    sls_endpoint: str
+
+
+def local_target(discovery: Path) -> Target:
+    if not discovery.is_file():
+        raise SystemExit(f"no local cloud: {discovery} is absent. Start it with `make serve` in another shell.")
+    found = json.loads(discovery.read_text(encoding="utf-8"))
+    from demo import CREDENTIALS  # the local cloud's own, local-only keys
+
+    endpoint = found["url"].removeprefix("http://")
+    creds = Creds(CREDENTIALS.access_key_id, CREDENTIALS.access_key_secret, CREDENTIALS.security_token)
+    return Target(creds, found["accountId"], "http", endpoint, endpoint, endpoint)
+
+
+def real_target(region: str, access: str) -> Target:
+    env = os.environ
+    key_id, secret = env.get("AccessKeyID"), env.get("AccessKeySecret")
+    account = env.get("AccountID")
+    token = env.get("SecurityToken") or None
+    if not (key_id and secret and account):
+        found = _s_access(access)
+        key_id, secret, account = found.get("AccessKeyID"), found.get("AccessKeySecret"), found.get("AccountID")
+        token = found.get("SecurityToken") or None
+    if not (key_id and secret and account):
+        raise SystemExit(
+            f"no credentials: set AccessKeyID, AccessKeySecret and AccountID (as `s` takes them), or add the "
+            f"access with `s config add ... -a {access}`"
+        )
+    creds = Creds(str(key_id), str(secret), token)
+    return Target(
+        creds,
+        str(account),
+        "https",
+        f"{account}.{region}.fc.aliyuncs.com",
+        f"eventbridge.{region}.aliyuncs.com",
+        f"{region}.log.aliyuncs.com",
+    )
+
+
+def _s_access(access: str) -> dict:
+    home = Path(os.environ.get("serverless_devs_config_home") or Path.home() / ".s")
+    path = home / "access.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return {}
+    entry = data.get(access) if isinstance(data, dict) else None
+    return entry if isinstance(entry, dict) else {}
 
 
 class ApiError(Exception):

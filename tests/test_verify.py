@@ -270,3 +270,48 @@ def test_link_4_names_an_alert_without_the_action_policy(tmp_path):
     finally:
         deployed.close()
     assert code == 1 and "dwrerun-config-error names action policy none, expected dwrerun-alerts" in output
+
+
+# --- scripts/deploy's action policy and webhook integration -----------------------------------
+
+WEBHOOK = "https://oapi.dingtalk.example.invalid/robot/send?access_token=webhook-token-do-not-log"
+
+
+def test_deploy_writes_the_action_policy_and_webhook_idempotently_and_never_shows_the_url(tmp_path, capsys):
+    import json
+
+    import deploy_alerts
+
+    deployed = Cloud(tmp_path, _template(alertChannel="dingtalk"))
+    try:
+        deployed.plane.sls.records.clear()  # nothing written yet: verify names the missing policy
+        assert deployed.verify()[0] == 1
+        args = ["--local", "--discovery", str(deployed.discovery), "-t", str(deployed.template_path)]
+        for expected in ("created", "updated"):  # a second deploy updates, never duplicates
+            out = io.StringIO()
+            assert deploy_alerts.main(args, out=out, environ={"DWRERUN_ALERT_WEBHOOK": WEBHOOK}) == 0
+            assert out.getvalue().count(expected) == 2 and WEBHOOK not in out.getvalue()
+        stored = deployed.plane.sls.records
+        assert set(stored) == {
+            ("sls.alert.action_webhook", "dwrerun-webhook"),
+            ("sls.alert.action_policy", "dwrerun-alerts"),
+        }
+        webhook = json.loads(stored[("sls.alert.action_webhook", "dwrerun-webhook")]["value"])
+        assert (webhook["type"], webhook["url"], webhook["method"]) == ("dingtalk", WEBHOOK, "POST")
+        policy = json.loads(stored[("sls.alert.action_policy", "dwrerun-alerts")]["value"])
+        assert policy["primary_policy_script"].startswith('fire(type="dingtalk", webhook_id="dwrerun-webhook"')
+        code, output = deployed.verify()
+        assert code == 0, output
+    finally:
+        deployed.close()
+    captured = capsys.readouterr()
+    assert "webhook-token-do-not-log" not in captured.out + captured.err
+
+
+def test_deploy_refuses_a_channel_without_a_webhook_in_the_environment(tmp_path, capsys):
+    import deploy_alerts
+
+    path = tmp_path / "template.yml"
+    path.write_text(yaml.safe_dump(_template(alertChannel="lark")), encoding="utf-8")
+    assert deploy_alerts.main(["-t", str(path), "--local"], out=io.StringIO(), environ={}) == 2
+    assert "export DWRERUN_ALERT_WEBHOOK" in capsys.readouterr().err

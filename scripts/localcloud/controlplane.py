@@ -39,6 +39,7 @@ class ControlPlane:
         self.nonces = acs3.NonceCache()
         self.calls: list[tuple[str, str, int]] = []  # (service, action or path, status)
         self._server: ThreadingHTTPServer | None = None
+        self._discovery: Path | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     def start(self) -> ControlPlane:
@@ -60,6 +61,9 @@ class ControlPlane:
         return self
 
     def stop(self) -> None:
+        if self._discovery is not None:  # a stopped plane is no longer there to be found
+            self._discovery.unlink(missing_ok=True)
+            self._discovery = None
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -81,7 +85,10 @@ class ControlPlane:
 
     def write_discovery(self, path: str | Path) -> None:
         """Where `make verify` finds this plane: its URL and the account; never a key."""
-        Path(path).write_text(json.dumps({"url": self.url, "accountId": self.account_id}) + "\n", encoding="utf-8")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"url": self.url, "accountId": self.account_id}) + "\n", encoding="utf-8")
+        self._discovery = path
 
     # -- the template's deployment ----------------------------------------------------------------
     @classmethod
@@ -138,7 +145,10 @@ class ControlPlane:
 
         (key_index,) = [k for k in ros["Index"]["Properties"]["KeyIndices"] if k["Name"] == "message"]
         sls = SlsBackend(f"{prefix}-{account_id}-{region}", prefix, logs, Index(key_index["JsonKeyIndices"]))
-        policy_id = variables.get("alertActionPolicyId") or f"{prefix}-alerts"
+        # As template.yml's Fn::If: the user's own policy, else <prefix>-alerts with a channel, else none.
+        policy_id = variables.get("alertActionPolicyId") or (
+            f"{prefix}-alerts" if variables.get("alertChannel", "none") != "none" else None
+        )
         for logical, resource in ros.items():
             if resource.get("Type") != "ALIYUN::SLS::Alert":
                 continue
@@ -151,14 +161,16 @@ class ControlPlane:
                 "state": "Enabled",
                 "configuration": {
                     "version": "2.0",
-                    "policyConfiguration": {"alertPolicyId": "sls.builtin.dynamic", "actionPolicyId": policy_id},
+                    "policyConfiguration": {"alertPolicyId": "sls.builtin.dynamic"}
+                    | ({"actionPolicyId": policy_id} if policy_id else {}),
                 },
             }
-        sls.records[("sls.alert.action_policy", policy_id)] = {
-            "id": policy_id,
-            "tag": policy_id,
-            "value": json.dumps({"action_policy_id": policy_id, "primary_policy_script": 'fire(type="dingtalk")'}),
-        }
+        if policy_id:  # what scripts/deploy writes (deploy_alerts.py)
+            sls.records[("sls.alert.action_policy", policy_id)] = {
+                "id": policy_id,
+                "tag": policy_id,
+                "value": json.dumps({"action_policy_id": policy_id, "primary_policy_script": 'fire(type="dingtalk")'}),
+            }
         return cls(credentials, rules, fc, sls, account_id=account_id)
 
     # -- one request ------------------------------------------------------------------------------
