@@ -315,3 +315,30 @@ def test_deploy_refuses_a_channel_without_a_webhook_in_the_environment(tmp_path,
     path.write_text(yaml.safe_dump(_template(alertChannel="lark")), encoding="utf-8")
     assert deploy_alerts.main(["-t", str(path), "--local"], out=io.StringIO(), environ={}) == 2
     assert "export DWRERUN_ALERT_WEBHOOK" in capsys.readouterr().err
+
+
+# --- the function side: dwrerun.verify ---------------------------------------------------------
+
+
+def test_only_a_verification_payload_takes_the_verify_path():
+    from dwrerun.verify import is_verify
+
+    assert is_verify(b'{"dwrerunVerify": 1, "projectIds": [48213]}')
+    for other in sorted((ROOT / "tests" / "events").glob("*.json")):
+        assert not is_verify(other.read_bytes()), other.name
+    for near in (b'{"dwrerunVerify": true}', b'{"dwrerunVerify": "1"}', b'["dwrerunVerify", 1]', b"dwrerunVerify"):
+        assert not is_verify(near)
+
+
+def test_a_refusal_names_the_ram_action_or_the_membership_and_nothing_else_is_a_refusal():
+    from dwrerun.dataworks import DataWorksError
+    from dwrerun.verify import refusal
+
+    ram = DataWorksError("RerunTaskInstances", "Forbidden.RAM", "User not authorized", transient=False, status=403)
+    assert "dataworks:RerunTaskInstances" in refusal("RerunTaskInstances", ram)
+    member = DataWorksError(
+        "ListTaskInstances", "Forbidden", "not a member of the workspace", transient=False, status=403
+    )
+    assert "to workspace 48213 as a member" in refusal("ListTaskInstances", member, 48213)
+    throttled = DataWorksError("GetTaskInstance", "Throttling.User", "slow down", transient=True, status=429)
+    assert refusal("GetTaskInstance", throttled) is None

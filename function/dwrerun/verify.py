@@ -55,7 +55,7 @@ def is_verify(event: bytes) -> bool:
         payload = json.loads(event)
     except ValueError:
         return False
-    return isinstance(payload, dict) and payload.get(MARKER) == 1
+    return isinstance(payload, dict) and type(payload.get(MARKER)) is int and payload[MARKER] == 1  # not true
 
 
 def refusal(action: str, error: DataWorksError, project_id: int | None = None) -> str | None:
