@@ -5,7 +5,8 @@ generic `alibabacloud-tea-openapi` client as DataWorks calls (no FC SDK): ROA st
 `POST /2023-03-30/functions/{name}/invocations`, with the Params the official fc20230330 SDK uses
 (tests/test_wire_parity.py) and the headers
 - `x-fc-invocation-type: Async`,
-- `x-fc-async-delay: <seconds>` (documented as (0, 3600), open at both ends: 1-3599 is sent),
+- `x-fc-async-delay: <seconds>` (documented as (0, 3600), open at both ends: 1-3599 is sent, and
+  no header for no delay),
 - `x-fc-async-task-id: <id>`: with the function's async task mode on, FC refuses a task id it has
   seen with 409, which is what makes one rerun per failed run hold across instances.
 
@@ -99,6 +100,8 @@ class FunctionCompute:
             "x-fc-async-task-id": task_id,
             "x-fc-invocation-type": "Async",
         }
+        if async_delay(delay) is None:  # now: no delay header at all (0 is outside FC's (0, 3600))
+            del headers["x-fc-async-delay"]
         request = self._models.OpenApiRequest(headers=headers, query={}, body=payload, stream=payload)
         try:
             answer = self._client.call_api(params, request, self._runtime(read_timeout=max(1, int(timeout * 1000))))
@@ -111,9 +114,11 @@ class FunctionCompute:
         return answer_headers.get("x-fc-request-id")
 
 
-def async_delay(delay: float) -> int:
+def async_delay(delay: float) -> int | None:
     """The x-fc-async-delay to send for `delay` seconds: whole seconds inside FC's documented
-    (0, 3600), so never 0 nor 3600 (a caller that means "now" does not schedule at all)."""
+    (0, 3600), so never 0 nor 3600; None for no delay (the header is then left out)."""
+    if delay <= 0:
+        return None
     return min(MAX_ASYNC_DELAY, max(1, int(delay)))
 
 
