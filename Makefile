@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo serve test mutation bench build deploy report clean
+.PHONY: demo serve test mutation bench build deploy verify verify-local report clean
 
 # .venv/ros: the ROS CDK packages of tests/test_ros_spec.py, apart because they conflict with the
 # runtime pins (requirements-ros.txt says why).
@@ -47,6 +47,15 @@ build: $(STAMP)
 
 deploy: $(STAMP)
 	scripts/deploy
+
+# Check every link of the deployment template.yml describes (scripts/verify; docs/deploy.md):
+# one line each, and the fix for a broken one. `make verify-local` checks the local cloud that
+# `make serve` runs in another shell; VERIFY_ARGS passes more, e.g. VERIFY_ARGS="-a prod".
+verify: $(STAMP)
+	$(PY) scripts/verify $(VERIFY_ARGS)
+
+verify-local: $(STAMP)
+	$(PY) scripts/verify --local $(VERIFY_ARGS)
 
 clean:
 	rm -rf $(VENV) build .localcloud .pytest_cache .ruff_cache .mutation

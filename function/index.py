@@ -9,7 +9,10 @@ inside the handlers so each pays only for what it uses: `GET /health` never load
 
 
 def handle_event(event, context):
-    from dwrerun import event_function
+    from dwrerun import event_function, verify
+
+    if verify.is_verify(event):  # `make verify`: reads only, one `kind: verify` record
+        return verify.handle_verify(event, context)
 
     return event_function.handle(event, context)
 

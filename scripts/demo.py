@@ -34,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from localcloud.acs3 import Credentials  # noqa: E402
+from localcloud.controlplane import ControlPlane  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
 from localcloud.eventbridge import EventBridge  # noqa: E402
 from localcloud.fcapi import FunctionComputeApi  # noqa: E402
@@ -260,6 +261,9 @@ def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: H
         def log_message(self, *args):
             pass
 
+    # What `make verify-local` asks (scripts/verify): the deployment's control plane, from template.yml.
+    plane = ControlPlane.from_template(_template(), [CREDENTIALS], logs=logs, functions={"dwrerun-event": event_fn})
+    plane.start().write_discovery(ROOT / ".localcloud" / "cloud.json")
     events = ThreadingHTTPServer(("127.0.0.1", 0), PublishHandler)
     threading.Thread(target=events.serve_forever, daemon=True).start()
     events_url = f"http://127.0.0.1:{events.server_address[1]}"
@@ -274,6 +278,7 @@ HTTP function (gateway)     {gateway.url}   (authType anonymous locally: no sign
 Event function (publisher)  {events_url}   (POST one CloudEvent; it goes to the event function as an EventBridge rule delivers it)
 FC OpenAPI (InvokeFunction) {fc_api.url}   (the event function schedules its reruns here: they run {DELAY_SECONDS // 2}-{DELAY_SECONDS} s later)
 Records                     {_shown(logs)}/dwrerun-event.jsonl, dwrerun-http.jsonl
+Control plane (make verify) {plane.url}   (EventBridge, FC and SLS as scripts/verify asks them: `make verify-local`)
 
 Try:
   curl -s {events_url} -d @tests/events/dataworks-instance-failed.json
@@ -289,7 +294,14 @@ Try:
         pass
     finally:
         events.shutdown()
+        plane.stop()
     return 0
+
+
+def _template() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "template.yml").read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

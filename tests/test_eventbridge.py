@@ -15,7 +15,7 @@ EVENTS = Path(__file__).parent / "events"
 FAILURE_PATTERN = {
     "source": ["acs.dataworks"],
     "type": ["dataworks:InstanceStatusChanges:InstanceStatusChanges"],
-    "data": {"status": [5]},
+    "data": {"status": [{"numeric": ["=", 5]}]},
 }
 
 # Records every event it receives; an event with "failTimes": N fails its first N deliveries.
@@ -191,9 +191,8 @@ EVENT = {
         ({"source": ["acs.dataworks", "acs.oss"]}, True),
         ({"source": ["acs.oss"]}, False),
         ({"data": {"status": ["5"]}}, False),  # JSON types: "5" is not 5
-        ({"data": {"ok": [1]}}, False),  # and true is not 1
-        ({"data": {"ok": [True]}}, True),
-        ({"data": {"missing": [5]}}, False),
+        ({"data": {"eventCode": ["instance-status-changes"]}}, True),
+        ({"data": {"missing": ["5"]}}, False),
         ({"source": [{"prefix": "acs."}]}, True),
         ({"type": [{"suffix": ":InstanceStatusChanges"}]}, True),
         ({"type": [{"contains": "Status"}]}, True),
@@ -207,7 +206,7 @@ EVENT = {
         ({"data": {"finishTime": [{"exists": False}]}}, True),
         ({"data": {"status": [{"exists": True}]}}, True),
         ({"data": {"tags": ["b"]}}, True),  # any element of an array may match
-        ({"data": {"status": [6, {"numeric": ["=", 5]}]}}, True),  # any matcher in the list
+        ({"data": {"status": [{"numeric": ["=", 6]}, {"numeric": ["=", 5]}]}}, True),  # any matcher
     ],
 )
 def test_pattern_operators(pattern, expected):
@@ -222,8 +221,118 @@ def test_pattern_operators(pattern, expected):
         ({"source": [{"regex": ".*"}]}, "unknown operator"),
         ({"data": {"status": [{"numeric": [">", "5"]}]}}, "numeric"),
         ({"source": [{"prefix": 1}]}, "prefix"),
+        # Exact values are documented for strings only: a number is matched with numeric.
+        ({"data": {"status": [5]}}, "numeric"),
+        ({"data": {"ok": [True]}}, "strings only"),
     ],
 )
 def test_a_malformed_pattern_is_an_error_naming_the_field(pattern, message):
     with pytest.raises(ValueError, match=message):
         matches(pattern, EVENT)
+
+
+# --- the template's own pattern, one test per documented operator it uses ---------------------
+
+
+def _template_pattern() -> dict:
+    import yaml
+
+    spec = yaml.safe_load((Path(__file__).parent.parent / "template.yml").read_text(encoding="utf-8"))
+    resources = spec["resources"]["infra"]["props"]["template"]["Resources"]
+    return resources["FailureRule"]["Properties"]["FilterPattern"]
+
+
+def test_the_template_pattern_uses_only_exact_strings_and_numeric():
+    pattern = _template_pattern()
+    assert pattern["source"] == ["acs.dataworks"]
+    assert pattern["type"] == ["dataworks:InstanceStatusChanges:InstanceStatusChanges"]
+    assert pattern["data"]["status"] == [{"numeric": ["=", 5]}]
+
+
+def test_exact_string_operator_as_the_template_uses_it():
+    # "Exact value: Field equals the specified string": source and type.
+    pattern = {"source": _template_pattern()["source"]}
+    assert matches(pattern, {"source": "acs.dataworks"})
+    assert not matches(pattern, {"source": "acs.dataworks.extra"})
+    assert not matches(pattern, {"source": "ACS.DATAWORKS"})  # case-sensitive
+    assert not matches(pattern, {"other": "acs.dataworks"})  # the field must exist
+
+
+def test_numeric_equals_operator_as_the_template_uses_it():
+    # "numeric: Field value falls within a numeric range", here ["=", 5]: failures only.
+    pattern = {"data": {"status": _template_pattern()["data"]["status"]}}
+    assert matches(pattern, {"data": {"status": 5}})
+    assert matches(pattern, {"data": {"status": 5.0}})
+    for other in (4, 6, "5", None, True):
+        assert not matches(pattern, {"data": {"status": other}}), other
+
+
+def test_the_template_pattern_matches_the_failed_samples_and_not_the_others():
+    pattern = _template_pattern()
+    matched = sorted(p.name for p in EVENTS.glob("dataworks-*.json") if matches(pattern, sample(p.name)))
+    assert matched == ["dataworks-instance-failed-frozen.json", "dataworks-instance-failed.json"]
+
+
+# --- a synchronous push, throttled by reservedConcurrency, then pushed again -------------------
+
+# Blocks while a flag file is absent: the one instance stays busy until the test releases it.
+BLOCKING = """
+import json, os, time
+
+def handler(event, context):
+    payload = json.loads(event)
+    flag = payload.get("holdUntil")
+    while flag and not os.path.exists(flag):
+        time.sleep(0.01)
+    return {"got": payload.get("data", {}).get("taskId")}
+"""
+
+
+def _running(handle, limit: float = 60) -> None:
+    """Wait until the only instance has taken `handle` (it blocks there until released)."""
+    import time
+
+    end = time.monotonic() + limit
+    while handle.status != "Running":
+        assert time.monotonic() < end, f"never started: {handle.status}"
+        time.sleep(0.01)
+
+
+def test_a_synchronous_push_over_reserved_concurrency_is_throttled_then_pushed_again(tmp_path):
+    from localcloud.fcfunction import Function
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "index.py").write_text(textwrap.dedent(BLOCKING), encoding="utf-8")
+    flag = tmp_path / "release"
+    with Function(
+        handler="index.handler", code_dir=code, function_name="dwrerun-event", reserved_concurrency=1, timeout=60
+    ) as function:
+        _running(function.invoke_async(json.dumps({"holdUntil": str(flag)}).encode()))
+        bridge = EventBridge(function, filter_pattern=_template_pattern())
+
+        def release(n):  # EventBridge waits between pushes; meanwhile the instance frees up
+            flag.write_text("go")
+            function.drain()
+
+        push = bridge.push_sync(sample("dataworks-instance-failed.json"), between_pushes=release)
+        assert push.throttled == 1  # the first push found the one instance busy: FC's 429
+        assert push.delivered and not push.dropped
+        assert push.invocation.error is None
+        # The succeeded sample never reaches the function.
+        assert not bridge.push_sync(sample("dataworks-instance-succeeded.json")).delivered
+
+
+def test_a_push_throttled_on_every_retry_is_dropped_not_silently_delivered(tmp_path):
+    from localcloud.fcfunction import Function
+
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "index.py").write_text(textwrap.dedent(BLOCKING), encoding="utf-8")
+    flag = tmp_path / "release"
+    with Function(handler="index.handler", code_dir=code, function_name="dwrerun-event", reserved_concurrency=1) as fn:
+        _running(fn.invoke_async(json.dumps({"holdUntil": str(flag)}).encode()))
+        push = EventBridge(fn).push_sync(sample("dataworks-instance-failed.json"), strategy="BACKOFF_RETRY")
+        assert (push.throttled, push.delivered, push.dropped) == (4, False, True)  # 1 push + 3 retries
+        flag.write_text("go")
+        fn.drain()

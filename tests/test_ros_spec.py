@@ -25,7 +25,6 @@ CHECKER = Path(__file__).with_name("ros_spec.py")
 # Where `make test` installs requirements-ros.txt; ROS_CDK_PYTHON names another interpreter.
 ROS_PYTHON = Path(os.environ.get("ROS_CDK_PYTHON", ROOT / ".venv" / "ros" / "bin" / "python"))
 DEAD_LETTER_QUEUE = "acs:mns:cn-hangzhou:123456789012:/queues/dwrerun-dlq/messages"
-WEBHOOK = "https://robot.example.invalid/send?access_token=not-a-real-token"
 ALERTS = {
     "CapReachedAlert": "alertCapReached",
     "NotRetryableAlert": "alertNotRetryable",
@@ -39,10 +38,11 @@ SCENARIOS = {
     "custom-bus": {"eventSource": "custom-bus"},
     "custom-bus-with-dead-letter-queue": {"eventSource": "custom-bus", "deadLetterQueueArn": DEAD_LETTER_QUEUE},
     "default-bus": {"eventSource": "default-bus"},
-    "alerts-to-dingtalk": {"alertChannel": "dingtalk", "alertWebhook": WEBHOOK},
-    "alerts-to-lark": {"alertChannel": "lark", "alertWebhook": WEBHOOK},
-    "alerts-to-wecom": {"alertChannel": "wecom", "alertWebhook": WEBHOOK},
-    "alerts-by-email": {"alertChannel": "email", "alertEmails": "oncall@example.com,data@example.com"},
+    "alerts-to-dingtalk": {"alertChannel": "dingtalk"},
+    "alerts-to-lark": {"alertChannel": "lark"},
+    "alerts-to-wecom": {"alertChannel": "wecom"},
+    "alerts-to-a-custom-webhook": {"alertChannel": "webhook"},
+    "dataworks-actions-all": {"dataworksActions": "all"},
     "one-alert-through-an-action-policy": {
         **{switch: "false" for switch in ALERTS.values()},
         "alertQuotaExhausted": "true",
@@ -138,16 +138,16 @@ def test_every_ros_resource_satisfies_the_ros_resource_specification(results, sc
         assert target["DeadLetterQueue"] == {"Arn": {"Ref": "DeadLetterQueueArn"}}
     for alert in expected & set(ALERTS):
         configuration = built[alert]["Detail"]["Configuration"]
-        channels = {"dingtalk": "DingTalk", "lark": "Webhook", "wecom": "Webhook", "email": "Email"}
-        if variables["alertChannel"] == "none":
-            assert "NotificationList" not in configuration
-        else:
-            (notification,) = configuration["NotificationList"]
-            assert notification["Type"] == channels[variables["alertChannel"]]
+        # Version 2.0 alerts notify through an action policy only: NotificationList is 1.0's.
+        assert "NotificationList" not in configuration
         policy = configuration["PolicyConfiguration"]
-        assert policy.get("ActionPolicyId") == (
-            {"Ref": "AlertActionPolicyId"} if variables["alertActionPolicyId"] else None
-        )
+        if variables["alertActionPolicyId"]:
+            expected_policy = {"Ref": "AlertActionPolicyId"}
+        elif variables["alertChannel"] != "none":
+            expected_policy = {"Fn::Join": ["-", [{"Ref": "NamePrefix"}, "alerts"]]}
+        else:
+            expected_policy = None
+        assert policy.get("ActionPolicyId") == expected_policy
 
 
 @pytest.mark.parametrize(

@@ -50,7 +50,7 @@ def test_the_delay_never_exceeds_its_ceiling(highest, run, ceiling):
 def test_the_ceiling_stops_at_the_maximum_and_at_fcs_one_hour(lowest):
     assert delay_seconds(5, 120, 1800) == 900  # 120 * 16 = 1920 > 1800: half of 1800
     assert delay_seconds(40, 120, 1800) == 900  # no overflow for absurd run numbers
-    assert delay_seconds(9, 120, 99_999) == 1800  # FC allows at most 3600 s: half of it
+    assert delay_seconds(9, 120, 99_999) == 1800  # FC allows less than 3600 s: half of 3599, rounded up
 
 
 def test_a_tiny_ceiling_still_waits_a_second(lowest):
@@ -64,7 +64,7 @@ def test_a_rule_hint_wins_over_the_schedule_and_is_never_shortened(lowest):
 
 def test_a_rule_hint_is_spread_by_at_most_a_tenth_and_capped_at_an_hour(highest):
     assert delay_seconds(1, 120, 1800, hint=600) == 660
-    assert delay_seconds(1, 120, 1800, hint=5000) == 3600
+    assert delay_seconds(1, 120, 1800, hint=5000) == 3599  # FC's x-fc-async-delay is (0, 3600)
 
 
 def test_a_rule_hint_under_a_second_still_waits(lowest):

@@ -100,10 +100,19 @@ def ros_template(spec: dict) -> dict:
     return infra["props"]["template"]
 
 
-def role_statements(spec: dict) -> list[dict]:
+def role_statements(spec: dict, dataworks_actions: str = "listed") -> list[dict]:
+    """The role's policy statements as ROS resolves them for vars.dataworksActions."""
     role = ros_template(spec)["Resources"]["FunctionRole"]["Properties"]
     (policy,) = role["Policies"]
-    return policy["PolicyDocument"]["Statement"]
+    resolved = []
+    for statement in policy["PolicyDocument"]["Statement"]:
+        action = statement["Action"]
+        if isinstance(action, dict) and "Fn::If" in action:
+            condition, when_all, when_listed = action["Fn::If"]
+            assert condition == "GrantAllDataWorks"
+            action = when_all if dataworks_actions == "all" else when_listed
+        resolved.append({**statement, "Action": action})
+    return resolved
 
 
 def test_template_is_serverless_devs_3_with_a_ros_stack_and_two_fc3_functions():
@@ -274,6 +283,15 @@ def test_role_policy_grants_exactly_the_dataworks_actions_the_code_calls_and_sls
     assert all(s["Effect"] == "Allow" for s in statements)
     actions = {a for s in statements for a in s["Action"]}
     assert actions == {f"dataworks:{a}" for a in ACTIONS} | {f"fc:{a}" for a in FC_ACTIONS} | {SLS_WRITE}
+
+
+def test_dataworks_actions_all_grants_dataworks_star_and_nothing_else_changes():
+    spec = load()
+    assert spec["vars"]["dataworksActions"] == "listed"  # least privilege by default
+    conditions = ros_template(spec)["Conditions"]
+    assert conditions["GrantAllDataWorks"] == {"Fn::Equals": [{"Ref": "DataWorksActions"}, "all"]}
+    widened = {a for s in role_statements(spec, "all") for a in s["Action"]}
+    assert widened == {"dataworks:*"} | {f"fc:{a}" for a in FC_ACTIONS} | {SLS_WRITE}
 
 
 def test_invoke_function_is_granted_on_the_event_function_alone_as_a_list():

@@ -5,7 +5,8 @@ generic `alibabacloud-tea-openapi` client as DataWorks calls (no FC SDK): ROA st
 `POST /2023-03-30/functions/{name}/invocations`, with the Params the official fc20230330 SDK uses
 (tests/test_wire_parity.py) and the headers
 - `x-fc-invocation-type: Async`,
-- `x-fc-async-delay: <seconds>` (0-3600),
+- `x-fc-async-delay: <seconds>` (documented as (0, 3600), open at both ends: 1-3599 is sent, and
+  no header for no delay),
 - `x-fc-async-task-id: <id>`: with the function's async task mode on, FC refuses a task id it has
   seen with 409, which is what makes one rerun per failed run hold across instances.
 
@@ -36,6 +37,7 @@ from dwrerun.dataworks import (
 
 VERSION = "2023-03-30"
 INVOKE_FUNCTION = "InvokeFunction"
+MAX_ASYNC_DELAY = 3599  # x-fc-async-delay is documented as (0, 3600) seconds: never 3600
 ACTIONS = (INVOKE_FUNCTION,)  # template.yml grants fc:InvokeFunction on the event function alone
 THROTTLING_CODES = frozenset({"TooManyRequests", "ResourceThrottled", "ResourceExhausted"})
 
@@ -94,10 +96,12 @@ class FunctionCompute:
         # In the SDK's order (its common headers, then the task id, then the invocation type), so
         # the request is byte-identical to the SDK's.
         headers = {
-            "x-fc-async-delay": str(int(delay)),
+            "x-fc-async-delay": str(async_delay(delay)),
             "x-fc-async-task-id": task_id,
             "x-fc-invocation-type": "Async",
         }
+        if async_delay(delay) is None:  # now: no delay header at all (0 is outside FC's (0, 3600))
+            del headers["x-fc-async-delay"]
         request = self._models.OpenApiRequest(headers=headers, query={}, body=payload, stream=payload)
         try:
             answer = self._client.call_api(params, request, self._runtime(read_timeout=max(1, int(timeout * 1000))))
@@ -108,6 +112,14 @@ class FunctionCompute:
             body.read()  # release the connection for the next call
         answer_headers = {str(k).lower(): v for k, v in (answer.get("headers") or {}).items()}
         return answer_headers.get("x-fc-request-id")
+
+
+def async_delay(delay: float) -> int | None:
+    """The x-fc-async-delay to send for `delay` seconds: whole seconds inside FC's documented
+    (0, 3600), so never 0 nor 3600; None for no delay (the header is then left out)."""
+    if delay <= 0:
+        return None
+    return min(MAX_ASYNC_DELAY, max(1, int(delay)))
 
 
 def _classify(exc: Exception) -> InvokeFunctionError:

@@ -10,7 +10,7 @@ The delay for a failed run N (N - 1 reruns so far):
   delay = ceiling/2 + uniform(0, ceiling/2). The floor (half the ceiling) is what gives a transient
   cause time to clear; the jitter above it spreads a burst of failures over the other half.
   (docs/retries-and-scheduling.md says why not full or decorrelated jitter.)
-0 means "rerun now, in this invocation". FC delays an asynchronous invocation by at most 3600 s.
+0 means "rerun now, in this invocation". FC delays an asynchronous invocation by less than 3600 s.
 
 A delayed rerun is an asynchronous invocation of the event function itself whose payload is a
 `ScheduledRerun`. Its FC async task id is derived from the instance id and the failed run number
@@ -33,7 +33,9 @@ from datetime import datetime, timezone
 clock = time.time
 uniform = random.uniform
 
-FC_MAX_DELAY_SECONDS = 3600  # FC's limit for x-fc-async-delay
+# x-fc-async-delay is documented as (0, 3600) seconds, open at both ends (FC 3.0's asynchronous
+# invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
+FC_MAX_DELAY_SECONDS = 3599
 RULE_HINT_SPREAD = 0.10  # a rule's delay hint is stretched by up to this fraction, never shortened
 PAYLOAD_KEY = "scheduledRerun"
 FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId")

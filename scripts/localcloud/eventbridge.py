@@ -16,12 +16,21 @@ The target is either
 EventBridge's event-pattern matcher, shared with the deployment tests that check template.yml's
 rule against the samples.
 
-Sources: FACTS sections 1 and 5; EventBridge "Event patterns" (help.aliyun.com/.../eventbridge/
+`push_sync()` is the other reading of an FC trigger's `asyncInvocationType` (FC 2.0's page said
+`false` means synchronous): one synchronous invocation per push; a push the function throttles
+(every instance `reservedConcurrency` allows busy: FC's 429) fails, and EventBridge pushes it
+again under the rule's PushRetryStrategy (BACKOFF_RETRY: 3 retries; EXPONENTIAL_DECAY_RETRY: 176
+over a day), so the event is not lost while the retries last.
+
+Sources: FACTS sections 1 and 5; EventBridge "Event patterns" (help.aliyun.com/en/eventbridge/
 user-guide/event-patterns): a pattern has the event's nesting, each leaf is a list of allowed
 values or operators (prefix, suffix, contains, anything-but [+ prefix/suffix], numeric, cidr,
 exists), any one of which may match; a field the pattern names must exist unless
-`{"exists": false}`. When the event's value is a list, any element may match [the AWS rule, which
-the Alibaba page does not contradict].
+`{"exists": false}`. The page documents an exact value as a **string** ("Field equals the
+specified string") and numbers through `numeric`; an exact value of another JSON type (a bare
+number such as `"status": [5]`, true, null) is not documented, so this matcher refuses it rather
+than guess what EventBridge does with it. When the event's value is a list, any element may
+match [the AWS rule, which the Alibaba page does not contradict].
 """
 
 from __future__ import annotations
@@ -32,9 +41,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from localcloud.fc import FunctionCompute, Invocation, new_request_id
-from localcloud.fcfunction import MAX_ASYNC_RETRIES, AsyncInvocation, Function
+from localcloud.fcfunction import MAX_ASYNC_RETRIES, AsyncInvocation, ConcurrencyExceeded, Function
 
 SCHEMAS = ("CloudEvents", "RawData")
+# EventBridge's push retries after the first push (its retry page: BACKOFF_RETRY retries 3 times
+# 10-20 s apart; EXPONENTIAL_DECAY_RETRY 176 times over a day).
+PUSH_RETRIES = {"BACKOFF_RETRY": 3, "EXPONENTIAL_DECAY_RETRY": 176}
 _MISSING = object()
 
 
@@ -94,6 +106,38 @@ class EventBridge:
             attempts += self._deliver_in_process(payload)
         return attempts
 
+    def push_sync(
+        self,
+        event: Mapping,
+        strategy: str = "EXPONENTIAL_DECAY_RETRY",
+        schema: str = "CloudEvents",
+        between_pushes=None,
+    ) -> SyncPush:
+        """Push one event as one synchronous invocation (a `Function` target), as a trigger whose
+        asyncInvocationType means synchronous would. A push FC throttles (ConcurrencyExceeded, 429)
+        is pushed again, up to the strategy's retries; `between_pushes(n)` runs before retry n (a
+        test seam standing for EventBridge's wait). A push that reached the function is delivered,
+        whatever the handler answered (a synchronous invocation is never retried by FC)."""
+        if not isinstance(self.fn, Function):
+            raise TypeError("push_sync models FC's throttling of a Function (process model) target")
+        if strategy not in PUSH_RETRIES:
+            raise ValueError(f"strategy must be one of {sorted(PUSH_RETRIES)}, got {strategy!r}")
+        payload = self.payload(event, schema)
+        push = SyncPush()
+        if payload is None:
+            return push
+        for n in range(1 + PUSH_RETRIES[strategy]):
+            if n and between_pushes is not None:
+                between_pushes(n)
+            try:
+                push.invocation = self.fn.invoke(payload)
+            except ConcurrencyExceeded:
+                push.throttled += 1
+                continue
+            return push
+        push.dropped = True  # to the dead-letter queue, if the rule has one
+        return push
+
     def publish_batch(self, events: Iterable[Mapping], schema: str = "CloudEvents") -> list[Invocation]:
         """Send the matching events as one JSON array in one synchronous invocation, as
         event-streaming (queue) triggers and `s invoke -f <array>.json` do. No retries."""
@@ -123,6 +167,19 @@ class EventBridge:
             if attempt.error is None:  # a normal return is success, whatever it returned
                 break
         return attempts
+
+
+class SyncPush:
+    """What EventBridge's synchronous pushes of one event came to."""
+
+    def __init__(self):
+        self.throttled = 0  # pushes FC refused with 429 (every allowed instance busy)
+        self.invocation: Invocation | None = None  # the push that reached the function
+        self.dropped = False  # every retry throttled: the event goes to the dead-letter queue
+
+    @property
+    def delivered(self) -> bool:
+        return self.invocation is not None
 
 
 def _shape(event: Mapping, schema: str) -> Any:
@@ -188,6 +245,11 @@ def _match_leaf(matcher: Any, value: Any, where: str) -> bool:
         return any(check(arg, v, where) for v in _values(value))
     if isinstance(matcher, list):
         raise ValueError(f"pattern field {where!r}: lists do not nest")
+    if not isinstance(matcher, str):
+        raise ValueError(
+            f"pattern field {where!r}: an exact value is documented for strings only, got {matcher!r}; "
+            'match a number with {"numeric": ["=", n]} (EventBridge "Event patterns")'
+        )
     if value is _MISSING:
         return False
     return any(_equal(matcher, v) for v in _values(value))
@@ -279,3 +341,52 @@ _OPERATORS = {
     "numeric": _numeric,
     "cidr": _cidr,
 }
+
+
+# --- EventBridge's OpenAPI (2020-04-01), for `make verify` (localcloud.controlplane serves it) ----
+#
+# GetRule, ListTargets and TestEventPattern as EventBridge answers them (RPC style; the official
+# alibabacloud_eventbridge20200401 SDK's Params; the answers' shapes from its models): a rule on a
+# bus, its status (ENABLE | DISABLE), its pattern (a JSON string in the answer) and its targets.
+# TestEventPattern runs `matches()` above: a pattern that page does not document is an error here.
+
+
+class EventBridgeApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+class RuleBackend:
+    """The rules of an account's buses, keyed by (bus, rule name)."""
+
+    def __init__(self):
+        self.rules: dict[tuple[str, str], dict] = {}
+
+    def put_rule(self, bus: str, name: str, pattern: Mapping, targets: list[dict], status: str = "ENABLE") -> None:
+        self.rules[(bus, name)] = {
+            "EventBusName": bus,
+            "RuleName": name,
+            "Status": status,
+            "FilterPattern": dict(pattern),
+            "Targets": [dict(t) for t in targets],
+        }
+
+    def handle(self, action: str, params: Mapping[str, str]) -> dict:
+        if action == "TestEventPattern":
+            try:
+                pattern, event = json.loads(params.get("EventPattern", "")), json.loads(params.get("Event", ""))
+                result = matches(pattern, event)
+            except (ValueError, TypeError) as exc:
+                raise EventBridgeApiError(400, "EventPatternInvalid", str(exc)[:300]) from None
+            return {"Code": "Success", "Success": True, "Data": {"Result": result}}
+        if action in ("GetRule", "ListTargets"):
+            rule = self.rules.get((params.get("EventBusName", ""), params.get("RuleName", "")))
+            if rule is None:
+                raise EventBridgeApiError(404, "EventRuleNotExisted", "The event rule does not exist.")
+            targets = [dict(t) for t in rule["Targets"]]
+            if action == "ListTargets":
+                return {"Code": "Success", "Success": True, "Data": {"Targets": targets, "Total": len(targets)}}
+            data = {**rule, "FilterPattern": json.dumps(rule["FilterPattern"]), "Targets": targets}
+            return {"Code": "Success", "Success": True, "Data": data}
+        raise EventBridgeApiError(404, "InvalidAction.NotFound", f"{action} is not served here")

@@ -424,3 +424,131 @@ class _MaxBy:
 
 class _MinBy(_MaxBy):
     better = staticmethod(lambda key, best: key < best)
+
+
+# --- the SLS API, for `make verify` (localcloud.controlplane serves it) ----------------------------
+#
+# What scripts/verify and scripts/deploy call, shaped as SLS answers it (SLS API 2020-12-30, the
+# official alibabacloud_sls20201230 SDK's paths): GetLogsV2 (POST /logstores/{logstore}/logs, the
+# project in the Host header's first label), GetAlert (GET /alerts/{name}), and the account's
+# alert resource records (GET/PUT /resources/{resource}/records/{id}, POST .../records). Requests
+# carry SLS's own signature, `LOG <key id>:<signature>` (checked by `verify_signature`).
+
+
+class SlsApiError(Exception):
+    """An SLS error answer: HTTP status, errorCode, errorMessage (SLS's body fields)."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(f"{status} {code}: {message}")
+        self.status, self.code, self.message = status, code, message
+
+
+def string_to_sign(method: str, path: str, query: dict, headers: dict) -> str:
+    """SLS signature version 1's string to sign: the verb, Content-MD5, Content-Type, Date, the
+    x-log-/x-acs- headers sorted, then the path with its query sorted (SLS's API signature page)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    lines = [method, lowered.get("content-md5", ""), lowered.get("content-type", ""), lowered.get("date", "")]
+    logged = sorted((k, v) for k, v in lowered.items() if k.startswith(("x-log-", "x-acs-")))
+    text = "\n".join(lines) + "\n" + "".join(f"{k}:{v}\n" for k, v in logged)
+    resource = path
+    if query:
+        resource += "?" + "&".join(f"{k}={v}" if v is not None else k for k, v in sorted(query.items()))
+    return text + resource
+
+
+def verify_signature(method: str, path: str, query: dict, headers: dict, body: bytes, credentials) -> None:
+    """Check a request's `LOG <key id>:<base64 HMAC>` against the accepted credentials (and the STS
+    token, and the body's MD5); raise SlsApiError 401 as SLS does."""
+    import base64
+    import hashlib
+    import hmac
+
+    lowered = {k.lower(): v for k, v in headers.items()}
+    authorization = lowered.get("authorization", "")
+    if not authorization.startswith("LOG ") or ":" not in authorization:
+        raise SlsApiError(401, "Unauthorized", "the Authorization header is not LOG <key id>:<signature>")
+    key_id, signature = authorization[4:].split(":", 1)
+    known = {c.access_key_id: c for c in credentials}
+    creds = known.get(key_id)
+    if creds is None:
+        raise SlsApiError(401, "Unauthorized", "AccessKeyId not found")
+    if creds.security_token and lowered.get("x-acs-security-token") != creds.security_token:
+        raise SlsApiError(401, "Unauthorized", "the security token is missing or wrong")
+    if body and lowered.get("content-md5", "").upper() != hashlib.md5(body).hexdigest().upper():  # noqa: S324 - SLS's own
+        raise SlsApiError(400, "InvalidContentMD5", "Content-MD5 does not match the body")
+    digest = hashlib.sha256 if lowered.get("x-log-signaturemethod") == "hmac-sha256" else hashlib.sha1
+    expected = base64.b64encode(
+        hmac.new(
+            creds.access_key_secret.encode(), string_to_sign(method, path, query, headers).encode(), digest
+        ).digest()
+    ).decode()
+    if not hmac.compare_digest(expected, signature):
+        raise SlsApiError(401, "SignatureNotMatch", "the signature does not match")
+
+
+class SlsBackend:
+    """One SLS project (its Logstore is the local Logstore directory), its alerts, and the
+    account's alert resource records (action policies, webhook integrations)."""
+
+    def __init__(self, project: str, logstore: str, logs: str | Path, index: Index):
+        self.project, self.logstore, self.logs, self.index = project, logstore, Path(logs), index
+        self.alerts: dict[str, dict] = {}  # name -> GetAlert's answer
+        self.records: dict[tuple[str, str], dict] = {}  # (resource name, record id) -> record
+
+    def handle(self, method: str, path: str, project: str | None, query: dict, body: bytes) -> tuple[int, object]:
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["resources"] and len(parts) >= 3 and parts[2] == "records":
+            return self._records(method, parts, body)
+        if project != self.project:
+            raise SlsApiError(404, "ProjectNotExist", f"Project {project} does not exist.")
+        if method == "POST" and len(parts) == 3 and parts[0] == "logstores" and parts[2] == "logs":
+            if parts[1] != self.logstore:
+                raise SlsApiError(404, "LogStoreNotExist", f"logstore {parts[1]} does not exist")
+            return 200, self._get_logs(json.loads(body or b"{}"))
+        if method == "GET" and len(parts) == 2 and parts[0] == "alerts":
+            alert = self.alerts.get(parts[1])
+            if alert is None:
+                raise SlsApiError(404, "JobNotExist", f"job {parts[1]} does not exist")
+            return 200, alert
+        raise SlsApiError(404, "NotFound", f"{method} {path} is not served here")
+
+    def _get_logs(self, request: dict) -> dict:
+        now = time.time()
+        start, end = int(request.get("from", now - 900)), int(request.get("to", now))
+        entries = [e for e in read_logstore(self.logs) if start <= e.time <= end] if self.logs.is_dir() else []
+        text = request.get("query") or "*"
+        if "|" in text:
+            data = query(entries, text, self.index, start="-999999999s", now=now)
+        else:  # a search answers the entries themselves: FC's fields and the line as `message`
+            matcher = _Search(text, self.index).parse()
+            data = [
+                {"__time__": e.time, "__topic__": e.topic, "functionName": e.function_name, "message": e.message}
+                for e in entries
+                if matcher(e)
+            ]
+        data = data[: int(request.get("line", 100))]
+        return {"meta": {"progress": "Complete", "count": len(data)}, "data": data}
+
+    def _records(self, method: str, parts: list[str], body: bytes) -> tuple[int, object]:
+        resource = parts[1]
+        if method == "POST" and len(parts) == 3:
+            record = json.loads(body)
+            key = (resource, str(record["id"]))
+            if key in self.records:
+                raise SlsApiError(400, "ResourceRecordAlreadyExist", f"record {record['id']} already exists")
+            self.records[key] = {"id": str(record["id"]), "tag": record.get("tag", ""), "value": record["value"]}
+            return 200, {}
+        if len(parts) != 4:
+            raise SlsApiError(404, "NotFound", "no such resource path")
+        key = (resource, parts[3])
+        if method == "GET":
+            if key not in self.records:
+                raise SlsApiError(404, "ResourceRecordNotExist", f"record {parts[3]} does not exist")
+            return 200, dict(self.records[key])
+        if method == "PUT":
+            if key not in self.records:
+                raise SlsApiError(404, "ResourceRecordNotExist", f"record {parts[3]} does not exist")
+            update = json.loads(body)
+            self.records[key] = {"id": parts[3], "tag": update.get("tag", ""), "value": update["value"]}
+            return 200, None
+        raise SlsApiError(405, "MethodNotAllowed", method)

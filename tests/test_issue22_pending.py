@@ -1,0 +1,73 @@
+"""Issue 22's fixes that belong to modules being redesigned (policy.py, selection.py).
+
+Each test states the documented behaviour and fails today; `xfail(strict=True)` keeps the suite
+green and turns red the day the redesign fixes it, so the marker is removed then.
+
+- TriggerRecurrence "takes effect only when TriggerType is Scheduler" (DataWorks 2024-05-18
+  GetTaskInstance and TaskInstance models, FACTS section 10): a manually triggered instance may
+  not carry it, and must not be held back as lookup-failed for its absence.
+- ListTaskInstances with an Id/Ids filter "returns the instance's historical runs as separate
+  rows, told apart by RunNumber" (the same SDK's ListTaskInstancesRequest.Id): the re-read keeps
+  the current run's row, the highest RunNumber, whatever order the rows come in.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from dwrerun import pacing
+from dwrerun.config import Settings
+from dwrerun.policy import Instance, decide
+
+PENDING = pytest.mark.xfail(strict=True, reason="issue 22: fix pending in the redesign")
+
+MANUAL = {
+    "Id": 1000012345690,
+    "TaskId": 700000004499,
+    "TaskName": "adhoc_backfill",
+    "ProjectId": 48213,
+    "ProjectEnv": "Prod",
+    "Status": "Failure",
+    "RunNumber": 1,
+    "RerunMode": "FailureAllowed",
+    "TriggerType": "Manual",
+    # no TriggerRecurrence: documented only for TriggerType Scheduler
+}
+
+
+@PENDING
+def test_a_manual_instance_without_trigger_recurrence_is_not_lookup_failed():
+    decision = decide(Instance.from_api(MANUAL), Settings())
+    assert decision.reason != "lookup-failed", decision.message
+    assert decision.rerun
+
+
+def test_a_scheduled_instance_without_trigger_recurrence_still_fails_closed():
+    # The guard keeps holding back a Scheduler instance whose answer lacks the field.
+    scheduled = {**MANUAL, "TriggerType": "Scheduler"}
+    assert decide(Instance.from_api(scheduled), Settings()).reason == "lookup-failed"
+
+
+class _Runs:
+    """A DataWorks stand-in whose ListTaskInstances answers every run of the ids as its own row."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def list_task_instances(self, params, timeout):
+        wanted = set(params["Ids"])
+        rows = [r for r in self.rows if r["Id"] in wanted]
+        return rows, len(rows)
+
+
+def _row(run: int, status: str) -> dict:
+    return {**MANUAL, "TriggerType": "Scheduler", "TriggerRecurrence": "Normal", "RunNumber": run, "Status": status}
+
+
+@PENDING
+def test_the_reread_keeps_the_current_runs_row_whatever_the_order():
+    from dwrerun.selection import reread
+
+    for rows in ([_row(2, "Running"), _row(1, "Failure")], [_row(1, "Failure"), _row(2, "Running")]):
+        current = reread(_Runs(rows), 48213, 1, "Prod", [MANUAL["Id"]], Settings(), pacing.clock() + 60)
+        assert (current[MANUAL["Id"]].run_number, current[MANUAL["Id"]].status) == (2, "Running"), rows
