@@ -25,6 +25,7 @@ from collections import OrderedDict
 from dwrerun import dataworks, pacing, schedule, schema
 from dwrerun.dataworks import DataWorks, DataWorksError
 from dwrerun.job import Item, Job, QuotaWatch, paced, time_left
+from dwrerun.outcome import refusal
 from dwrerun.policy import ALL_ALLOWED, FAILURE, FAILURE_ALLOWED, AutoRerun, Decision, Instance
 from dwrerun.schema import Reason
 
@@ -98,7 +99,8 @@ def left_to_dataworks(job: Job, client: DataWorks, item: Item, quota: QuotaWatch
                 schema.SKIP,
                 None,
                 Reason.LOOKUP_FAILED,
-                f"GetTask refused ({exc.message}): whether DataWorks reruns this node itself is unknown",
+                f"GetTask refused ({exc.message}): whether DataWorks reruns this node itself is unknown"
+                + (f". {fix}" if (fix := refusal("GetTask", exc, instance.project_id)) else ""),
                 exc,
             )
         return True

@@ -127,6 +127,7 @@ def task_instance(answer: dict) -> Instance:
         run_number=number("RunNumber"),
         rerun_mode=text("RerunMode"),
         trigger_recurrence=text("TriggerRecurrence"),
+        trigger_type=text("TriggerType"),
         task_type=text("TaskType"),
         finished_time=number("FinishedTime"),
         started_time=number("StartedTime"),

@@ -12,9 +12,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dwrerun import schema
-from dwrerun.dataworks import QUOTA_LIMITS
+from dwrerun.dataworks import QUOTA_LIMITS, DataWorksError
 from dwrerun.policy import Instance
 from dwrerun.schema import Reason
+
+# A refusal by RAM or by the workspace (403; DataWorks' RAM-refusal codes as its error-code page and
+# the emulator give them). Which codes mean "not a member of the workspace" is not documented: a
+# refusal whose message names the workspace, project or member is read as that [inferred].
+REFUSED_CODES = ("Forbidden", "NoPermission", "ResourceNotAuthorized", "AccessDenied", "Unauthorized")
+MEMBERSHIP_WORDS = ("workspace", "project", "member")
 
 
 @dataclass(frozen=True)
@@ -106,3 +112,27 @@ def quota_note(code: str, then: str) -> str:
 def first_quota_code(outcomes: list[Outcome]) -> str | None:
     """The quota code that stopped the work, if one did."""
     return next((o.error_code for o in outcomes if o.reason == Reason.QUOTA_EXHAUSTED), None)
+
+
+def refusal(action: str, error: DataWorksError, project_id: int | None = None) -> str | None:
+    """The fix for a refused DataWorks call, naming what was missing; None if it was not refused."""
+    refused = error.status == 403 or any(error.code.startswith(c) for c in REFUSED_CODES)
+    if not refused:
+        return None
+    text = f"{error.code} {error.message}".lower()
+    if project_id is not None and any(word in text for word in MEMBERSHIP_WORDS):
+        return (
+            f"DataWorks refused {action} in workspace {project_id} ({error.code}): add the role "
+            f"(template.yml namePrefix + '-fc-role') to workspace {project_id} as a member with an O&M role"
+        )
+    return (
+        f"RAM refused dataworks:{action} ({error.code}): grant dataworks:{action} to the function's role, "
+        'or set vars.dataworksActions to "all" (dataworks:*) and run scripts/deploy; if RAM allows it, add '
+        "the role to the workspace as a member with an O&M role"
+    )
+
+
+def refused(what: str, error: DataWorksError, project_id: int | None = None) -> str:
+    """`<what> refused: <DataWorks' message>`, and the fix when RAM or the workspace refused it."""
+    fix = refusal(error.action, error, project_id)
+    return f"{what} refused: {error.message}" + (f". {fix}" if fix else "")

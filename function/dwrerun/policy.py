@@ -19,6 +19,7 @@ SUCCESS = "Success"
 ALL_DENIED = "AllDenied"
 FAILURE_ALLOWED = "FailureAllowed"
 ALL_ALLOWED = "AllAllowed"
+MANUAL_TRIGGER = "Manual"  # TaskInstance.TriggerType of an instance run by hand (else Scheduler)
 PAUSE = "Pause"  # TriggerRecurrence of a frozen (paused) instance
 FROZEN_TASK_TYPE = 2  # the failure event's taskType for a frozen instance
 
@@ -43,6 +44,7 @@ class Instance:
     run_number: int | None
     rerun_mode: str | None
     trigger_recurrence: str | None
+    trigger_type: str | None = None  # Scheduler | Manual: TriggerRecurrence is documented for Scheduler only
     task_type: str | None = None  # the node type, e.g. ODPS_SQL, DI, DIDE_SHELL: failure rules may name it
     finished_time: int | None = None  # epoch ms when the current run ended (None while it runs)
     started_time: int | None = None  # epoch ms when the current run started
@@ -107,7 +109,9 @@ def decide(
         )
     if instance.trigger_recurrence == PAUSE or event_task_type == FROZEN_TASK_TYPE:
         return _skip("paused", "the instance is frozen (paused): unfreeze it in DataWorks to run it")
-    if instance.trigger_recurrence is None:
+    if instance.trigger_recurrence is None and instance.trigger_type != MANUAL_TRIGGER:
+        # Documented "only when TriggerType is Scheduler": a manual instance may lack it, and
+        # cannot be frozen by its recurrence. A Scheduler (or unknown) instance still fails closed.
         return _lacks(instance, "TriggerRecurrence", "so whether the instance is frozen (paused) is unknown")
     if instance.rerun_mode is None:
         return _lacks(instance, "RerunMode", "so the node's rerun property is unknown")

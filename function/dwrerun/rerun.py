@@ -38,7 +38,7 @@ from dwrerun import autorerun, failure, pacing, schedule, schema, send
 from dwrerun.dataworks import GET_TASK_INSTANCE_LOG, DataWorks, DataWorksError, task_instance
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.job import Item, Job, QuotaWatch, Target, paced, time_left
-from dwrerun.outcome import Outcome, quota_note
+from dwrerun.outcome import Outcome, quota_note, refused
 from dwrerun.policy import FAILURE, Instance, decide
 from dwrerun.schema import Reason
 
@@ -283,7 +283,7 @@ def _read_instance(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWatch
     elif item.refusal is not None:  # the read meant to explain a refusal failed: keep the refusal
         item.finish_refused(job)
     else:
-        item.finish(job, schema.SKIP, None, Reason.LOOKUP_FAILED, f"GetTaskInstance refused: {error.message}", error)
+        item.finish(job, schema.SKIP, None, Reason.LOOKUP_FAILED, refused("GetTaskInstance", error), error)
     return False
 
 

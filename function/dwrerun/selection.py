@@ -193,9 +193,15 @@ def reread(
         wanted = set(chunk)
         for row in rows:
             instance = task_instance(row)
-            if instance.id in wanted:
+            # With an Ids filter DataWorks may answer one row per run of an instance: keep the
+            # current run's, the highest RunNumber, whatever order the rows come in.
+            if instance.id in wanted and (instance.run_number or 0) >= _run_of(current.get(instance.id)):
                 current[instance.id] = instance
     return current
+
+
+def _run_of(instance: Instance | None) -> int:
+    return 0 if instance is None or instance.run_number is None else instance.run_number
 
 
 def _call(dataworks: DataWorks, params: dict, settings: Settings, deadline: float) -> tuple[list[dict], int]:

@@ -21,6 +21,7 @@ from dwrerun.config import ConfigError
 from dwrerun.dataworks import DataWorks, DataWorksError
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.job import Item, Job, QuotaWatch, Refusal, Unclear, paced, time_left
+from dwrerun.outcome import refused
 from dwrerun.schedule import ScheduledRerun
 from dwrerun.schema import Reason
 
@@ -134,9 +135,8 @@ def _rerun_chunk(job: Job, dataworks: DataWorks, comment: str, chunk: list[Item]
             if exc.quota_exhausted:
                 continue
             if not exc.transient:
-                item.finish(
-                    job, schema.RERUN, False, Reason.RERUN_REFUSED, f"RerunTaskInstances refused: {exc.message}", exc
-                )
+                message = refused("RerunTaskInstances", exc, item.instance.project_id)
+                item.finish(job, schema.RERUN, False, Reason.RERUN_REFUSED, message, exc)
                 continue
             item.error = exc
             if exc.ambiguous:  # it may have happened: read the instance again before resending

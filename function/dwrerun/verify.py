@@ -10,7 +10,7 @@ records.write, and returns it (the synchronous caller reads it). A verification 
 special trust: it names no action, only ids to read, and nothing here writes to DataWorks.
 
 A refused call names the RAM action it needed (`dataworks:<Operation>`) or the workspace
-membership, and the fix (`refusal()`), so the same wording can serve every refused call.
+membership, and the fix (`outcome.refusal`, the wording every refused call's record uses).
 
 The record: {"kind": "verify", "requestId", "functionName", "success" (true|false), "message",
 "checks": [{"action", "ok", "errorCode", "fix"}]}. `success` and `message` are record fields the
@@ -33,16 +33,12 @@ from dwrerun.dataworks import (
     credentials_from,
 )
 from dwrerun.invocation import Invocation
+from dwrerun.outcome import refusal
 
 MARKER = "dwrerunVerify"
 KIND = "verify"
 PROBE_INSTANCE_ID = 1  # no workspace has instance 1: a "not found" answer means RAM allowed the read
 CALL_TIMEOUT = 10.0
-# A refusal by RAM or by the workspace (403; DataWorks' RAM-refusal codes as its error-code page and
-# the emulator give them). Which codes mean "not a member of the workspace" is not documented: a
-# refusal whose message names the workspace, project or member is read as that [inferred].
-REFUSED_CODES = ("Forbidden", "NoPermission", "ResourceNotAuthorized", "AccessDenied", "Unauthorized")
-MEMBERSHIP_WORDS = ("workspace", "project", "member")
 # DataWorks' 404 codes for a missing instance: any *NotFound/*NotExist answer proves the call was let in.
 NOT_FOUND_MARKERS = ("NotFound", "NotExist", "NotExists")
 
@@ -56,24 +52,6 @@ def is_verify(event: bytes) -> bool:
     except ValueError:
         return False
     return isinstance(payload, dict) and type(payload.get(MARKER)) is int and payload[MARKER] == 1  # not true
-
-
-def refusal(action: str, error: DataWorksError, project_id: int | None = None) -> str | None:
-    """The fix for a refused DataWorks call, naming what was missing; None if it was not refused."""
-    refused = error.status == 403 or any(error.code.startswith(c) for c in REFUSED_CODES)
-    if not refused:
-        return None
-    text = f"{error.code} {error.message}".lower()
-    if project_id is not None and any(word in text for word in MEMBERSHIP_WORDS):
-        return (
-            f"DataWorks refused {action} in workspace {project_id} ({error.code}): add the role "
-            f"(template.yml namePrefix + '-fc-role') to workspace {project_id} as a member with an O&M role"
-        )
-    return (
-        f"RAM refused dataworks:{action} ({error.code}): grant dataworks:{action} to the function's role, "
-        'or set vars.dataworksActions to "all" (dataworks:*) and run scripts/deploy; if RAM allows it, add '
-        "the role to the workspace as a member with an O&M role"
-    )
 
 
 def handle_verify(payload: bytes, context) -> dict:

@@ -1,7 +1,6 @@
-"""Issue 22's fixes that belong to modules being redesigned (policy.py, selection.py).
+"""Issue 22's fixes in the guards and the re-read (policy.py, selection.py).
 
-Each test states the documented behaviour and fails today; `xfail(strict=True)` keeps the suite
-green and turns red the day the redesign fixes it, so the marker is removed then.
+Each test states the documented behaviour; each failed before its fix.
 
 - TriggerRecurrence "takes effect only when TriggerType is Scheduler" (DataWorks 2024-05-18
   GetTaskInstance and TaskInstance models, FACTS section 10): a manually triggered instance may
@@ -13,13 +12,10 @@ green and turns red the day the redesign fixes it, so the marker is removed then
 
 from __future__ import annotations
 
-import pytest
-
 from dwrerun import pacing
 from dwrerun.config import Settings
-from dwrerun.policy import Instance, decide
-
-PENDING = pytest.mark.xfail(strict=True, reason="issue 22: fix pending in the redesign")
+from dwrerun.dataworks import task_instance
+from dwrerun.policy import decide
 
 MANUAL = {
     "Id": 1000012345690,
@@ -35,9 +31,8 @@ MANUAL = {
 }
 
 
-@PENDING
 def test_a_manual_instance_without_trigger_recurrence_is_not_lookup_failed():
-    decision = decide(Instance.from_api(MANUAL), Settings())
+    decision = decide(task_instance(MANUAL), Settings())
     assert decision.reason != "lookup-failed", decision.message
     assert decision.rerun
 
@@ -45,7 +40,7 @@ def test_a_manual_instance_without_trigger_recurrence_is_not_lookup_failed():
 def test_a_scheduled_instance_without_trigger_recurrence_still_fails_closed():
     # The guard keeps holding back a Scheduler instance whose answer lacks the field.
     scheduled = {**MANUAL, "TriggerType": "Scheduler"}
-    assert decide(Instance.from_api(scheduled), Settings()).reason == "lookup-failed"
+    assert decide(task_instance(scheduled), Settings()).reason == "lookup-failed"
 
 
 class _Runs:
@@ -64,7 +59,6 @@ def _row(run: int, status: str) -> dict:
     return {**MANUAL, "TriggerType": "Scheduler", "TriggerRecurrence": "Normal", "RunNumber": run, "Status": status}
 
 
-@PENDING
 def test_the_reread_keeps_the_current_runs_row_whatever_the_order():
     from dwrerun.selection import reread
 
