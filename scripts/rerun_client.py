@@ -8,8 +8,11 @@ By filter, after an outage ("plan, then apply"): the plan is a dry run whose ans
 token, is saved to a file; the apply sends the same request with that token, then follows the
 continuation until every selected instance has its record:
 
-    scripts/rerun_client.py URL --project-id 48213 --bizdate 2026-11-27 --use-latest-config --plan plan.json
+    scripts/rerun_client.py URL --project-id 48213 --bizdate yesterday --use-latest-config --plan plan.json
     scripts/rerun_client.py URL --apply plan.json
+
+--bizdate takes YYYY-MM-DD, epoch milliseconds, or `yesterday` / `today` (China time, the zone
+the function reads a business date in): the client sends the date it names.
 
 Following reads the records the functions wrote, by the request's id (`originRequestId`): in the
 local cloud from the Logstore files (`--logstore`, default .localcloud/logs for a loopback URL),
@@ -35,6 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -45,6 +49,17 @@ from localcloud import fcauth  # noqa: E402 - the one implementation of FC's HTT
 PROFILE_FILE = Path.home() / ".aliyun" / "config.json"
 LOCAL_LOGS = Path(__file__).resolve().parents[1] / ".localcloud" / "logs"
 PLAN_VERSION = 1
+CHINA = timezone(timedelta(hours=8))  # the function reads YYYY-MM-DD as 00:00 of this zone
+RELATIVE_DAYS = {"today": 0, "yesterday": 1}
+
+
+def bizdate(value: str, now: float | None = None) -> str | int:
+    """A --bizdate as the request carries it: `yesterday` and `today` become YYYY-MM-DD in China
+    time (at `now`, epoch seconds), digits epoch ms, anything else is sent as written."""
+    if value.lower() in RELATIVE_DAYS:
+        day = datetime.fromtimestamp(time.time() if now is None else now, CHINA).date()
+        return (day - timedelta(days=RELATIVE_DAYS[value.lower()])).isoformat()
+    return int(value) if value.isdigit() else value
 
 
 def main(argv: list[str] | None = None, out=sys.stdout, environ=None, err=None) -> int:
@@ -107,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--ids", nargs="+", type=int, metavar="ID", help="task instance ids")
     what.add_argument("--project-id", type=int, help="a filter: the workspace (project) id, with --bizdate")
     what.add_argument("--apply", metavar="PLAN", help="apply a plan --plan saved: its request, with its token")
-    parser.add_argument("--bizdate", help="the business date, YYYY-MM-DD (China time) or epoch ms")
+    parser.add_argument(
+        "--bizdate", help="the business date: YYYY-MM-DD (China time), epoch ms, or yesterday / today (China time)"
+    )
     parser.add_argument("--task-ids", nargs="+", type=int, metavar="ID", help="only these tasks (nodes)")
     parser.add_argument("--env", choices=("Prod", "Dev"), help="ProjectEnv (default: the function's)")
     parser.add_argument("--failed-from", help="only runs that ended at or after this (ISO 8601 with offset, or ms)")
@@ -157,7 +174,7 @@ def _body(args) -> dict:
         return {"Ids": args.ids, "DryRun": args.dry_run, **options}
     if not args.bizdate:
         raise ValueError("a filter needs --bizdate as well as --project-id")
-    body = {"ProjectId": args.project_id, "Bizdate": int(args.bizdate) if args.bizdate.isdigit() else args.bizdate}
+    body = {"ProjectId": args.project_id, "Bizdate": bizdate(args.bizdate)}
     if args.task_ids:
         body["TaskIds"] = args.task_ids
     if args.env:
