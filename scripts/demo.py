@@ -56,6 +56,9 @@ EVENTS = ROOT / "tests" / "events"
 SEED = HERE / "localcloud" / "dataworks" / "seed.json"
 RULES = ROOT / "function" / "dwrerun" / "failure_rules.json"
 LOGS = ROOT / ".localcloud" / "logs"
+# `make serve`: the HTTP function's gateway listens here (the docs' samples name it), the event
+# publisher on the next port.
+SERVE_PORT = 8780
 # Local-only credentials: the emulator accepts these and nothing else.
 CREDENTIALS = Credentials("LTAIdemokeyid000001", "demo-secret-local-only", "demo-sts-token-local-only")
 CHINA = timezone(timedelta(hours=8))
@@ -100,6 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--logs", type=Path, default=LOGS, metavar="DIR", help="the local Logstore directory it empties and fills"
     )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=SERVE_PORT,
+        help=f"with --serve: the HTTP function's port, the event publisher's the next one (default {SERVE_PORT}; 0: any)",
+    )
     args = parser.parse_args(argv)
     logs = args.logs.resolve()
     logs.mkdir(parents=True, exist_ok=True)
@@ -115,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         event_fn = _function("index.handle_event", "dwrerun-event", env, logs, async_task=True)
         http_fn = _function("index.handle_http", "dwrerun-http", env, logs)
         fc_api.register(event_fn)
-        with event_fn, http_fn, HttpGateway(http_fn) as gateway:
+        with event_fn, http_fn, HttpGateway(http_fn, port=args.port if args.serve else 0) as gateway:
             if args.serve:
-                return _serve(dataworks, fc_api, event_fn, gateway, logs)
+                return _serve(dataworks, fc_api, event_fn, gateway, logs, args.port and args.port + 1)
             started = time.monotonic()
             rows = _deliver_events(event_fn, dataworks.backend) + _manual_rerun(gateway) + _scheduled_reruns(event_fn)
             by_filter, filter_rows = _rerun_by_filter(gateway, Path(scratch), logs)
@@ -386,7 +395,9 @@ def _print_table(rows: list[dict]) -> None:
         print("  ".join(row[c].ljust(widths.get(c, 0)) for c in columns))
 
 
-def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway, logs: Path) -> int:
+def _serve(
+    dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway, logs: Path, events_port: int
+) -> int:
     rule = EventBridge(event_fn)
 
     class PublishHandler(BaseHTTPRequestHandler):
@@ -408,9 +419,10 @@ def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: H
         def log_message(self, *args):
             pass
 
-    events = ThreadingHTTPServer(("127.0.0.1", 0), PublishHandler)
+    events = ThreadingHTTPServer(("127.0.0.1", events_port), PublishHandler)
     threading.Thread(target=events.serve_forever, daemon=True).start()
     events_url = f"http://127.0.0.1:{events.server_address[1]}"
+    yesterday = rerun_client.bizdate("yesterday")
     print(
         f"""The local cloud is running (Ctrl-C stops it).
 
@@ -423,11 +435,16 @@ Event function (publisher)  {events_url}   (POST one CloudEvent; it goes to the 
 FC OpenAPI (InvokeFunction) {fc_api.url}   (the event function schedules its reruns here: they run {DELAY_SECONDS // 2}-{DELAY_SECONDS} s later)
 Records                     {_shown(logs)}/dwrerun-event.jsonl, dwrerun-http.jsonl
 
-Try:
-  curl -s {events_url} -d @tests/events/dataworks-instance-failed.json
-  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"Ids": [1000012345679], "Comment": "after a fix"}}'
+The seeded workspace: project {PROJECT_ID}, business date yesterday ({yesterday}), failures that ended a minute ago.
+
+Try (in another terminal, from the repository):
   curl -s {gateway.url}/health
+  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"Ids": [1000012345679], "Comment": "after a fix"}}'
+  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"ProjectId": {PROJECT_ID}, "Bizdate": "{yesterday}", "DryRun": true}}'
   .venv/bin/python scripts/rerun_client.py {gateway.url} --ids 1000012345690 --dry-run
+  .venv/bin/python scripts/rerun_client.py {gateway.url} --project-id {PROJECT_ID} --bizdate yesterday --plan .localcloud/plan.json
+  .venv/bin/python scripts/rerun_client.py {gateway.url} --apply .localcloud/plan.json
+  curl -s {events_url} -d @tests/events/dataworks-instance-failed.json
 """,
         flush=True,
     )

@@ -310,12 +310,19 @@ def _print_table(status: int, answer: dict, out) -> None:
         print(f"HTTP {status} {answer.get('Code')}: {answer.get('Message')}", file=out)
     if "Selected" in answer:  # the filter form: counts, not a row per instance
         print(f"selected {answer['Selected']} failed instance(s) with {json.dumps(answer.get('Filter'))}", file=out)
+        decisions = answer.get("Decisions", {})
         for reason, n in answer.get("Counts", {}).items():
-            print(f"  {reason:<22} {n}", file=out)
+            print(f"  {reason:<22} {n:<5} {_ids(decisions.get(reason, []))}".rstrip(), file=out)
         for instance_id, held in answer.get("NotRetryable", {}).items():
             print(f"  held back {instance_id}: rule {held['Rule']}: {held['MatchedLine']}", file=out)
         if answer.get("LogsNotRead"):
             print(f"  {answer['LogsNotRead']} log(s) not read in the time of this dry run", file=out)
+        if not answer.get("DryRun"):
+            info = answer.get("SuccessInfo", {})
+            print(f"rerun: {_ids([i for i, r in info.items() if r.get('Success')]) or 'none'}", file=out)
+            for instance_id, result in info.items():
+                if not result.get("Success"):
+                    print(f"  rerun refused {instance_id}: {result.get('Message')}", file=out)
         if answer.get("Continuing"):
             print(f"started {answer.get('Started', 0)}; {answer['Continuing']} continue asynchronously", file=out)
         print(f"request {answer.get('RequestId')}" + (" (dry run)" if answer.get("DryRun") else ""), file=out)
@@ -324,13 +331,27 @@ def _print_table(status: int, answer: dict, out) -> None:
     for instance_id, info in answer.get("SuccessInfo", {}).items():
         rows.append((instance_id, "rerun" if info.get("Success") else "failed", info.get("Message") or ""))
     for instance_id, reason in answer.get("Skipped", {}).items():
-        rows.append((instance_id, "skipped", reason))
+        if reason.startswith(DRY_RUN_PREFIX):  # "dry-run: dry run: run 2 Failure: rerun as run 3; ..."
+            detail = reason.removeprefix(DRY_RUN_PREFIX)
+            rows.append((instance_id, "would rerun", detail.removeprefix("dry run: ")))
+        else:
+            rows.append((instance_id, "skipped", reason))
     if len(rows) > 1:
         widths = [max(len(str(row[n])) for row in rows) for n in range(2)]
         for row in rows:
             print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}", file=out)
     if answer.get("RequestId"):
         print(f"request {answer['RequestId']}" + (" (dry run)" if answer.get("DryRun") else ""), file=out)
+
+
+DRY_RUN_PREFIX = "dry-run: "  # the reason of a dry run's id under Skipped
+SHOWN_IDS = 20
+
+
+def _ids(ids: list) -> str:
+    """Instance ids as a line: the first SHOWN_IDS, then how many more."""
+    shown = ", ".join(map(str, ids[:SHOWN_IDS]))
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
 
 
 def _is_loopback(url: str) -> bool:
