@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rule_set = rules.load(args.rules or settings.rules_file)
     except rules.RulesError as exc:
-        return _fail(RULES_INVALID, str(exc))
+        hint = ""
+        if args.rules and not Path(args.rules).is_absolute() and Path(args.rules).exists():
+            hint = (
+                f"; a relative --rules is read from the code package ({ROOT / 'function'}), as the function "
+                f"reads RERUN_RULES_FILE: for the file here, give --rules {Path(args.rules).resolve()}"
+            )
+        return _fail(RULES_INVALID, str(exc) + hint)
     if args.check:
         print(f"{rule_set.path}: {len(rule_set)} rules, valid")
         return 0
