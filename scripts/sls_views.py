@@ -57,6 +57,7 @@ class Chart:
     start: str
     end: str
     display: dict
+    note: str = ""  # template.yml's comment above the chart: what it counts
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,20 @@ def load(path: str | Path = TEMPLATE, **variables) -> Views:
         if resource["Type"] == "ALIYUN::SLS::Alert"
     ]
     charts = []
+    notes = _chart_notes(Path(path).read_text(encoding="utf-8"))
     for resource in resources.values():
         if resource["Type"] == "ALIYUN::SLS::Dashboard":
             for chart in resource["Properties"]["Charts"]:
                 search = resolver.value(chart["search"])
                 charts.append(
                     Chart(
-                        chart["title"], chart["type"], search["query"], search["start"], search["end"], chart["display"]
+                        chart["title"],
+                        chart["type"],
+                        search["query"],
+                        search["start"],
+                        search["end"],
+                        chart["display"],
+                        notes.get(chart["title"], ""),
                     )
                 )
     (message,) = [k for k in resources["Index"]["Properties"]["KeyIndices"] if k["Name"] == "message"]
@@ -160,6 +168,21 @@ def policy_text(statements: list[Statement]) -> str:
         f"{'' if s.effect == 'Allow' else s.effect + ' '}{', '.join(s.actions)}\n    on  {', '.join(s.resources)}"
         for s in statements
     )
+
+
+def _chart_notes(text: str) -> dict[str, str]:
+    """Each chart's title -> the comment lines right above its `- title:` line, joined."""
+    notes, comment = {}, []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("#").strip())
+            continue
+        title = re.match(r"- title: (.+)$", stripped)
+        if title and comment:
+            notes[title.group(1).strip().strip("\"'")] = " ".join(comment)
+        comment = []
+    return notes
 
 
 def annotate(text: str, row: dict) -> str:
