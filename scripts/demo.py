@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The quick-start demo: the whole product on the local cloud, in about 20 seconds, no account.
+"""The quick-start demo: the whole product on the local cloud, in about 15 seconds, no account.
 
 1. Starts the DataWorks emulator with a seeded workspace (scripts/localcloud/dataworks/seed.json),
    dated relative to now: its business date is yesterday and its failures ended a minute ago.
@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -192,8 +193,9 @@ def function_env(dataworks_url: str, fc_url: str, scratch: Path) -> dict:
         "RERUN_RULES_FILE": str(rules_file),
         "FUNCTION_COMPUTE_ENDPOINT": fc_url,  # where the event function schedules its reruns
         # Signs plan tokens and bulk continuations (the rerun by filter), as scripts/deploy's key does
-        # when deployed: a new one each run, never printed or recorded (plans do not outlive the run).
-        "RERUN_SIGNING_KEY": secrets.token_urlsafe(32),
+        # when deployed: DWRERUN_SIGNING_KEY as there, else a new one each run (plans do not outlive
+        # the run); never printed or recorded.
+        "RERUN_SIGNING_KEY": os.environ.get("DWRERUN_SIGNING_KEY") or secrets.token_urlsafe(32),
     }
 
 

@@ -27,6 +27,7 @@ import rerun_client
 from conftest import ROOT
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+SIGNING_KEY = "local-signing-key-never-shown-" + "x" * 16  # what the serve's functions sign plans with
 DOCUMENTED_PORT = "8780"  # make serve's HTTP function, as the pages name it
 COMMAND = re.compile(r"^(curl|\.venv/bin/python|python3?|jq|s|scripts/deploy|PYTHONPATH=\S+)\s")
 
@@ -80,9 +81,11 @@ class Serve:
     """`make serve` (scripts/demo.py --serve) in a process of its own, and what it printed."""
 
     def __init__(self, logs: Path):
+        self.logs = logs
         self.process = subprocess.Popen(
             [sys.executable, "scripts/demo.py", "--serve", "--port", "0", "--logs", str(logs)],
             cwd=ROOT,
+            env={**os.environ, "DWRERUN_SIGNING_KEY": SIGNING_KEY},
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             text=True,
@@ -160,6 +163,9 @@ def test_the_readme_leads_to_a_rerun_by_filter_that_reruns_yesterdays_failures(s
     assert "held back 1000012345684: rule maxcompute-syntax-error" in plan
     assert re.search(r"dry-run\s+4\s+1000012345678, 1000012345685, 1000012345686, 1000012345687", plan), plan
     assert "rerun: 1000012345678, 1000012345685, 1000012345686, 1000012345687" in applied
+    # the signing key the local functions hold is in no answer, output or record
+    shown = "\n".join([*serve.lines, *outputs, *(path.read_text() for path in serve.logs.glob("*.jsonl"))])
+    assert SIGNING_KEY not in shown and "RERUN_SIGNING_KEY=" not in shown
 
 
 def test_make_serves_own_list_of_commands_runs(serve, tmp_path):
