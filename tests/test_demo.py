@@ -173,7 +173,7 @@ def records(logs) -> list[dict]:
     return out
 
 
-def test_the_demos_failures_ended_moments_before_their_reruns(demo_logs):
+def test_the_demos_failures_ended_moments_before_their_reruns(demo, demo_logs):
     # The seed is dated relative to now: from failure to rerun is the wait, not a year. Each Logstore
     # line's __time__ is when the record was written; finishedTime, when the failed run ended.
     waits = []
