@@ -44,6 +44,8 @@ def commands(page: Path) -> list[str]:
             line = re.sub(r"\s{2,}#.*$", "", line).strip()
             if COMMAND.match(line):
                 found.append(line)
+    # and the Serverless Devs commands written inline in the prose, with their options
+    found += [span for span in re.findall(r"`(s [^`]+)`", page.read_text()) if " -" in span]
     return found
 
 
@@ -199,15 +201,38 @@ def test_each_deployment_command_names_what_exists(command):
         assert (ROOT / "scripts" / "deploy").exists() and set(words[1:]) <= {"-a", "prod", "--access"}
         return
     if words[0] == "s":
-        resource, _subcommand, *options = words[1:]
-        assert resource in TEMPLATE["resources"], f"template.yml has no resource {resource}"
+        if words[1] == "config":  # a command of the CLI itself: its own help lists the options
+            usage = s_help("config", words[2], "-h")
+            for option in (w for w in words[2:] if w.startswith("--")):
+                assert usage is None or option in usage, f"{command}: `s config` has no {option}"
+            return
+        # `s <resource> <command>` runs the component of that resource in template.yml; `s <command>`
+        # (deploy, remove, invoke) runs it for every resource
+        if words[1] in TEMPLATE["resources"]:
+            options = words[3:]
+        else:
+            assert not re.fullmatch(r"[a-z]+", words[2] if len(words) > 2 else "-"), (
+                f"{command}: no resource {words[1]}"
+            )
+            options = words[2:]
         for flag, value in zip(options, [*options[1:], None], strict=True):
-            if flag in ("-t", "--template", "-f", "--event-file"):
+            if flag in ("-t", "--template", "-f", "--event-file") and value:  # (a mention may name no file)
                 assert (ROOT / value).exists(), f"{command}: {value} does not exist"
+            if flag in ("-t", "-a"):  # the CLI's global options
+                usage = s_help("-h")
+                assert usage is None or flag in usage, f"{command}: the CLI has no global option {flag}"
         return
     # the client against a deployment: its own parser takes the arguments
     arguments = [w for w in words[2:]]
     rerun_client._parser().parse_args(arguments)
+
+
+def s_help(*arguments: str) -> str | None:
+    """The Serverless Devs CLI's own help (its global commands: a component's help needs its download);
+    None without the CLI (npm install -g @serverless-devs/s): then only the template is checked."""
+    if shutil.which("s") is None:
+        return None
+    return subprocess.run(["s", *arguments], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False).stdout
 
 
 @pytest.mark.parametrize("command", [c for _, c in SAMPLES if kind(c) == "server"], ids=lambda c: c[:60])
