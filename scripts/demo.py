@@ -370,7 +370,8 @@ def _print_story(rows: list[dict], by_filter: dict) -> None:
     )
     print(
         f"- Never twice: the event of {DUPLICATED} came twice, to two instances at once; FC refused the second "
-        f"copy's async task id ({duplicate.get('message')})."
+        f"copy's async task id {duplicate.get('asyncTaskId') or ''} with 409, so that copy was recorded "
+        f"{duplicate.get('reason')} and one rerun ran."
     )
     manual = [row for row in rows if row["trigger"] == "http"]
     print(
@@ -380,7 +381,8 @@ def _print_story(rows: list[dict], by_filter: dict) -> None:
     )
     print(
         f"- A rerun by filter (project {PROJECT_ID}, yesterday's business date {by_filter['bizdate']}), "
-        "with scripts/rerun_client.py: first the plan (a dry run, saved with its token),"
+        f"with scripts/rerun_client.py; {' and '.join(map(str, EVENTS_LOST))} failed while no event came (an outage "
+        "of the event channel). First the plan (a dry run, saved with its token),"
     )
     for line in by_filter["plan"][1].splitlines():
         print(f"    {line}")
