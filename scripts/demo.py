@@ -32,6 +32,7 @@ import io
 import json
 import os
 import secrets
+import socket
 import sys
 import tempfile
 import threading
@@ -111,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         help=f"with --serve: the HTTP function's port, the event publisher's the next one (default {SERVE_PORT}; 0: any)",
     )
     args = parser.parse_args(argv)
+    if args.serve and args.port:
+        taken = [port for port in (args.port, args.port + 1) if not _free(port)]
+        if taken:
+            print(
+                f"demo: port {taken[0]} is in use (another `make serve`?): stop it, or run "
+                f"`.venv/bin/python scripts/demo.py --serve --port 0` for free ports (it prints them)",
+                file=sys.stderr,
+            )
+            return 2
     logs = args.logs.resolve()
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.jsonl"):
@@ -168,6 +178,15 @@ def main(argv: list[str] | None = None) -> int:
 
     print_fired(logs)
     return 0
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _shown(logs: Path) -> str:

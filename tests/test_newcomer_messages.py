@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 from datetime import datetime
@@ -106,3 +107,26 @@ def test_explain_rule_says_where_a_relative_rules_file_is_read(tmp_path):
 )
 def test_bizdate_yesterday_is_the_day_before_today_in_china_time(value, now, sent):
     assert rerun_client.bizdate(value, now=datetime.fromisoformat(now).timestamp()) == sent
+
+
+def test_make_serve_on_a_port_in_use_says_so_and_how_to_take_free_ones(tmp_path):
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "scripts" / "demo.py"),
+                "--serve",
+                "--port",
+                str(port),
+                "--logs",
+                str(tmp_path),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"port {port} is in use" in done.stderr and "--port 0" in done.stderr
