@@ -1,18 +1,24 @@
 #!/usr/bin/env python3
-"""The quick-start demo: the whole product on the local cloud, in a few seconds, no account.
+"""The quick-start demo: the whole product on the local cloud, in about 15 seconds, no account.
 
-1. Starts the DataWorks emulator with a seeded workspace (scripts/localcloud/dataworks/seed.json).
+1. Starts the DataWorks emulator with a seeded workspace (scripts/localcloud/dataworks/seed.json),
+   dated relative to now: its business date is yesterday and its failures ended a minute ago.
 2. Delivers DataWorks failure events to the event function the way an EventBridge rule does (one
    of them twice, as at-least-once delivery may): into the function's asynchronous queue, which
    runs them as FC 3.0 does, one invocation per instance, each instance its own process, at most
-   reservedConcurrency of them (localcloud.fcfunction).
+   reservedConcurrency of them (localcloud.fcfunction). The function reads each failed run's log
+   and applies the failure rules: a syntax error is skipped (and alerted on), a network error is
+   rerun after the delay its rule sets.
 3. A failure the guards let through is scheduled, not rerun at once: the function invokes itself
-   through the local FC OpenAPI (localcloud.fcapi: InvokeFunction, ACS3-signed, async, delayed a
-   few seconds, with a task id, so the second copy of the twice-delivered event gets FC's 409),
-   and FC's delayed invocation reruns it when it comes due (real time here: DELAY_SECONDS).
+   through the local FC OpenAPI (localcloud.fcapi: InvokeFunction, ACS3-signed, async, delayed,
+   with a task id, so the second copy of the twice-delivered event gets FC's 409), and FC's
+   delayed invocation reruns it when it comes due (real time here: DELAY_SECONDS, and the shipped
+   rules' delays divided by RULE_DELAY_DIVISOR).
 4. Makes a manual rerun through the local HTTP gateway, as an operator would with curl (always at
-   once), waits for the scheduled reruns, then lets the reruns finish in the emulator.
-5. Prints one row per decision, the instances that ran, and how to query the records.
+   once), waits for the scheduled reruns, then reruns by filter what is left of yesterday's
+   failures with scripts/rerun_client.py: a plan (dry run), then the plan applied with its token.
+5. Lets the reruns finish in the emulator, prints one row per decision, what each part showed,
+   how to query the records, and what template.yml's alert rules would fire.
 
 `--serve` keeps everything running for curl experiments instead, and prints the endpoints.
 `--logs DIR` puts the local Logstore there instead of .localcloud/logs.
@@ -21,11 +27,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
+import secrets
+import socket
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -33,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
+import rerun_client  # noqa: E402
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.controlplane import ControlPlane  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
@@ -43,9 +57,15 @@ from localcloud.gateway import HttpGateway  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
 SEED = HERE / "localcloud" / "dataworks" / "seed.json"
+RULES = ROOT / "function" / "dwrerun" / "failure_rules.json"
 LOGS = ROOT / ".localcloud" / "logs"
+# `make serve`: the HTTP function's gateway listens here (the docs' samples name it), the event
+# publisher on the next port.
+SERVE_PORT = 8780
 # Local-only credentials: the emulator accepts these and nothing else.
 CREDENTIALS = Credentials("LTAIdemokeyid000001", "demo-secret-local-only", "demo-sts-token-local-only")
+CHINA = timezone(timedelta(hours=8))
+PROJECT_ID = 48213
 
 # (instance id, what the seeded workspace makes of it)
 FAILURES = [
@@ -54,14 +74,23 @@ FAILURES = [
     (1000012345681, "failed, RerunMode AllDenied"),
     (1000012345683, "failed in Dev"),
     (1000012345690, "failed, run 2, another project"),
+    (1000012345684, "failed on an SQL syntax error: a rule skips it"),
+    (1000012345685, "failed on a network timeout: a rule sets its delay"),
 ]
+DUPLICATED = 1000012345678  # its event is delivered twice
+SYNTAX_ERROR, NETWORK_ERROR = 1000012345684, 1000012345685
 MANUAL_IDS = [1000012345679, 1000012345682, 1000012345680]  # a success (AllAllowed), a running one, a capped one
+# Failed yesterday, and no event came for them (an outage of the event channel): the rerun by filter finds them.
+EVENTS_LOST = [1000012345686, 1000012345687]
 # Instances each function may run at once. Small, so the demo's cold starts stay few on a laptop;
 # the deployed value is template.yml's reservedConcurrency.
 RESERVED_CONCURRENCY = 3
 # The demo's schedule: RERUN_BACKOFF_BASE_SECONDS and RERUN_BACKOFF_MAX_SECONDS both this, so every
 # scheduled rerun waits 2-4 s (equal jitter: half the ceiling at least). Deployed: 120 s and 1800 s.
 DELAY_SECONDS = 4
+# The demo's failure rules are the shipped ones with every delaySeconds divided by this (60 s: 6 s),
+# so a rule's delay shows in seconds, not minutes.
+RULE_DELAY_DIVISOR = 10
 # The records sit JSON-encoded in each Logstore line's "message": these unwrap them.
 RERUN_QUERY_JQ = 'jq -c \'.message | fromjson? | select(type == "object" and .decision == "rerun")\' {path}'
 RERUN_QUERY_PYTHON = (
@@ -77,7 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--logs", type=Path, default=LOGS, metavar="DIR", help="the local Logstore directory it empties and fills"
     )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=SERVE_PORT,
+        help=f"with --serve: the HTTP function's port, the event publisher's the next one (default {SERVE_PORT}; 0: any)",
+    )
     args = parser.parse_args(argv)
+    if args.serve and args.port:
+        taken = [port for port in (args.port, args.port + 1) if not _free(port)]
+        if taken:
+            print(
+                f"demo: port {taken[0]} is in use (another `make serve`?): stop it, or run "
+                f"`.venv/bin/python scripts/demo.py --serve --port 0` for free ports (it prints them)",
+                file=sys.stderr,
+            )
+            return 2
     logs = args.logs.resolve()
     logs.mkdir(parents=True, exist_ok=True)
     for old in logs.glob("*.jsonl"):
@@ -86,25 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     with (
         DataWorksEmulator(credentials=[CREDENTIALS], seed=SEED) as dataworks,
         FunctionComputeApi(credentials=[CREDENTIALS]) as fc_api,
+        tempfile.TemporaryDirectory(prefix="dwrerun-demo-") as scratch,
     ):
-        env = {
-            "DATAWORKS_ENDPOINT": dataworks.url,
-            "DATAWORKS_READ_QPS": "50",
-            "DATAWORKS_WRITE_QPS": "20",
-            "RERUN_BACKOFF_BASE_SECONDS": str(DELAY_SECONDS),
-            "RERUN_BACKOFF_MAX_SECONDS": str(DELAY_SECONDS),
-            "FUNCTION_COMPUTE_ENDPOINT": fc_api.url,  # where the event function schedules its reruns
-        }
+        env = function_env(dataworks.url, fc_api.url, Path(scratch))
         event_fn = _function("index.handle_event", "dwrerun-event", env, logs, async_task=True)
         http_fn = _function("index.handle_http", "dwrerun-http", env, logs)
         fc_api.register(event_fn)
-        with event_fn, http_fn, HttpGateway(http_fn) as gateway:
+        with event_fn, http_fn, HttpGateway(http_fn, port=args.port if args.serve else 0) as gateway:
             if args.serve:
-                return _serve(dataworks, fc_api, event_fn, gateway, logs)
-            rows = _deliver_events(event_fn) + _manual_rerun(gateway) + _scheduled_reruns(event_fn)
-            ended = dataworks.backend.advance()  # the reruns' runs end as the seed scripts them
+                return _serve(dataworks, fc_api, event_fn, gateway, logs, args.port and args.port + 1)
+            started = time.monotonic()
+            rows = _deliver_events(event_fn, dataworks.backend) + _manual_rerun(gateway) + _scheduled_reruns(event_fn)
+            by_filter, filter_rows = _rerun_by_filter(gateway, Path(scratch), logs)
+            rows += filter_rows
+            rerun_ids = {
+                int(r["instance"]) for r in rows if r["decision"] == "rerun" and r["result"].startswith("rerun ok")
+            }
+            ended = [i for i in dataworks.backend.advance() if i in rerun_ids]  # the reruns' runs end as scripted
             instances = event_fn.instances
             calls = fc_api.calls()
+            seconds = time.monotonic() - started
     _print_table(rows)
     peaks = ", ".join(f"{i.peak_rss_mib:.0f}" for i in instances)
     print(
@@ -119,6 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         "refused with 409 (already-scheduled)"
     )
     print(f"Rerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
+    print()
+    _print_story(rows, by_filter)
+    print(f"\n(the story took {seconds:.0f} s)")
+    print()
     path = f"{_shown(logs)}/dwrerun-event.jsonl"
     print(f"Records (one JSON line per decision, as shipped to SLS): {_shown(logs)}/*.jsonl")
     print('Each Logstore line holds a record as a JSON string in "message"; the reruns, for example:')
@@ -132,9 +181,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def _shown(logs: Path) -> str:
     """The Logstore directory as the printed commands name it: relative to the repository, where they run."""
     return str(logs.relative_to(ROOT)) if logs.is_relative_to(ROOT) else str(logs)
+
+
+def function_env(dataworks_url: str, fc_url: str, scratch: Path) -> dict:
+    """The local functions' settings: what template.yml's `environmentVariables` give the deployed
+    ones, with the demo's own clock (delays of seconds) and a signing key of its own."""
+    rules = json.loads(RULES.read_text())
+    for rule in rules["rules"]:
+        if rule.get("delaySeconds"):
+            rule["delaySeconds"] = max(1, rule["delaySeconds"] // RULE_DELAY_DIVISOR)
+    rules_file = scratch / "failure_rules.json"
+    rules_file.write_text(json.dumps(rules, indent=1))
+    return {
+        "DATAWORKS_ENDPOINT": dataworks_url,
+        "DATAWORKS_READ_QPS": "50",
+        "DATAWORKS_WRITE_QPS": "20",
+        "RERUN_BACKOFF_BASE_SECONDS": str(DELAY_SECONDS),
+        "RERUN_BACKOFF_MAX_SECONDS": str(DELAY_SECONDS),
+        "RERUN_RULES_FILE": str(rules_file),
+        "FUNCTION_COMPUTE_ENDPOINT": fc_url,  # where the event function schedules its reruns
+        # Signs plan tokens and bulk continuations (the rerun by filter), as scripts/deploy's key does
+        # when deployed: DWRERUN_SIGNING_KEY as there, else a new one each run (plans do not outlive
+        # the run); never printed or recorded.
+        "RERUN_SIGNING_KEY": os.environ.get("DWRERUN_SIGNING_KEY") or secrets.token_urlsafe(32),
+    }
 
 
 def _function(handler: str, name: str, env: dict, logs: Path, async_task: bool = False) -> Function:
@@ -154,17 +236,42 @@ def _function(handler: str, name: str, env: dict, logs: Path, async_task: bool =
     )
 
 
-def _deliver_events(event_fn: Function) -> list[dict]:
+def failure_event(sample: dict, instance, event_id: str | None = None) -> dict:
+    """The sample CloudEvent about this instance's failed run, as DataWorks publishes it when the run
+    ends: its ids and times are the instance's (the seed is dated relative to now)."""
+    event = json.loads(json.dumps(sample))
+    data = event["data"]
+    data.update(
+        taskId=instance.id,
+        nodeId=instance.task_id,
+        appId=instance.project_id,
+        dagId=instance.workflow_id,
+        createTime=instance.create_time,
+        beginWaitTimeTime=instance.trigger_time,
+        beginWaitResTime=instance.waiting_resource_time,
+        beginRunningTime=instance.started_time,
+        finishTime=instance.finished_time,
+        modifyTime=instance.modify_time,
+    )
+    finished = datetime.fromtimestamp(instance.finished_time / 1000, CHINA)
+    event["time"] = finished.isoformat(timespec="seconds")
+    event["aliyunpublishtime"] = finished.strftime("%Y-%m-%dT%H:%M:%S.000PRC")
+    if event_id:
+        event["id"] = event_id
+    return event
+
+
+def _deliver_events(event_fn: Function, backend) -> list[dict]:
     failed = json.loads((EVENTS / "dataworks-instance-failed.json").read_text())
+    frozen = json.loads((EVENTS / "dataworks-instance-failed-frozen.json").read_text())
     events = []
     for instance_id, _ in FAILURES:
-        event = json.loads(json.dumps(failed))
-        if instance_id != 1000012345678:  # the sample itself keeps its id
-            event["id"] = f"demo-{instance_id}"
-            event["data"]["taskId"] = instance_id
-        events.append((event, instance_id == 1000012345678))  # the first is delivered twice
-    for name in ("dataworks-instance-failed-frozen.json", "dataworks-instance-succeeded.json"):
-        events.append((json.loads((EVENTS / name).read_text()), False))
+        # the sample itself keeps its event id
+        event_id = None if instance_id == DUPLICATED else f"demo-{instance_id}"
+        events.append((failure_event(failed, backend.instance(instance_id), event_id), instance_id == DUPLICATED))
+    frozen_id = frozen["data"]["taskId"]
+    events.append((failure_event(frozen, backend.instance(frozen_id)), False))
+    events.append((json.loads((EVENTS / "dataworks-instance-succeeded.json").read_text()), False))
 
     rule = EventBridge(event_fn)
     # All at once, as a burst of failures arrives: FC spreads them over instances as they free up.
@@ -182,6 +289,26 @@ def _scheduled_reruns(event_fn: Function) -> list[dict]:
     for handle in handles:
         handle.wait(60)
     return _rows(handles, trigger="delayed")
+
+
+def _rerun_by_filter(gateway: HttpGateway, scratch: Path, logs: Path) -> tuple[dict, list[dict]]:
+    """Yesterday's failures in the project, by filter, with the operator's client: a plan, then the
+    plan applied. What the client printed for each, and the applied run's rows."""
+    plan = scratch / "plan.json"
+    bizdate = rerun_client.bizdate("yesterday")
+    shown = {}
+    for step, argv in (
+        ("plan", ["--project-id", str(PROJECT_ID), "--bizdate", "yesterday", "--comment", "demo: after the outage",
+                  "--plan", str(plan)]),
+        ("apply", ["--apply", str(plan), "--logstore", str(logs)]),
+    ):  # fmt: skip
+        out = io.StringIO()
+        with contextlib.redirect_stderr(io.StringIO()):
+            status = rerun_client.main([gateway.url, *argv], out=out, environ={})
+        shown[step] = (status, out.getvalue().replace(str(plan), "plan.json"))
+    applied = gateway.invocations[-1].records
+    rows = [_row(r, "filter") for r in applied if r.get("kind") == "instance"]
+    return {"bizdate": bizdate, **shown}, rows
 
 
 def _rows(handles, trigger: str | None = None) -> list[dict]:
@@ -218,6 +345,8 @@ def _row(record: dict, trigger: str | None = None) -> dict:
             result += f" (FC async task {record['asyncTaskId']}, due {record['dueAt']})"
     elif record["decision"] == "scheduled":
         result = f"rerun in {record['delaySeconds']} s (FC async task {record['asyncTaskId']})"
+        if record.get("rule") not in (None, "default"):
+            result += f", the delay of rule {record['rule']}"
     elif record["decision"] == "dry-run":
         result = "would rerun"
     else:
@@ -228,18 +357,71 @@ def _row(record: dict, trigger: str | None = None) -> dict:
         "decision": record["decision"],
         "reason": record["reason"],
         "result": result,
+        "record": record,
     }
 
 
+def _print_story(rows: list[dict], by_filter: dict) -> None:
+    """What each part of the demo showed, in the product's words."""
+
+    def first(trigger: str, instance: int, decision: str | None = None, reason: str | None = None) -> dict:
+        for row in rows:
+            if row["trigger"] == trigger and row["instance"] == str(instance):
+                if (decision is None or row["decision"] == decision) and (reason is None or row["reason"] == reason):
+                    return row["record"]
+        return {}
+
+    syntax = first("eventbridge", SYNTAX_ERROR)
+    scheduled = first("eventbridge", NETWORK_ERROR, "scheduled")
+    network = first("delayed", NETWORK_ERROR)
+    duplicate = first("eventbridge", DUPLICATED, reason="already-scheduled")
+    print("What this showed:")
+    print(
+        f"- Reruns only what a rerun can fix: {SYNTAX_ERROR} ({syntax.get('taskName')}) failed on "
+        f"{syntax.get('matchedLine')!r}; rule {syntax.get('rule')} ({syntax.get('failureClass')}) skipped it: "
+        "a rerun fails the same way. The alert dwrerun-not-retryable fires (below)."
+    )
+    shipped = {r["name"]: r.get("delaySeconds") for r in json.loads(RULES.read_text())["rules"]}
+    print(
+        f"- A rule sets the wait: {NETWORK_ERROR} ({scheduled.get('taskName')}) failed on a network timeout; rule "
+        f"{scheduled.get('rule')} scheduled its rerun {scheduled.get('delaySeconds')} s later (the shipped rule "
+        f"says {shipped.get(scheduled.get('rule'))} s: the demo divides rule delays by {RULE_DELAY_DIVISOR}), "
+        f"and the delayed invocation reran it: {'ok' if network.get('success') else network.get('message')}."
+    )
+    print(
+        f"- Never twice: the event of {DUPLICATED} came twice, to two instances at once; FC refused the second "
+        f"copy's async task id {duplicate.get('asyncTaskId') or ''} with 409, so that copy was recorded "
+        f"{duplicate.get('reason')} and one rerun ran."
+    )
+    manual = [row for row in rows if row["trigger"] == "http"]
+    print(
+        "- A manual rerun over HTTP (POST /rerun): "
+        + "; ".join(f"{row['instance']} {row['decision']} ({row['reason']})" for row in manual)
+        + "."
+    )
+    print(
+        f"- A rerun by filter (project {PROJECT_ID}, yesterday's business date {by_filter['bizdate']}), "
+        f"with scripts/rerun_client.py; {' and '.join(map(str, EVENTS_LOST))} failed while no event came (an outage "
+        "of the event channel). First the plan (a dry run, saved with its token),"
+    )
+    for line in by_filter["plan"][1].splitlines():
+        print(f"    {line}")
+    print("  then the plan applied:")
+    for line in by_filter["apply"][1].splitlines():
+        print(f"    {line}")
+
+
 def _print_table(rows: list[dict]) -> None:
-    columns = ("trigger", "instance", "decision", "reason", "result")
+    columns = ("trigger", "instance", "decision", "reason", "result")  # a row's "record" is not shown
     widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in columns[:-1]}
     print("  ".join(c.ljust(widths.get(c, 0)) for c in columns))
     for row in rows:
         print("  ".join(row[c].ljust(widths.get(c, 0)) for c in columns))
 
 
-def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway, logs: Path) -> int:
+def _serve(
+    dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: HttpGateway, logs: Path, events_port: int
+) -> int:
     rule = EventBridge(event_fn)
 
     class PublishHandler(BaseHTTPRequestHandler):
@@ -264,9 +446,10 @@ def _serve(dataworks, fc_api: FunctionComputeApi, event_fn: Function, gateway: H
     # What `make verify-local` asks (scripts/verify): the deployment's control plane, from template.yml.
     plane = ControlPlane.from_template(_template(), [CREDENTIALS], logs=logs, functions={"dwrerun-event": event_fn})
     plane.start().write_discovery(ROOT / ".localcloud" / "cloud.json")
-    events = ThreadingHTTPServer(("127.0.0.1", 0), PublishHandler)
+    events = ThreadingHTTPServer(("127.0.0.1", events_port), PublishHandler)
     threading.Thread(target=events.serve_forever, daemon=True).start()
     events_url = f"http://127.0.0.1:{events.server_address[1]}"
+    yesterday = rerun_client.bizdate("yesterday")
     print(
         f"""The local cloud is running (Ctrl-C stops it).
 
@@ -280,11 +463,16 @@ FC OpenAPI (InvokeFunction) {fc_api.url}   (the event function schedules its rer
 Records                     {_shown(logs)}/dwrerun-event.jsonl, dwrerun-http.jsonl
 Control plane (make verify) {plane.url}   (EventBridge, FC and SLS as scripts/verify asks them: `make verify-local`)
 
-Try:
-  curl -s {events_url} -d @tests/events/dataworks-instance-failed.json
-  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"Ids": [1000012345679], "Comment": "after a fix"}}'
+The seeded workspace: project {PROJECT_ID}, business date yesterday ({yesterday}), failures that ended a minute ago.
+
+Try (in another terminal, from the repository):
   curl -s {gateway.url}/health
+  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"Ids": [1000012345679], "Comment": "after a fix"}}'
+  curl -s {gateway.url}/rerun -H 'Content-Type: application/json' -d '{{"ProjectId": {PROJECT_ID}, "Bizdate": "{yesterday}", "DryRun": true}}'
   .venv/bin/python scripts/rerun_client.py {gateway.url} --ids 1000012345690 --dry-run
+  .venv/bin/python scripts/rerun_client.py {gateway.url} --project-id {PROJECT_ID} --bizdate yesterday --plan .localcloud/plan.json
+  .venv/bin/python scripts/rerun_client.py {gateway.url} --apply .localcloud/plan.json
+  curl -s {events_url} -d @tests/events/dataworks-instance-failed.json
 """,
         flush=True,
     )

@@ -35,6 +35,13 @@ from dwrerun import rules  # noqa: E402
 from dwrerun.config import ConfigError, Settings  # noqa: E402
 
 RULES_INVALID, CANNOT_READ = 1, 2
+# Said to the person at the terminal: the function's own message is about its role, which is not theirs.
+NO_CREDENTIALS = (
+    "--instance reads the log from DataWorks with your own AccessKey, and none is set: export "
+    "ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET (and ALIBABA_CLOUD_SECURITY_TOKEN for STS "
+    "credentials) of a RAM user allowed dataworks:GetTaskInstance and dataworks:GetTaskInstanceLog; against the "
+    "local cloud, the ones `make serve` prints. Or save the log from DataWorks and pass the file instead."
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rule_set = rules.load(args.rules or settings.rules_file)
     except rules.RulesError as exc:
-        return _fail(RULES_INVALID, str(exc))
+        hint = ""
+        if args.rules and not Path(args.rules).is_absolute() and Path(args.rules).exists():
+            hint = (
+                f"; a relative --rules is read from the code package ({ROOT / 'function'}), as the function "
+                f"reads RERUN_RULES_FILE: for the file here, give --rules {Path(args.rules).resolve()}"
+            )
+        return _fail(RULES_INVALID, str(exc) + hint)
     if args.check:
         print(f"{rule_set.path}: {len(rule_set)} rules, valid")
         return 0
@@ -93,6 +106,8 @@ def _read_from_dataworks(instance_id: int, run: int | None, region: str | None, 
     """(log, how to name it, TaskType, run) read with the function's own client."""
     from dwrerun.dataworks import DataWorksError, client_for, credentials_from
 
+    if not (os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID") and os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET")):
+        raise ConfigError(NO_CREDENTIALS)
     credentials = credentials_from(os.environ, None)
     dataworks = client_for(credentials, settings, region or os.environ.get("FC_REGION"))
     try:

@@ -39,6 +39,7 @@ def panels(entries: list[sls.Entry], views: sls_views.Views, now: float) -> list
         out.append(
             {
                 "title": chart.title,
+                "note": chart.note,
                 "type": chart.type,
                 "display": chart.display,
                 "query": chart.query,
@@ -99,12 +100,15 @@ _PAGE = r"""<!DOCTYPE html>
   .grid {{ display: grid; grid-template-columns: repeat(24, 1fr); grid-auto-rows: 38px; gap: 8px; }}
   .panel {{ background: #fff; border: 1px solid #d0d7de; border-radius: 6px; padding: 8px; overflow: auto; }}
   .panel h2 {{ font-size: 14px; margin: 0 0 6px; }}
+  .panel .note {{ color: #57606a; font-size: 11px; margin: -2px 0 6px; }}
   .panel details {{ color: #57606a; font-size: 11px; margin-top: 6px; }}
   .panel code {{ white-space: pre-wrap; word-break: break-all; }}
   .number {{ font-size: 40px; font-weight: 600; text-align: center; margin-top: 24px; }}
   .empty {{ color: #57606a; font-style: italic; }}
+  /* A table fits its panel at any width: a long id or time breaks rather than pushing columns out of sight. */
   table {{ border-collapse: collapse; font-size: 12px; width: 100%; }}
-  th, td {{ border-bottom: 1px solid #eaeef2; padding: 2px 6px; text-align: left; }}
+  th, td {{ border-bottom: 1px solid #eaeef2; padding: 2px 4px; text-align: left; overflow-wrap: anywhere; }}
+  th {{ overflow-wrap: normal; font-size: 11px; }}
   .legend span {{ display: inline-block; margin-right: 10px; font-size: 12px; }}
   .legend i {{ display: inline-block; width: 10px; height: 10px; margin-right: 4px; }}
   svg text {{ font-size: 10px; fill: #57606a; }}
@@ -130,8 +134,14 @@ function element(tag, attributes, text) {{
 
 function shown(value) {{
   if (value === null || value === undefined) return "-";
-  if (typeof value === "number" && !Number.isInteger(value)) return value.toFixed(1);
+  // A measure with a fraction reads with thousands grouped (539,792.5); an integer may be an id: as it is.
+  if (typeof value === "number" && !Number.isInteger(value)) return value.toLocaleString("en-US", {{maximumFractionDigits: 1}});
   return String(value);
+}}
+
+function measure(value) {{
+  // A chart's figure, grouped as a reader reads it (525,600); a table may hold ids, shown as they are.
+  return typeof value === "number" ? value.toLocaleString("en-US", {{maximumFractionDigits: 1}}) : shown(value);
 }}
 
 function hourLabel(value) {{
@@ -155,9 +165,10 @@ function lineChart(panel) {{
   const top = Math.max(1, ...values);
   const step = (width - left - 10) / Math.max(1, panel.rows.length - 1);
   const svg = element("svg:svg", {{viewBox: `0 0 ${{width}} ${{height}}`, style: "width: 100%; height: 200px"}});
-  const y = value => height - bottom - (value / top) * (height - bottom - 10);
+  const pad = 12 + 11 * (series.length - 1);  // room above the tallest bar for staggered value labels
+  const y = value => height - bottom - (value / top) * (height - bottom - pad);
   svg.append(element("svg:line", {{x1: left, y1: y(0), x2: width - 5, y2: y(0), stroke: "#d0d7de"}}));
-  svg.append(element("svg:text", {{x: 2, y: y(top) + 4}}, shown(top)));
+  svg.append(element("svg:text", {{x: 2, y: y(top) + 4}}, measure(top)));
   svg.append(element("svg:text", {{x: 2, y: y(0)}}, "0"));
   if (panel.rows.length < 3) {{
     // A line needs points to join: a few hours are drawn as bars, one group per hour.
@@ -170,7 +181,11 @@ function lineChart(panel) {{
         const rect = element("svg:rect", {{x: start + s * bar, y: top, width: bar - 2, height: y(0) - top,
           fill: COLORS[s % COLORS.length]}});
         rect.append(element("svg:title", {{}}, `${{name}}: ${{shown(row[name])}}`));
-        svg.append(rect, element("svg:text", {{x: start + s * bar, y: top - 2}}, shown(row[name])));
+        // Each value centred over its own bar; a label wider than its bar goes a line higher for
+        // each series before it, so neighbouring values never print over each other.
+        const label = measure(row[name]), wide = label.length * 6 > bar - 2;
+        svg.append(rect, element("svg:text", {{x: start + s * bar + (bar - 2) / 2, y: top - 2 - (wide ? s * 11 : 0),
+          "text-anchor": "middle", class: "value"}}, label));
       }});
     }});
     return [svg, legend(series)];
@@ -193,7 +208,7 @@ function lineChart(panel) {{
 
 function numberChart(panel) {{
   const name = panel.display.yAxis[0];
-  return [element("div", {{class: "number"}}, shown(panel.rows[0][name]))];
+  return [element("div", {{class: "number"}}, measure(panel.rows[0][name]))];
 }}
 
 function tableChart(panel) {{
@@ -247,6 +262,7 @@ function render(panel) {{
   section.style.gridColumn = `${{d.xPos + 1}} / span ${{d.width}}`;
   section.style.gridRow = `${{d.yPos + 1}} / span ${{d.height}}`;
   section.append(element("h2", {{}}, panel.title));
+  if (panel.note) section.append(element("div", {{class: "note"}}, panel.note));
   const draw = DRAW[panel.type];
   if (!draw) throw new Error(`chart type ${{panel.type}} is not drawn here`);
   const rows = panel.rows.filter(row => Object.values(row).some(v => v !== null));

@@ -8,8 +8,11 @@ By filter, after an outage ("plan, then apply"): the plan is a dry run whose ans
 token, is saved to a file; the apply sends the same request with that token, then follows the
 continuation until every selected instance has its record:
 
-    scripts/rerun_client.py URL --project-id 48213 --bizdate 2026-11-27 --use-latest-config --plan plan.json
+    scripts/rerun_client.py URL --project-id 48213 --bizdate yesterday --use-latest-config --plan plan.json
     scripts/rerun_client.py URL --apply plan.json
+
+--bizdate takes YYYY-MM-DD, epoch milliseconds, or `yesterday` / `today` (China time, the zone
+the function reads a business date in): the client sends the date it names.
 
 Following reads the records the functions wrote, by the request's id (`originRequestId`): in the
 local cloud from the Logstore files (`--logstore`, default .localcloud/logs for a loopback URL),
@@ -35,6 +38,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
@@ -45,6 +49,17 @@ from localcloud import fcauth  # noqa: E402 - the one implementation of FC's HTT
 PROFILE_FILE = Path.home() / ".aliyun" / "config.json"
 LOCAL_LOGS = Path(__file__).resolve().parents[1] / ".localcloud" / "logs"
 PLAN_VERSION = 1
+CHINA = timezone(timedelta(hours=8))  # the function reads YYYY-MM-DD as 00:00 of this zone
+RELATIVE_DAYS = {"today": 0, "yesterday": 1}
+
+
+def bizdate(value: str, now: float | None = None) -> str | int:
+    """A --bizdate as the request carries it: `yesterday` and `today` become YYYY-MM-DD in China
+    time (at `now`, epoch seconds), digits epoch ms, anything else is sent as written."""
+    if value.lower() in RELATIVE_DAYS:
+        day = datetime.fromtimestamp(time.time() if now is None else now, CHINA).date()
+        return (day - timedelta(days=RELATIVE_DAYS[value.lower()])).isoformat()
+    return int(value) if value.isdigit() else value
 
 
 def main(argv: list[str] | None = None, out=sys.stdout, environ=None, err=None) -> int:
@@ -107,7 +122,9 @@ def _parser() -> argparse.ArgumentParser:
     what.add_argument("--ids", nargs="+", type=int, metavar="ID", help="task instance ids")
     what.add_argument("--project-id", type=int, help="a filter: the workspace (project) id, with --bizdate")
     what.add_argument("--apply", metavar="PLAN", help="apply a plan --plan saved: its request, with its token")
-    parser.add_argument("--bizdate", help="the business date, YYYY-MM-DD (China time) or epoch ms")
+    parser.add_argument(
+        "--bizdate", help="the business date: YYYY-MM-DD (China time), epoch ms, or yesterday / today (China time)"
+    )
     parser.add_argument("--task-ids", nargs="+", type=int, metavar="ID", help="only these tasks (nodes)")
     parser.add_argument("--env", choices=("Prod", "Dev"), help="ProjectEnv (default: the function's)")
     parser.add_argument("--failed-from", help="only runs that ended at or after this (ISO 8601 with offset, or ms)")
@@ -157,7 +174,7 @@ def _body(args) -> dict:
         return {"Ids": args.ids, "DryRun": args.dry_run, **options}
     if not args.bizdate:
         raise ValueError("a filter needs --bizdate as well as --project-id")
-    body = {"ProjectId": args.project_id, "Bizdate": int(args.bizdate) if args.bizdate.isdigit() else args.bizdate}
+    body = {"ProjectId": args.project_id, "Bizdate": bizdate(args.bizdate)}
     if args.task_ids:
         body["TaskIds"] = args.task_ids
     if args.env:
@@ -293,12 +310,19 @@ def _print_table(status: int, answer: dict, out) -> None:
         print(f"HTTP {status} {answer.get('Code')}: {answer.get('Message')}", file=out)
     if "Selected" in answer:  # the filter form: counts, not a row per instance
         print(f"selected {answer['Selected']} failed instance(s) with {json.dumps(answer.get('Filter'))}", file=out)
+        decisions = answer.get("Decisions", {})
         for reason, n in answer.get("Counts", {}).items():
-            print(f"  {reason:<22} {n}", file=out)
+            print(f"  {reason:<22} {n:<5} {_ids(decisions.get(reason, []))}".rstrip(), file=out)
         for instance_id, held in answer.get("NotRetryable", {}).items():
             print(f"  held back {instance_id}: rule {held['Rule']}: {held['MatchedLine']}", file=out)
         if answer.get("LogsNotRead"):
             print(f"  {answer['LogsNotRead']} log(s) not read in the time of this dry run", file=out)
+        if not answer.get("DryRun"):
+            info = answer.get("SuccessInfo", {})
+            print(f"rerun: {_ids([i for i, r in info.items() if r.get('Success')]) or 'none'}", file=out)
+            for instance_id, result in info.items():
+                if not result.get("Success"):
+                    print(f"  rerun refused {instance_id}: {result.get('Message')}", file=out)
         if answer.get("Continuing"):
             print(f"started {answer.get('Started', 0)}; {answer['Continuing']} continue asynchronously", file=out)
         print(f"request {answer.get('RequestId')}" + (" (dry run)" if answer.get("DryRun") else ""), file=out)
@@ -307,13 +331,27 @@ def _print_table(status: int, answer: dict, out) -> None:
     for instance_id, info in answer.get("SuccessInfo", {}).items():
         rows.append((instance_id, "rerun" if info.get("Success") else "failed", info.get("Message") or ""))
     for instance_id, reason in answer.get("Skipped", {}).items():
-        rows.append((instance_id, "skipped", reason))
+        if reason.startswith(DRY_RUN_PREFIX):  # "dry-run: dry run: run 2 Failure: rerun as run 3; ..."
+            detail = reason.removeprefix(DRY_RUN_PREFIX)
+            rows.append((instance_id, "would rerun", detail.removeprefix("dry run: ")))
+        else:
+            rows.append((instance_id, "skipped", reason))
     if len(rows) > 1:
         widths = [max(len(str(row[n])) for row in rows) for n in range(2)]
         for row in rows:
             print(f"{row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]}", file=out)
     if answer.get("RequestId"):
         print(f"request {answer['RequestId']}" + (" (dry run)" if answer.get("DryRun") else ""), file=out)
+
+
+DRY_RUN_PREFIX = "dry-run: "  # the reason of a dry run's id under Skipped
+SHOWN_IDS = 20
+
+
+def _ids(ids: list) -> str:
+    """Instance ids as a line: the first SHOWN_IDS, then how many more."""
+    shown = ", ".join(map(str, ids[:SHOWN_IDS]))
+    return shown + (f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else "")
 
 
 def _is_loopback(url: str) -> bool:

@@ -1,4 +1,5 @@
-"""The SLS alert rules and dashboard charts, as template.yml defines them: read, never rewritten.
+"""The SLS alert rules, dashboard charts and the functions' RAM policy, as template.yml defines
+them: read, never rewritten.
 
 template.yml is the one definition of the alerts and the dashboard. `make demo` (scripts/alerts.py)
 and `make report` (scripts/report.py) evaluate what this module reads from it with the local SLS
@@ -56,6 +57,7 @@ class Chart:
     start: str
     end: str
     display: dict
+    note: str = ""  # template.yml's comment above the chart: what it counts
 
 
 @dataclass(frozen=True)
@@ -85,17 +87,102 @@ def load(path: str | Path = TEMPLATE, **variables) -> Views:
         if resource["Type"] == "ALIYUN::SLS::Alert"
     ]
     charts = []
+    notes = _chart_notes(Path(path).read_text(encoding="utf-8"))
     for resource in resources.values():
         if resource["Type"] == "ALIYUN::SLS::Dashboard":
             for chart in resource["Properties"]["Charts"]:
                 search = resolver.value(chart["search"])
                 charts.append(
                     Chart(
-                        chart["title"], chart["type"], search["query"], search["start"], search["end"], chart["display"]
+                        chart["title"],
+                        chart["type"],
+                        search["query"],
+                        search["start"],
+                        search["end"],
+                        chart["display"],
+                        notes.get(chart["title"], ""),
                     )
                 )
     (message,) = [k for k in resources["Index"]["Properties"]["KeyIndices"] if k["Name"] == "message"]
     return Views(alerts, charts, message["JsonKeyIndices"], parameters)
+
+
+# How the policy names what only a deploy knows (ROS pseudo parameters).
+_PSEUDO = {"ALIYUN::Region": "<region>", "ALIYUN::AccountId": "<account>"}
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One statement of the functions' role policy, resolved."""
+
+    effect: str
+    actions: tuple[str, ...]
+    resources: tuple[str, ...]
+
+
+def policy(path: str | Path = TEMPLATE, **variables) -> list[Statement]:
+    """The statements of the role's inline policy (FunctionRole), with `vars` overridden as given:
+    parameters take their values, the account and region stay `<account>` and `<region>`, and a
+    resource's Name attribute is that resource's own Name."""
+    spec = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    template = spec["resources"]["infra"]["props"]["template"]
+    parameters = load(path, **variables).parameters
+    resources = template["Resources"]
+
+    def value(node):
+        if isinstance(node, list):
+            return [value(v) for v in node]
+        if not isinstance(node, dict):
+            return node
+        if set(node) == {"Ref"}:
+            name = node["Ref"]
+            return _PSEUDO.get(name) or parameters.get(name) or f"<{name}>"
+        if set(node) == {"Fn::Join"}:
+            delimiter, parts = node["Fn::Join"]
+            return delimiter.join(str(value(p)) for p in parts)
+        if set(node) == {"Fn::GetAtt"}:
+            resource, attribute = node["Fn::GetAtt"]
+            own = resources.get(resource, {}).get("Properties", {}).get(attribute)
+            return value(own) if own is not None else f"<{resource}.{attribute}>"
+        return {k: value(v) for k, v in node.items()}
+
+    (role,) = [r for r in resources.values() if r["Type"] == "ALIYUN::RAM::Role"]
+    (document,) = [p["PolicyDocument"] for p in role["Properties"]["Policies"]]
+    statements = []
+    for raw in document["Statement"]:
+        resolved = value(raw)
+        actions, targets = resolved["Action"], resolved["Resource"]
+        statements.append(
+            Statement(
+                resolved["Effect"],
+                tuple([actions] if isinstance(actions, str) else actions),
+                tuple([targets] if isinstance(targets, str) else targets),
+            )
+        )
+    return statements
+
+
+def policy_text(statements: list[Statement]) -> str:
+    """The policy as docs/deploy.md shows it: one line per statement, its actions, then its resources."""
+    return "\n".join(
+        f"{'' if s.effect == 'Allow' else s.effect + ' '}{', '.join(s.actions)}\n    on  {', '.join(s.resources)}"
+        for s in statements
+    )
+
+
+def _chart_notes(text: str) -> dict[str, str]:
+    """Each chart's title -> the comment lines right above its `- title:` line, joined."""
+    notes, comment = {}, []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            comment.append(stripped.lstrip("#").strip())
+            continue
+        title = re.match(r"- title: (.+)$", stripped)
+        if title and comment:
+            notes[title.group(1).strip().strip("\"'")] = " ".join(comment)
+        comment = []
+    return notes
 
 
 def annotate(text: str, row: dict) -> str:

@@ -322,3 +322,22 @@ def test_pages_that_state_an_inferred_fact_are_indexed():
     for doc in DOCS.glob("*.md"):
         if doc.name != "inferred-facts.md" and re.search(r"\binferred\b", text(doc), flags=re.I):
             assert f"({doc.name}" in index, f"docs/inferred-facts.md does not point to {doc.name}"
+
+
+# --- the deployment's policy -------------------------------------------------------------------
+
+
+def test_the_deploy_pages_policy_is_the_one_template_yml_grants():
+    import sls_views
+
+    section = page("deploy.md").split("## Why the policy reads as it does", 1)[1]
+    (_language, block), *_ = code_blocks(section)
+    assert block.strip() == sls_views.policy_text(sls_views.policy()), "regenerate it: sls_views.policy_text()"
+
+
+def test_every_action_the_deploy_page_names_is_one_the_template_grants():
+    import sls_views
+
+    granted = {action for statement in sls_views.policy() for action in statement.actions}
+    named = set(re.findall(r"\b(?:dataworks|fc|log|ram|sts):[A-Z]\w+", page("deploy.md")))
+    assert named <= granted, f"docs/deploy.md names actions the template does not grant: {named - granted}"

@@ -15,13 +15,14 @@ from localcloud.dataworks import DataWorksEmulator, TaskInstance
 CREDS = Credentials("LTAItestkeyid0001", "test-secret-do-not-log", "test-sts-token-do-not-log")
 SEED = Path(__file__).resolve().parents[1] / "scripts" / "localcloud" / "dataworks" / "seed.json"
 BIZDATE = 1764172800000
+SEED_NOW = 1764270120  # the seed's own "now", 2025-11-28T03:02:00+08:00: its dates as written
 FAILED, FROZEN, SUCCEEDED = 1000012345678, 1000012345699, 1000012345679
 AT_CAP, ALL_DENIED, RUNNING = 1000012345680, 1000012345681, 1000012345682
 
 
 @pytest.fixture
 def emu():
-    with DataWorksEmulator(credentials=[CREDS], seed=SEED) as emu:
+    with DataWorksEmulator(credentials=[CREDS], seed=SEED, seed_now=SEED_NOW) as emu:
         yield emu
 
 
@@ -178,13 +179,19 @@ def test_list_filters_and_pages(call):
     page = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, PageSize=2)["PagingInfo"]
     assert (page["PageNumber"], page["PageSize"]) == (1, 2)
     total = page["TotalCount"]
-    assert total == 5 and len(page["TaskInstances"]) == 2
+    assert total == 9 and len(page["TaskInstances"]) == 2
     ids = [i["Id"] for i in page["TaskInstances"]]
     assert ids == sorted(ids, reverse=True)  # default SortBy "Id Desc"
-    rest = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, PageSize=2, PageNumber=3)["PagingInfo"]
+    rest = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, PageSize=2, PageNumber=5)["PagingInfo"]
     assert len(rest["TaskInstances"]) == 1
     failed = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, Status="Failure")["PagingInfo"]
-    assert {i["Id"] for i in failed["TaskInstances"]} == {FAILED, AT_CAP, ALL_DENIED}
+    # the three of the guards, and the demo's syntax error, network error and two failures whose events were lost
+    assert {i["Id"] for i in failed["TaskInstances"]} == {
+        FAILED,
+        AT_CAP,
+        ALL_DENIED,
+        *range(1000012345684, 1000012345688),
+    }
     dev = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, ProjectEnv="Dev")["PagingInfo"]
     assert [i["ProjectEnv"] for i in dev["TaskInstances"]] == ["Dev"]
     by_ids = call("ListTaskInstances", ProjectId=48213, Bizdate=BIZDATE, Ids=json.dumps([FAILED, SUCCEEDED]))

@@ -19,11 +19,12 @@ CREDS = Credentials("LTAItestkeyid0001", "test-secret-do-not-log", "test-sts-tok
 SEED = Path(__file__).resolve().parents[1] / "scripts" / "localcloud" / "dataworks" / "seed.json"
 FAILED, SUCCEEDED = 1000012345678, 1000012345679
 BIZDATE = 1764172800000
+SEED_NOW = 1764270120  # the seed's own "now", 2025-11-28T03:02:00+08:00: its dates as written
 
 
 @pytest.fixture
 def emu():
-    with DataWorksEmulator(credentials=[CREDS], seed=SEED) as emu:
+    with DataWorksEmulator(credentials=[CREDS], seed=SEED, seed_now=SEED_NOW) as emu:
         yield emu
 
 

@@ -16,7 +16,7 @@ import cdp
 import report
 import sls_views
 from localcloud import sls
-from test_local_sls import NOW, every_kind_of_record
+from test_local_sls import NOW, every_kind_of_record, instance_line
 
 VIEWS = sls_views.load()
 TITLES = [chart.title for chart in VIEWS.charts]
@@ -115,3 +115,75 @@ def test_after_the_demo_the_report_loads_without_console_errors_and_every_panel_
     # a demo that reruns everything at once has none to show.
     scheduled = any(e.record and e.record.get("decision") == "scheduled" for e in entries)
     assert empty == ([] if scheduled else [SCHEDULED])
+
+
+# --- readable at 1,280 px, and true -----------------------------------------------------------------
+
+# Per panel: does anything stick out sideways (a column out of sight), and do value labels overlap.
+LAYOUT_JS = """Array.from(document.querySelectorAll('section.panel')).map(s => {
+  const box = s.getBoundingClientRect();
+  const cells = Array.from(s.querySelectorAll('th, td')).map(c => c.getBoundingClientRect());
+  const labels = Array.from(s.querySelectorAll('svg text.value')).map(t => t.getBoundingClientRect());
+  const overlaps = labels.some((a, i) => labels.slice(i + 1).some(b =>
+    a.left < b.right && b.left < a.right && a.top < b.bottom && b.top < a.bottom));
+  return {title: s.dataset.title, overflow: s.scrollWidth > s.clientWidth + 1,
+          outside: cells.some(c => c.right > box.right + 1), overlaps: overlaps};
+})"""
+
+
+def at_1280(chromium, page_path):
+    page = chromium.load(page_path.as_uri())
+    chromium.send(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1280, "height": 1000, "deviceScaleFactor": 1, "mobile": False},
+        session=page.session,
+    )
+    return page
+
+
+def test_each_panel_says_what_it_counts_in_the_templates_words(tmp_path):
+    logs = write_logstore(tmp_path / "logs", every_kind_of_record())
+    notes = {p["title"]: p["note"] for p in embedded(report.build(sls.read_logstore(logs), VIEWS, now=NOW))}
+    assert notes["Failures handled per hour, by decision"].startswith("Each failure once, by what was first decided")
+    assert "finishedTime" in notes["Time from failure to rerun (minutes)"]
+
+
+def test_at_1280_px_every_panel_shows_every_column_and_no_label_covers_another(chromium, tmp_path):
+    # GIVEN records whose figures are long: a failure a year before its rerun (525,600 minutes) and
+    # the long ids and times of scheduled reruns
+    year = 365 * 86400
+    lines = [
+        *every_kind_of_record(),
+        instance_line(instance_id=1000012345678, finished_time=int((NOW - year) * 1000), rule="default"),
+    ]
+    out = tmp_path / "report.html"
+    out.write_text(report.build(sls.read_logstore(write_logstore(tmp_path / "logs", lines)), VIEWS, now=NOW))
+    # WHEN the page is drawn 1,280 px wide
+    page = at_1280(chromium, out)
+    layout = page.evaluate(LAYOUT_JS)
+    # THEN nothing is out of sight and no value prints over another
+    assert page.errors() == []
+    assert [p["title"] for p in layout if p["overflow"] or p["outside"] or p["overlaps"]] == [], layout
+    labels = page.evaluate(
+        "Array.from(document.querySelectorAll('section[data-title^=\"Time from failure\"] svg text.value'))"
+        ".map(t => t.textContent)"
+    )
+    assert any("," in label for label in labels), labels  # 262,800.5: grouped, as a reader reads it
+
+
+def test_after_the_demo_the_report_is_readable_at_1280_px_and_its_times_are_real(
+    demo_run, demo_logs, chromium, tmp_path
+):
+    out = report.write(demo_logs, tmp_path / "report.html")
+    page = at_1280(chromium, out)
+    layout = page.evaluate(LAYOUT_JS)
+    assert [p["title"] for p in layout if p["overflow"] or p["outside"] or p["overlaps"]] == [], layout
+    panels = {p["title"]: p["rows"] for p in embedded(out.read_text())}
+    # the demo's failures ended a minute before it began: minutes from failure to rerun, not a year
+    (minutes,) = panels["Time from failure to rerun (minutes)"]
+    assert 0 < minutes["median"] <= minutes["p95"] < 60, minutes
+    # the headline feature shows: a rule that skipped, beside the ones that reran
+    rules = {row["rule"]: row for row in panels["Matched failure rules"]}
+    assert rules["maxcompute-syntax-error"]["skipped"] == 1 and rules["shell-network-error"]["rerun or scheduled"] == 1
+    states = {row["instanceId"]: row["state"] for row in panels[SCHEDULED]}
+    assert set(states.values()) == {"ran"}  # every scheduled rerun of the demo ran before it ended

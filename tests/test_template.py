@@ -8,6 +8,7 @@ installed (it runs offline); CI does not need it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import os
 import re
@@ -199,8 +200,10 @@ def test_environment_is_exactly_the_user_variables(name):
 
 def test_default_settings_are_ones_the_function_accepts_and_match_the_codes_defaults():
     environment = props(render(load()), "event")["environmentVariables"]
-    # One set of defaults: docs/configuration.md describes both (tests/test_docs.py checks it).
-    assert config.Settings.from_env(environment) == config.Settings()
+    # One set of defaults: docs/configuration.md describes both (tests/test_docs.py checks it). But
+    # one: the template ships dryRun "true", so that a first deploy reruns nothing
+    # (tests/test_safe_by_default.py); the code's default stays a live run.
+    assert config.Settings.from_env(environment) == dataclasses.replace(config.Settings(), dry_run=True)
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)

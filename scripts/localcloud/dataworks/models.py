@@ -294,15 +294,24 @@ class DataWorksBackend:
                 self.script_runs(inst.id, next_runs)
         return replace(inst)
 
-    def load_json(self, path: str | Path) -> list[int]:
+    def load_json(self, path: str | Path, now: float | None = None) -> list[int]:
         """Seed from a JSON file: a list of instances, or {"tasks": [...], "instances": [...]} where an
-        instance inherits its task's fields (by task_id). Keys are snake_case or the API's PascalCase."""
+        instance inherits its task's fields (by task_id). Keys are snake_case or the API's PascalCase.
+
+        A seed with a top-level `"now"` (ISO 8601 with its offset) is dated relative to the moment
+        it is loaded, `now` (epoch seconds; default the clock's): its times move by the time
+        between its "now" and this one, and its business dates by whole days of China time. So a
+        seed written for "now" 2025-11-28T03:02+08:00 with bizdate 2025-11-27 always holds
+        yesterday's business date, and a run it says ended at 03:01:05 ended 55 s ago."""
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         tasks: dict[int, dict] = {}
+        shift = None
         if isinstance(data, dict):
-            unknown = set(data) - {"tasks", "instances"}
+            unknown = set(data) - {"now", "tasks", "instances"}
             if unknown:
-                raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; expected tasks, instances")
+                raise ValueError(f"{path}: unknown top-level keys {sorted(unknown)}; expected now, tasks, instances")
+            if "now" in data:
+                shift = _Shift(data["now"], time.time() if now is None else now, path)
             for task in data.get("tasks", []):
                 task = self._snake(task, path)
                 if "task_id" not in task:
@@ -325,7 +334,7 @@ class DataWorksBackend:
         for raw in data:
             values = self._snake(raw, path)
             merged = {**tasks.get(values.get("task_id"), {}), **values}
-            ids.append(self.add_instance(**merged).id)
+            ids.append(self.add_instance(**(shift(merged) if shift else merged)).id)
         return ids
 
     @staticmethod
@@ -587,6 +596,42 @@ class Window:
         if value is None:
             return False
         return (self.start is None or value >= self.start) and (self.end is None or value <= self.end)
+
+
+# The times of an instance a seed dated relative to its loading moves by the same amount.
+_MOMENTS = (
+    "create_time",
+    "trigger_time",
+    "started_time",
+    "finished_time",
+    "modify_time",
+    "waiting_trigger_time",
+    "waiting_resource_time",
+)
+
+
+class _Shift:
+    """A seed's dates moved from the "now" it was written for to the moment it is loaded."""
+
+    def __init__(self, seed_now, now: float, path):
+        try:
+            written = datetime.fromisoformat(seed_now)
+        except (TypeError, ValueError):
+            written = None
+        if written is None or written.tzinfo is None:
+            raise ValueError(f'{path}: "now" must be ISO 8601 with its offset, like 2025-11-28T03:02:00+08:00')
+        loaded = datetime.fromtimestamp(now, CHINA)
+        self.ms = round((loaded - written).total_seconds() * 1000)
+        self.days = (loaded.date() - written.astimezone(CHINA).date()).days
+
+    def __call__(self, values: dict) -> dict:
+        out = dict(values)
+        for name in _MOMENTS:
+            if isinstance(out.get(name), int):
+                out[name] += self.ms
+        if isinstance(out.get("bizdate"), int):
+            out["bizdate"] += self.days * 86_400_000
+        return out
 
 
 def _snake_name(pascal: str) -> str:

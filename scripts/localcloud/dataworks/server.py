@@ -79,7 +79,8 @@ class _Handler(BaseHTTPRequestHandler):
 class DataWorksEmulator:
     """The DataWorks OpenAPI 2024-05-18 on 127.0.0.1, checking ACS3 signatures against `credentials`.
 
-    `port=0` picks a free port; `seed` is an optional JSON file for `backend.load_json`.
+    `port=0` picks a free port; `seed` is an optional JSON file for `backend.load_json`, dated
+    relative to `seed_now` (epoch seconds; default: when it is loaded) if it says it is relative.
     """
 
     def __init__(
@@ -88,6 +89,7 @@ class DataWorksEmulator:
         port: int = 0,
         seed: str | Path | None = None,
         host: str = "127.0.0.1",
+        seed_now: float | None = None,
     ):
         self.backend = DataWorksBackend()
         self.responses = DataWorksResponse(self.backend)
@@ -105,7 +107,7 @@ class DataWorksEmulator:
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         if seed is not None:
-            self.backend.load_json(seed)
+            self.backend.load_json(seed, now=seed_now)
 
     # --- lifecycle ---
 
