@@ -19,7 +19,7 @@ Figures:
   `python -c "import json"`; also whether the health check loaded the SDK (it must not).
 - burst: `--events` failure events (distinct instances and event ids) through the EventBridge
   publisher into the event function's asynchronous queue, run as FC 3.0 runs a standard runtime
-  (localcloud.fcfunction): one invocation per instance, each instance its own process, at most
+  (localcloud.fc.function): one invocation per instance, each instance its own process, at most
   reservedConcurrency of them, FC's retries; no instance exists when the clock starts, so cold
   starts are included. The function's settings are template.yml's (reservedConcurrency,
   DATAWORKS_READ_QPS / DATAWORKS_WRITE_QPS per instance, timeout, memory, retries), except
@@ -528,7 +528,7 @@ def bench_memory_cpu(emulator, defaults: dict, burst: dict, events: int, quick: 
 def bench_manual_rerun(emulator, defaults: dict, rounds: int, id_count: int, since: float) -> dict:
     """One POST /rerun with `id_count` ids to the warm HTTP function (template.yml's settings) vs the
     share-bound minimum and the unpaced serial generic-client floor."""
-    from localcloud.fcfunction import Function
+    from localcloud.fc import Function
     from localcloud.gateway import HttpGateway
 
     http = defaults["http"]

@@ -4,7 +4,7 @@
 
 Modes (each prints one `BENCH {json}` line last; progress goes to stderr):
 - burst:   `count` failure events through the EventBridge publisher into the event function's
-           asynchronous queue, run as FC 3.0 runs a standard runtime (localcloud.fcfunction):
+           asynchronous queue, run as FC 3.0 runs a standard runtime (localcloud.fc.function):
            one invocation per instance, each instance its own process, at most
            `reserved_concurrency` of them, FC's retries; cold starts included. Reports wall time,
            instances started, peak memory per instance, the instances' CPU time, the records.
@@ -83,7 +83,7 @@ def burst(settings: dict, code_dir: Path = FUNCTION_DIR) -> dict:
     starts included: the clock starts before the first delivery and no instance exists yet."""
     from localcloud.acs3 import Credentials
     from localcloud.eventbridge import EventBridge
-    from localcloud.fcfunction import Function
+    from localcloud.fc import Function
 
     first, count, label = settings["first_id"], settings["count"], settings.get("label", "burst")
     events = [failure_event(first + n, label) for n in range(count)]

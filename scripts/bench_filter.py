@@ -52,8 +52,7 @@ sys.path.insert(0, str(ROOT / "function"))  # the baseline paces with the functi
 from localcloud import openapi  # noqa: E402
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
-from localcloud.fcapi import FunctionComputeApi  # noqa: E402
-from localcloud.fcfunction import Function  # noqa: E402
+from localcloud.fc import Function, FunctionComputeApi  # noqa: E402
 
 OUT = ROOT / "bench-results" / "filter.json"
 CREDENTIALS = Credentials("LTAIbenchkeyid000002", "bench-filter-secret-local-only", "bench-filter-sts-local-only")

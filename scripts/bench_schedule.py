@@ -61,7 +61,7 @@ def bench_schedule(
 
 
 def _function(emulator, cloud: dict, logs: str, clock, base_seconds: int, api_url: str | None):
-    from localcloud.fcfunction import Function
+    from localcloud.fc import Function
 
     event = cloud["event"]
     env = {
@@ -101,7 +101,7 @@ def _deliver(fn, ids: list[int], tag: str) -> list:
 
 def _scheduled(emulator, cloud: dict, ids: list[int], journal_figures, progress, speed: float) -> dict:
     from localcloud.clock import ManualClock
-    from localcloud.fcapi import FunctionComputeApi
+    from localcloud.fc import FunctionComputeApi
 
     clock = ManualClock()
     start = clock.now()

@@ -15,8 +15,7 @@ import pytest
 
 from localcloud.acs3 import Credentials
 from localcloud.dataworks import DataWorksEmulator
-from localcloud.fc import FunctionCompute
-from localcloud.fcfunction import Function
+from localcloud.fc import Function, FunctionCompute
 
 pytest_plugins = ["secrets_audit"]
 
@@ -117,7 +116,7 @@ def make_instances(
     dataworks, tmp_path, reserved_concurrency=2, handler="index.handle_event", timeout=30, retries=3, **env
 ) -> Function:
     """The function as FC 3.0 runs it: up to `reserved_concurrency` instance processes, an
-    asynchronous queue and FC's retries (localcloud.fcfunction)."""
+    asynchronous queue and FC's retries (localcloud.fc.function)."""
     return Function(
         handler=handler,
         code_dir=str(FUNCTION_DIR),
@@ -139,7 +138,7 @@ def fresh_instance_state(mocker):
     """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
 
     The function's modules are the ones the test files imported: a harness serves its first
-    instance with the modules it finds and puts them back when it closes (localcloud/fc.py), so
+    instance with the modules it finds and puts them back when it closes (localcloud/fc/harness.py), so
     they live for the whole session and their warm-instance state is reset here, whatever ran
     before. The backoff's sleep (a seam of time) is replaced on those very modules: tests take the
     clock's word for a wait.

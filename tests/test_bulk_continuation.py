@@ -1,7 +1,7 @@
 """A big selection outlives its request: the HTTP function hands the rest to asynchronous
 invocations of the event function, which run as FC 3.0 runs them (separate instance processes,
-an asynchronous queue, FC's retries: localcloud.fcfunction), queued through the local FC OpenAPI
-(localcloud.fcapi, InvokeFunction with ACS3 signatures), against the DataWorks emulator.
+an asynchronous queue, FC's retries: localcloud.fc.function), queued through the local FC OpenAPI
+(localcloud.fc.server, InvokeFunction with ACS3 signatures), against the DataWorks emulator.
 """
 
 from __future__ import annotations
@@ -32,8 +32,7 @@ from dwrerun.dataworks import DataWorks
 from dwrerun.function_compute import InvokeFunctionError
 from dwrerun.invocation import Invocation
 from localcloud import sls
-from localcloud.fcapi import FunctionComputeApi
-from localcloud.fcfunction import Function
+from localcloud.fc import Function, FunctionComputeApi
 from localcloud.gateway import HttpGateway
 from test_sls_queries import problems
 

@@ -222,8 +222,8 @@ SAMPLE_OBJECTS = {
     "emu": "localcloud.dataworks.DataWorksEmulator",
     "emu.faults": "localcloud.dataworks.faults.Faults",
     "emu.backend": "localcloud.dataworks.models.DataWorksBackend",
-    "fn": "localcloud.fcfunction.Function",
-    "api": "localcloud.fcapi.FunctionComputeApi",
+    "fn": "localcloud.fc.Function",
+    "api": "localcloud.fc.FunctionComputeApi",
     "bridge": "localcloud.eventbridge.EventBridge",
     "gw": "localcloud.gateway.HttpGateway",
 }

@@ -304,7 +304,7 @@ def test_a_duplicate_delivery_reruns_once(dataworks, fn):
 
 
 # On FC 3.0 two invocations at the same moment run on two instances, two processes that share no
-# memory: these cases run on the process model (localcloud.fcfunction), one process per instance.
+# memory: these cases run on the process model (localcloud.fc.function), one process per instance.
 
 
 def hold_reads(dataworks, parties: int = 2, skip: int = 0) -> None:

@@ -32,7 +32,7 @@ from conftest import (
 from localcloud.gateway import HttpGateway
 
 # dwrerun.*: the modules the HTTP function loads, imported once for the session. A harness keeps
-# the modules it finds (localcloud/fc.py) and would otherwise load these again for every test,
+# the modules it finds (localcloud/fc/harness.py) and would otherwise load these again for every test,
 # which takes seconds a test on the mutation run's copy of the code.
 
 OTHER_ID = FAILED_ID + 1  # 1000012345679, the second id in fc-http-rerun-request.json

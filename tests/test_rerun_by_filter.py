@@ -21,7 +21,7 @@ from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function
 from dwrerun import continuation, pacing, plan, schema, selection, signing
 from dwrerun.config import INT64_MAX, Settings
 from dwrerun.dataworks import DataWorksError
-from localcloud.fcapi import FunctionComputeApi
+from localcloud.fc import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
 KEY = "k" * 40  # RERUN_SIGNING_KEY of these tests: at least 32 characters
