@@ -45,8 +45,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # localcloud
 sys.path.insert(0, str(ROOT / "function"))  # the baseline paces with the function's RateLimiter
 
 from localcloud import openapi  # noqa: E402

@@ -1,6 +1,6 @@
-"""The child processes of scripts/bench.py's burst, memory/CPU and profile figures.
+"""The child processes of the burst, memory/CPU, profile and failure-rules benchmarks (burst.py, ...).
 
-    python bench_burst_child.py <mode> '<json settings>'
+    python burst_child.py <mode> '<json settings>'
 
 Modes (each prints one `BENCH {json}` line last; progress goes to stderr):
 - burst:   `count` failure events through the EventBridge publisher into the event function's
@@ -36,10 +36,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HERE = Path(__file__).resolve().parent  # scripts/bench
+ROOT = HERE.parents[1]
 FUNCTION_DIR = ROOT / "function"
-sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT / "scripts"))  # localcloud
 
 # A handler that writes what ours writes (one instance record, one summary) and nothing else.
 NOOP_HANDLER = """
@@ -362,7 +362,7 @@ def classify(settings: dict) -> dict:
 
 def generic_calls(settings: dict):
     """The floor: GetTaskInstance then RerunTaskInstances with the generic client, nothing else."""
-    from bench_coldstart_child import bare_call
+    from coldstart_child import bare_call
 
     call = bare_call(settings["env"])
 
