@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from localcloud.acs3 import Credentials
+from localcloud.clock import ManualClock
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.fc import Function, FunctionCompute
 
@@ -152,6 +153,28 @@ def fresh_instance_state(mocker):
     pacing._limiters.clear()
     rules._cache.clear()
     mocker.patch.object(pacing, "sleep")
+
+
+# --- the one fake clock ----------------------------------------------------------------------------
+
+FAKE_START = 1000.0  # where the fake clock starts unless a test needs a date
+
+
+def install_fake_clock(mocker, start: float = FAKE_START, *, overlapping_sleeps: bool = False) -> ManualClock:
+    """The function's time seam (`pacing.clock`, `pacing.sleep`) on one ManualClock: time moves
+    only when the function waits (or the test advances it), so every wait and deadline is exact."""
+    from dwrerun import pacing
+
+    clock = ManualClock(start=start, overlapping_sleeps=overlapping_sleeps)
+    mocker.patch.object(pacing, "clock", clock.now)
+    mocker.patch.object(pacing, "sleep", clock.sleep)
+    return clock
+
+
+@pytest.fixture
+def fake_clock(mocker) -> ManualClock:
+    """The function's clock and sleep on a ManualClock at FAKE_START."""
+    return install_fake_clock(mocker)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import pytest
 import rerun_client
 from conftest import (
     CREDS,
+    FAKE_START,
     FUNCTION_DIR,
     NO_BACKOFF_SLEEP,
     PROJECT_ID,
@@ -269,7 +270,7 @@ def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(datawo
 
 ORIGIN = "1-origin-request"
 PART_REQUEST = "2-part-request"
-NOW = 1000.0
+NOW = FAKE_START  # where the fake clock starts
 PART_SETTINGS = Settings(
     read_qps=1000.0, write_qps=1000.0, read_timeout=2.0, read_logs=False, backoff_base=0, signing_key=KEY
 )
@@ -278,26 +279,10 @@ PART_SETTINGS = Settings(
 BATCH_SLACK = 0.5 + 1 / 1000.0 + 2.0
 
 
-class FakeClock:
-    def __init__(self, now: float = NOW):
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def clock(mocker):
-    fake = FakeClock()
-    mocker.patch.object(pacing, "clock", fake)
-    mocker.patch.object(pacing, "sleep", side_effect=fake.sleep)
+def clock(fake_clock, mocker):
     mocker.patch.object(pacing, "uniform", lambda low, high: high)  # the backoff's longest wait
-    return fake
+    return fake_clock
 
 
 class FakeFunctions:
