@@ -39,8 +39,8 @@ mutation: $(STAMP)
 	$(PY) scripts/mutation.py $(if $(filter all,$(SAMPLE)),,--sample $(SAMPLE)) $(MODULES)
 
 bench: $(STAMP)
-	$(PY) scripts/bench.py
-	$(PY) scripts/bench_filter.py
+	$(PY) scripts/bench/bench.py
+	$(PY) scripts/bench/by_filter.py
 
 build: $(STAMP)
 	scripts/build

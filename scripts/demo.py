@@ -6,11 +6,11 @@
 2. Delivers DataWorks failure events to the event function the way an EventBridge rule does (one
    of them twice, as at-least-once delivery may): into the function's asynchronous queue, which
    runs them as FC 3.0 does, one invocation per instance, each instance its own process, at most
-   reservedConcurrency of them (localcloud.fcfunction). The function reads each failed run's log
+   reservedConcurrency of them (localcloud.fc.function). The function reads each failed run's log
    and applies the failure rules: a syntax error is skipped (and alerted on), a network error is
    rerun after the delay its rule sets.
 3. A failure the guards let through is scheduled, not rerun at once: the function invokes itself
-   through the local FC OpenAPI (localcloud.fcapi: InvokeFunction, ACS3-signed, async, delayed,
+   through the local FC OpenAPI (localcloud.fc.server: InvokeFunction, ACS3-signed, async, delayed,
    with a task id, so the second copy of the twice-delivered event gets FC's 409), and FC's
    delayed invocation reruns it when it comes due (real time here: DELAY_SECONDS, and the shipped
    rules' delays divided by RULE_DELAY_DIVISOR).
@@ -51,8 +51,7 @@ from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.controlplane import ControlPlane  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
 from localcloud.eventbridge import EventBridge  # noqa: E402
-from localcloud.fcapi import FunctionComputeApi  # noqa: E402
-from localcloud.fcfunction import Function  # noqa: E402
+from localcloud.fc import Function, FunctionComputeApi  # noqa: E402
 from localcloud.gateway import HttpGateway  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"

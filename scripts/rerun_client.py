@@ -44,7 +44,7 @@ from types import SimpleNamespace
 from urllib.parse import urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from localcloud import fcauth  # noqa: E402 - the one implementation of FC's HTTP-trigger signature
+from localcloud.fc import auth  # noqa: E402 - the one implementation of FC's HTTP-trigger signature
 
 PROFILE_FILE = Path.home() / ".aliyun" / "config.json"
 LOCAL_LOGS = Path(__file__).resolve().parents[1] / ".localcloud" / "logs"
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None, out=sys.stdout, environ=None, err=None) 
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if credentials is not None:
-        headers.update(fcauth.sign("POST", url, credentials, data))
+        headers.update(auth.sign("POST", url, credentials, data))
     elif not _is_loopback(url):
         print(
             "error: no credentials to sign with: set ALIBABA_CLOUD_ACCESS_KEY_ID and "

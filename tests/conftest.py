@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from localcloud.acs3 import Credentials
+from localcloud.clock import ManualClock
 from localcloud.dataworks import DataWorksEmulator
-from localcloud.fc import FunctionCompute
-from localcloud.fcfunction import Function
+from localcloud.fc import Function, FunctionCompute
 
 pytest_plugins = ["secrets_audit", "same_records"]
 
@@ -117,7 +117,7 @@ def make_instances(
     dataworks, tmp_path, reserved_concurrency=2, handler="index.handle_event", timeout=30, retries=3, **env
 ) -> Function:
     """The function as FC 3.0 runs it: up to `reserved_concurrency` instance processes, an
-    asynchronous queue and FC's retries (localcloud.fcfunction)."""
+    asynchronous queue and FC's retries (localcloud.fc.function)."""
     return Function(
         handler=handler,
         code_dir=str(FUNCTION_DIR),
@@ -139,7 +139,7 @@ def fresh_instance_state(mocker):
     """Each test starts on what is, for the function, a cold instance, whose retries never sleep.
 
     The function's modules are the ones the test files imported: a harness serves its first
-    instance with the modules it finds and puts them back when it closes (localcloud/fc.py), so
+    instance with the modules it finds and puts them back when it closes (localcloud/fc/harness.py), so
     they live for the whole session and their warm-instance state is reset here, whatever ran
     before. The backoff's sleep (a seam of time) is replaced on those very modules: tests take the
     clock's word for a wait.
@@ -153,6 +153,28 @@ def fresh_instance_state(mocker):
     pacing._limiters.clear()
     rules._cache.clear()
     mocker.patch.object(pacing, "sleep")
+
+
+# --- the one fake clock ----------------------------------------------------------------------------
+
+FAKE_START = 1000.0  # where the fake clock starts unless a test needs a date
+
+
+def install_fake_clock(mocker, start: float = FAKE_START, *, overlapping_sleeps: bool = False) -> ManualClock:
+    """The function's time seam (`pacing.clock`, `pacing.sleep`) on one ManualClock: time moves
+    only when the function waits (or the test advances it), so every wait and deadline is exact."""
+    from dwrerun import pacing
+
+    clock = ManualClock(start=start, overlapping_sleeps=overlapping_sleeps)
+    mocker.patch.object(pacing, "clock", clock.now)
+    mocker.patch.object(pacing, "sleep", clock.sleep)
+    return clock
+
+
+@pytest.fixture
+def fake_clock(mocker) -> ManualClock:
+    """The function's clock and sleep on a ManualClock at FAKE_START."""
+    return install_fake_clock(mocker)
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 Registered from tests/conftest.py (`pytest_plugins = ["secrets_audit"]`). It looks at:
 - everything pytest captured for the test (stdout, stderr, log records), through the report's
   sections, so no test has to ask for capsys/capfd;
-- every Function Compute invocation the test made (`localcloud.fc.FunctionCompute.invoke`, and
-  every attempt on the process model, `localcloud.fcfunction.Function.record_attempt`): its
+- every Function Compute invocation the test made (`localcloud.fc.harness.FunctionCompute.invoke`, and
+  every attempt on the process model, `localcloud.fc.function.Function.record_attempt`): its
   stdout/stderr lines (the records), its result (an HTTP response too) and its error;
 - the local Logstore files: *.jsonl under the test's tmp_path, and what the test appended to
   .localcloud/logs/.
@@ -82,8 +82,7 @@ def _read_from(path: Path, offset: int) -> str:
 @pytest.fixture(autouse=True)
 def secrets_audit(request, monkeypatch):
     """Fails the test (at teardown) if its invocations or Logstore files hold a secret."""
-    from localcloud.fc import FunctionCompute
-    from localcloud.fcfunction import Function
+    from localcloud.fc import Function, FunctionCompute
 
     invocations = []
     real_invoke = FunctionCompute.invoke

@@ -259,14 +259,11 @@ def test_after_gettask_failed_once_the_retry_still_leaves_the_failure_to_datawor
     assert dataworks.journal.count(action="GetTask") == 2 and reruns(dataworks) == []
 
 
-def test_gettask_throttled_every_time_slows_the_reads_and_defers_after_the_last_attempt(dataworks, tmp_path, mocker):
+def test_gettask_throttled_every_time_slows_the_reads_and_defers_after_the_last_attempt(
+    dataworks, tmp_path, fake_clock
+):
     # A throttled GetTask tells the read limiter (every read slows down), counts as a failed
     # attempt, and after the last one the failure is left to FC's retry, naming the throttling.
-    from dwrerun import pacing
-
-    now = [1000.0]
-    mocker.patch.object(pacing, "clock", lambda: now[0])
-    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
     seed_failed(dataworks, finished_time=FINISHED)
     dataworks.faults.set("GetTask", throttle=None)
     inv = deliver(dataworks, tmp_path)

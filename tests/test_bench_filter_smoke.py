@@ -1,4 +1,4 @@
-"""`scripts/bench_filter.py` cannot rot: a small run exits 0 and writes its figures.
+"""`scripts/bench/by_filter.py` cannot rot: a small run exits 0 and writes its figures.
 
 No timing is asserted: only that each figure was measured and that the benchmark's own checks
 held (every instance rerun exactly once, in ours and in the baseline, or it exits non-zero).
@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_a_small_run_writes_every_figure(tmp_path):
     out = tmp_path / "filter.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_filter.py"), "--instances", "120"]
+        [sys.executable, str(ROOT / "scripts" / "bench" / "by_filter.py"), "--instances", "120"]
         + ["--scenarios", "ignore-rules", "--out", str(out)],
         capture_output=True,
         text=True,

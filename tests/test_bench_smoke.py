@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--events", "12", "--rounds", "1", "--quick"]
+        [sys.executable, str(ROOT / "scripts" / "bench" / "bench.py"), "--events", "12", "--rounds", "1", "--quick"]
         + ["--manual-rounds", "1", "--failures", "8", "--instances", "2", "--schedule-speed", "30", "--out", str(out)],
         capture_output=True,
         text=True,

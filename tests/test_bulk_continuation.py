@@ -1,7 +1,7 @@
 """A big selection outlives its request: the HTTP function hands the rest to asynchronous
 invocations of the event function, which run as FC 3.0 runs them (separate instance processes,
-an asynchronous queue, FC's retries: localcloud.fcfunction), queued through the local FC OpenAPI
-(localcloud.fcapi, InvokeFunction with ACS3 signatures), against the DataWorks emulator.
+an asynchronous queue, FC's retries: localcloud.fc.function), queued through the local FC OpenAPI
+(localcloud.fc.server, InvokeFunction with ACS3 signatures), against the DataWorks emulator.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import pytest
 import rerun_client
 from conftest import (
     CREDS,
+    FAKE_START,
     FUNCTION_DIR,
     NO_BACKOFF_SLEEP,
     PROJECT_ID,
@@ -33,8 +34,7 @@ from dwrerun.function_compute import InvokeFunctionError
 from dwrerun.invocation import Invocation
 from dwrerun.job import Job, Mode
 from localcloud import sls
-from localcloud.fcapi import FunctionComputeApi
-from localcloud.fcfunction import Function
+from localcloud.fc import Function, FunctionComputeApi
 from localcloud.gateway import HttpGateway
 from test_sls_queries import problems
 
@@ -271,7 +271,7 @@ def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(datawo
 
 ORIGIN = "1-origin-request"
 PART_REQUEST = "2-part-request"
-NOW = 1000.0
+NOW = FAKE_START  # where the fake clock starts
 PART_SETTINGS = Settings(
     read_qps=1000.0, write_qps=1000.0, read_timeout=2.0, read_logs=False, backoff_base=0, signing_key=KEY
 )
@@ -280,26 +280,10 @@ PART_SETTINGS = Settings(
 BATCH_SLACK = 0.5 + 1 / 1000.0 + 2.0
 
 
-class FakeClock:
-    def __init__(self, now: float = NOW):
-        self.now = now
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def clock(mocker):
-    fake = FakeClock()
-    mocker.patch.object(pacing, "clock", fake)
-    mocker.patch.object(pacing, "sleep", side_effect=fake.sleep)
+def clock(fake_clock, mocker):
     mocker.patch.object(pacing, "uniform", lambda low, high: high)  # the backoff's longest wait
-    return fake
+    return fake_clock
 
 
 class FakeFunctions:

@@ -35,3 +35,36 @@ def test_the_real_clock_runs_a_callback_once_it_is_due_never_before():
     clock.call_at(due, callback)
     assert done.wait(10)
     assert seen["at"] >= due and clock.pending == 0
+
+
+def test_a_sleep_on_the_manual_clock_moves_it_on_at_once_and_never_back():
+    # GIVEN the tests' fake time
+    clock = ManualClock(start=1000)
+    ran = []
+    clock.call_at(1001.5, lambda: ran.append("due"))
+    # WHEN code under test waits
+    clock.sleep(1)
+    clock.sleep(1)
+    clock.sleep(-5)
+    # THEN the waits add up, what came due ran, and a negative wait is no wait
+    assert clock.now() == 1002 and clock.elapsed == 2 and ran == ["due"]
+    assert clock.slept == [1, 1, -5]
+
+
+def test_overlapping_sleeps_on_two_threads_take_as_long_as_the_longest():
+    # GIVEN two threads that read the clock at the same moment
+    clock = ManualClock(start=1000, overlapping_sleeps=True)
+    read = threading.Barrier(2)
+
+    def wait(seconds):
+        clock.now()
+        read.wait()
+        clock.sleep(seconds)
+
+    threads = [threading.Thread(target=wait, args=(s,)) for s in (1, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    # THEN the waits ran side by side
+    assert clock.now() == 1003

@@ -6,18 +6,18 @@ slots move it on, nothing else does, so how many instances fit before the deadli
 the settings alone, whatever the machine's speed.
 """
 
-import inspect
 import json
 import random
-import textwrap
 import threading
 
 import pytest
 
 from conftest import (
     FAILED_ID,
+    FAKE_START,
     TASK_ID,
     failure_event,
+    install_fake_clock,
     instance_records,
     make_function,
     make_instances,
@@ -31,40 +31,20 @@ from test_policy import FAILED
 IDS = [FAILED_ID + n for n in range(300)]
 
 
-class FakeTime:
-    """pacing's clock and sleep on one fake timeline: a wait moves it on; reading it does not."""
-
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-        self._lock = threading.Lock()
-        self._read = threading.local()  # when this thread last read the clock: a wait starts there
-
-    def clock(self) -> float:
-        with self._lock:
-            self._read.at = self.now
-            return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self._lock:
-            self.now = max(self.now, getattr(self._read, "at", self.now) + seconds)
-
-
-# The same fake timeline in each of the process model's instances, before its first invocation.
+# The same fake timeline in each of the process model's instances, before its first invocation (an
+# instance process already holds the `localcloud` package: it runs localcloud.fc.instances).
 FAKE_TIME_SETUP = (
-    "import threading\nfrom dwrerun import pacing\n"
-    + textwrap.dedent(inspect.getsource(FakeTime))
-    + "fake = FakeTime()\npacing.clock, pacing.sleep = fake.clock, fake.sleep\n"
+    "from dwrerun import pacing\nfrom localcloud.clock import ManualClock\n"
+    f"fake = ManualClock(start={FAKE_START!r}, overlapping_sleeps=True)\n"
+    "pacing.clock, pacing.sleep = fake.now, fake.sleep\n"
 )
 
 
 @pytest.fixture
 def fake_time(mocker):
-    from dwrerun import pacing
-
-    fake = FakeTime()
-    mocker.patch.object(pacing, "clock", fake.clock)
-    mocker.patch.object(pacing, "sleep", fake.sleep)
-    return fake
+    """pacing's clock and sleep on one fake timeline: a wait moves it on, reading it does not; the
+    invocation's threads wait side by side (a wait starts when its thread last read the clock)."""
+    return install_fake_clock(mocker, overlapping_sleeps=True)
 
 
 # 20 reads a second on the fake timeline, no log reads: a 10 s invocation has time for about
@@ -227,7 +207,7 @@ def test_get_task_waits_for_its_slot_on_the_same_read_limiter_as_get_task_instan
     (record,) = instance_records(inv)
     assert (record["decision"], record["success"]) == ("rerun", True)
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "RerunTaskInstances"]
-    assert fake_time.now == 1001.0
+    assert fake_time.now() == 1001.0
 
 
 def test_the_reads_keep_back_no_write_spacing_when_one_rerun_call_is_all_there_is(dataworks, tmp_path, fake_time):
@@ -286,7 +266,7 @@ def test_a_get_task_whose_slot_comes_too_late_is_not_waited_for(dataworks, tmp_p
         "not done in time (no time left to read 1 of the 1 instances): Function Compute retries the invocation.",
     )
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance"]
-    assert fake_time.now == 1000.0
+    assert fake_time.now() == 1000.0
 
 
 def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_waited_for(fake_time):
@@ -301,13 +281,13 @@ def test_a_rerun_call_whose_slot_leaves_less_than_a_calls_least_time_is_not_wait
             raise AssertionError("no time was left for this call")
 
     settings = Settings()
-    job = _event_job(fake_time.now + 10, settings)
-    pacing.limiter("write", settings.write_qps)._next_slot = fake_time.now + 9.7
+    job = _event_job(fake_time.now() + 10, settings)
+    pacing.limiter("write", settings.write_qps)._next_slot = fake_time.now() + 9.7
     item = Item(Target(FAILED_ID, "evt-1"))
     with pytest.raises(pacing.DeadlineReached) as raised:
         send._rerun_chunk(job, NotToBeCalled(), "comment", [item], QuotaWatch())
     assert str(raised.value) == "the next call slot is 9.7s away, past the deadline"
-    assert fake_time.now == 1000.0 and item.attempts == 0
+    assert fake_time.now() == 1000.0 and item.attempts == 0
 
 
 def test_a_retry_that_leaves_exactly_a_calls_least_time_still_goes_out(dataworks, tmp_path, fake_time, mocker):
@@ -324,7 +304,7 @@ def test_a_retry_that_leaves_exactly_a_calls_least_time_still_goes_out(dataworks
     assert inv.result["statusCode"] == 200, inv.result
     (record,) = instance_records(inv)
     assert (record["decision"], record["reason"], record["success"]) == ("rerun", "eligible", True)
-    assert fake_time.now == 1017.5
+    assert fake_time.now() == 1017.5
     assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "RerunTaskInstances", "RerunTaskInstances"]
     assert dataworks.backend.instance(FAILED_ID).run_number == 2
 
@@ -344,7 +324,7 @@ def test_gettask_is_given_only_the_reads_share_of_the_time_left(fake_time):
             self.timeouts.append(timeout)
             return {"Id": task_id, "RerunMode": "FailureAllowed", "RerunTimes": 0, "RerunInterval": 0}
 
-    now = fake_time.now
+    now = fake_time.now()
     job = _event_job(now + 30, Settings(read_timeout=10.0))
     item = Item(Target(FAILED_ID, "evt-1"))
     item.instance = FAILED  # test_policy's failed instance: the guards' fields, at run 1
@@ -372,7 +352,7 @@ def test_get_task_instance_is_given_only_the_reads_share_of_the_time_left(fake_t
             self.timeouts.append(timeout)
             return {"Id": instance_id, "Status": "Failure", "RunNumber": 1}
 
-    now = fake_time.now
+    now = fake_time.now()
     job = _event_job(now + 30, Settings(read_timeout=10.0))
     client = Recording()
     assert rerun._read_instance(job, client, _failed_item(), QuotaWatch(), until=now + 5) is True
@@ -390,12 +370,12 @@ def test_a_get_task_instance_whose_slot_comes_too_late_is_not_waited_for(fake_ti
             raise AssertionError("no time was left for this call")
 
     settings = Settings()
-    now = fake_time.now
+    now = fake_time.now()
     job = _event_job(now + 30, settings)
     pacing.limiter("read", settings.read_qps)._next_slot = now + 4.7
     with pytest.raises(pacing.DeadlineReached):
         rerun._read_instance(job, NotToBeCalled(), _failed_item(), QuotaWatch(), until=now + 5)
-    assert fake_time.now == now
+    assert fake_time.now() == now
 
 
 def test_a_call_is_not_started_with_less_than_its_least_time_left_and_the_reason_says_so(fake_time):
@@ -404,7 +384,7 @@ def test_a_call_is_not_started_with_less_than_its_least_time_left_and_the_reason
     from dwrerun import pacing
     from dwrerun.config import Settings
 
-    now = fake_time.now
+    now = fake_time.now()
     job = _event_job(now + 30, Settings(read_timeout=10.0))
     assert time_left(job) == 10.0  # the configured read timeout, far from the deadline
     assert time_left(job, until=now + 2) == 2.0  # cut to the end of the reads' share
@@ -466,7 +446,7 @@ def test_a_retry_that_would_start_with_less_than_a_calls_least_time_is_not_waite
         record["message"]
         == "DataWorks kept failing (Throttling.User; no time left for another attempt): not rerun: try again."
     )
-    assert fake_time.now == 1000.0
+    assert fake_time.now() == 1000.0
     assert dataworks.journal.count(action="RerunTaskInstances") == 1
 
 
@@ -482,7 +462,7 @@ def test_a_retry_without_a_retry_after_waits_only_the_jittered_backoff(dataworks
         inv = fn.invoke(_http_request([FAILED_ID]))
     (record,) = instance_records(inv)
     assert (record["reason"], record["success"]) == ("eligible", True)
-    assert fake_time.now - 1000.0 < 0.01  # only the write limiter's spacing (1000 writes/s here)
+    assert fake_time.now() - 1000.0 < 0.01  # only the write limiter's spacing (1000 writes/s here)
 
 
 def test_the_reads_keep_back_a_write_slot_for_each_rerun_call_after_the_first(dataworks, tmp_path, fake_time):

@@ -222,8 +222,8 @@ SAMPLE_OBJECTS = {
     "emu": "localcloud.dataworks.DataWorksEmulator",
     "emu.faults": "localcloud.dataworks.faults.Faults",
     "emu.backend": "localcloud.dataworks.models.DataWorksBackend",
-    "fn": "localcloud.fcfunction.Function",
-    "api": "localcloud.fcapi.FunctionComputeApi",
+    "fn": "localcloud.fc.Function",
+    "api": "localcloud.fc.FunctionComputeApi",
     "bridge": "localcloud.eventbridge.EventBridge",
     "gw": "localcloud.gateway.HttpGateway",
 }
@@ -312,7 +312,7 @@ def test_every_figure_table_says_what_produced_it():
         for section in sections:
             if not re.search(r"^\| [^|]*\| *[\d.]+ *(ms|s|MiB|%)", section, flags=re.M):
                 continue
-            assert re.search(r"`(make bench|scripts/[\w.]+\.py|python [^`]+)`", section), f"{doc.name}: no command"
+            assert re.search(r"`(make bench|scripts/[\w./]+\.py|python [^`]+)`", section), f"{doc.name}: no command"
             assert re.search(r"\b20\d\d-\d\d-\d\d\b", section), f"{doc.name}: figures without a date"
             assert re.search(r"\b\d+-core\b|\bcores?\b", section), f"{doc.name}: figures without the machine"
 

@@ -12,6 +12,7 @@ from darabonba.exceptions import UnretryableException
 
 from localcloud import openapi
 from localcloud.acs3 import Credentials
+from localcloud.clock import ManualClock
 from localcloud.dataworks import DataWorksEmulator
 
 CREDS = Credentials("LTAItestkeyid0001", "test-secret-do-not-log", "test-sts-token-do-not-log")
@@ -256,14 +257,14 @@ def test_the_daily_limit_refuses_every_call_once_used_until_the_next_day(emu):
 
 
 def test_the_daily_limit_counts_days_by_the_quota_clock(emu):
-    now = [1_767_196_799.0]  # 2025-12-31 23:59:59 China time
-    emu.quota_clock = lambda: now[0]
+    clock = ManualClock(start=1_767_196_799.0)  # 2025-12-31 23:59:59 China time
+    emu.quota_clock = clock.now
     emu.quota(daily_limit=1)
     client = make_client(emu)
     get(client)
     with pytest.raises(ClientException, match="Throttling.Api.Risk"):
         get(client)
-    now[0] += 1.0  # midnight in China time (inferred: DataWorks' day)
+    clock.advance(1.0)  # midnight in China time (inferred: DataWorks' day)
     assert get(client)["TaskInstance"]["Id"] == FAILED
 
 
@@ -281,8 +282,8 @@ def test_an_exhausted_edition_quota_refuses_everything(emu):
 
 def test_a_neighbour_leaves_the_rest_of_each_rate_limit(emu):
     # GIVEN 10 reads/s and 5 writes/s, 60% used by another client of the account; time stands still
-    now = [1000.0]
-    emu.quota_clock = lambda: now[0]
+    clock = ManualClock(start=1000.0)
+    emu.quota_clock = clock.now
     emu.quota(read_qps=10, write_qps=5, neighbour=0.6)
     client = make_client(emu)
     # THEN 4 reads and 2 writes are admitted in one second, the next of each gets 429 Throttling.User
@@ -295,7 +296,7 @@ def test_a_neighbour_leaves_the_rest_of_each_rate_limit(emu):
     with pytest.raises(ClientException, match="Throttling.User"):
         rerun(client)
     # AND a second later the window has room again
-    now[0] += 1.0
+    clock.advance(1.0)
     get(client)
     assert emu.journal.count(code="Throttling.User", status=429) == 2
 

@@ -26,8 +26,7 @@ from conftest import (
 from dwrerun import continuation, schedule
 from dwrerun.event_function import HandledEvents
 from dwrerun.invocation import Invocation
-from localcloud.fcapi import FunctionComputeApi
-from localcloud.fcfunction import Function
+from localcloud.fc import Function, FunctionComputeApi
 
 
 def test_a_failure_event_reruns_the_instance_and_records_success_info(dataworks, event_function):

@@ -299,7 +299,7 @@ def _running(handle, limit: float = 60) -> None:
 
 
 def test_a_synchronous_push_over_reserved_concurrency_is_throttled_then_pushed_again(tmp_path):
-    from localcloud.fcfunction import Function
+    from localcloud.fc.function import Function
 
     code = tmp_path / "code"
     code.mkdir()
@@ -324,7 +324,7 @@ def test_a_synchronous_push_over_reserved_concurrency_is_throttled_then_pushed_a
 
 
 def test_a_push_throttled_on_every_retry_is_dropped_not_silently_delivered(tmp_path):
-    from localcloud.fcfunction import Function
+    from localcloud.fc.function import Function
 
     code = tmp_path / "code"
     code.mkdir()

@@ -305,7 +305,7 @@ def test_a_duplicate_delivery_reruns_once(dataworks, fn):
 
 
 # On FC 3.0 two invocations at the same moment run on two instances, two processes that share no
-# memory: these cases run on the process model (localcloud.fcfunction), one process per instance.
+# memory: these cases run on the process model (localcloud.fc.function), one process per instance.
 
 
 def hold_reads(dataworks, parties: int = 2, skip: int = 0) -> None:
@@ -535,13 +535,8 @@ def test_a_hung_rerun_at_the_deadline_is_deferred_and_not_repeated(dataworks, tm
     assert end_state(dataworks, attempts, FAILED_ID) == "rerun"
 
 
-def test_backoff_never_waits_past_the_deadline(dataworks, tmp_path, mocker):
+def test_backoff_never_waits_past_the_deadline(dataworks, tmp_path, fake_clock):
     # The clock seam: each backoff wait moves a fake clock on by what it would have slept.
-    from dwrerun import pacing
-
-    now = [1000.0]
-    mocker.patch.object(pacing, "clock", lambda: now[0])
-    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
     seed_failed(dataworks)
     dataworks.faults.set(RERUN, throttle=None, retry_after=1000)  # x-acs-retry-after is in ms (the SDK reads it so)
     with make_function(dataworks, tmp_path, timeout=3) as fn:

@@ -24,8 +24,8 @@ from darabonba.runtime import RuntimeOptions
 from conftest import CREDS, ROTATED
 from localcloud import acs3, openapi
 from localcloud.clock import ManualClock
-from localcloud.fcapi import FunctionComputeApi
-from localcloud.fcfunction import Function, InvalidArgument
+from localcloud.fc import Function, FunctionComputeApi
+from localcloud.fc.exceptions import InvalidArgument
 
 HANDLER = """
 import json, os

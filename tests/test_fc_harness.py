@@ -144,7 +144,7 @@ def test_without_a_role_no_credentials_leak_in_from_the_shell(make_fn, monkeypat
 
 def test_invoke_many_serves_one_invocation_at_a_time_on_the_one_instance(make_fn):
     # FC 3.0 standard runtimes have no instance concurrency; invocations at the same moment run on
-    # separate instances: tests/test_fc_instances.py (localcloud.fcfunction) covers those.
+    # separate instances: tests/test_fc_instances.py (localcloud.fc.function) covers those.
     fn = make_fn(
         """
         import threading

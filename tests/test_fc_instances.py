@@ -21,7 +21,8 @@ import pytest
 
 from conftest import CREDS, ROTATED
 from localcloud.eventbridge import EventBridge
-from localcloud.fcfunction import ConcurrencyExceeded, Function
+from localcloud.fc import Function
+from localcloud.fc.exceptions import ConcurrencyExceeded
 from localcloud.gateway import HttpGateway
 
 # Each invocation: report to the gate, hold until the test opens it, then print and return.

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from localcloud import fcauth
 from localcloud.acs3 import Credentials
-from localcloud.fc import FunctionCompute
+from localcloud.fc import FunctionCompute, auth
 from localcloud.gateway import HttpGateway
 
 EVENTS = Path(__file__).parent / "events"
@@ -207,7 +206,7 @@ def test_an_unsigned_request_is_refused_with_403(signed_gateway):
 def test_a_signed_request_is_served(signed_gateway, caller):
     url = signed_gateway.url + "/rerun?dryRun=true"
     body = b'{"Ids": [1]}'
-    headers = fcauth.sign("POST", url, caller, body)
+    headers = auth.sign("POST", url, caller, body)
 
     status, _, raw = call(url, "POST", body, {**headers, "Content-Type": "application/json"})
 
@@ -231,7 +230,7 @@ def test_a_tampered_request_is_refused_with_403(signed_gateway, tamper):
         caller = Credentials(STS_CALLER.access_key_id, "guessed-secret", STS_CALLER.security_token)
     if tamper == "stale":
         now = datetime.now(timezone.utc) - timedelta(minutes=20)
-    headers = fcauth.sign("POST", url, caller, body, now=now)
+    headers = auth.sign("POST", url, caller, body, now=now)
     method = "POST"
     if tamper == "body":
         body = b'{"Ids": [1, 2, 3]}'
@@ -281,7 +280,7 @@ def test_sign_matches_the_sdk_when_the_body_is_not_signed():
     from Tea.request import TeaRequest
 
     now = datetime(2026, 11, 28, 2, 10, tzinfo=timezone.utc)
-    ours = fcauth.sign("GET", "https://x.cn-hangzhou.fcapp.run/health?b=2&a=%20x", STS_CALLER, now=now, sign_body=False)
+    ours = auth.sign("GET", "https://x.cn-hangzhou.fcapp.run/health?b=2&a=%20x", STS_CALLER, now=now, sign_body=False)
     request = TeaRequest()
     request.method, request.pathname, request.query = "GET", "/health", {"b": "2", "a": " x"}
     request.headers = {"x-acs-date": "2026-11-28T02:10:00Z", "x-acs-security-token": "sts-token"}

@@ -32,7 +32,7 @@ from conftest import (
 from localcloud.gateway import HttpGateway
 
 # dwrerun.*: the modules the HTTP function loads, imported once for the session. A harness keeps
-# the modules it finds (localcloud/fc.py) and would otherwise load these again for every test,
+# the modules it finds (localcloud/fc/harness.py) and would otherwise load these again for every test,
 # which takes seconds a test on the mutation run's copy of the code.
 
 OTHER_ID = FAILED_ID + 1  # 1000012345679, the second id in fc-http-rerun-request.json
@@ -657,32 +657,18 @@ def test_an_id_at_the_int64_maximum_is_asked_about_as_a_number_and_as_a_string(d
         assert got["body"]["Skipped"][str(top)].startswith("lookup-failed")
 
 
-class FakeTime:
-    """The pacing seam's clock and sleep: time moves only when the function waits."""
-
-    def __init__(self, start: float = 1000.0):
-        self.start = self.now = start
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def spent_ms(self) -> float:
-        """The time spent so far, as a record rounds it."""
-        return round((self.now - self.start) * 1000, 1)
+def spent_ms(clock) -> float:
+    """The time spent so far on the fake clock, as a record rounds it."""
+    return round(clock.elapsed * 1000, 1)
 
 
 @pytest.fixture
-def fake_time(mocker):
+def fake_time(fake_clock, mocker):
+    """The fake clock, with the backoff's full jitter at its longest."""
     from dwrerun import pacing
 
-    fake = FakeTime()
-    mocker.patch.object(pacing, "clock", fake.clock)
-    mocker.patch.object(pacing, "sleep", fake.sleep)
-    mocker.patch.object(pacing, "uniform", lambda low, high: high)  # full jitter at its longest
-    return fake
+    mocker.patch.object(pacing, "uniform", lambda low, high: high)
+    return fake_clock
 
 
 def summary(instances=1, rerun=0, succeeded=0, skipped=0, dry_run=0, duration=0.0, outcome="done", mode=False):
@@ -727,7 +713,7 @@ def test_a_rerun_answers_200_and_records_a_done_summary(dataworks, http_function
             "Skipped": {},
         },
     }
-    assert summary_of(inv) == summary(rerun=1, succeeded=1, duration=fake_time.spent_ms())
+    assert summary_of(inv) == summary(rerun=1, succeeded=1, duration=spent_ms(fake_time))
 
 
 @pytest.mark.parametrize("how", ["body", "setting"])
@@ -744,7 +730,7 @@ def test_a_dry_run_answers_its_explain_and_records_dry_run_mode(dataworks, tmp_p
         "Skipped": {str(FAILED_ID): f"dry-run: {record['message']}"},
         "Explain": {str(FAILED_ID): {"Rule": "default", "FailureClass": "unknown", "MatchedLine": None}},
     }
-    assert summary_of(inv) == summary(dry_run=1, duration=fake_time.spent_ms(), mode=True)
+    assert summary_of(inv) == summary(dry_run=1, duration=spent_ms(fake_time), mode=True)
 
 
 @pytest.mark.parametrize(
@@ -776,8 +762,8 @@ def test_throttling_throughout_is_429_with_the_servers_retry_after_and_a_summary
         },
     }
     # The time spent is the clock's: the backoff's waits, each at least the server's retry-after.
-    assert fake_time.spent_ms() > 5000
-    assert summary_of(inv) == summary(skipped=1, duration=fake_time.spent_ms(), outcome="upstream-error")
+    assert spent_ms(fake_time) > 5000
+    assert summary_of(inv) == summary(skipped=1, duration=spent_ms(fake_time), outcome="upstream-error")
 
 
 def test_a_summary_measures_from_the_invocations_start(dataworks, http_function, fake_time):
@@ -846,7 +832,7 @@ def test_an_exhausted_quota_is_429_without_retry_after_and_says_when_it_clears(
         },
     }
     assert skipped_of(inv)[str(FAILED_ID)].startswith("quota-exhausted: ")
-    assert summary_of(inv) == summary(skipped=1, duration=fake_time.spent_ms(), outcome="quota-exhausted")
+    assert summary_of(inv) == summary(skipped=1, duration=spent_ms(fake_time), outcome="quota-exhausted")
 
 
 # --- direct calls of the handler: a context of our own ----------------------------------------------
@@ -1164,7 +1150,7 @@ def test_a_filter_rerun_done_in_one_invocation_answers_200_and_records_a_done_su
     }
     # and its summary: the request is done (nothing left to a continuation), under its own id
     assert summary_of(inv) == {
-        **summary(instances=2, rerun=1, succeeded=1, skipped=1, duration=fake_time.spent_ms()),
+        **summary(instances=2, rerun=1, succeeded=1, skipped=1, duration=spent_ms(fake_time)),
         "originRequestId": REQUEST_ID,
     }
 

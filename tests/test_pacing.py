@@ -13,27 +13,11 @@ from itertools import pairwise
 import pytest
 
 
-class FakeClock:
-    def __init__(self, start: float = 1000.0):
-        self.now = start
-        self.slept: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.now += seconds
-
-
 @pytest.fixture
-def pacing(mocker):
+def pacing(fake_clock):
     from dwrerun import pacing
 
-    fake = FakeClock()
-    mocker.patch.object(pacing, "clock", fake)
-    mocker.patch.object(pacing, "sleep", fake.sleep)
-    pacing.fake = fake
+    pacing.fake = fake_clock
     return pacing
 
 
@@ -42,7 +26,7 @@ def call_times(pacing, limiter, n: int) -> list[float]:
     times = []
     for _ in range(n):
         limiter.acquire()
-        times.append(pacing.fake.now)
+        times.append(pacing.fake.now())
     return times
 
 
@@ -63,7 +47,7 @@ def test_a_throttling_answer_halves_the_rate_and_spaces_the_next_call_at_it(paci
     limiter.throttled()
     # THEN the rate is halved, and the next calls go out 0.5 s apart
     assert limiter.rate == 2.0
-    assert gaps([pacing.fake.now, *call_times(pacing, limiter, 3)]) == [0.5] * 3
+    assert gaps([pacing.fake.now(), *call_times(pacing, limiter, 3)]) == [0.5] * 3
 
 
 def test_throttling_answers_within_one_quota_window_count_once(pacing):
@@ -72,7 +56,7 @@ def test_throttling_answers_within_one_quota_window_count_once(pacing):
     for _ in range(8):
         limiter.throttled()
     assert limiter.rate == 4.0
-    pacing.fake.now += pacing.DECREASE_SPACING  # a second later it is a new signal
+    pacing.fake.advance(pacing.DECREASE_SPACING)  # a second later it is a new signal
     limiter.throttled()
     assert limiter.rate == 2.0
 
@@ -81,7 +65,7 @@ def test_the_rate_never_falls_below_the_floor(pacing):
     limiter = pacing.RateLimiter(10.0)
     for _ in range(20):
         limiter.throttled()
-        pacing.fake.now += pacing.DECREASE_SPACING
+        pacing.fake.advance(pacing.DECREASE_SPACING)
     assert limiter.rate == pytest.approx(10.0 * pacing.FLOOR_SHARE) == limiter.floor
 
 
@@ -111,7 +95,7 @@ def test_a_retry_after_holds_every_caller_of_the_limiter(pacing):
     # GIVEN one call throttled with x-acs-retry-after of 3 s (the client gives it in seconds)
     limiter = pacing.RateLimiter(10.0)
     limiter.acquire()
-    start = pacing.fake.now
+    start = pacing.fake.now()
     limiter.throttled(retry_after=3.0)
     # THEN the next call, whichever thread makes it, waits the 3 s; the one after it the new interval
     times = call_times(pacing, limiter, 2)
@@ -122,7 +106,7 @@ def test_a_hold_past_the_deadline_raises_without_waiting(pacing):
     limiter = pacing.RateLimiter(10.0)
     limiter.throttled(retry_after=30.0)
     with pytest.raises(pacing.DeadlineReached):
-        limiter.acquire(deadline=pacing.fake.now + 10.0)
+        limiter.acquire(deadline=pacing.fake.now() + 10.0)
     assert pacing.fake.slept == []
 
 
@@ -143,11 +127,11 @@ def test_backoff_is_full_jitter_capped_and_at_least_retry_after(pacing, mocker):
 def test_a_shorter_hold_never_shortens_a_longer_one(pacing):
     # A second throttled answer with a shorter retry-after (another thread's) keeps the first hold.
     limiter = pacing.RateLimiter(10.0)
-    start = pacing.fake.now
+    start = pacing.fake.now()
     limiter.throttled(retry_after=3.0)
     limiter.throttled(retry_after=1.0)
     limiter.acquire()
-    assert round(pacing.fake.now - start, 6) == 3.0
+    assert round(pacing.fake.now() - start, 6) == 3.0
 
 
 def test_backoff_draws_between_zero_and_the_ceiling(pacing, mocker):

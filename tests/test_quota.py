@@ -17,7 +17,7 @@ import json
 
 import pytest
 
-from conftest import FAILED_ID, failure_event, instance_records, make_function, seed_failed
+from conftest import FAILED_ID, failure_event, install_fake_clock, instance_records, make_function, seed_failed
 from localcloud.eventbridge import EventBridge
 from localcloud.gateway import HttpGateway
 
@@ -26,28 +26,14 @@ RERUN = "RerunTaskInstances"
 OTHER_ID = FAILED_ID + 1
 
 
-class FakeClock:
-    """One clock for the function's pacing and the emulator's quota; sleeping moves it."""
-
-    def __init__(self, start: float = 1_767_225_600.0):  # 2026-01-01 08:00 China time
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
-
-
 @pytest.fixture
 def fake_time(dataworks, mocker):
+    """One fake clock for the function's pacing and the emulator's quota; sleeping moves it."""
     from dwrerun import pacing
 
-    clock = FakeClock()
-    mocker.patch.object(pacing, "clock", clock)
-    mocker.patch.object(pacing, "sleep", clock.sleep)
+    clock = install_fake_clock(mocker, start=1_767_225_600.0)  # 2026-01-01 08:00 China time
     mocker.patch.object(pacing, "uniform", lambda low, high: (low + high) / 2)  # the jitter's seam
-    dataworks.quota_clock = clock
+    dataworks.quota_clock = clock.now
     return clock
 
 

@@ -7,7 +7,8 @@ and the same instance twice in one delivery.
 
 import json
 
-from conftest import FAILED_ID, failure_event, instance_records, make_function, reruns, seed_failed
+from conftest import FAILED_ID, failure_event, install_fake_clock, instance_records, make_function, reruns, seed_failed
+from localcloud.clock import ManualClock
 from localcloud.dataworks.faults import ABSENT
 
 RERUN = "RerunTaskInstances"
@@ -28,16 +29,12 @@ def _call_takes_250_ms(dataworks, mocker, *actions):
     """The clock seam: a fake clock that only the calls of these actions (default: the rerun
     call) move on, by 0.25 s each."""
     actions = actions or (RERUN,)
-    from dwrerun import pacing
-
-    now = [1000.0]
-    mocker.patch.object(pacing, "clock", lambda: now[0])
-    mocker.patch.object(pacing, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+    clock = install_fake_clock(mocker)
     original_take = dataworks.faults.take
 
     def take(called):
         if called in actions:
-            now[0] += 0.25
+            clock.advance(0.25)
         return original_take(called)
 
     dataworks.faults.take = take
@@ -200,14 +197,14 @@ def test_a_refusal_whose_explaining_read_is_refused_is_recorded_as_the_refusal_o
     from dwrerun import pacing
     from localcloud.dataworks.faults import FaultPlan
 
-    now = [1000.0]
-    mocker.patch.object(pacing, "clock", lambda: now[0])
+    clock = ManualClock(start=1000.0)  # only the calls move it: the backoff's sleep stays a no-op here
+    mocker.patch.object(pacing, "clock", clock.now)
     seed_failed(dataworks)
     dataworks.faults.set(RERUN, partial_failure={FAILED_ID: "the instance is being rerun"})
     original_take = dataworks.faults.take
 
     def take(action):
-        now[0] += 0.5
+        clock.advance(0.5)
         if action == GET and dataworks.journal.count(action=RERUN):
             return FaultPlan(kind="refuse")
         return original_take(action)

@@ -22,7 +22,7 @@ from dwrerun import continuation, pacing, plan, schema, selection, signing
 from dwrerun.config import INT64_MAX, Settings
 from dwrerun.dataworks import DataWorksError
 from dwrerun.job import Job, Mode
-from localcloud.fcapi import FunctionComputeApi
+from localcloud.fc import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
 KEY = "k" * 40  # RERUN_SIGNING_KEY of these tests: at least 32 characters
@@ -1021,18 +1021,10 @@ def dw_error(code: str, transient: bool = True, **flags) -> DataWorksError:
 
 
 @pytest.fixture
-def slept(mocker):
-    """pacing's clock stands at 1000 s and moves only by what the code waits."""
-    now, waits = [1000.0], []
-
-    def sleep(seconds):
-        waits.append(seconds)
-        now[0] += seconds
-
-    mocker.patch.object(pacing, "clock", lambda: now[0])
-    mocker.patch.object(pacing, "sleep", side_effect=sleep)
+def slept(fake_clock, mocker):
+    """pacing's clock stands at 1000 s and moves only by what the code waits: the waits."""
     mocker.patch.object(pacing, "uniform", lambda low, high: high)
-    return waits
+    return fake_clock.slept
 
 
 def listed(dataworks, deadline=1060.0, settings=None) -> None:

@@ -1,9 +1,9 @@
 """Scheduled reruns end to end on the local FC as FC 3.0 runs it: failure events in, InvokeFunction
 out, delayed invocations back in.
 
-The event function runs as instance processes (localcloud.fcfunction.Function: one invocation per
+The event function runs as instance processes (localcloud.fc.function.Function: one invocation per
 instance, an asynchronous queue under reservedConcurrency, FC's retries) against the DataWorks
-emulator, and schedules through the local FC OpenAPI (localcloud.fcapi: ACS3-signed
+emulator, and schedules through the local FC OpenAPI (localcloud.fc.server: ACS3-signed
 InvokeFunction, async task mode's 409, injected 403 and 429) over real HTTP. Delayed invocations
 come due on a ManualClock: tests advance it, nothing sleeps.
 
@@ -35,8 +35,7 @@ from dwrerun import pacing, schedule
 from localcloud.clock import ManualClock
 from localcloud.dataworks.exceptions import TaskNotFound
 from localcloud.eventbridge import EventBridge
-from localcloud.fcapi import FunctionComputeApi
-from localcloud.fcfunction import Function
+from localcloud.fc import Function, FunctionComputeApi
 
 # Every test runs the event function on instance processes (the `cloud` fixture).
 pytestmark = pytest.mark.separate_process

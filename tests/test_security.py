@@ -71,7 +71,7 @@ def test_a_token_in_a_process_model_result_fails_under_the_audit(pytester, monke
         test_leaky_instance="""
         import tempfile
         from conftest import CREDS
-        from localcloud.fcfunction import Function
+        from localcloud.fc import Function
 
         def test_returns_the_token():
             code = tempfile.mkdtemp()

@@ -81,7 +81,7 @@ def canonical_request(
     method: str, path: str, query: str, headers: Mapping[str, str], signed: list[str], payload: str
 ) -> str:
     """METHOD, path, canonical query, `name:value` per signed header, the signed names, the payload hash.
-    Shared with fcauth.py: FC's HTTP trigger signs the same way, with its own query canonicalisation."""
+    Shared with fc/auth.py: FC's HTTP trigger signs the same way, with its own query canonicalisation."""
     canonical_headers = "".join(f"{name}:{headers.get(name, '')}\n" for name in signed)
     return "\n".join([method.upper(), path or "/", query, canonical_headers, ";".join(signed), payload])
 
@@ -189,7 +189,7 @@ def verify(
 
     `credentials` are the ones accepted now; `expired` are STS credentials that used to be valid
     (answered with InvalidSecurityToken.Expired rather than "not found"). `query` is the decoded
-    query string; a service that canonicalises its query its own way (FC: fcauth.canonical_query)
+    query string; a service that canonicalises its query its own way (FC: fc.auth.canonical_query)
     passes the result as `canonical_query_string`. Raises SignatureError with the gateway's code.
     """
     now = time.time() if now is None else now

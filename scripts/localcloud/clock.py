@@ -1,8 +1,12 @@
-"""The local cloud's clock for things that happen later: FC's delayed asynchronous invocations.
+"""The local cloud's clocks: for things that happen later (FC's delayed asynchronous invocations),
+and the tests' one fake time.
 
 Two clocks with one interface, `now()` (epoch seconds) and `call_at(when, callback)`:
-- `ManualClock`: time moves only when a test calls `advance(seconds)`, which then runs, in order,
-  every callback that came due. Tests advance the clock instead of sleeping.
+- `ManualClock`: time moves only when a test calls `advance(seconds)` or code under test calls
+  `sleep(seconds)`, which then run, in order, every callback that came due. Tests advance the
+  clock instead of sleeping; patched in as the function's `pacing.clock` / `pacing.sleep` (the
+  `fake_clock` fixture of tests/conftest.py), a wait moves time on at once and every figure that
+  depends on time is exact.
 - `RealClock`: wall-clock time; a background thread runs each callback when it comes due (the
   demo, with delays of a few seconds).
 Callbacks run outside the clock's lock and must not block for long.
@@ -18,17 +22,34 @@ from collections.abc import Callable
 
 
 class ManualClock:
-    """Time that moves only when told to."""
+    """Time that moves only when told to: by a test (`advance`) or by a wait (`sleep`).
 
-    def __init__(self, start: float | None = None):
+    `overlapping_sleeps=True` is for code that waits on several threads at once: a sleep ends
+    `seconds` after the sleeping thread last read the clock (or now, if that is later), so two
+    threads that each wait one second move time on by one second, not two. By default sleeps add
+    up, as on one thread.
+    """
+
+    def __init__(self, start: float | None = None, *, overlapping_sleeps: bool = False):
         self._now = time.time() if start is None else float(start)
+        self.start = self._now
+        self.slept: list[float] = []  # every sleep(seconds) asked for, in order
+        self._overlapping = overlapping_sleeps
+        self._read = threading.local()  # when this thread last read the clock (overlapping sleeps)
         self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._lock = threading.Lock()
 
     def now(self) -> float:
         with self._lock:
+            self._read.at = self._now
             return self._now
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the start."""
+        with self._lock:
+            return self._now - self.start
 
     def call_at(self, when: float, callback: Callable[[], None]) -> None:
         """Run `callback` once the clock reaches `when` (at the next advance() that gets there)."""
@@ -41,9 +62,27 @@ class ManualClock:
             raise ValueError(f"time does not go back: advance({seconds})")
         with self._lock:
             self._now += seconds
-            due = []
-            while self._due and self._due[0][0] <= self._now:
-                due.append(heapq.heappop(self._due)[2])
+            due = self._take_due()
+        return self._run(due)
+
+    def sleep(self, seconds: float) -> None:
+        """What `time.sleep` would do, at once: time moves on by the wait (never back), and what
+        came due runs."""
+        with self._lock:
+            self.slept.append(seconds)
+            start = getattr(self._read, "at", self._now) if self._overlapping else self._now
+            self._now = max(self._now, start + max(0.0, seconds))
+            due = self._take_due()
+        self._run(due)
+
+    def _take_due(self) -> list[Callable[[], None]]:
+        due = []
+        while self._due and self._due[0][0] <= self._now:
+            due.append(heapq.heappop(self._due)[2])
+        return due
+
+    @staticmethod
+    def _run(due: list[Callable[[], None]]) -> int:
         for callback in due:
             callback()
         return len(due)

@@ -5,7 +5,7 @@ One HTTP server answers three services, each as the real one does on the wire:
   (localcloud.eventbridge.RuleBackend);
 - Function Compute OpenAPI 2023-03-30 (ROA under /2023-03-30/, ACS3 with FC's query
   canonicalisation): GetFunction, GetConcurrencyConfig, GetAsyncInvokeConfig, ListTriggers, and a
-  synchronous InvokeFunction (localcloud.fc_management.FcBackend);
+  synchronous InvokeFunction (localcloud.fc.management.FcBackend);
 - SLS (its own `LOG <key id>:<signature>` scheme, the project as the Host header's first label):
   GetLogsV2, GetAlert, alert resource records (localcloud.sls.SlsBackend).
 
@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from localcloud import acs3
 from localcloud.eventbridge import EventBridgeApiError, RuleBackend
-from localcloud.fc_management import FcApiError, FcBackend, FunctionConfig
+from localcloud.fc.management import FcApiError, FcBackend, FunctionConfig
 from localcloud.sls import Index, SlsApiError, SlsBackend, verify_signature
 
 ACCOUNT_ID = "1877700012345678"
@@ -216,7 +216,7 @@ class ControlPlane:
         return 200, {}, json.dumps({**answer, "RequestId": _rid()}).encode()
 
     def _fc(self, method, path, raw_query, query, headers, body):
-        from localcloud import fcauth
+        from localcloud.fc import auth as fcauth
 
         acs3.verify(
             method,

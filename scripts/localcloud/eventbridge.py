@@ -7,10 +7,10 @@ timed out (`maxAsyncRetryAttempts`, default 3, 0-8). Delivery is at least once (
 delivers the same bytes twice, as two invocations).
 
 The target is either
-- a `localcloud.fcfunction.Function` (the process model: one process per instance):
+- a `localcloud.fc.function.Function` (the process model: one process per instance):
   `deliver()` puts the event into the function's asynchronous queue and returns the handles;
   `publish()` does the same and waits until FC is done with each copy, returning every attempt;
-- or the in-process `localcloud.fc.FunctionCompute` (one instance, for unit-level tests):
+- or the in-process `localcloud.fc.harness.FunctionCompute` (one instance, for unit-level tests):
   `publish()` invokes it and retries at once, one attempt after the other (`max_retries`).
 `publish_batch()` is one synchronous invocation with a JSON array, on either. `matches()` is
 EventBridge's event-pattern matcher, shared with the deployment tests that check template.yml's
@@ -40,8 +40,10 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from localcloud.fc import FunctionCompute, Invocation, new_request_id
-from localcloud.fcfunction import MAX_ASYNC_RETRIES, AsyncInvocation, ConcurrencyExceeded, Function
+from localcloud.fc.exceptions import ConcurrencyExceeded
+from localcloud.fc.function import MAX_ASYNC_RETRIES, AsyncInvocation, Function
+from localcloud.fc.harness import FunctionCompute
+from localcloud.fc.runtime import Invocation, new_request_id
 
 SCHEMAS = ("CloudEvents", "RawData")
 # EventBridge's push retries after the first push (its retry page: BACKOFF_RETRY retries 3 times
@@ -81,7 +83,7 @@ class EventBridge:
         if not isinstance(self.fn, Function):
             raise TypeError(
                 "the in-process FunctionCompute has no asynchronous queue: deliver to a "
-                "localcloud.fcfunction.Function, or use publish()"
+                "localcloud.fc.function.Function, or use publish()"
             )
         payload = self.payload(event, schema)
         if payload is None:

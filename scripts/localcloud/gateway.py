@@ -4,10 +4,10 @@ Real HTTP requests on 127.0.0.1 become the HTTP-trigger event FC documents ("Use
 invoke a function"; FACTS section 5; tests/events/fc-http-*.json), the function is invoked with it
 as bytes, and the handler's `{"statusCode", "headers", "isBase64Encoded", "body"}` becomes the
 HTTP response. With `auth_type="function"` the request must carry a valid signature
-(localcloud.fcauth) or it gets 403, like FC's gateway.
+(localcloud.fc.auth) or it gets 403, like FC's gateway.
 
 Where the docs are silent the stand-in chooses, and says so here:
-- with the process model (`localcloud.fcfunction.Function`) each request is a synchronous
+- with the process model (`localcloud.fc.function.Function`) each request is a synchronous
   invocation on an idle or new instance; with every instance the reserved concurrency allows
   busy it answers 429 `ResourceExhausted` [FC's error list: "concurrency over the limit"; FC 3.0 inferred];
 - a handler error or timeout answers 502 with `{"errorType", "errorMessage"}` and the
@@ -24,17 +24,19 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import threading
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from localcloud import fcauth
-from localcloud.fc import FunctionCompute, Invocation, new_request_id
-from localcloud.fcfunction import ConcurrencyExceeded, Function
+from localcloud.fc import auth
+from localcloud.fc.exceptions import ConcurrencyExceeded
+from localcloud.fc.function import Function
+from localcloud.fc.harness import FunctionCompute
+from localcloud.fc.runtime import Invocation, new_request_id
+from localcloud.loopback import LoopbackServer
 
 AUTH_TYPES = ("anonymous", "function")
 MAX_SYNC_BODY = 32 * 1024 * 1024  # FC: 32 MB for a synchronous invocation
@@ -48,7 +50,7 @@ _NOT_FORWARDED = {
     "upgrade",
     "proxy-connection",
     "authorization",
-    fcauth.TOKEN_HEADER,
+    auth.TOKEN_HEADER,
 }
 _NOT_RETURNED = {"content-length", "transfer-encoding", "connection", "keep-alive"}
 _TEXT_TYPES = {
@@ -81,36 +83,28 @@ class HttpGateway:
         self._keys = keys
         self.domain_prefix = domain_prefix or f"{fn.function_name}-local"
         self.invocations: deque[Invocation] = deque(maxlen=1000)  # the latest ones, for tests and demos
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.gateway = self
-        self._thread: threading.Thread | None = None
+        # Every method FC's HTTP trigger takes; the server keeps no request log (the function's
+        # own log is the Logstore, and request lines could carry tokens).
+        self._loopback = LoopbackServer(
+            lambda h: _serve(self, h), name=f"gateway-{fn.function_name}", server_version="HttpGateway/1.0", port=port
+        )
+        self._loopback.bind()  # the URL is known before the gateway serves
 
     @property
     def port(self) -> int:
-        return self._server.server_address[1]
+        return self._loopback.port
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self._loopback.url
 
     def start(self) -> HttpGateway:
-        if self._thread is None:
-            # A short poll interval: stop() waits up to one interval for the serving loop.
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name=f"gateway-{self.fn.function_name}",
-                daemon=True,
-            )
-            self._thread.start()
+        if not self._loopback.running:
+            self._loopback.start()
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join()
-            self._thread = None
-        self._server.server_close()
+        self._loopback.stop()
 
     def __enter__(self) -> HttpGateway:
         return self.start()
@@ -125,10 +119,10 @@ class HttpGateway:
         request_id = new_request_id()
         if self.auth_type == "function":
             try:
-                fcauth.verify(
+                auth.verify(
                     request.method, request.raw_path, request.raw_query, request.headers, request.body, self._keys
                 )
-            except fcauth.AuthError as exc:
+            except auth.AuthError as exc:
                 return _json_answer(
                     403, {"Code": exc.code, "Message": exc.message, "RequestId": request_id}, request_id
                 )
@@ -195,60 +189,43 @@ class _Request:
         self.source_ip = source_ip
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    gateway: HttpGateway
+def _serve(gateway: HttpGateway, h: BaseHTTPRequestHandler) -> None:
+    status, headers, body = _answer_request(gateway, h)
+    h.send_response(status)
+    for name, value in headers:
+        h.send_header(name, value)
+    h.send_header("Content-Length", str(len(body)))
+    h.end_headers()
+    if h.command != "HEAD":
+        h.wfile.write(body)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else every answer on a kept-alive connection waits ~40 ms
-    server: _Server
-
-    def _serve(self) -> None:
-        status, headers, body = self._answer()
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _answer(self) -> tuple[int, list[tuple[str, str]], bytes]:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            self.close_connection = True
-            return _json_answer(411, {"Code": "LengthRequired", "Message": "send a Content-Length"}, new_request_id())
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if length < 0:
-            self.close_connection = True
-            return _json_answer(
-                400, {"Code": "BadRequest", "Message": "Content-Length is not a number"}, new_request_id()
-            )
-        if length > MAX_SYNC_BODY:
-            self.close_connection = True
-            message = f"the body is over {MAX_SYNC_BODY} bytes"
-            return _json_answer(413, {"Code": "RequestEntityTooLarge", "Message": message}, new_request_id())
-        parts = urlsplit(self.path)
-        request = _Request(
-            method=self.command,
-            raw_path=parts.path or "/",
-            raw_query=parts.query,
-            headers=list(self.headers.items()),
-            body=self.rfile.read(length) if length else b"",
-            protocol=self.request_version,
-            source_ip=self.client_address[0],
-        )
-        return self.server.gateway.handle(request)
-
-    do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = _serve  # noqa: N815
-
-    def log_message(self, format, *args):  # noqa: A002 - http.server's signature
-        # Silent: the function's own log is the Logstore, and request lines could carry tokens.
-        pass
+def _answer_request(gateway: HttpGateway, h: BaseHTTPRequestHandler) -> tuple[int, list[tuple[str, str]], bytes]:
+    if "chunked" in (h.headers.get("Transfer-Encoding") or "").lower():
+        h.close_connection = True
+        return _json_answer(411, {"Code": "LengthRequired", "Message": "send a Content-Length"}, new_request_id())
+    try:
+        length = int(h.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = -1
+    if length < 0:
+        h.close_connection = True
+        return _json_answer(400, {"Code": "BadRequest", "Message": "Content-Length is not a number"}, new_request_id())
+    if length > MAX_SYNC_BODY:
+        h.close_connection = True
+        message = f"the body is over {MAX_SYNC_BODY} bytes"
+        return _json_answer(413, {"Code": "RequestEntityTooLarge", "Message": message}, new_request_id())
+    parts = urlsplit(h.path)
+    request = _Request(
+        method=h.command,
+        raw_path=parts.path or "/",
+        raw_query=parts.query,
+        headers=list(h.headers.items()),
+        body=h.rfile.read(length) if length else b"",
+        protocol=h.request_version,
+        source_ip=h.client_address[0],
+    )
+    return gateway.handle(request)
 
 
 def _keys(credentials: Any) -> dict[str, Any]:

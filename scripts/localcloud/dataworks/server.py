@@ -21,11 +21,12 @@ import threading
 import time
 import traceback
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
 from ..acs3 import Credentials, NonceCache, SignatureError, verify
+from ..loopback import LoopbackServer
 from .exceptions import SERVER_ERRORS, DataWorksError, InternalError, ResourceNotAuthorized, Throttling
 from .faults import ABSENT, UNSET, Faults, Quota
 from .journal import Journal, JournalEntry, public_params
@@ -35,45 +36,6 @@ from .responses import DataWorksResponse
 MAX_BODY = 8 * 1024 * 1024
 MALFORMED_BODY = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
 CONCURRENT_COMMENT = "rerun by another client (the emulator's concurrent_rerun fault)"
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False  # stop() must not wait for a hung request
-    request_queue_size = 128
-    allow_reuse_address = True
-
-    def __init__(self, address, emulator: DataWorksEmulator):
-        self.emulator = emulator
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    def process_request(self, request, client_address):
-        with self.connections_lock:
-            self.connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request):
-        with self.connections_lock:
-            self.connections.discard(request)
-        super().shutdown_request(request)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the SDK's connection pool expects
-    # Without it each answer on a reused connection waits ~40 ms for the client's delayed ACK.
-    disable_nagle_algorithm = True
-    server_version = "DataWorksEmulator/1.0"
-    timeout = 300  # an idle keep-alive connection is dropped after this
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        self.server.emulator._handle(self)
-
-    do_POST = do_GET
-
-    def log_message(self, format, *args):  # the journal records every request instead
-        pass
 
 
 class DataWorksEmulator:
@@ -102,43 +64,29 @@ class DataWorksEmulator:
         self._credentials_lock = threading.Lock()
         self.set_credentials(credentials)
         self.clock_offset = 0.0
-        self._host, self._port = host, port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
+        self._loopback = LoopbackServer(
+            self._handle,
+            name="dataworks-emulator",
+            server_version="DataWorksEmulator/1.0",
+            methods=("GET", "POST"),
+            host=host,
+            port=port,
+        )
+        self._stopping = self._loopback.stopping  # set by stop(): hung requests wait on it
         if seed is not None:
             self.backend.load_json(seed, now=seed_now)
 
     # --- lifecycle ---
 
     def start(self) -> DataWorksEmulator:
-        if self._server is not None:
+        if self._loopback.running:
             raise RuntimeError("the emulator is already running")
-        self._stopping.clear()
-        self._server = _Server((self._host, self._port), self)
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="dataworks-emulator", daemon=True
-        )
-        self._thread.start()
+        self._loopback.start()
         return self
 
     def stop(self) -> None:
         """Stop serving and drop every open connection, hung requests included; returns promptly."""
-        server, self._server = self._server, None
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.server_close()
-        with server.connections_lock:
-            open_connections = list(server.connections)
-        for conn in open_connections:
-            try:
-                conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._loopback.stop()
 
     def __enter__(self) -> DataWorksEmulator:
         return self.start()
@@ -148,16 +96,16 @@ class DataWorksEmulator:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if not self._loopback.running:
             raise RuntimeError("the emulator is not running: call start() first")
-        return self._server.server_address[1]
+        return self._loopback.port
 
     @property
     def endpoint(self) -> str:
         """host:port, what a generic client's `endpoint` takes (with protocol "http").
 
         The function's DATAWORKS_ENDPOINT takes `url`: without the scheme it would mean https."""
-        return f"{self._host}:{self.port}"
+        return f"{self._loopback.host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -228,7 +176,7 @@ class DataWorksEmulator:
 
     # --- one request ---
 
-    def _handle(self, h: _Handler) -> None:
+    def _handle(self, h: BaseHTTPRequestHandler) -> None:
         started = time.monotonic()
         admitted_at = time.time()
         request_id = str(uuid.uuid4()).upper()
@@ -316,7 +264,7 @@ class DataWorksEmulator:
             accepted, expired = list(self._credentials), list(self._expired)
         verify(method, path, query, headers, body, accepted, expired=expired, now=self.now(), nonces=self._nonces)
 
-    def _misbehave(self, h: _Handler, fault: str) -> None:
+    def _misbehave(self, h: BaseHTTPRequestHandler, fault: str) -> None:
         """Answer badly on purpose: never, with a TCP RST, or with a body that is not JSON."""
         h.close_connection = True
         if fault == "hang":
@@ -343,7 +291,7 @@ class DataWorksEmulator:
         self._send(h, status, body, request_id, headers)
 
     @staticmethod
-    def _send(h: _Handler, status: int, body: dict, request_id: str, headers: dict | None = None) -> None:
+    def _send(h: BaseHTTPRequestHandler, status: int, body: dict, request_id: str, headers: dict | None = None) -> None:
         data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         h.send_response(status)
         h.send_header("Content-Type", "application/json;charset=utf-8")

@@ -1,9 +1,9 @@
-"""One cold process for scripts/bench.py: handle one thing end to end, print one BENCH line, exit.
+"""One cold process for the cold-start and health benchmarks (cold_start.py, health.py): handle one thing end to end, print one BENCH line, exit.
 
-    python bench_coldstart_child.py ours   <instance id>   the event function on one failure event
-    python bench_coldstart_child.py floor  <instance id>   the generic client's two calls, nothing else
-    python bench_coldstart_child.py peer   <instance id>   the official DataWorks SDK's two calls
-    python bench_coldstart_child.py health                 the HTTP function's GET /health
+    python coldstart_child.py ours   <instance id>   the event function on one failure event
+    python coldstart_child.py floor  <instance id>   the generic client's two calls, nothing else
+    python coldstart_child.py peer   <instance id>   the official DataWorks SDK's two calls
+    python coldstart_child.py health                 the HTTP function's GET /health
 
 The emulator runs in the parent; everything else (endpoint, credentials, FC_REGION, limiter
 settings) comes in the environment, as FC gives it. Kept tiny on purpose: what this file imports
@@ -19,8 +19,9 @@ import os  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"
+sys.path.insert(1, str(ROOT / "scripts"))  # localcloud, for the floor; after this folder, as a script's own
 
 
 class _Function:
@@ -62,7 +63,7 @@ def floor(instance_id: int) -> dict:
 def bare_call(environ):
     """call(action, method, query=None, body=None) -> the answer's body: the generic client with the
     function's Params and the FC-like environment's credentials and endpoint, and nothing else.
-    The floor every benchmark compares the function with (here, in the burst profile, and bench.py)."""
+    The floor every benchmark compares the function with (here, in the burst profile, and manual_rerun.py)."""
     from types import SimpleNamespace
 
     from localcloud import openapi

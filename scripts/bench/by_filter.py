@@ -45,15 +45,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # localcloud
 sys.path.insert(0, str(ROOT / "function"))  # the baseline paces with the function's RateLimiter
 
 from localcloud import openapi  # noqa: E402
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
-from localcloud.fcapi import FunctionComputeApi  # noqa: E402
-from localcloud.fcfunction import Function  # noqa: E402
+from localcloud.fc import Function, FunctionComputeApi  # noqa: E402
 
 OUT = ROOT / "bench-results" / "filter.json"
 CREDENTIALS = Credentials("LTAIbenchkeyid000002", "bench-filter-secret-local-only", "bench-filter-sts-local-only")

@@ -1,10 +1,10 @@
-"""The child processes of scripts/bench.py's burst, memory/CPU and profile figures.
+"""The child processes of the burst, memory/CPU, profile and failure-rules benchmarks (burst.py, ...).
 
-    python bench_burst_child.py <mode> '<json settings>'
+    python burst_child.py <mode> '<json settings>'
 
 Modes (each prints one `BENCH {json}` line last; progress goes to stderr):
 - burst:   `count` failure events through the EventBridge publisher into the event function's
-           asynchronous queue, run as FC 3.0 runs a standard runtime (localcloud.fcfunction):
+           asynchronous queue, run as FC 3.0 runs a standard runtime (localcloud.fc.function):
            one invocation per instance, each instance its own process, at most
            `reserved_concurrency` of them, FC's retries; cold starts included. Reports wall time,
            instances started, peak memory per instance, the instances' CPU time, the records.
@@ -36,10 +36,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+HERE = Path(__file__).resolve().parent  # scripts/bench
+ROOT = HERE.parents[1]
 FUNCTION_DIR = ROOT / "function"
-sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(ROOT / "scripts"))  # localcloud
 
 # A handler that writes what ours writes (one instance record, one summary) and nothing else.
 NOOP_HANDLER = """
@@ -83,7 +83,7 @@ def burst(settings: dict, code_dir: Path = FUNCTION_DIR) -> dict:
     starts included: the clock starts before the first delivery and no instance exists yet."""
     from localcloud.acs3 import Credentials
     from localcloud.eventbridge import EventBridge
-    from localcloud.fcfunction import Function
+    from localcloud.fc import Function
 
     first, count, label = settings["first_id"], settings["count"], settings.get("label", "burst")
     events = [failure_event(first + n, label) for n in range(count)]
@@ -362,7 +362,7 @@ def classify(settings: dict) -> dict:
 
 def generic_calls(settings: dict):
     """The floor: GetTaskInstance then RerunTaskInstances with the generic client, nothing else."""
-    from bench_coldstart_child import bare_call
+    from coldstart_child import bare_call
 
     call = bare_call(settings["env"])
 

@@ -9,7 +9,7 @@ An asynchronous invocation that raises, times out or crashes is retried up to
 synchronous invocations are never retried. Sources: FACTS section 5 (FC "3.0 vs 2.0" comparison,
 "Configure a retry mechanism").
 
-`Function` models exactly that with real OS processes (`localcloud.fcinstance`):
+`Function` models exactly that with real OS processes (`localcloud.fc.instances`):
 - `invoke_async(event)` puts an invocation in the function's queue and returns its handle at once.
   The queue dispatches to an idle instance if there is one (the most recently used first), starts
   a new instance only when every instance is busy and fewer than `reserved_concurrency` exist,
@@ -23,11 +23,11 @@ synchronous invocations are never retried. Sources: FACTS section 5 (FC "3.0 vs 
 - `invoke(event)` is a synchronous invocation on an idle or new instance; with every allowed
   instance busy it raises `ConcurrencyExceeded` (FC answers 429) [the error code is inferred].
 - Payloads above FC's limits (32 MB synchronous, 128 KB asynchronous) raise `EntityTooLarge`.
-  `localcloud.fcapi` serves all of this over FC's OpenAPI (`InvokeFunction`).
+  `localcloud.fc.server` serves all of this over FC's OpenAPI (`InvokeFunction`).
 - An invocation that outlives `timeout` is answered with FunctionTimeout and its instance is
   killed: the next invocation there is a cold start on a new instance.
 - Every instance's stdout/stderr lines go, per request id, into the local Logstore
-  (`logstore=`, else a temporary directory of its own; the format of `localcloud.fc.Logstore`).
+  (`logstore=`, else a temporary directory of its own; `localcloud.fc.logstore`).
 
 Where the model simplifies, on purpose: retries go back to the queue at once rather than after
 FC's backoff (seconds to minutes); idle instances are never reclaimed (FC stops them after some
@@ -49,16 +49,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localcloud.clock import RealClock
-from localcloud.fc import (
+from localcloud.fc.exceptions import ConcurrencyExceeded, EntityTooLarge, InvalidArgument, TaskAlreadyExists
+from localcloud.fc.instances import META_FIELDS, InstanceProcess
+from localcloud.fc.logstore import Logstore
+from localcloud.fc.runtime import (
     Invocation,
-    Logstore,
     check_function,
     function_environment,
     new_instance_id,
     new_request_id,
     timeout_error,
 )
-from localcloud.fcinstance import META_FIELDS, InstanceProcess
 
 MAX_ASYNC_RETRIES = 8  # FC: maxAsyncRetryAttempts is 0-8
 MAX_ASYNC_DELAY = 3600  # FC: x-fc-async-delay is 0-3600 seconds
@@ -66,40 +67,6 @@ MAX_SYNC_PAYLOAD = 32 * 1024 * 1024  # FC: 32 MB for a synchronous invocation
 MAX_ASYNC_PAYLOAD = 128 * 1024  # FC: 128 KB for an asynchronous one
 # FC's rule for an async task id: a letter or `_` first, then letters, digits, `_`, `-`; <= 128 chars.
 TASK_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
-
-
-class InvocationRefused(Exception):
-    """FC refused to take an invocation; `status` and `code` are what its API answers."""
-
-    status = 400
-    code = "InvalidArgument"
-
-
-class InvalidArgument(InvocationRefused):
-    """A bad delay, task id or payload."""
-
-
-class EntityTooLarge(InvocationRefused):
-    """FC's 400 for a payload above its limit (32 MB synchronous, 128 KB asynchronous)."""
-
-    code = "EntityTooLarge"
-
-
-class TaskAlreadyExists(InvocationRefused):
-    """Async task mode is on and this task id was used before: FC refuses the repeat with 409.
-    The 409 is documented ("Task deduplication"); the error code's name is inferred."""
-
-    status = 409
-    code = "AsyncTaskAlreadyExists"
-
-
-class ConcurrencyExceeded(InvocationRefused):
-    """A synchronous invocation found every instance the reserved concurrency allows busy."""
-
-    status = 429
-    # FC's error-code list: 429 ResourceExhausted, "concurrency over the limit" (an FC 2.0-era list;
-    # that FC 3.0 answers the same is inferred). 503 ResourceThrottled is "too many machines".
-    code = "ResourceExhausted"
 
 
 @dataclass

@@ -1,4 +1,8 @@
-"""Signature authentication of an FC 3.0 HTTP trigger with `authType: function`.
+"""FC's signature rules: the HTTP trigger's `authType: function`, and FC's query canonicalisation.
+
+`sign()` / `verify()` are the trigger's check (the local gateway, localcloud.gateway, and the
+signing client, scripts/rerun_client.py); `canonical_query()` is also how FC's OpenAPI
+(localcloud.fc.server) canonicalises a query before the shared ACS3 check (localcloud.acs3).
 
 FC's gateway checks an ACS3-HMAC-SHA256 signature made with an Alibaba Cloud AccessKey and answers
 403 without a valid one. Sources for the exact computation:

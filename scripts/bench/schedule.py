@@ -1,4 +1,4 @@
-"""The schedule benchmark of scripts/bench.py: 500 failures at once, rerun on the default schedule.
+"""Schedule: 500 failures at once, rerun on the default schedule (FC's clock moved by the bench).
 
 The event function runs as template.yml deploys it (reservedConcurrency, per-instance QPS, the
 default schedule: RERUN_BACKOFF_BASE_SECONDS, RERUN_BACKOFF_MAX_SECONDS) on the local FC's process
@@ -24,12 +24,28 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
+from common import CREDENTIALS, REGION, ROOT, journal_figures, progress, ratio, seed
+
+NAME = "schedule"
+DESCRIPTION = "schedule: failures at once on the default schedule (FC's clock moved by the bench), then rerun at once"
 HISTOGRAM_BUCKET = 5  # seconds per histogram row
 HISTOGRAM_WIDTH = 40  # characters of the longest bar
 WRITE_QUOTA = 20  # DataWorks Enterprise: RerunTaskInstances calls a second, per account and region
 BUSY_SHARE = 0.8  # a second with at least this share of the write quota used counts as busy
+
+
+def run(emulator, defaults: dict, args, figures: dict, since: float) -> dict:
+    return bench_schedule(
+        emulator,
+        defaults,
+        args.failures,
+        credentials=CREDENTIALS,
+        region=REGION,
+        seed=seed,
+        journal_figures=journal_figures,
+        progress=lambda message: progress(message, since),
+        speed=args.schedule_speed,
+    )
 
 
 def bench_schedule(
@@ -38,7 +54,7 @@ def bench_schedule(
     """`failures` failures at once on the default schedule, then the same with immediate reruns.
 
     `seed(emulator, n)` makes n fresh failed instances; `journal_figures(emulator, since, ids)` says
-    what DataWorks saw (bench.py's); `progress(message)` writes a line on stderr.
+    what DataWorks saw (common.py's); `progress(message)` writes a line on stderr.
     """
     emulator.faults.set("*", latency=0.025)
     emulator.quota(read_qps=50, write_qps=WRITE_QUOTA)
@@ -61,7 +77,7 @@ def bench_schedule(
 
 
 def _function(emulator, cloud: dict, logs: str, clock, base_seconds: int, api_url: str | None):
-    from localcloud.fcfunction import Function
+    from localcloud.fc import Function
 
     event = cloud["event"]
     env = {
@@ -92,7 +108,8 @@ def _function(emulator, cloud: dict, logs: str, clock, base_seconds: int, api_ur
 
 
 def _deliver(fn, ids: list[int], tag: str) -> list:
-    from bench_burst_child import failure_event
+    from burst_child import failure_event
+
     from localcloud.eventbridge import EventBridge
 
     rule = EventBridge(fn)
@@ -101,7 +118,7 @@ def _deliver(fn, ids: list[int], tag: str) -> list:
 
 def _scheduled(emulator, cloud: dict, ids: list[int], journal_figures, progress, speed: float) -> dict:
     from localcloud.clock import ManualClock
-    from localcloud.fcapi import FunctionComputeApi
+    from localcloud.fc import FunctionComputeApi
 
     clock = ManualClock()
     start = clock.now()
@@ -212,3 +229,70 @@ def _tally(keys) -> dict[str, int]:
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items()))
+
+
+def print_histogram(plan: dict) -> None:
+    """After the table: when the scheduled reruns came due, as a histogram."""
+    print(
+        f"\nScheduled reruns of {plan['failures']} failures at once, due this many seconds after the failure "
+        f"(RERUN_BACKOFF_BASE_SECONDS={plan['backoff_base_s']}):"
+    )
+    for line in histogram_lines(plan["scheduled"]["histogram"]):
+        print(f"  {line}")
+
+
+def table_rows(figures: dict, defaults: dict, row) -> None:
+    """This benchmark's rows of the printed table (`row` adds one: see common.Table)."""
+    plan = figures["schedule"]
+    later, now, n = plan["scheduled"], plan["immediate"], plan["failures"]
+    row(
+        f"{n} failures at once, scheduled: due times after the failure",
+        f"{later['due_s'][0]:.0f}-{later['due_s'][-1]:.0f} s",
+        "immediate: all at 0 s",
+        None,
+        "-",
+        None,
+    )
+    row(
+        "Reruns due in the busiest second, immediate vs scheduled",
+        f"{n} / {later['most_due_in_one_second']}",
+        "",
+        ratio(n, later["most_due_in_one_second"]),
+        "-",
+        None,
+    )
+    quota = plan["write_quota"]
+    for label, figures_of in (("Scheduled reruns", later), ("Immediate reruns (base 0)", now)):
+        row(
+            f"{label}, peak rerun rate reaching DataWorks",
+            f"{figures_of['peak_writes_per_s']} writes/s (mean {figures_of['mean_writes_per_s']:.1f})",
+            f"write quota {quota}/s",
+            figures_of["peak_share_of_write_quota"],
+            "-",
+            None,
+        )
+    row(
+        "Peak rerun rate, immediate vs scheduled",
+        f"{now['peak_writes_per_s']} / {later['peak_writes_per_s']} writes/s",
+        "",
+        plan["ratio_peak_immediate_scheduled"],
+        "-",
+        None,
+    )
+    row(
+        f"Seconds at {BUSY_SHARE:.0%} of the write quota or more, immediate vs scheduled",
+        f"{now['busy_seconds']} / {later['busy_seconds']} s",
+        f"of {len(now['writes_per_second'])} / {len(later['writes_per_second'])} s with reruns",
+        plan["ratio_busy_seconds_immediate_scheduled"],
+        "-",
+        None,
+    )
+    for label, figures_of in (("scheduled", later), ("immediate", now)):
+        row(
+            f"{label.capitalize()} reruns, rerun exactly once (lost / double)",
+            f"{n - figures_of['lost'] - figures_of['double']}/{n} ({figures_of['lost']} / {figures_of['double']})",
+            f"throttled {figures_of['throttled']}",
+            None,
+            f"{n}/{n} (0 / 0)",
+            figures_of["all_rerun_exactly_once"],
+        )

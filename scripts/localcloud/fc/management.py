@@ -2,10 +2,9 @@
 GetAsyncInvokeConfig, ListTriggers, and a synchronous InvokeFunction (localcloud.controlplane
 serves them, ROA paths under /2023-03-30/ as the official alibabacloud_fc20230330 SDK sends them).
 
-Kept apart from localcloud.fcapi (the asynchronous InvokeFunction the event function calls, being
-moved into a package on another branch) on purpose: this module only describes functions and
-forwards a synchronous invocation to a local function's `invoke(bytes)` (localcloud.fc's
-FunctionCompute or localcloud.fcfunction's Function), so it can sit beside either layout.
+Beside server.py (the asynchronous InvokeFunction the event function calls): this module only
+describes functions and forwards a synchronous invocation to a local function's `invoke(bytes)`
+(harness.FunctionCompute or function.Function).
 """
 
 from __future__ import annotations

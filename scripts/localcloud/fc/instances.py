@@ -40,9 +40,18 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-SCRIPTS = str(Path(__file__).resolve().parents[1])  # the directory that holds `localcloud`
+from localcloud.fc.runtime import (
+    ACCESS_KEY_ID,
+    ACCESS_KEY_SECRET,
+    CONTEXT_SHAPES,
+    SECURITY_TOKEN,
+    error_body,
+    resolve,
+)
+
+SCRIPTS = str(Path(__file__).resolve().parents[2])  # the directory that holds `localcloud`
 # The child's first words: find this module, then hand over to serve(). argv: fd, SCRIPTS.
-BOOT = "import sys; sys.path.insert(0, sys.argv[2]); from localcloud.fcinstance import serve; serve(int(sys.argv[1]))"
+BOOT = "import sys; sys.path.insert(0, sys.argv[2]); from localcloud.fc.instances import serve; serve(int(sys.argv[1]))"
 HOST_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
 META_FIELDS = (
     "runtime",
@@ -250,8 +259,6 @@ class _Lines:
 
 def serve(fd: int) -> None:
     """The instance's main loop: import on the first invocation, then serve until told to stop."""
-    from localcloud.fc import ACCESS_KEY_ID, ACCESS_KEY_SECRET, CONTEXT_SHAPES, SECURITY_TOKEN, error_body
-
     conn = Connection(fd)
     _, meta, code_dir, setup = conn.recv()
     send_lock = threading.Lock()
@@ -266,7 +273,7 @@ def serve(fd: int) -> None:
     sys.path.insert(0, code_dir)
     out, err = _Lines(send, "stdout"), _Lines(send, "stderr")
     sys.stdout, sys.stderr = out, err
-    if setup:  # a test seam (see localcloud.fcfunction), run before any invocation
+    if setup:  # a test seam (see localcloud.fc.function), run before any invocation
         exec(compile(setup, "<instance setup>", "exec"), {"__name__": "__instance_setup__"})  # noqa: S102
     handler = None
     harness_files = (__file__,)
@@ -293,9 +300,9 @@ def serve(fd: int) -> None:
         try:
             if handler is None:
                 importlib.invalidate_caches()
-                loaded = _resolve(meta["handler"])
+                loaded = resolve(meta["handler"])
                 if meta["initializer"]:
-                    _resolve(meta["initializer"])(context)
+                    resolve(meta["initializer"])(context)
                 handler = loaded
             result = handler(event, context)
             if not _plain(result):
@@ -309,15 +316,6 @@ def serve(fd: int) -> None:
         peak = peak // 1024 if sys.platform == "darwin" else peak
         with send_lock:
             conn.send(("done", request_id, result, error, cold_start, peak))
-
-
-def _resolve(dotted: str):
-    module_name, _, attr = dotted.rpartition(".")
-    module = importlib.import_module(module_name)
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        raise AttributeError(f"module {module_name!r} has no function {attr!r}") from None
 
 
 def _plain(value: Any) -> bool:
