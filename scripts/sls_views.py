@@ -140,11 +140,27 @@ def policy(path: str | Path = TEMPLATE, **variables) -> list[Statement]:
         if set(node) == {"Fn::Join"}:
             delimiter, parts = node["Fn::Join"]
             return delimiter.join(str(value(p)) for p in parts)
+        if set(node) == {"Fn::If"}:  # a condition of the template's, on the vars given
+            condition, then, otherwise = node["Fn::If"]
+            return value(then if holds(template["Conditions"][condition]) else otherwise)
         if set(node) == {"Fn::GetAtt"}:
             resource, attribute = node["Fn::GetAtt"]
             own = resources.get(resource, {}).get("Properties", {}).get(attribute)
             return value(own) if own is not None else f"<{resource}.{attribute}>"
         return {k: value(v) for k, v in node.items()}
+
+    def holds(condition) -> bool:
+        ((function, arguments),) = condition.items()
+        if function == "Fn::Equals":
+            return value(arguments[0]) == value(arguments[1])
+        if function == "Fn::Not":
+            return not holds(arguments[0])
+        if function in ("Fn::And", "Fn::Or"):
+            results = [holds(a) for a in arguments]
+            return all(results) if function == "Fn::And" else any(results)
+        if set(condition) == {"Condition"}:
+            return holds(template["Conditions"][condition["Condition"]])
+        raise ValueError(f"a condition sls_views cannot evaluate: {condition}")
 
     (role,) = [r for r in resources.values() if r["Type"] == "ALIYUN::RAM::Role"]
     (document,) = [p["PolicyDocument"] for p in role["Properties"]["Policies"]]

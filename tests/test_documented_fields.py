@@ -65,3 +65,23 @@ def test_the_reread_keeps_the_current_runs_row_whatever_the_order():
     for rows in ([_row(2, "Running"), _row(1, "Failure")], [_row(1, "Failure"), _row(2, "Running")]):
         current = reread(_Runs(rows), 48213, 1, "Prod", [MANUAL["Id"]], Settings(), pacing.clock() + 60)
         assert (current[MANUAL["Id"]].run_number, current[MANUAL["Id"]].status) == (2, "Running"), rows
+
+
+def test_a_refused_rerun_names_the_ram_action_and_the_fix_or_the_workspace():
+    # Issue 22: a call RAM refuses must say which action to grant; a refusal about the workspace
+    # says to add the role as a member. Other errors keep DataWorks' own words only.
+    from dwrerun.dataworks import DataWorksError
+    from dwrerun.outcome import refused
+
+    ram = DataWorksError("RerunTaskInstances", "Forbidden.RAM", "not allowed.", transient=False, status=403)
+    assert refused("RerunTaskInstances", ram, 48213) == (
+        "RerunTaskInstances refused: not allowed. RAM refused dataworks:RerunTaskInstances (Forbidden.RAM): grant "
+        'dataworks:RerunTaskInstances to the function\'s role, or set vars.dataworksActions to "all" (dataworks:*) '
+        "and run scripts/deploy; if RAM allows it, add the role to the workspace as a member with an O&M role"
+    )
+    member = DataWorksError("RerunTaskInstances", "Forbidden", "not a member of the workspace", transient=False)
+    assert refused("RerunTaskInstances", member, 48213).endswith(
+        "add the role (template.yml namePrefix + '-fc-role') to workspace 48213 as a member with an O&M role"
+    )
+    other = DataWorksError("RerunTaskInstances", "Invalid.Instance", "bad", transient=False, status=400)
+    assert refused("RerunTaskInstances", other) == "RerunTaskInstances refused: bad"

@@ -132,8 +132,11 @@ def test_a_get_task_refused_holds_the_rerun_back_with_a_record_saying_why(datawo
     assert (record["decision"], record["reason"], record["success"]) == ("skip", "lookup-failed", None)
     assert record["message"] == (
         "GetTask refused (You are not authorized to access the resources.): "
-        "whether DataWorks reruns this node itself is unknown"
-    )
+        "whether DataWorks reruns this node itself is unknown. RAM refused dataworks:GetTask "
+        "(ResourceNotAuthorized.Api): grant dataworks:GetTask to the function's role, or set "
+        'vars.dataworksActions to "all" (dataworks:*) and run scripts/deploy; if RAM allows it, add the role '
+        "to the workspace as a member with an O&M role"
+    )  # issue 22: a refused call names the RAM action and the fix
     assert record["errorCode"] == "ResourceNotAuthorized.Api"
     (get_task,) = [e for e in dataworks.journal if e.action == "GetTask"]
     assert record["dataworksRequestId"] == get_task.request_id

@@ -227,5 +227,10 @@ def test_a_refused_read_is_recorded_with_dataworks_reason_and_how_long_it_took(d
         "lookup-failed",
         "ResourceNotAuthorized.Api",
     )
-    assert record["message"] == "GetTaskInstance refused: You are not authorized to access the resources."
+    assert record["message"] == (
+        "GetTaskInstance refused: You are not authorized to access the resources. RAM refused "
+        "dataworks:GetTaskInstance (ResourceNotAuthorized.Api): grant dataworks:GetTaskInstance to the "
+        'function\'s role, or set vars.dataworksActions to "all" (dataworks:*) and run scripts/deploy; if RAM '
+        "allows it, add the role to the workspace as a member with an O&M role"
+    )
     assert record["lookupMs"] == 250.0 and reruns(dataworks) == []

@@ -135,4 +135,7 @@ def refusal(action: str, error: DataWorksError, project_id: int | None = None) -
 def refused(what: str, error: DataWorksError, project_id: int | None = None) -> str:
     """`<what> refused: <DataWorks' message>`, and the fix when RAM or the workspace refused it."""
     fix = refusal(error.action, error, project_id)
-    return f"{what} refused: {error.message}" + (f". {fix}" if fix else "")
+    said = f"{what} refused: {error.message}"
+    if fix is None:
+        return said
+    return f"{said}{'' if said.endswith(('.', '!', '?')) else '.'} {fix}"
