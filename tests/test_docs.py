@@ -175,9 +175,11 @@ def _codes_the_handler_answers() -> set[str]:
     codes = set()
     for module in (http_function, bulk, plan):
         for node in ast.walk(ast.parse(inspect.getsource(module))):
-            if isinstance(node, ast.Call) and (_dotted(node.func) or "").endswith(("BadRequest", "PlanError")):
-                if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                    codes.add(node.args[1].value)
+            name = _dotted(node.func) or "" if isinstance(node, ast.Call) else ""
+            if name.endswith(("BadRequest", "PlanError")):
+                at = 0 if name.endswith("PlanError") else 1  # BadRequest(status, code, ...), PlanError(code, ...)
+                if len(node.args) > at and isinstance(node.args[at], ast.Constant):
+                    codes.add(node.args[at].value)
             if isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
                     if isinstance(key, ast.Constant) and key.value == "Code":

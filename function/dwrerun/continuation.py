@@ -28,7 +28,7 @@ import re
 from dataclasses import dataclass
 
 from dwrerun import signing
-from dwrerun.config import INT64_MAX
+from dwrerun.values import INT64_MAX, whole
 
 PAYLOAD_KEY = "bulkRerun"
 FIELDS = (
@@ -196,6 +196,6 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
 
 
 def _int(value: object, name: str, maximum: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+    if not whole(value, minimum, maximum):
         raise InvalidContinuation(f"{name} must be an integer from {minimum} to {maximum}")
     return value

@@ -16,7 +16,7 @@ the function reads back as `already-rerun` (rerun.py).
 
 The same function receives its own delayed invocations (schedule.py): a payload that is a
 scheduled rerun names one instance and its failed run, and goes through every guard again. It also
-runs the continuations of bulk reruns by filter (continuation.py, bulk.py): a signed payload from
+runs the continuations of bulk reruns by filter (continuation.py, handoff.py): a signed payload from
 the HTTP function (or from an earlier continuation) naming up to 500 instances and their failed runs.
 """
 
@@ -163,9 +163,9 @@ def handle(event: bytes, context) -> dict:
 
 
 def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocation, context, started: float) -> dict:
-    """A continuation of a bulk rerun by filter (dwrerun/bulk.py), with the same error handling
+    """A continuation of a bulk rerun by filter (dwrerun/handoff.py), with the same error handling
     as a failure event: a bad deployment is recorded, a bug is recorded and retried by FC."""
-    from dwrerun import bulk, function_compute
+    from dwrerun import function_compute, handoff
 
     ids = [instance_id for instance_id, _ in part.instances]
     try:
@@ -177,8 +177,8 @@ def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocati
         def dataworks():
             return client_for(credentials, settings, invocation.region)
 
-        return bulk.continue_(part, settings, rule_set, None, invocation, dataworks, functions)
-    except bulk.ContinueLater:  # its records are written: FC retries the part
+        return handoff.continue_(part, settings, rule_set, None, invocation, dataworks, functions)
+    except handoff.ContinueLater:  # its records are written: FC retries the part
         raise
     except ConfigError as exc:  # no credentials or no region: no retry brings them
         written = [skipped(i, Reason.CONFIG_ERROR, str(exc)) for i in ids]

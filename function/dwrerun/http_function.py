@@ -18,21 +18,38 @@ import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass, field
 
 from dwrerun import pacing, records, schema
-from dwrerun.config import ANY_ENV, INT64_MAX, ConfigError, Settings
+from dwrerun.config import ANY_ENV, ConfigError, Settings
+from dwrerun.continuation import MAX_COMMENT as MAX_COMMENT_CHARS
 from dwrerun.schema import Reason, Summary
-from dwrerun.values import json_type, preview
+from dwrerun.values import from_digits, json_type, positive_int64, preview
 
 MAX_BODY_BYTES = 64 * 1024  # far above 100 ids and a comment; refused before it is parsed
-MAX_COMMENT_CHARS = 500
 ID_FIELDS = ("Ids", "Comment", "DryRun", "Force", "UseLatestConfig")
 FILTER_FIELDS = ("ProjectId", "Bizdate", "TaskIds", "ProjectEnv", "FinishedTimeStart", "FinishedTimeEnd")
 FILTER_OPTIONS = ("IgnoreRules", "PlanToken")  # meaningful with a filter only
 FIELDS = ID_FIELDS + FILTER_FIELDS + FILTER_OPTIONS
-MAX_PLAN_TOKEN_CHARS = 32 * 1024  # dwrerun/plan.py MAX_TOKEN_CHARS; the body is at most 64 KiB
 RERUN_PATHS = ("/rerun", "/")
 HEALTH_PATH = "/health"
+# The status of each refusal of the plan check (plan.PlanError's code).
+PLAN_STATUSES = {
+    "InvalidPlanToken": 400,
+    "PlanExpired": 409,
+    "PlanMismatch": 409,
+    "PlanOutdated": 409,
+    "PlanRequired": 428,
+}
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer before it is rendered: its status, its JSON body, its extra headers."""
+
+    status: int
+    body: dict
+    headers: dict = field(default_factory=dict)
 
 
 class BadRequest(Exception):
@@ -146,7 +163,7 @@ def _parse_rerun_body(request: dict, settings: Settings) -> dict:
 
 
 def _filter_request(body: dict, settings: Settings):
-    from dwrerun import bulk, selection
+    from dwrerun import bulk, plan, selection
 
     try:
         wanted = selection.parse(body, settings, settings.http_max_ids)
@@ -156,7 +173,7 @@ def _filter_request(body: dict, settings: Settings):
         status, code = (400, "MissingParameter") if body.get(field) is None else (400, "InvalidParameter")
         raise BadRequest(status, code, str(exc)) from None
     token = body.get("PlanToken")
-    if token is not None and (not isinstance(token, str) or not 0 < len(token) <= MAX_PLAN_TOKEN_CHARS):
+    if token is not None and (not isinstance(token, str) or not 0 < len(token) <= plan.MAX_TOKEN_CHARS):
         raise BadRequest(400, "InvalidParameter", "PlanToken must be the PlanToken string a dry run answered")
     return bulk.Request(
         filter=wanted,
@@ -190,9 +207,8 @@ def _ids(value, max_ids: int) -> list[int]:
         raise BadRequest(400, "TooManyIds", f"Ids has {len(value)} ids, more than RERUN_HTTP_MAX_IDS={max_ids}")
     ids, seen = [], set()
     for n, item in enumerate(value):
-        if isinstance(item, str) and item.isascii() and item.isdigit() and len(item) <= 19:
-            item = int(item)  # int64 ids as strings survive JavaScript clients
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= INT64_MAX:
+        item = from_digits(item)  # int64 ids as strings survive JavaScript clients
+        if positive_int64(item) is None:
             raise BadRequest(
                 400, "InvalidParameter", f"Ids[{n}] must be a positive int64 instance id, got {preview(item)}"
             )
@@ -259,9 +275,9 @@ def _rerun_by_filter(request, settings: Settings, rule_set, context) -> dict:
         return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
 
     try:
-        answer = bulk.plan_or_apply(request, settings, rule_set, invocation, dataworks, functions)
+        result = bulk.plan_or_apply(request, settings, rule_set, invocation, dataworks, functions)
     except plan.PlanError as exc:
-        raise BadRequest(exc.status, exc.code, exc.message) from None
+        raise BadRequest(PLAN_STATUSES[exc.code], exc.code, exc.message) from None
     except selection.TooLarge as exc:
         raise BadRequest(
             400,
@@ -285,6 +301,7 @@ def _rerun_by_filter(request, settings: Settings, rule_set, context) -> dict:
             {"Code": "UpstreamUnavailable", "Message": message, "RequestId": invocation.request_id},
             {"Retry-After": "5"},
         )
+    answer = filter_answer(result)
     return _response(answer.status, answer.body, answer.headers)
 
 
@@ -353,6 +370,78 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             **answer,
         }
     return _response(status, answer, headers)
+
+
+def filter_answer(result) -> Answer:
+    """The answer to a rerun by filter: a bulk.Planned (the dry run's plan) or a bulk.Applied."""
+    from dwrerun.bulk import Planned
+
+    dry_run = isinstance(result, Planned)
+    head = {"RequestId": result.request_id, "DryRun": dry_run, "Filter": result.filter, "Selected": result.selected}
+    written = list(result.outcomes)
+    if dry_run:
+        return Answer(
+            200,
+            {
+                **head,
+                **_decisions(written),
+                "LogsNotRead": result.logs_not_read,
+                "PlanToken": result.token,
+                "PlanExpiresAt": result.expires,
+                "PlanRequiredAbove": result.required_above,
+            },
+        )
+    body = {
+        **head,
+        "Started": sum(1 for o in written if o.started),
+        **_decisions(written),
+        **rerun_answer(written),
+        "Continuing": result.continuing,
+    }
+    if result.handed:
+        body["Continuation"] = _continuation(result)
+    if result.quota:
+        return Answer(429, {"Code": "QuotaExhausted", "Message": quota_message(result.quota), **body})
+    failed = [o for o in written if o.reason == Reason.DEFERRED]
+    if failed:
+        message = (
+            f"{len(failed)} instance(s) could not be handed to a continuation ({failed[0].error_code}): they were "
+            "not rerun (Skipped, reason deferred); send the same filter again to pick them up"
+        )
+        return Answer(502, {"Code": "ContinuationFailed", "Message": message, **body})
+    return Answer(202 if result.continuing else 200, body)
+
+
+def _decisions(written) -> dict:
+    """Each decision counted by reason, the ids by reason, and what a failure rule held back."""
+    by_reason: dict[str, list[int]] = {}
+    for o in written:
+        by_reason.setdefault(o.reason, []).append(o.instance_id)
+    return {
+        "Counts": {reason: len(ids) for reason, ids in sorted(by_reason.items())},
+        "Decisions": dict(sorted(by_reason.items())),
+        "NotRetryable": {
+            str(o.instance_id): {"Rule": o.rule, "MatchedLine": o.matched_line, "Message": o.message}
+            for o in written
+            if o.reason == Reason.NOT_RETRYABLE
+        },
+    }
+
+
+def _continuation(applied) -> dict:
+    """Where the operator follows the parts handed on: the event function, its async task ids, SLS queries."""
+    origin = applied.request_id
+    return {
+        "Function": applied.continuation_function,
+        "Parts": len(applied.handed),
+        "AsyncTaskIds": [c.task_id for c in applied.handed],
+        "Query": f'message.originRequestId: "{origin}"',
+        # Text for the operator to paste into SLS, not run here; the id is FC's own request id.
+        "CountQuery": (
+            f'message.originRequestId: "{origin}" and message.kind: instance '  # noqa: S608
+            "| select reason, count(*) as instances from log group by reason"
+        ),
+    }
 
 
 def rerun_answer(outcomes) -> dict:
