@@ -138,18 +138,7 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
     origin = inner["originRequestId"]
     if not isinstance(origin, str) or not _REQUEST_ID.fullmatch(origin):
         raise InvalidContinuation("originRequestId must be an FC request id (letters, digits, '-', '_')")
-    raw = inner["instances"]
-    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_INSTANCES:
-        raise InvalidContinuation(f"instances must be a list of 1 to {MAX_INSTANCES} [instance id, failed run]")
-    pairs = []
-    for n, pair in enumerate(raw):
-        if not (isinstance(pair, list) and len(pair) == 2):
-            raise InvalidContinuation(f"instances[{n}] must be [instance id, failed run number]")
-        pairs.append(
-            (_int(pair[0], f"instances[{n}][0]", INT64_MAX), _int(pair[1], f"instances[{n}][1]", MAX_RUN_NUMBER))
-        )
-    if len({i for i, _ in pairs}) != len(pairs):
-        raise InvalidContinuation("instances names an instance twice")
+    pairs = _pairs(inner["instances"])
     env = inner["projectEnv"]
     if env not in ("Prod", "Dev"):
         raise InvalidContinuation("projectEnv must be Prod or Dev")
@@ -178,13 +167,35 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
         ignore_rules=flags["ignoreRules"],
         use_latest_config=latest,
     )
-    ids = [i for i, _ in pairs]
+    _verify(continuation, inner["signature"], key)
+    return continuation
+
+
+def _pairs(raw: object) -> list[tuple[int, int]]:
+    """The payload's instances: [instance id, the run the selection found failed], each once."""
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_INSTANCES:
+        raise InvalidContinuation(f"instances must be a list of 1 to {MAX_INSTANCES} [instance id, failed run]")
+    pairs = []
+    for n, pair in enumerate(raw):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise InvalidContinuation(f"instances[{n}] must be [instance id, failed run number]")
+        pairs.append(
+            (_int(pair[0], f"instances[{n}][0]", INT64_MAX), _int(pair[1], f"instances[{n}][1]", MAX_RUN_NUMBER))
+        )
+    if len({i for i, _ in pairs}) != len(pairs):
+        raise InvalidContinuation("instances names an instance twice")
+    return pairs
+
+
+def _verify(continuation: Continuation, signature: object, key: str | None) -> None:
+    """Raise UntrustedContinuation unless `signature` is the continuation's, made with `key`."""
+    ids = [i for i, _ in continuation.instances]
     if key is None:
         raise UntrustedContinuation(
             "RERUN_SIGNING_KEY is unset, so no continuation can be verified", ids, continuation.origin_request_id
         )
     try:
-        signing.verify(key, signing.CONTINUATION, continuation.content(), inner["signature"])
+        signing.verify(key, signing.CONTINUATION, continuation.content(), signature)
     except signing.BadSignature:
         raise UntrustedContinuation(
             "the continuation's signature does not verify with RERUN_SIGNING_KEY (it changed since the request, "
@@ -192,7 +203,6 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
             ids,
             continuation.origin_request_id,
         ) from None
-    return continuation
 
 
 def _int(value: object, name: str, maximum: int, minimum: int = 1) -> int:

@@ -22,6 +22,7 @@ from dwrerun import pacing, rules
 from dwrerun.config import Settings
 from dwrerun.dataworks import DataWorks, DataWorksError
 from dwrerun.policy import Decision, Instance
+from dwrerun.schema import Reason
 
 LOG_READ_ATTEMPTS = 3
 # A log read is not started with less than pacing.MIN_CALL_SECONDS for it, and leaves the rerun
@@ -109,13 +110,13 @@ def apply(
             why = "A rerun cannot fix it: the instance stays Failure for a person to fix and rerun"
         # The note ends with the rule's description, which may end its own sentence.
         stop = "" if verdict.note.endswith((".", "!", "?")) else "."
-        return Decision(False, "not-retryable", f"{verdict.note}{stop} {why}")
+        return Decision(False, Reason.NOT_RETRYABLE, f"{verdict.note}{stop} {why}")
     if verdict.max_reruns is not None and instance.run_number is not None and not force:
         cap = min(verdict.max_reruns, settings.max_reruns)
         if instance.run_number > cap:
             return Decision(
                 False,
-                "cap-reached",
+                Reason.CAP_REACHED,
                 f"run {instance.run_number} is past the {cap} rerun(s) failure rule {verdict.rule!r} allows "
                 f"(RERUN_MAX_RERUNS={settings.max_reruns}): reruns exhausted",
             )
