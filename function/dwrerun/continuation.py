@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass
 
 from dwrerun import signing
-from dwrerun.values import INT64_MAX, whole
+from dwrerun.config import PROJECT_ENVS
+from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, whole
 
 PAYLOAD_KEY = "bulkRerun"
 FIELDS = (
@@ -47,7 +48,6 @@ FIELDS = (
     "signature",
 )
 MAX_INSTANCES = 500  # one ListTaskInstances call rereads them all
-MAX_RUN_NUMBER = 1_000_000
 MAX_COMMENT = 500
 MAX_PART = 100_000
 MAX_HOPS = 1000
@@ -140,7 +140,7 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
         raise InvalidContinuation("originRequestId must be an FC request id (letters, digits, '-', '_')")
     pairs = _pairs(inner["instances"])
     env = inner["projectEnv"]
-    if env not in ("Prod", "Dev"):
+    if env not in PROJECT_ENVS:
         raise InvalidContinuation("projectEnv must be Prod or Dev")
     comment = inner["comment"]
     if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):

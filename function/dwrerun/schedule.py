@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from dwrerun.values import INT64_MAX, short_repr, whole
+from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, short_repr, whole
 
 clock = time.time
 uniform = random.uniform
@@ -41,7 +41,6 @@ PAYLOAD_KEY = "scheduledRerun"
 FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
 MAX_TEXT = 256  # eventId and rule: CloudEvent ids and rule names are far shorter
-MAX_RUN_NUMBER = 1_000_000
 DUE_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # FC's rule for an async task id: a letter or `_` first, then letters, digits, `_` or `-`, <= 128.
 TASK_ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")

@@ -14,6 +14,7 @@ import json
 
 INT64_MAX = 2**63 - 1
 MAX_DIGITS = 19  # an int64
+MAX_RUN_NUMBER = 1_000_000  # the largest RunNumber a payload this function signed may carry
 
 
 def from_digits(value: object) -> object:
