@@ -42,7 +42,9 @@ class Work:
     quota: str | None = None  # DataWorks' daily limit or edition quota code, when it stopped the work
 
 
-def filter_job(invocation: Invocation, settings: Settings, rule_set, asked, *, origin_request_id: str, dry_run: bool):
+def filter_job(
+    invocation: Invocation, settings: Settings, rule_set, asked, *, origin_request_id: str, dry_run: bool
+) -> Job:
     """The Job of a rerun by filter: `asked` is what the operator asked (a bulk.Request, or the
     Continuation that carries it on), with its Comment, Force, IgnoreRules and UseLatestConfig."""
     return Job.for_filter(
