@@ -26,8 +26,8 @@ from conftest import (
     reruns,
     sample,
 )
-from dwrerun import bulk, continuation, pacing, rules, schema
-from dwrerun.config import Settings
+from dwrerun import batches, bulk, continuation, handoff, http_function, pacing, rules, schema
+from dwrerun.config import ConfigError, Settings
 from dwrerun.continuation import Continuation
 from dwrerun.dataworks import DataWorks
 from dwrerun.function_compute import InvokeFunctionError
@@ -263,9 +263,9 @@ def test_the_client_plans_applies_and_follows_the_continuation_to_its_end(datawo
     assert {row["reason"]: row["instances"] for row in rows} == Counter(expected.values())
 
 
-# --- the event function's side of a part, in this process (bulk.continue_) ----------------------
+# --- the event function's side of a part, in this process (handoff.continue_) ----------------------
 #
-# The tests above run parts in instance processes; these call bulk.continue_ itself with a
+# The tests above run parts in instance processes; these call handoff.continue_ itself with a
 # Continuation, a DataWorks client of the emulator and a fake of FC's InvokeFunction, on a clock
 # of their own: time moves only when the code waits (pacing.sleep), so a deadline is exact.
 
@@ -275,7 +275,7 @@ NOW = FAKE_START  # where the fake clock starts
 PART_SETTINGS = Settings(
     read_qps=1000.0, write_qps=1000.0, read_timeout=2.0, read_logs=False, backoff_base=0, signing_key=KEY
 )
-# What a batch needs before the deadline (bulk._work): a call's minimum, a write slot, a read
+# What a batch needs before the deadline (batches.work): a call's minimum, a write slot, a read
 # timeout; a part whose job deadline (the invocation's less HAND_ON_RESERVE) leaves less hands on.
 BATCH_SLACK = 0.5 + 1 / 1000.0 + 2.0
 
@@ -343,12 +343,12 @@ def a_part(*instances: tuple[int, int], **changes) -> Continuation:
 
 def run_part(dataworks, capsys, part, *, settings=PART_SETTINGS, functions=None, deadline_in=60.0, rules=None,
              rules_error=None):  # fmt: skip
-    """bulk.continue_ on `part`, in an invocation `deadline_in` seconds from its end:
+    """handoff.continue_ on `part`, in an invocation `deadline_in` seconds from its end:
     (the summary it returned, every record it wrote, in order)."""
     client = DataWorks(CREDS, dataworks.endpoint, "http", "cn-hangzhou", Settings())
     invocation = Invocation(PART_REQUEST, "dwrerun-event", "cn-hangzhou", pacing.clock() + deadline_in, timeout=60)
     capsys.readouterr()
-    summary = bulk.continue_(part, settings, rules, rules_error, invocation, lambda: client, functions)
+    summary = handoff.continue_(part, settings, rules, rules_error, invocation, lambda: client, functions)
     return summary, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
@@ -487,7 +487,7 @@ def test_a_part_with_a_bad_rules_file_records_each_instance_config_error_and_cal
 
     invocation = Invocation(PART_REQUEST, "dwrerun-event", "cn-hangzhou", NOW + 60, timeout=60)
     capsys.readouterr()
-    returned = bulk.continue_(
+    returned = handoff.continue_(
         part, PART_SETTINGS, None, ValueError("rules.json: line 3 is wrong"), invocation, no_dataworks, None
     )
     written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -516,7 +516,7 @@ def test_a_used_up_quota_on_the_reread_records_every_instance_and_is_not_retried
 def test_a_reread_that_keeps_failing_writes_a_retry_summary_and_asks_fc_to_retry_the_part(dataworks, capsys, clock):
     seed_part(dataworks, 1)
     dataworks.faults.set("ListTaskInstances", server_error=1000)
-    with pytest.raises(bulk.ContinueLater) as raised:
+    with pytest.raises(handoff.ContinueLater) as raised:
         run_part(dataworks, capsys, a_part((FIRST, 1)), functions=FakeFunctions())
     assert str(raised.value) == "ListTaskInstances kept failing (ServiceUnavailable): FC retries the continuation"
     (written,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -528,7 +528,7 @@ def test_a_reread_that_keeps_failing_writes_a_retry_summary_and_asks_fc_to_retry
 
 def test_a_part_with_no_time_left_to_reread_asks_fc_to_retry_it(dataworks, capsys, clock):
     seed_part(dataworks, 1)
-    with pytest.raises(bulk.ContinueLater) as raised:
+    with pytest.raises(handoff.ContinueLater) as raised:
         # the job's deadline (the invocation's less HAND_ON_RESERVE) is 0.4 s away: no call starts
         run_part(dataworks, capsys, a_part((FIRST, 1)), functions=FakeFunctions(), deadline_in=3.4)
     assert str(raised.value) == "no time left to reread the continuation's instances"
@@ -583,7 +583,7 @@ def test_a_part_that_finished_some_instances_hands_the_rest_on_with_no_stall(dat
 
 def test_the_third_part_in_a_row_that_finishes_nothing_stops_the_chain_and_records_why(dataworks, capsys, clock):
     seed_part(dataworks, 1, 1)
-    part = a_part((FIRST, 1), (FIRST + 1, 1), stalls=bulk.MAX_STALLS - 1)
+    part = a_part((FIRST, 1), (FIRST + 1, 1), stalls=handoff.MAX_STALLS - 1)
     functions = FakeFunctions()
     returned, written = run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
     assert functions.calls == []
@@ -601,7 +601,9 @@ def test_a_chain_stopped_by_a_dataworks_error_names_it(dataworks, capsys, clock)
     seed_part(dataworks, 1)
     dataworks.faults.set("RerunTaskInstances", server_error=1000)
     functions = FakeFunctions()
-    returned, written = run_part(dataworks, capsys, a_part((FIRST, 1), stalls=bulk.MAX_STALLS - 1), functions=functions)
+    returned, written = run_part(
+        dataworks, capsys, a_part((FIRST, 1), stalls=handoff.MAX_STALLS - 1), functions=functions
+    )
     message = (
         "not rerun: 3 continuations in a row finished no instance (ServiceUnavailable); send the filter again once "
         "DataWorks answers"
@@ -634,7 +636,7 @@ def test_a_part_whose_hand_on_keeps_failing_transiently_asks_fc_to_retry_it(data
     functions = FakeFunctions(*[fc_error("ServiceUnavailable", transient=True) for _ in range(10)])
     # one instance DataWorks no longer lists is recorded before the hand-on fails
     part = a_part((FIRST, 1), (FIRST + 1, 1), (FIRST + 9, 1))
-    with pytest.raises(bulk.ContinueLater) as raised:
+    with pytest.raises(handoff.ContinueLater) as raised:
         run_part(dataworks, capsys, part, functions=functions, deadline_in=5.0)
     assert str(raised.value) == "InvokeFunction kept failing (ServiceUnavailable): FC retries the continuation"
     written = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -701,14 +703,14 @@ def test_a_part_under_the_dry_run_setting_decides_and_reruns_nothing(dataworks, 
     assert without_duration(returned) == summary(instances=2, dry_run=2, dry_run_mode=True)
 
 
-# --- handing a part on: bulk._invoke, FC's InvokeFunction with retries -----------------------------
+# --- handing a part on: handoff.invoke, FC's InvokeFunction with retries -----------------------------
 
 
 def invoke(functions, deadline_in: float, settings=PART_SETTINGS):
-    """bulk._invoke of a part from the HTTP function, `deadline_in` seconds before its invocation ends."""
-    job = Job(Mode.FILTER, "1-http", "dwrerun-http", settings, NOW + deadline_in - bulk.HAND_ON_RESERVE)
+    """handoff.invoke of a part from the HTTP function, `deadline_in` seconds before its invocation ends."""
+    job = Job(Mode.FILTER, "1-http", "dwrerun-http", settings, NOW + deadline_in - batches.HAND_ON_RESERVE)
     invocation = Invocation("1-http", "dwrerun-http", "cn-hangzhou", NOW + deadline_in, timeout=60)
-    bulk._invoke(job, functions, a_part((FIRST, 1), hop=0), invocation)
+    handoff.invoke(job, functions, a_part((FIRST, 1), hop=0), invocation)
 
 
 def test_a_part_is_queued_once_as_an_async_task_of_the_event_function(clock):
@@ -735,7 +737,7 @@ def test_handing_on_with_no_fc_client_is_a_configuration_error_that_is_not_retri
     )
 
     def no_endpoint():
-        raise bulk.ConfigError("no FC endpoint: set FUNCTION_COMPUTE_ENDPOINT")
+        raise ConfigError("no FC endpoint: set FUNCTION_COMPUTE_ENDPOINT")
 
     with pytest.raises(InvokeFunctionError) as raised:
         invoke(no_endpoint, deadline_in=60)
@@ -823,7 +825,7 @@ def test_a_part_without_time_to_read_a_log_hands_the_instance_on_never_reruns_it
 def test_the_third_part_in_a_row_without_time_for_a_log_gives_up_naming_why(dataworks, capsys, clock):
     seed_part(dataworks, 1)
     settings = replace(PART_SETTINGS, read_logs=True)
-    part = a_part((FIRST, 1), stalls=bulk.MAX_STALLS - 1)
+    part = a_part((FIRST, 1), stalls=handoff.MAX_STALLS - 1)
     returned, written = run_part(dataworks, capsys, part, settings=settings, rules=rules.load(),
                                  functions=FakeFunctions(), deadline_in=6.0)  # fmt: skip
     message = (
@@ -842,18 +844,19 @@ FILTER = bulk.selection.Filter(project_id=PROJECT_ID, bizdate=BIZDATE, project_e
 def plan_or_apply(dataworks, capsys, request, *, settings=PART_SETTINGS, functions=None, deadline_in=60.0,
                   rules=None):  # fmt: skip
     """bulk.plan_or_apply of `request` in an HTTP invocation (request id ORIGIN) `deadline_in`
-    seconds from its end: (the answer, every record it wrote, in order)."""
+    seconds from its end, answered as the HTTP function answers it: (the answer, every record it wrote, in
+    order)."""
     client = DataWorks(CREDS, dataworks.endpoint, "http", "cn-hangzhou", Settings())
     invocation = Invocation(ORIGIN, "dwrerun-http", "cn-hangzhou", pacing.clock() + deadline_in, timeout=60)
     capsys.readouterr()
-    answer = bulk.plan_or_apply(request, settings, rules, invocation, client, functions)
+    answer = http_function.filter_answer(bulk.plan_or_apply(request, settings, rules, invocation, client, functions))
     return answer, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
 
 
 def test_a_part_of_one_instance_costs_its_share_of_a_rerun_call_and_its_log_read_only_when_read():
     settings = Settings(read_qps=4.0, write_qps=2.0, chunk_size=50)
-    assert bulk.per_instance_seconds(settings, reads_logs=False) == 1 / (50 * 2.0)  # no log read: no read share
-    assert bulk.per_instance_seconds(settings, reads_logs=True) == 1 / 4.0 + 1 / (50 * 2.0)
+    assert batches.per_instance_seconds(settings, reads_logs=False) == 1 / (50 * 2.0)  # no log read: no read share
+    assert batches.per_instance_seconds(settings, reads_logs=True) == 1 / 4.0 + 1 / (50 * 2.0)
 
 
 def test_an_apply_with_no_time_left_for_a_batch_hands_every_part_on_in_order_each_a_fresh_chain(
@@ -864,7 +867,7 @@ def test_an_apply_with_no_time_left_for_a_batch_hands_every_part_on_in_order_eac
     # SLICE_SHARE of it (0.6 s): no time for one instance of its own
     seed_part(dataworks, 1, 1)
     settings = replace(PART_SETTINGS, chunk_size=1, write_qps=1.0)
-    assert bulk.per_instance_seconds(settings, reads_logs=False) == 1.0
+    assert batches.per_instance_seconds(settings, reads_logs=False) == 1.0
     functions = FakeFunctions()
     request = bulk.Request(filter=FILTER, comment="after the outage")
     answer, written = plan_or_apply(dataworks, capsys, request, settings=settings, functions=functions, deadline_in=4.0)

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dwrerun import bulk, config, http_function, plan, schema
+from dwrerun import bulk, config, http_function, http_request, plan, schema
 from dwrerun.config import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -173,11 +173,13 @@ def _codes_the_handler_answers() -> set[str]:
     """Every `Code` the HTTP function can answer: the constant codes its refusals are raised with
     (BadRequest, PlanError) and the `"Code"` of each answer, in the modules that build its answers."""
     codes = set()
-    for module in (http_function, bulk, plan):
+    for module in (http_function, http_request, bulk, plan):
         for node in ast.walk(ast.parse(inspect.getsource(module))):
-            if isinstance(node, ast.Call) and (_dotted(node.func) or "").endswith(("BadRequest", "PlanError")):
-                if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):
-                    codes.add(node.args[1].value)
+            name = _dotted(node.func) or "" if isinstance(node, ast.Call) else ""
+            if name.endswith(("BadRequest", "PlanError")):
+                at = 0 if name.endswith("PlanError") else 1  # BadRequest(status, code, ...), PlanError(code, ...)
+                if len(node.args) > at and isinstance(node.args[at], ast.Constant):
+                    codes.add(node.args[at].value)
             if isinstance(node, ast.Dict):
                 for key, value in zip(node.keys, node.values, strict=True):
                     if isinstance(key, ast.Constant) and key.value == "Code":
@@ -198,7 +200,7 @@ def test_the_http_body_fields_are_the_handlers():
     documented = set()
     for row in table_rows(page("http-api.md"), "field"):
         documented |= set(ticked(row[0]))
-    assert documented == set(http_function.FIELDS)
+    assert documented == set(http_request.FIELDS)
 
 
 @pytest.mark.parametrize("doc", PAGES, ids=lambda p: p.name)
@@ -211,7 +213,7 @@ def test_every_json_request_sample_uses_only_the_handlers_fields(doc):
         except ValueError:
             continue  # an answer shortened with "…": checked below by its keys
         if isinstance(value, dict) and ("Ids" in value or "ProjectId" in value):
-            unknown = set(value) - set(http_function.FIELDS)
+            unknown = set(value) - set(http_request.FIELDS)
             assert not unknown, f"{doc.name}: a request sample has fields the handler refuses: {unknown}"
 
 

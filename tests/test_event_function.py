@@ -534,9 +534,9 @@ def test_a_continuation_without_credentials_records_each_instance_config_error_a
 
 
 def test_a_bug_in_a_continuation_defers_each_instance_and_raises_for_fcs_retry(dataworks, tmp_path, mocker):
-    from dwrerun import bulk
+    from dwrerun import handoff
 
-    mocker.patch.object(bulk, "continue_", side_effect=KeyError("Boom"))  # a seam: nothing real raises it
+    mocker.patch.object(handoff, "continue_", side_effect=KeyError("Boom"))  # a seam: nothing real raises it
     with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as fn:
         inv = fn.invoke(_part(FIRST, FIRST + 1).to_payload(KEY))
     assert inv.error["errorType"] == "KeyError"

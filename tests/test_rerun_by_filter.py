@@ -19,9 +19,11 @@ import pytest
 
 from conftest import CREDS, PROJECT_ID, TASK_ID, instance_records, make_function, reruns, sample
 from dwrerun import continuation, pacing, plan, schema, selection, signing
-from dwrerun.config import INT64_MAX, Settings
+from dwrerun.config import Settings
 from dwrerun.dataworks import DataWorksError
+from dwrerun.http_function import PLAN_STATUSES
 from dwrerun.job import Job, Mode
+from dwrerun.values import INT64_MAX
 from localcloud.fc import FunctionComputeApi
 
 LOGS = Path(__file__).parent / "logs"
@@ -523,7 +525,7 @@ def plan_error(token, filter_=CANONICAL, options=None, now=ISSUED_AT) -> plan.Pl
 def test_a_plan_token_is_refused_a_second_after_it_expires_naming_when_and_which_dry_run():
     token, _ = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 60)
     error = plan_error(token, now=ISSUED_AT + 61)
-    assert (error.status, error.code, error.message) == (
+    assert (PLAN_STATUSES[error.code], error.code, error.message) == (
         409,
         "PlanExpired",
         "PlanToken expired at 2026-11-27T17:21:00Z (dry run 1-plan; plans last RERUN_PLAN_TTL_SECONDS): make the "
@@ -536,7 +538,7 @@ def test_a_plan_for_another_filter_or_options_names_each_difference():
     token, _ = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT, 900)
     asked = {**CANONICAL, "TaskIds": [TASK_ID], "ProjectEnv": "Dev"}
     error = plan_error(token, asked, _options(Force=True))
-    assert (error.status, error.code, error.message) == (
+    assert (PLAN_STATUSES[error.code], error.code, error.message) == (
         409,
         "PlanMismatch",
         "PlanToken was made for another request (dry run 1-plan): ProjectEnv is 'Dev' here, 'Prod' in the plan; "
@@ -565,7 +567,7 @@ def test_a_plan_for_another_filter_or_options_names_each_difference():
 )
 def test_a_token_this_function_did_not_issue_is_refused_saying_why(token, says):
     error = plan_error(token)
-    assert (error.status, error.code) == (400, "InvalidPlanToken")
+    assert (PLAN_STATUSES[error.code], error.code) == (400, "InvalidPlanToken")
     assert error.message.startswith(says)
 
 
@@ -576,7 +578,7 @@ def test_a_token_signed_with_another_key_or_for_another_purpose_does_not_verify(
         signing.seal(KEY, signing.CONTINUATION, content),  # a continuation's signature is not a plan's
     ):
         error = plan_error(token)
-        assert (error.status, error.code, error.message) == (
+        assert (PLAN_STATUSES[error.code], error.code, error.message) == (
             400,
             "InvalidPlanToken",
             "PlanToken's signature does not verify: it was altered, or made with another RERUN_SIGNING_KEY (the key "
@@ -589,7 +591,7 @@ def test_a_signed_token_of_another_shape_is_not_a_plan_token_of_this_version(dro
     content = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content()
     del content[drop]
     error = plan_error(signing.seal(KEY, signing.PLAN, content))
-    assert (error.status, error.code, error.message) == (
+    assert (PLAN_STATUSES[error.code], error.code, error.message) == (
         400,
         "InvalidPlanToken",
         "PlanToken is not a plan token of this version",
@@ -602,7 +604,7 @@ def test_a_real_run_may_select_what_the_plan_saw_or_fewer_never_more():
     plan.check_selection(planned, 3)
     with pytest.raises(plan.PlanError) as raised:
         plan.check_selection(planned, 10)
-    assert (raised.value.status, raised.value.code, raised.value.message) == (
+    assert (PLAN_STATUSES[raised.value.code], raised.value.code, raised.value.message) == (
         409,
         "PlanOutdated",
         "the filter now selects 10 failed instances, the plan (dry run 1-plan) saw 9: instances failed since the "

@@ -131,14 +131,14 @@ def test_debug_sdk_would_dump_the_token_if_the_function_did_not_silence_it(dataw
 
 @pytest.mark.parametrize("encoded", [False, True])
 def test_a_10_mb_body_is_refused_with_413_before_it_is_parsed(dataworks, tmp_path, mocker, encoded):
-    from dwrerun import http_function
+    from dwrerun import http_request
 
     body = json.dumps({"Ids": [FAILED_ID] * 2_000_000})  # ~30 MB of ids, valid JSON
     body = body[: 10 * 1024 * 1024 - 2] + "]}"
     event = sample("fc-http-rerun-request.json")
     event["body"] = base64.b64encode(body.encode()).decode() if encoded else body
     event["isBase64Encoded"] = encoded
-    loads = mocker.spy(http_function.json, "loads")
+    loads = mocker.spy(http_request.json, "loads")
     with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
         inv = fn.invoke(json.dumps(event).encode())
     # One parse: FC's event envelope. The body inside it never reaches json.loads.

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from dwrerun.values import positive_int64
+
 # The variables this function reads that a user sets (template.yml `environmentVariables`).
 # tests/test_template.py checks that the template sets exactly these.
 DATAWORKS_ENDPOINT = "DATAWORKS_ENDPOINT"
@@ -76,7 +78,6 @@ SECURITY_TOKEN = "ALIBABA_CLOUD_SECURITY_TOKEN"  # noqa: S105 (a variable name)
 PROJECT_ENVS = ("Prod", "Dev")
 RULE_ACTIONS = ("rerun", "skip")  # what a failure rule (and RERUN_RULES_DEFAULT) may say
 ANY_ENV = "any"
-INT64_MAX = 2**63 - 1
 FC_MAX_ASYNC_DELAY = 3600  # seconds: FC delays an asynchronous invocation by at most this
 MIN_SIGNING_KEY_CHARS = 32  # RERUN_SIGNING_KEY: scripts/deploy generates 43 (32 random bytes, base64url)
 PLAN_TTL_RANGE = (60, 86400)  # seconds a plan token stays good: a minute to a day
@@ -299,7 +300,8 @@ def _id_set(get, name: str) -> frozenset[int]:
         part = part.strip()
         if not part:
             continue
-        if not (part.isascii() and part.isdigit()) or not 0 < int(part) <= INT64_MAX:
+        number = positive_int64(part)
+        if number is None:
             raise ConfigError(f"{name} must be a comma-separated list of positive integer ids, got {part!r}")
-        ids.add(int(part))
+        ids.add(number)
     return frozenset(ids)

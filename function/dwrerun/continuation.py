@@ -28,7 +28,8 @@ import re
 from dataclasses import dataclass
 
 from dwrerun import signing
-from dwrerun.config import INT64_MAX
+from dwrerun.config import PROJECT_ENVS
+from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, whole
 
 PAYLOAD_KEY = "bulkRerun"
 FIELDS = (
@@ -47,7 +48,6 @@ FIELDS = (
     "signature",
 )
 MAX_INSTANCES = 500  # one ListTaskInstances call rereads them all
-MAX_RUN_NUMBER = 1_000_000
 MAX_COMMENT = 500
 MAX_PART = 100_000
 MAX_HOPS = 1000
@@ -138,20 +138,9 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
     origin = inner["originRequestId"]
     if not isinstance(origin, str) or not _REQUEST_ID.fullmatch(origin):
         raise InvalidContinuation("originRequestId must be an FC request id (letters, digits, '-', '_')")
-    raw = inner["instances"]
-    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_INSTANCES:
-        raise InvalidContinuation(f"instances must be a list of 1 to {MAX_INSTANCES} [instance id, failed run]")
-    pairs = []
-    for n, pair in enumerate(raw):
-        if not (isinstance(pair, list) and len(pair) == 2):
-            raise InvalidContinuation(f"instances[{n}] must be [instance id, failed run number]")
-        pairs.append(
-            (_int(pair[0], f"instances[{n}][0]", INT64_MAX), _int(pair[1], f"instances[{n}][1]", MAX_RUN_NUMBER))
-        )
-    if len({i for i, _ in pairs}) != len(pairs):
-        raise InvalidContinuation("instances names an instance twice")
+    pairs = _pairs(inner["instances"])
     env = inner["projectEnv"]
-    if env not in ("Prod", "Dev"):
+    if env not in PROJECT_ENVS:
         raise InvalidContinuation("projectEnv must be Prod or Dev")
     comment = inner["comment"]
     if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
@@ -178,13 +167,35 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
         ignore_rules=flags["ignoreRules"],
         use_latest_config=latest,
     )
-    ids = [i for i, _ in pairs]
+    _verify(continuation, inner["signature"], key)
+    return continuation
+
+
+def _pairs(raw: object) -> list[tuple[int, int]]:
+    """The payload's instances: [instance id, the run the selection found failed], each once."""
+    if not isinstance(raw, list) or not 0 < len(raw) <= MAX_INSTANCES:
+        raise InvalidContinuation(f"instances must be a list of 1 to {MAX_INSTANCES} [instance id, failed run]")
+    pairs = []
+    for n, pair in enumerate(raw):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise InvalidContinuation(f"instances[{n}] must be [instance id, failed run number]")
+        pairs.append(
+            (_int(pair[0], f"instances[{n}][0]", INT64_MAX), _int(pair[1], f"instances[{n}][1]", MAX_RUN_NUMBER))
+        )
+    if len({i for i, _ in pairs}) != len(pairs):
+        raise InvalidContinuation("instances names an instance twice")
+    return pairs
+
+
+def _verify(continuation: Continuation, signature: object, key: str | None) -> None:
+    """Raise UntrustedContinuation unless `signature` is the continuation's, made with `key`."""
+    ids = [i for i, _ in continuation.instances]
     if key is None:
         raise UntrustedContinuation(
             "RERUN_SIGNING_KEY is unset, so no continuation can be verified", ids, continuation.origin_request_id
         )
     try:
-        signing.verify(key, signing.CONTINUATION, continuation.content(), inner["signature"])
+        signing.verify(key, signing.CONTINUATION, continuation.content(), signature)
     except signing.BadSignature:
         raise UntrustedContinuation(
             "the continuation's signature does not verify with RERUN_SIGNING_KEY (it changed since the request, "
@@ -192,10 +203,9 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
             ids,
             continuation.origin_request_id,
         ) from None
-    return continuation
 
 
 def _int(value: object, name: str, maximum: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+    if not whole(value, minimum, maximum):
         raise InvalidContinuation(f"{name} must be an integer from {minimum} to {maximum}")
     return value

@@ -16,7 +16,7 @@ the function reads back as `already-rerun` (rerun.py).
 
 The same function receives its own delayed invocations (schedule.py): a payload that is a
 scheduled rerun names one instance and its failed run, and goes through every guard again. It also
-runs the continuations of bulk reruns by filter (continuation.py, bulk.py): a signed payload from
+runs the continuations of bulk reruns by filter (continuation.py, handoff.py): a signed payload from
 the HTTP function (or from an earlier continuation) naming up to 500 instances and their failed runs.
 """
 
@@ -96,36 +96,20 @@ def handle(event: bytes, context) -> dict:
         return _write_all(job, refused, started, outcome=Summary.DONE, origin=_part_of(job, exc.origin_request_id))
     if bulk_part is not None:
         return _continue(job, bulk_part, settings, rule_set, invocation, context, started)
-    written, targets, claimed = [], [], []
-    try:
-        scheduled = schedule.parse(event)
-        parsed = events.parse(event) if scheduled is None else []
-    except schedule.InvalidScheduledRerun as exc:
-        scheduled, parsed = None, [events.Ignored(f"not a valid scheduled rerun: {exc}")]
-    if scheduled is not None:
-        key = f"scheduled:{scheduled.async_task_id}"  # the original event id was claimed by its own delivery
-        if handled_events.claim(key):
-            claimed.append(key)
-            targets.append(Target(scheduled.instance_id, scheduled.event_id, scheduled=scheduled))
-        else:
-            written.append(
-                _ignored(job, scheduled, Reason.DUPLICATE_EVENT, f"{scheduled.async_task_id} is already handled here")
-            )
-    for item in parsed:
-        if isinstance(item, events.Ignored):
-            written.append(_ignored(job, item))
-        elif item.event_id is not None and not handled_events.claim(item.event_id):
-            written.append(
-                _ignored(job, item, Reason.DUPLICATE_EVENT, f"event {item.event_id} is already handled here")
-            )
-        else:
-            claimed += [item.event_id] if item.event_id else []
-            targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
+    written, targets, claimed = _read_delivery(job, event)
     if config_error is not None:
         # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
         # and the invocation returns normally, since FC retrying it cannot fix the deployment.
         written += [_unfinished(job, target, Reason.CONFIG_ERROR, str(config_error)) for target in targets]
         targets = []
+    return _run_targets(job, written, targets, claimed, settings, invocation, context, started)
+
+
+def _run_targets(
+    job: Job, written, targets, claimed, settings: Settings, invocation: Invocation, context, started
+) -> dict:
+    """Run the delivery's targets and write every record: raises RetryLater (and any bug) for FC's
+    retry, after releasing the event ids this invocation claimed so the retry handles them."""
     try:
         credentials = credentials_from(os.environ, context) if targets else None
         dataworks = client_for(credentials, settings, invocation.region) if targets else None
@@ -162,10 +146,41 @@ def handle(event: bytes, context) -> dict:
     return _write_all(job, written, started, outcome=Summary.QUOTA_EXHAUSTED if exhausted else Summary.DONE)
 
 
+def _read_delivery(job: Job, event: bytes) -> tuple[list[Outcome], list[Target], list[str]]:
+    """A delivery that is no continuation: (outcomes of what it reports that is not to be worked on,
+    the targets, the event ids this invocation claimed). A copy handled here already is ignored."""
+    written, targets, claimed = [], [], []
+    try:
+        scheduled = schedule.parse(event)
+        parsed = events.parse(event) if scheduled is None else []
+    except schedule.InvalidScheduledRerun as exc:
+        scheduled, parsed = None, [events.Ignored(f"not a valid scheduled rerun: {exc}")]
+    if scheduled is not None:
+        key = f"scheduled:{scheduled.async_task_id}"  # the original event id was claimed by its own delivery
+        if handled_events.claim(key):
+            claimed.append(key)
+            targets.append(Target(scheduled.instance_id, scheduled.event_id, scheduled=scheduled))
+        else:
+            written.append(
+                _ignored(job, scheduled, Reason.DUPLICATE_EVENT, f"{scheduled.async_task_id} is already handled here")
+            )
+    for item in parsed:
+        if isinstance(item, events.Ignored):
+            written.append(_ignored(job, item))
+        elif item.event_id is not None and not handled_events.claim(item.event_id):
+            written.append(
+                _ignored(job, item, Reason.DUPLICATE_EVENT, f"event {item.event_id} is already handled here")
+            )
+        else:
+            claimed += [item.event_id] if item.event_id else []
+            targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
+    return written, targets, claimed
+
+
 def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocation, context, started: float) -> dict:
-    """A continuation of a bulk rerun by filter (dwrerun/bulk.py), with the same error handling
+    """A continuation of a bulk rerun by filter (dwrerun/handoff.py), with the same error handling
     as a failure event: a bad deployment is recorded, a bug is recorded and retried by FC."""
-    from dwrerun import bulk, function_compute
+    from dwrerun import function_compute, handoff
 
     ids = [instance_id for instance_id, _ in part.instances]
     try:
@@ -177,8 +192,8 @@ def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocati
         def dataworks():
             return client_for(credentials, settings, invocation.region)
 
-        return bulk.continue_(part, settings, rule_set, None, invocation, dataworks, functions)
-    except bulk.ContinueLater:  # its records are written: FC retries the part
+        return handoff.continue_(part, settings, rule_set, None, invocation, dataworks, functions)
+    except handoff.ContinueLater:  # its records are written: FC retries the part
         raise
     except ConfigError as exc:  # no credentials or no region: no retry brings them
         written = [skipped(i, Reason.CONFIG_ERROR, str(exc)) for i in ids]

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from dwrerun.values import integer, positive_int64, short_repr
+
 SOURCE = "acs.dataworks"
 STATUS_CHANGE = "dataworks:InstanceStatusChanges:InstanceStatusChanges"
 STATUS_CHANGE_CODE = "instance-status-changes"
@@ -60,7 +62,7 @@ def parse(body: bytes | str) -> list[Failure | Ignored]:
     try:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
-        return [Ignored(f"the payload is not JSON ({_short(exc)})")]
+        return [Ignored(f"the payload is not JSON ({short_repr(exc, 80)})")]
     if isinstance(payload, list):
         if not payload:
             return [Ignored("the payload is an empty JSON array")]
@@ -99,10 +101,10 @@ def _from_cloudevent(event: dict, where: str) -> Failure | Ignored:
 
 
 def _from_data(data: dict, event_id: str | None, where: str) -> Failure | Ignored:
-    instance_id = _positive_int(data.get("taskId"))
+    instance_id = positive_int64(data.get("taskId"))
     if instance_id is None:
         return Ignored(
-            f"{where}data.taskId (the instance id) must be a positive integer, got {_short(data.get('taskId'))}",
+            f"{where}data.taskId (the instance id) must be a positive integer, got {short_repr(data.get('taskId'), 80)}",
             event_id=event_id,
             event_type=STATUS_CHANGE,
         )
@@ -114,11 +116,11 @@ def _from_data(data: dict, event_id: str | None, where: str) -> Failure | Ignore
             instance_id,
             STATUS_CHANGE,
         )
-    status = _int(data.get("status"))
+    status = integer(data.get("status"))
     if status != FAILED:
         name = STATUS_NAMES.get(status, "unknown") if status is not None else "missing"
         return Ignored(
-            f"{where}status {_short(data.get('status'))} ({name}) is not a failure",
+            f"{where}status {short_repr(data.get('status'), 80)} ({name}) is not a failure",
             event_id,
             instance_id,
             STATUS_CHANGE,
@@ -126,30 +128,8 @@ def _from_data(data: dict, event_id: str | None, where: str) -> Failure | Ignore
     return Failure(
         instance_id=instance_id,
         event_id=event_id,
-        task_id=_positive_int(data.get("nodeId")),
-        project_id=_positive_int(data.get("appId")),
-        task_type=_int(data.get("taskType")),
-        finished_at=_positive_int(data.get("finishTime")) or _positive_int(data.get("modifyTime")),
+        task_id=positive_int64(data.get("nodeId")),
+        project_id=positive_int64(data.get("appId")),
+        task_type=integer(data.get("taskType")),
+        finished_at=positive_int64(data.get("finishTime")) or positive_int64(data.get("modifyTime")),
     )
-
-
-def _int(value: object) -> int | None:
-    # DataWorks sends numbers; a string of digits is accepted too, a bool or a float is not.
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    # At most 19 digits: an int64, and int() refuses strings past 4300 digits with a ValueError.
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        return int(value)
-    return None
-
-
-def _positive_int(value: object) -> int | None:
-    number = _int(value)
-    return number if number is not None and 0 < number < 2**63 else None
-
-
-def _short(value: object, limit: int = 80) -> str:
-    text = repr(value) if not isinstance(value, Exception) else str(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -22,14 +22,11 @@ from dwrerun import pacing, rules
 from dwrerun.config import Settings
 from dwrerun.dataworks import DataWorks, DataWorksError
 from dwrerun.policy import Decision, Instance
+from dwrerun.schema import Reason
 
 LOG_READ_ATTEMPTS = 3
-MIN_READ_SECONDS = 0.5  # a log read is not started with less time than this for it
-# What a log read leaves for the rerun call after it: the least time a call is started with
-# (rerun.MIN_CALL_SECONDS, the same 0.5 s) plus one call's read timeout, at most this much.
-RERUN_RESERVE_SECONDS = 3.0
-# DataWorks' daily call limit and the edition's quota: they do not clear within an invocation.
-QUOTA_CODES = frozenset({"Throttling.Api.Risk", "Throttling.Resource"})
+# A log read is not started with less than pacing.MIN_CALL_SECONDS for it, and leaves the rerun
+# call after it pacing.MIN_CALL_SECONDS plus one call's read timeout (at most RERUN_RESERVE_SECONDS).
 
 # The error_code of a Verdict whose log was not read because the invocation ran out of time.
 NO_TIME_LEFT = "no time left before the deadline"
@@ -113,13 +110,13 @@ def apply(
             why = "A rerun cannot fix it: the instance stays Failure for a person to fix and rerun"
         # The note ends with the rule's description, which may end its own sentence.
         stop = "" if verdict.note.endswith((".", "!", "?")) else "."
-        return Decision(False, "not-retryable", f"{verdict.note}{stop} {why}")
+        return Decision(False, Reason.NOT_RETRYABLE, f"{verdict.note}{stop} {why}")
     if verdict.max_reruns is not None and instance.run_number is not None and not force:
         cap = min(verdict.max_reruns, settings.max_reruns)
         if instance.run_number > cap:
             return Decision(
                 False,
-                "cap-reached",
+                Reason.CAP_REACHED,
                 f"run {instance.run_number} is past the {cap} rerun(s) failure rule {verdict.rule!r} allows "
                 f"(RERUN_MAX_RERUNS={settings.max_reruns}): reruns exhausted",
             )
@@ -136,36 +133,44 @@ def _read(
 ) -> tuple[str | None, int, str | None]:
     """(the log or None, calls made, the error code when None)."""
     # Keep back time for the rerun call that follows: a log is not worth missing the deadline for.
-    own_deadline = deadline - MIN_READ_SECONDS - min(settings.read_timeout, RERUN_RESERVE_SECONDS)
-    limiter = pacing.limiter("read", settings.read_qps)
-    calls, code, out_of_time = 0, None, False
-    while calls < LOG_READ_ATTEMPTS:
+    own_deadline = deadline - pacing.MIN_CALL_SECONDS - min(settings.read_timeout, pacing.RERUN_RESERVE_SECONDS)
+    calls: list[DataWorksError | None] = []  # one entry per call made: its error, None while it runs
+
+    def read(left: float) -> str:
+        calls.append(None)
         try:
-            limiter.acquire(own_deadline - MIN_READ_SECONDS)
-        except pacing.DeadlineReached:
-            out_of_time = True
-            break
-        left = own_deadline - pacing.clock()
-        if left < MIN_READ_SECONDS:
-            out_of_time = True
-            break
-        calls += 1
-        try:
-            return dataworks.get_task_instance_log(instance_id, run, min(settings.log_timeout, left)), calls, None
+            return dataworks.get_task_instance_log(instance_id, run, min(settings.log_timeout, left))
         except DataWorksError as exc:
-            code, retry_after = exc.code, exc.retry_after
-            if not exc.transient or exc.code in QUOTA_CODES or exc.needs_new_invocation:
-                return None, calls, code
-        if calls < LOG_READ_ATTEMPTS:
-            delay = pacing.backoff(calls, retry_after)
-            if pacing.clock() + delay + MIN_READ_SECONDS > own_deadline:
-                out_of_time = True
-                break
-            pacing.sleep(delay)
+            calls[-1] = exc
+            raise
+
+    try:
+        log = pacing.retry(
+            read,
+            deadline=own_deadline,
+            transient=_worth_reading_again,
+            attempts=LOG_READ_ATTEMPTS,
+            limiter=pacing.limiter("read", settings.read_qps),
+        )
+        return log, len(calls), None
+    except DataWorksError as exc:
+        if not _worth_reading_again(exc):
+            return None, len(calls), exc.code
+        out_of_time = len(calls) < LOG_READ_ATTEMPTS  # the backoff would have passed the deadline
+        code = exc.code
+    except pacing.DeadlineReached:
+        out_of_time, code = True, calls[-1].code if calls else None
     if code is None:
-        return None, calls, NO_TIME_LEFT
-    tried = f"{code}, {calls} attempt(s)"
-    return None, calls, f"{tried}; {NO_TIME_LEFT}" if out_of_time else tried
+        return None, len(calls), NO_TIME_LEFT
+    tried = f"{code}, {len(calls)} attempt(s)"
+    return None, len(calls), f"{tried}; {NO_TIME_LEFT}" if out_of_time else tried
+
+
+def _worth_reading_again(exc: Exception) -> bool:
+    # DataWorks' daily limit and the edition's quota do not clear within an invocation.
+    return (
+        isinstance(exc, DataWorksError) and exc.transient and not exc.quota_exhausted and not exc.needs_new_invocation
+    )
 
 
 def ran_out_of_time(verdict: Verdict) -> bool:

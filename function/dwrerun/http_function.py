@@ -4,53 +4,54 @@
     POST /rerun  {"ProjectId": 48213, "Bizdate": "2026-11-27", ...filter..., "PlanToken": "..."}
     GET  /health
 
-Every request is checked whole before any work: a bad one gets a 4xx with {"Code", "Message"}
-naming the field and the rule, and reaches no DataWorks API. A good one goes through the same
-guards, client and records as the event path, with `manual=True`. The filter form (a selection
-by ListTaskInstances, a plan token, continuations) is dwrerun/bulk.py.
+Every request is checked whole before any work (http_request.py): a bad one gets a 4xx with
+{"Code", "Message"} naming the field and the rule, and reaches no DataWorks API. A good one goes
+through the same guards, client and records as the event path, as an operator's. The filter form
+(a selection by ListTaskInstances, a plan token, continuations) is dwrerun/bulk.py, which returns
+typed results: this module owns every status and answer body.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import os
 import sys
 import traceback
+from dataclasses import dataclass, field
 
 from dwrerun import pacing, records, schema
-from dwrerun.config import ANY_ENV, INT64_MAX, ConfigError, Settings
+from dwrerun.config import ANY_ENV, ConfigError, Settings
+from dwrerun.http_request import HEALTH_PATH, BadRequest, json_object, parse_rerun_body, route
 from dwrerun.schema import Reason, Summary
-from dwrerun.values import json_type, preview
 
-MAX_BODY_BYTES = 64 * 1024  # far above 100 ids and a comment; refused before it is parsed
-MAX_COMMENT_CHARS = 500
-ID_FIELDS = ("Ids", "Comment", "DryRun", "Force", "UseLatestConfig")
-FILTER_FIELDS = ("ProjectId", "Bizdate", "TaskIds", "ProjectEnv", "FinishedTimeStart", "FinishedTimeEnd")
-FILTER_OPTIONS = ("IgnoreRules", "PlanToken")  # meaningful with a filter only
-FIELDS = ID_FIELDS + FILTER_FIELDS + FILTER_OPTIONS
-MAX_PLAN_TOKEN_CHARS = 32 * 1024  # dwrerun/plan.py MAX_TOKEN_CHARS; the body is at most 64 KiB
-RERUN_PATHS = ("/rerun", "/")
-HEALTH_PATH = "/health"
+# The status of each refusal of the plan check (plan.PlanError's code).
+PLAN_STATUSES = {
+    "InvalidPlanToken": 400,
+    "PlanExpired": 409,
+    "PlanMismatch": 409,
+    "PlanOutdated": 409,
+    "PlanRequired": 428,
+}
 
 
-class BadRequest(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+@dataclass(frozen=True)
+class Answer:
+    """An answer before it is rendered: its status, its JSON body, its extra headers."""
+
+    status: int
+    body: dict
+    headers: dict = field(default_factory=dict)
 
 
 def handle(event: bytes, context) -> dict:
     """One HTTP-trigger event in, FC's response dict out. Never raises."""
     request_id = str(getattr(context, "request_id", None) or "")
     try:
-        request = _json_object(event, "the HTTP trigger event")
-        method, path = _route(request)
+        request = json_object(event, "the HTTP trigger event")
+        method, path = route(request)
         if path == HEALTH_PATH:
             return _response(200, {"Status": "ok", "RequestId": request_id})
         settings = Settings.from_env()
-        body = _parse_rerun_body(request, settings)
+        body = parse_rerun_body(request, settings)
         from dwrerun import rules  # here, not at import: GET /health never parses the rules
 
         # A bad rules file is a bad deploy: answered 500 like any other setting, before any call.
@@ -68,171 +69,6 @@ def handle(event: bytes, context) -> dict:
         traceback.print_exc(file=sys.stderr)
         message = f"an unexpected error; the function's log has the details under request {request_id}"
         return _response(500, {"Code": "InternalError", "Message": message, "RequestId": request_id})
-
-
-def _route(request: dict) -> tuple[str, str]:
-    context = request.get("requestContext")
-    http = context.get("http") if isinstance(context, dict) else None
-    http = http if isinstance(http, dict) else {}
-    method = str(http.get("method") or "").upper()
-    path = str(request.get("rawPath") or http.get("path") or "/")
-    if path != "/":
-        path = path.rstrip("/")
-    if path == HEALTH_PATH:
-        allowed = "GET, HEAD"
-    elif path in RERUN_PATHS:
-        allowed = "POST"
-    else:
-        raise BadRequest(404, "NotFound", f"no such path {path!r}: use POST /rerun or GET /health")
-    if method not in allowed.split(", "):
-        raise BadRequest(
-            405, "MethodNotAllowed", f"{method or 'no method'} is not allowed on {path}", {"Allow": allowed}
-        )
-    return method, path
-
-
-def _parse_rerun_body(request: dict, settings: Settings) -> dict:
-    headers = request.get("headers") or {}
-    if not isinstance(headers, dict):
-        raise BadRequest(400, "InvalidRequest", f"the event's headers must be an object, got {json_type(headers)}")
-    headers = {str(k).lower(): str(v) for k, v in headers.items()}
-    content_type = headers.get("content-type", "")
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise BadRequest(415, "UnsupportedMediaType", f"Content-Type must be application/json, got {content_type!r}")
-    raw = request.get("body") or ""
-    if not isinstance(raw, str):
-        raise BadRequest(400, "InvalidBody", "the request body must be text")
-    if len(raw) > MAX_BODY_BYTES * 4 // 3 + 4:  # checked before decoding, so a huge body costs nothing
-        raise BadRequest(413, "PayloadTooLarge", f"the body is over {MAX_BODY_BYTES} bytes")
-    if request.get("isBase64Encoded"):
-        try:
-            data = base64.b64decode(raw, validate=True)
-        except (binascii.Error, ValueError):
-            raise BadRequest(400, "InvalidBody", "isBase64Encoded is true but the body is not valid base64") from None
-    else:
-        data = raw.encode("utf-8", "surrogatepass")
-    if len(data) > MAX_BODY_BYTES:
-        raise BadRequest(413, "PayloadTooLarge", f"the body is over {MAX_BODY_BYTES} bytes")
-    body = _json_object(data, "the request body")
-    unknown = sorted(set(body) - set(FIELDS))
-    if unknown:
-        raise BadRequest(400, "UnknownField", f"unknown field(s) {', '.join(unknown)}: allowed are {', '.join(FIELDS)}")
-    filtered = [name for name in FILTER_FIELDS if name in body]
-    if "Ids" in body and filtered:
-        raise BadRequest(
-            400,
-            "InvalidParameter",
-            f"give either Ids or a filter (ProjectId, Bizdate, ...), not both: got Ids and {', '.join(filtered)}",
-        )
-    if filtered:
-        return _filter_request(body, settings)
-    options = [name for name in FILTER_OPTIONS if name in body]
-    if options and "Ids" in body:
-        raise BadRequest(
-            400,
-            "InvalidParameter",
-            f"{', '.join(options)} go with a filter only: failure rules never hold back a rerun of ids you name, "
-            "and ids need no plan",
-        )
-    if "Ids" not in body:
-        raise BadRequest(400, "MissingParameter", "Ids is required, or a filter: ProjectId and Bizdate")
-    return {
-        "Ids": _ids(body.get("Ids"), settings.http_max_ids),
-        "Comment": _comment(body.get("Comment")),
-        "DryRun": _flag(body, "DryRun"),
-        "Force": _flag(body, "Force"),
-        "UseLatestConfig": _optional_flag(body, "UseLatestConfig"),
-    }
-
-
-def _filter_request(body: dict, settings: Settings):
-    from dwrerun import bulk, selection
-
-    try:
-        wanted = selection.parse(body, settings, settings.http_max_ids)
-    except selection.InvalidFilter as exc:
-        # An element's field (TaskIds[0]) is in the body when its list is: invalid, not missing.
-        field = exc.field.split("[", 1)[0]
-        status, code = (400, "MissingParameter") if body.get(field) is None else (400, "InvalidParameter")
-        raise BadRequest(status, code, str(exc)) from None
-    token = body.get("PlanToken")
-    if token is not None and (not isinstance(token, str) or not 0 < len(token) <= MAX_PLAN_TOKEN_CHARS):
-        raise BadRequest(400, "InvalidParameter", "PlanToken must be the PlanToken string a dry run answered")
-    return bulk.Request(
-        filter=wanted,
-        comment=_comment(body.get("Comment")),
-        dry_run=_flag(body, "DryRun"),
-        force=_flag(body, "Force"),
-        ignore_rules=_flag(body, "IgnoreRules"),
-        use_latest_config=_optional_flag(body, "UseLatestConfig"),
-        plan_token=token,
-    )
-
-
-def _json_object(data, what: str) -> dict:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError, TypeError, RecursionError):  # RecursionError: nested too deep
-        raise BadRequest(400, "InvalidJSON", f"{what} is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise BadRequest(400, "InvalidJSON", f"{what} must be a JSON object, got {json_type(value)}")
-    return value
-
-
-def _ids(value, max_ids: int) -> list[int]:
-    if value is None:
-        raise BadRequest(400, "MissingParameter", "Ids is required: a list of task instance ids")
-    if not isinstance(value, list):
-        raise BadRequest(400, "InvalidParameter", f"Ids must be a list of task instance ids, got {json_type(value)}")
-    if not value:
-        raise BadRequest(400, "InvalidParameter", "Ids must not be empty")
-    if len(value) > max_ids:
-        raise BadRequest(400, "TooManyIds", f"Ids has {len(value)} ids, more than RERUN_HTTP_MAX_IDS={max_ids}")
-    ids, seen = [], set()
-    for n, item in enumerate(value):
-        if isinstance(item, str) and item.isascii() and item.isdigit() and len(item) <= 19:
-            item = int(item)  # int64 ids as strings survive JavaScript clients
-        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= INT64_MAX:
-            raise BadRequest(
-                400, "InvalidParameter", f"Ids[{n}] must be a positive int64 instance id, got {preview(item)}"
-            )
-        if item in seen:
-            raise BadRequest(400, "InvalidParameter", f"Ids[{n}] repeats instance {item}")
-        seen.add(item)
-        ids.append(item)
-    return ids
-
-
-def _comment(value) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(400, "InvalidParameter", f"Comment must be a string, got {json_type(value)}")
-    if len(value) > MAX_COMMENT_CHARS:
-        raise BadRequest(
-            400, "InvalidParameter", f"Comment has {len(value)} characters, at most {MAX_COMMENT_CHARS} are allowed"
-        )
-    try:
-        value.encode("utf-8")  # what DataWorks is sent: JSON may escape a half of a surrogate pair alone
-    except UnicodeEncodeError as exc:
-        raise BadRequest(
-            400,
-            "InvalidParameter",
-            f"Comment has a lone surrogate ({value[exc.start]!r}) at character {exc.start}: it is not text "
-            "DataWorks can store",
-        ) from None
-    return value.strip() or None
-
-
-def _flag(body: dict, name: str) -> bool:
-    value = body.get(name, False)
-    if not isinstance(value, bool):
-        raise BadRequest(400, "InvalidParameter", f"{name} must be true or false, got {json_type(value)}")
-    return value
-
-
-def _optional_flag(body: dict, name: str) -> bool | None:
-    return None if body.get(name) is None else _flag(body, name)
 
 
 def _rerun_by_filter(request, settings: Settings, rule_set, context) -> dict:
@@ -259,9 +95,9 @@ def _rerun_by_filter(request, settings: Settings, rule_set, context) -> dict:
         return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
 
     try:
-        answer = bulk.plan_or_apply(request, settings, rule_set, invocation, dataworks, functions)
+        result = bulk.plan_or_apply(request, settings, rule_set, invocation, dataworks, functions)
     except plan.PlanError as exc:
-        raise BadRequest(exc.status, exc.code, exc.message) from None
+        raise BadRequest(PLAN_STATUSES[exc.code], exc.code, exc.message) from None
     except selection.TooLarge as exc:
         raise BadRequest(
             400,
@@ -285,6 +121,7 @@ def _rerun_by_filter(request, settings: Settings, rule_set, context) -> dict:
             {"Code": "UpstreamUnavailable", "Message": message, "RequestId": invocation.request_id},
             {"Retry-After": "5"},
         )
+    answer = filter_answer(result)
     return _response(answer.status, answer.body, answer.headers)
 
 
@@ -325,6 +162,12 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
         dryRunMode=job.dry_run,
         outcome=Summary.QUOTA_EXHAUSTED if exhausted else Summary.DONE if status == 200 else Summary.UPSTREAM_ERROR,
     )
+    return _response(status, _ids_answer(written, job, status, error, exhausted), headers)
+
+
+def _ids_answer(written, job, status: int, error, exhausted: str | None) -> dict:
+    """The answer to a rerun of ids: SuccessInfo and Skipped, a dry run's Explain, the ids to send
+    again (Deferred), and when not all went through, the Code and Message saying why."""
     answer = {"RequestId": job.request_id, "DryRun": job.dry_run, **rerun_answer(written)}
     if job.dry_run:
         # The explain: per id, what the failed run's log says (no entry: the log was not looked at).
@@ -352,7 +195,79 @@ def _rerun(body: dict, settings: Settings, rule_set, context) -> dict:
             "Message": f"DataWorks kept failing ({error.code}); the ids under Deferred were not rerun",
             **answer,
         }
-    return _response(status, answer, headers)
+    return answer
+
+
+def filter_answer(result) -> Answer:
+    """The answer to a rerun by filter: a bulk.Planned (the dry run's plan) or a bulk.Applied."""
+    from dwrerun.bulk import Planned
+
+    dry_run = isinstance(result, Planned)
+    head = {"RequestId": result.request_id, "DryRun": dry_run, "Filter": result.filter, "Selected": result.selected}
+    written = list(result.outcomes)
+    if dry_run:
+        return Answer(
+            200,
+            {
+                **head,
+                **_decisions(written),
+                "LogsNotRead": result.logs_not_read,
+                "PlanToken": result.token,
+                "PlanExpiresAt": result.expires,
+                "PlanRequiredAbove": result.required_above,
+            },
+        )
+    body = {
+        **head,
+        "Started": sum(1 for o in written if o.started),
+        **_decisions(written),
+        **rerun_answer(written),
+        "Continuing": result.continuing,
+    }
+    if result.handed:
+        body["Continuation"] = _continuation(result)
+    if result.quota:
+        return Answer(429, {"Code": "QuotaExhausted", "Message": quota_message(result.quota), **body})
+    failed = [o for o in written if o.reason == Reason.DEFERRED]
+    if failed:
+        message = (
+            f"{len(failed)} instance(s) could not be handed to a continuation ({failed[0].error_code}): they were "
+            "not rerun (Skipped, reason deferred); send the same filter again to pick them up"
+        )
+        return Answer(502, {"Code": "ContinuationFailed", "Message": message, **body})
+    return Answer(202 if result.continuing else 200, body)
+
+
+def _decisions(written) -> dict:
+    """Each decision counted by reason, the ids by reason, and what a failure rule held back."""
+    by_reason: dict[str, list[int]] = {}
+    for o in written:
+        by_reason.setdefault(o.reason, []).append(o.instance_id)
+    return {
+        "Counts": {reason: len(ids) for reason, ids in sorted(by_reason.items())},
+        "Decisions": dict(sorted(by_reason.items())),
+        "NotRetryable": {
+            str(o.instance_id): {"Rule": o.rule, "MatchedLine": o.matched_line, "Message": o.message}
+            for o in written
+            if o.reason == Reason.NOT_RETRYABLE
+        },
+    }
+
+
+def _continuation(applied) -> dict:
+    """Where the operator follows the parts handed on: the event function, its async task ids, SLS queries."""
+    origin = applied.request_id
+    return {
+        "Function": applied.continuation_function,
+        "Parts": len(applied.handed),
+        "AsyncTaskIds": [c.task_id for c in applied.handed],
+        "Query": f'message.originRequestId: "{origin}"',
+        # Text for the operator to paste into SLS, not run here; the id is FC's own request id.
+        "CountQuery": (
+            f'message.originRequestId: "{origin}" and message.kind: instance '  # noqa: S608
+            "| select reason, count(*) as instances from log group by reason"
+        ),
+    }
 
 
 def rerun_answer(outcomes) -> dict:

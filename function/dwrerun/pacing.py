@@ -110,3 +110,39 @@ def backoff(attempt: int, retry_after: float | None = None) -> float:
     ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
     delay = uniform(0, ceiling)
     return max(delay, retry_after or 0.0)
+
+
+def retry(
+    attempt,
+    *,
+    deadline: float,
+    transient,
+    attempts: int = MAX_ATTEMPTS,
+    limiter: RateLimiter | None = None,
+    margin: float = MIN_CALL_SECONDS,
+    what: str = "make the call",
+):
+    """`attempt(left)` until it returns, `left` being the seconds before `deadline`: the one retry loop.
+
+    Each attempt waits for `limiter`'s slot (if given) and starts only with `margin` seconds left,
+    else DeadlineReached is raised. An exception `transient(exc)` calls transient is tried again,
+    after `backoff` (at least its `retry_after`), while attempts remain and the wait leaves
+    `margin` before the deadline; any other exception, and the last transient one, is raised.
+    """
+    tries = 0
+    while True:
+        if limiter is not None:
+            limiter.acquire(deadline - margin)
+        left = deadline - clock()
+        if left < margin:
+            raise DeadlineReached(f"no time left to {what}")
+        tries += 1
+        try:
+            return attempt(left)
+        except Exception as exc:
+            if not transient(exc) or tries >= attempts:
+                raise
+            delay = backoff(tries, getattr(exc, "retry_after", None))
+            if clock() + delay + margin > deadline:
+                raise
+            sleep(delay)

@@ -24,11 +24,13 @@ MAX_TOKEN_CHARS = 32 * 1024  # a few hundred characters; a long TaskIds list mak
 
 
 class PlanError(Exception):
-    """A real rerun the plan check refuses: `status`, `code` and a message naming the problem."""
+    """A real rerun the plan check refuses: `code`, the kind of refusal (InvalidPlanToken,
+    PlanExpired, PlanMismatch, PlanOutdated, PlanRequired), and a message naming the problem.
+    The HTTP function maps each code to its status."""
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, code: str, message: str):
         super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+        self.code, self.message = code, message
 
 
 @dataclass(frozen=True)
@@ -63,16 +65,15 @@ def issue(
 def check(key: str, token: object, filter_: dict, options: dict, now: float) -> Plan:
     """The plan a token carries, if it is this function's, unexpired, for this filter and options.
 
-    Raises PlanError: 400 InvalidPlanToken (not a token of this function: cut, forged, or signed
-    with another RERUN_SIGNING_KEY), 409 PlanExpired, 409 PlanMismatch (naming what differs).
+    Raises PlanError: InvalidPlanToken (not a token of this function: cut, forged, or signed
+    with another RERUN_SIGNING_KEY), PlanExpired, PlanMismatch (naming what differs).
     """
     try:
         content = signing.unseal(key, signing.PLAN, token, MAX_TOKEN_CHARS)
     except signing.Malformed as exc:
-        raise PlanError(400, "InvalidPlanToken", f"PlanToken is not valid: {exc}") from None
+        raise PlanError("InvalidPlanToken", f"PlanToken is not valid: {exc}") from None
     except signing.BadSignature:
         raise PlanError(
-            400,
             "InvalidPlanToken",
             "PlanToken's signature does not verify: it was altered, or made with another RERUN_SIGNING_KEY "
             "(the key changed since the dry run?). Make the dry run again",
@@ -86,10 +87,9 @@ def check(key: str, token: object, filter_: dict, options: dict, now: float) -> 
             request_id=str(content["plan"]),
         )
     except (KeyError, TypeError, ValueError):
-        raise PlanError(400, "InvalidPlanToken", "PlanToken is not a plan token of this version") from None
+        raise PlanError("InvalidPlanToken", "PlanToken is not a plan token of this version") from None
     if now > plan.expires:
         raise PlanError(
-            409,
             "PlanExpired",
             f"PlanToken expired at {_iso(plan.expires)} (dry run {plan.request_id}; plans last "
             f"RERUN_PLAN_TTL_SECONDS): make the dry run again and apply its token",
@@ -97,7 +97,6 @@ def check(key: str, token: object, filter_: dict, options: dict, now: float) -> 
     differences = _differences(plan.filter, filter_) + _differences(plan.options, options)
     if differences:
         raise PlanError(
-            409,
             "PlanMismatch",
             f"PlanToken was made for another request (dry run {plan.request_id}): {'; '.join(differences)}. "
             "Apply a plan with the same filter and options, or make the dry run for this one",
@@ -106,10 +105,9 @@ def check(key: str, token: object, filter_: dict, options: dict, now: float) -> 
 
 
 def check_selection(plan: Plan, selected: int) -> None:
-    """Refuse (409 PlanOutdated) a real run that selects more instances than its plan saw."""
+    """Refuse (PlanOutdated) a real run that selects more instances than its plan saw."""
     if selected > plan.selected:
         raise PlanError(
-            409,
             "PlanOutdated",
             f"the filter now selects {selected} failed instances, the plan (dry run {plan.request_id}) saw "
             f"{plan.selected}: instances failed since the plan. Make the dry run again and look at them",

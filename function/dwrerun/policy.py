@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from dwrerun.config import ANY_ENV, Settings
+from dwrerun.schema import Reason
 
 # TaskInstance.Status values (GetTaskInstance, 2024-05-18).
 FAILURE = "Failure"
@@ -93,22 +94,22 @@ def decide(
     if settings.project_ids and instance.project_id is None:
         return _lacks(instance, "ProjectId", "so RERUN_PROJECT_IDS cannot be checked")
     if settings.project_ids and instance.project_id not in settings.project_ids:
-        return _skip("project-not-allowed", f"project {instance.project_id} is not in RERUN_PROJECT_IDS")
+        return _skip(Reason.PROJECT_NOT_ALLOWED, f"project {instance.project_id} is not in RERUN_PROJECT_IDS")
     if settings.exclude_task_ids and instance.task_id is None:
         return _lacks(instance, "TaskId", "so RERUN_EXCLUDE_TASK_IDS cannot be checked")
     if instance.task_id in settings.exclude_task_ids:
-        return _skip("task-excluded", f"task {instance.task_id} is in RERUN_EXCLUDE_TASK_IDS")
+        return _skip(Reason.TASK_EXCLUDED, f"task {instance.task_id} is in RERUN_EXCLUDE_TASK_IDS")
     if settings.project_env != ANY_ENV and instance.project_env is None:
         return _lacks(
             instance, "ProjectEnv", f"so whether it is in {settings.project_env} (RERUN_PROJECT_ENV) is unknown"
         )
     if settings.project_env != ANY_ENV and instance.project_env != settings.project_env:
         return _skip(
-            "wrong-environment",
+            Reason.WRONG_ENVIRONMENT,
             f"the instance is in {instance.project_env}, RERUN_PROJECT_ENV is {settings.project_env}",
         )
     if instance.trigger_recurrence == PAUSE or event_task_type == FROZEN_TASK_TYPE:
-        return _skip("paused", "the instance is frozen (paused): unfreeze it in DataWorks to run it")
+        return _skip(Reason.PAUSED, "the instance is frozen (paused): unfreeze it in DataWorks to run it")
     if instance.trigger_recurrence is None and instance.trigger_type != MANUAL_TRIGGER:
         # Documented "only when TriggerType is Scheduler": a manual instance may lack it, and
         # cannot be frozen by its recurrence. A Scheduler (or unknown) instance still fails closed.
@@ -116,17 +117,17 @@ def decide(
     if instance.rerun_mode is None:
         return _lacks(instance, "RerunMode", "so the node's rerun property is unknown")
     if instance.rerun_mode == ALL_DENIED:
-        return _skip("rerun-denied", "the node's rerun property forbids reruns (RerunMode AllDenied)")
+        return _skip(Reason.RERUN_DENIED, "the node's rerun property forbids reruns (RerunMode AllDenied)")
     if failed_run is not None and instance.run_number != failed_run:
         if instance.run_number is not None and instance.run_number > failed_run:
             return _skip(
-                "already-rerun",
+                Reason.ALREADY_RERUN,
                 f"run {failed_run} failed, but the instance is now at run {instance.run_number} "
                 f"({instance.status}): it was rerun meanwhile, by hand, by DataWorks or by an earlier "
                 "attempt whose answer was lost",
             )
         return _skip(
-            "unknown-run-number",
+            Reason.UNKNOWN_RUN_NUMBER,
             f"the scheduled rerun names run {failed_run}, but the instance is at run {instance.run_number}",
         )
     if instance.status is None:
@@ -135,31 +136,31 @@ def decide(
         if not manual:
             # Already rerun, fixed or set successful by someone: this is what makes duplicate
             # and late deliveries harmless.
-            return _skip("not-failed", f"the instance is {instance.status}, no longer Failure")
+            return _skip(Reason.NOT_FAILED, f"the instance is {instance.status}, no longer Failure")
         if instance.status != SUCCESS:
-            return _skip("not-finished", f"the instance is {instance.status}: only finished instances are rerun")
+            return _skip(Reason.NOT_FINISHED, f"the instance is {instance.status}: only finished instances are rerun")
         if instance.rerun_mode != ALL_ALLOWED:
             return _skip(
-                "rerun-denied",
+                Reason.RERUN_DENIED,
                 f"the instance succeeded and its RerunMode is {instance.rerun_mode}: only AllAllowed reruns a success",
             )
     if instance.run_number is None:
-        return _skip("unknown-run-number", f"{_answered(instance, 'RunNumber')}, so the cap cannot be checked")
+        return _skip(Reason.UNKNOWN_RUN_NUMBER, f"{_answered(instance, 'RunNumber')}, so the cap cannot be checked")
     if _stale(instance, event_finished_at):
         return _skip(
-            "already-rerun",
+            Reason.ALREADY_RERUN,
             f"run {instance.run_number} started at {_utc(instance.started_time)}, after the run the event reports "
             f"ended ({_utc(event_finished_at)}): that failure was already rerun, and this event is a late copy "
             f"of it. Run {instance.run_number}'s own failure event decides about run {instance.run_number}",
         )
     if instance.run_number > settings.max_reruns and not force:
         return _skip(
-            "cap-reached",
+            Reason.CAP_REACHED,
             f"run {instance.run_number} is past RERUN_MAX_RERUNS={settings.max_reruns}: reruns exhausted",
         )
     return Decision(
         True,
-        "eligible",
+        Reason.ELIGIBLE,
         f"run {instance.run_number} {instance.status}: rerun as run {instance.run_number + 1}",
     )
 
@@ -194,7 +195,7 @@ def _utc(epoch_ms: int) -> str:
 
 
 def _lacks(instance: Instance, field: str, consequence: str) -> Decision:
-    return _skip("lookup-failed", f"{_answered(instance, field)}, {consequence}: not rerun")
+    return _skip(Reason.LOOKUP_FAILED, f"{_answered(instance, field)}, {consequence}: not rerun")
 
 
 def _answered(instance: Instance, field: str) -> str:

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, short_repr, whole
+
 clock = time.time
 uniform = random.uniform
 
@@ -41,8 +43,6 @@ PAYLOAD_KEY = "scheduledRerun"
 FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
 MAX_TEXT = 256  # eventId and rule: CloudEvent ids and rule names are far shorter
-MAX_RUN_NUMBER = 1_000_000
-INT64_MAX = 2**63 - 1
 DUE_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # FC's rule for an async task id: a letter or `_` first, then letters, digits, `_` or `-`, <= 128.
 TASK_ID_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
@@ -161,8 +161,8 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
 
 
 def _int(value: object, name: str, maximum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= maximum:
-        raise InvalidScheduledRerun(f"{name} must be a positive integer up to {maximum}, got {_short(value)}")
+    if not whole(value, 1, maximum):
+        raise InvalidScheduledRerun(f"{name} must be a positive integer up to {maximum}, got {short_repr(value)}")
     return value
 
 
@@ -172,8 +172,3 @@ def _text(value: object, name: str) -> str | None:
     if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
         raise InvalidScheduledRerun(f"{name} must be null or a string of 1 to {MAX_TEXT} characters")
     return value
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."

@@ -20,14 +20,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from dwrerun import pacing
-from dwrerun.config import ANY_ENV, INT64_MAX, PROJECT_ENVS, Settings
+from dwrerun.config import ANY_ENV, PROJECT_ENVS, Settings
 from dwrerun.dataworks import MAX_PAGE_SIZE, DataWorks, DataWorksError, task_instance
 from dwrerun.policy import FAILURE, Instance
-from dwrerun.values import preview
+from dwrerun.values import INT64_MAX, from_digits, positive_int64, preview, whole
 
 MAX_SELECTION = 20_000  # instances one filter may select (40 pages); a larger one asks to narrow it
 LISTINGS = 3  # a listing that changed under its pages is started again at most this often
-MIN_CALL_SECONDS = 0.5
 # DataWorks' business date is 00:00 of a day, in epoch ms. A date written YYYY-MM-DD is read in
 # China time (UTC+8), as the API's own example (1743350400000 = 2025-03-31 00:00 +08:00) shows
 # [inferred for regions on another time zone: give the epoch ms there].
@@ -207,37 +206,31 @@ def _run_of(instance: Instance | None) -> int:
 def _call(dataworks: DataWorks, params: dict, settings: Settings, deadline: float) -> tuple[list[dict], int]:
     """One page, paced by the read limiter, retried on transient errors until the deadline."""
     limiter = pacing.limiter("read", settings.read_qps)
-    attempt = 0
-    while True:
-        limiter.acquire(deadline - MIN_CALL_SECONDS)
-        left = deadline - pacing.clock()
-        if left < MIN_CALL_SECONDS:
-            raise pacing.DeadlineReached("no time left to list the selection")
+
+    def list_page(left: float) -> tuple[list[dict], int]:
         try:
             answer = dataworks.list_task_instances(params, min(left, settings.read_timeout))
         except DataWorksError as exc:
             if exc.throttled:
                 limiter.throttled(exc.retry_after)
-            attempt += 1
-            if not exc.transient or exc.needs_new_invocation or attempt >= pacing.MAX_ATTEMPTS:
-                raise
-            delay = pacing.backoff(attempt, exc.retry_after)
-            if pacing.clock() + delay + MIN_CALL_SECONDS > deadline:
-                raise
-            pacing.sleep(delay)
-            continue
+            raise
         limiter.passed()
         return answer
+
+    return pacing.retry(list_page, deadline=deadline, transient=_transient, limiter=limiter, what="list the selection")
+
+
+def _transient(exc: Exception) -> bool:
+    return isinstance(exc, DataWorksError) and exc.transient and not exc.needs_new_invocation
 
 
 def _id(value: object, name: str, required: bool = False) -> int:
     if value is None and required:
         raise InvalidFilter(name, f"{name} is required with a filter (ListTaskInstances requires it)")
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
-        raise InvalidFilter(name, f"{name} must be a positive int64 id, got {preview(value)}")
-    return value
+    number = positive_int64(value)
+    if number is None:
+        raise InvalidFilter(name, f"{name} must be a positive int64 id, got {preview(from_digits(value))}")
+    return number
 
 
 def _bizdate(value: object) -> int:
@@ -251,7 +244,7 @@ def _bizdate(value: object) -> int:
                 "Bizdate", f"Bizdate must be a date like 2026-11-27 or epoch milliseconds, got {preview(value)}"
             ) from None
         return int(day.timestamp() * 1000)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= INT64_MAX:
+    if not whole(value, 1, INT64_MAX):
         raise InvalidFilter(
             "Bizdate", f"Bizdate must be a date like 2026-11-27 or epoch milliseconds, got {preview(value)}"
         )
@@ -272,7 +265,7 @@ def _moment(value: object, name: str) -> int | None:
                 name, f"{name} must be epoch milliseconds or an ISO 8601 time with its offset, got {preview(value)}"
             )
         return int(moment.timestamp() * 1000)
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT64_MAX:
+    if not whole(value, 0, INT64_MAX):
         raise InvalidFilter(
             name, f"{name} must be epoch milliseconds or an ISO 8601 time with its offset, got {preview(value)}"
         )

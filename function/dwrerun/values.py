@@ -4,25 +4,41 @@ DataWorks, FC and callers send int64 ids as JSON numbers, and sometimes as strin
 JavaScript client keeps them exact that way). Every place that reads one uses `positive_int64`,
 so 3.9, `true`, `Infinity`, 0, -5 and a 5,000-digit string are refused alike (int() would make 3
 or 1 of the first two, and refuses strings past 4,300 digits with a ValueError). A bad value is
-named in a message as the caller wrote it, cut short (`preview`, `shown`).
+named in a message as the caller wrote it, cut short (`preview`, `shown`). A payload this function
+signed itself takes exact JSON integers only (`whole`).
 """
 
 from __future__ import annotations
 
 import json
 
-from dwrerun.config import INT64_MAX
-
+INT64_MAX = 2**63 - 1
 MAX_DIGITS = 19  # an int64
+MAX_RUN_NUMBER = 1_000_000  # the largest RunNumber a payload this function signed may carry
+
+
+def from_digits(value: object) -> object:
+    """The int a string of at most 19 ASCII digits spells; any other value as it is."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
+        return int(value)
+    return value
+
+
+def integer(value: object) -> int | None:
+    """`value` if it is an integer (not a bool), or a string of at most 19 digits; else None."""
+    value = from_digits(value)
+    return None if isinstance(value, bool) or not isinstance(value, int) else value
 
 
 def positive_int64(value: object) -> int | None:
     """`value` if it is a positive int64, or a string of its digits; else None."""
-    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= MAX_DIGITS:
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value if 0 < value <= INT64_MAX else None
+    number = integer(value)
+    return number if number is not None and 0 < number <= INT64_MAX else None
+
+
+def whole(value: object, minimum: int, maximum: int) -> bool:
+    """Whether `value` is a JSON integer (not a bool, not a string) from `minimum` to `maximum`."""
+    return not isinstance(value, bool) and isinstance(value, int) and minimum <= value <= maximum
 
 
 def positive_int(answer: dict, name: str, bad: list[tuple[str, str]] | None = None) -> int | None:
@@ -57,5 +73,10 @@ def preview(value) -> str:
     return _cut(json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else json_type(value))
 
 
-def _cut(text: str) -> str:
-    return text if len(text) <= 40 else text[:37] + "..."
+def short_repr(value: object, limit: int = 40) -> str:
+    """A value of a payload as Python shows it (an exception: its message), cut to `limit` characters."""
+    return _cut(str(value) if isinstance(value, Exception) else repr(value), limit)
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
