@@ -167,7 +167,7 @@ def attempts_of(*results):
 def test_retry_returns_the_first_answer_after_transient_errors_waiting_at_least_retry_after(pacing, mocker):
     mocker.patch.object(pacing, "uniform", lambda low, high: high)  # the backoff's ceiling
     attempt, given = attempts_of(Flaky(), Flaky(retry_after=3.0), "answer")
-    deadline = pacing.fake.now + 60
+    deadline = pacing.fake.now() + 60
     assert pacing.retry(attempt, deadline=deadline, transient=lambda e: isinstance(e, Flaky)) == "answer"
     # THEN two waits: the first backoff (0.2 s), then the server's 3 s over the second (0.4 s)
     assert pacing.fake.slept == [0.2, 3.0]
@@ -177,14 +177,14 @@ def test_retry_returns_the_first_answer_after_transient_errors_waiting_at_least_
 def test_retry_raises_what_the_caller_does_not_call_transient_at_once(pacing):
     attempt, given = attempts_of(ValueError("for good"), "never")
     with pytest.raises(ValueError, match="for good"):
-        pacing.retry(attempt, deadline=pacing.fake.now + 60, transient=lambda e: isinstance(e, Flaky))
+        pacing.retry(attempt, deadline=pacing.fake.now() + 60, transient=lambda e: isinstance(e, Flaky))
     assert len(given) == 1 and pacing.fake.slept == []
 
 
 def test_retry_raises_the_last_transient_error_when_the_attempts_are_spent(pacing):
     attempt, given = attempts_of(Flaky(), Flaky(), Flaky(), "never")
     with pytest.raises(Flaky):
-        pacing.retry(attempt, deadline=pacing.fake.now + 60, transient=lambda e: True, attempts=3)
+        pacing.retry(attempt, deadline=pacing.fake.now() + 60, transient=lambda e: True, attempts=3)
     assert len(given) == 3 and len(pacing.fake.slept) == 2
 
 
@@ -192,14 +192,14 @@ def test_retry_raises_the_last_error_rather_than_wait_past_the_deadline(pacing):
     # GIVEN a server asking for 5 s with 4 s left: the wait would end past the deadline
     attempt, given = attempts_of(Flaky(retry_after=5.0), "never")
     with pytest.raises(Flaky):
-        pacing.retry(attempt, deadline=pacing.fake.now + 4, transient=lambda e: True)
+        pacing.retry(attempt, deadline=pacing.fake.now() + 4, transient=lambda e: True)
     assert len(given) == 1 and pacing.fake.slept == []
 
 
 def test_retry_starts_no_attempt_without_the_margin_left(pacing):
     attempt, given = attempts_of("never")
     with pytest.raises(pacing.DeadlineReached, match="no time left to list the selection"):
-        pacing.retry(attempt, deadline=pacing.fake.now + 0.4, transient=lambda e: True, what="list the selection")
+        pacing.retry(attempt, deadline=pacing.fake.now() + 0.4, transient=lambda e: True, what="list the selection")
     assert given == []
 
 
@@ -207,5 +207,5 @@ def test_retry_waits_for_the_limiters_slot_before_each_attempt(pacing, mocker):
     mocker.patch.object(pacing, "uniform", lambda low, high: 0.0)  # no backoff: the limiter alone spaces them
     limiter = pacing.RateLimiter(2.0)
     attempt, _ = attempts_of(Flaky(), "answer")
-    pacing.retry(attempt, deadline=pacing.fake.now + 60, transient=lambda e: True, limiter=limiter)
+    pacing.retry(attempt, deadline=pacing.fake.now() + 60, transient=lambda e: True, limiter=limiter)
     assert pacing.fake.slept == [0.0, 0.5]  # the backoff (none), then the limiter's next slot at 2 calls/s

@@ -34,6 +34,7 @@ from dwrerun.dataworks import (
 )
 from dwrerun.invocation import Invocation
 from dwrerun.outcome import refusal
+from dwrerun.schema import Reason
 
 MARKER = "dwrerunVerify"
 KIND = "verify"
@@ -64,7 +65,7 @@ def handle_verify(payload: bytes, context) -> dict:
         credentials = credentials_from(os.environ, context)
         client = client_for(credentials, settings, invocation.region)
     except ConfigError as exc:
-        checks.append({"action": "configuration", "ok": False, "errorCode": "config-error", "fix": str(exc)})
+        checks.append({"action": "configuration", "ok": False, "errorCode": Reason.CONFIG_ERROR, "fix": str(exc)})
         return _finish(invocation, checks)
 
     instance_id = _positive(request.get("instanceId")) or PROBE_INSTANCE_ID
