@@ -378,35 +378,42 @@ def _class(items, ignore_case: bool) -> frozenset[int]:
     return _UNIVERSE - chars if negate else frozenset(chars)
 
 
-def _shape(items, ignore_case: bool) -> tuple[frozenset[int], bool, frozenset[int], bool]:
-    """(characters it can start with, can it match nothing, characters it can take, has an unbounded repeat)."""
-    first, nullable, taken, unbounded = set(), True, set(), False
+def _shape(items, ignore_case: bool):
+    """(characters it can start with, can it match nothing, characters it can take, has an unbounded
+    repeat, characters an unbounded repeat at its end can still take)."""
+    first, nullable, taken, unbounded, trail = set(), True, set(), False, set()
     for op, av in items:
-        f, n, t, u = _shape_one(op, av, ignore_case)
+        f, n, t, u, tr = _shape_one(op, av, ignore_case)
         if nullable:
             first |= f
             nullable = n
         taken |= t
         unbounded = unbounded or u
-    return frozenset(first), nullable, frozenset(taken), unbounded
+        trail = (trail | tr) if n else set(tr)
+    return frozenset(first), nullable, frozenset(taken), unbounded, frozenset(trail)
+
+
+_NONE: frozenset[int] = frozenset()
 
 
 def _shape_one(op, av, ignore_case: bool):
     if op is _c.LITERAL:
         chars = _literal(av, ignore_case)
-        return chars, False, chars, False
+        return chars, False, chars, False, _NONE
     if op is _c.NOT_LITERAL:
         chars = _UNIVERSE - _literal(av, ignore_case)
-        return chars, False, chars, False
+        return chars, False, chars, False, _NONE
     if op is _c.ANY:
-        return _UNIVERSE, False, _UNIVERSE, False
+        return _UNIVERSE, False, _UNIVERSE, False, _NONE
     if op is _c.IN:
         chars = _class(av, ignore_case)
-        return chars, False, chars, False
+        return chars, False, chars, False, _NONE
     if op in _REPEATS:
         low, high, body = av
-        f, n, t, u = _shape(body, ignore_case)
-        return f, n or low == 0, t, u or high == _UNBOUNDED
+        f, n, t, u, tr = _shape(body, ignore_case)
+        if high == _UNBOUNDED:
+            return f, n or low == 0, t, True, t
+        return f, n or low == 0, t, u, tr
     if op is _c.SUBPATTERN:
         return _shape(av[-1], ignore_case)
     if op is _c.BRANCH:
@@ -416,29 +423,30 @@ def _shape_one(op, av, ignore_case: bool):
             any(s[1] for s in shapes),
             frozenset().union(*(s[2] for s in shapes)),
             any(s[3] for s in shapes),
+            frozenset().union(*(s[4] for s in shapes)),
         )
     if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
-        return frozenset(), True, frozenset(), False
+        return _NONE, True, _NONE, False, _NONE
     if getattr(_c, "ATOMIC_GROUP", None) is op:
         return _shape(av, ignore_case)
     # A back reference, a conditional group: what it takes is unknown, so anything.
-    return _UNIVERSE, True, _UNIVERSE, False
+    return _UNIVERSE, True, _UNIVERSE, False, _NONE
 
 
 def _check_sequence(items, ignore_case: bool) -> str | None:
     """Rule 4 along one sequence, and rules 1-3 inside each of its items."""
-    open_chars: frozenset[int] | None = None  # what the last unbounded repeat can take, while it can still
+    running = _NONE  # what an unbounded repeat before this item may still be taking
     for op, av in items:
         inner = _check_inside(op, av, ignore_case)
         if inner:
             return inner
-        first, nullable, taken, unbounded = _shape_one(op, av, ignore_case)
-        if unbounded:
-            if open_chars is not None and open_chars & taken:
-                return "two unbounded repetitions that can match the same characters follow each other"
-            open_chars = taken
-        elif open_chars is not None and not nullable and not (first & open_chars):
-            open_chars = None  # a character only this item takes ends the repeat before it: one way to split
+        first, nullable, _, unbounded, trail = _shape_one(op, av, ignore_case)
+        if unbounded and first & running:
+            return "two unbounded repetitions that can match the same characters follow each other"
+        if nullable or first & running:
+            running = running | trail  # the earlier repeat may take this item's characters too
+        else:
+            running = trail  # a character the earlier repeat cannot take ends it: one way to split
     return None
 
 
@@ -446,18 +454,14 @@ def _check_inside(op, av, ignore_case: bool) -> str | None:
     if op in _REPEATS:
         low, high, body = av
         if high == _UNBOUNDED:
-            outer_first = _shape(body, ignore_case)[0]
-            why = _inside_unbounded(list(body), outer_first, ignore_case)
+            why = _inside_unbounded(list(body), _shape(body, ignore_case)[0], ignore_case)
             if why:
                 return why
         return _check_sequence(list(body), ignore_case)
     if op is _c.SUBPATTERN:
         return _check_sequence(list(av[-1]), ignore_case)
     if op is _c.BRANCH:
-        for branch in av[1]:
-            why = _check_sequence(list(branch), ignore_case)
-            if why:
-                return why
+        return next((why for branch in av[1] if (why := _check_sequence(list(branch), ignore_case))), None)
     if op in (_c.ASSERT, _c.ASSERT_NOT):
         return _check_sequence(list(av[1]), ignore_case)
     if getattr(_c, "ATOMIC_GROUP", None) is op:
@@ -481,8 +485,8 @@ def _inside_unbounded(items, outer_first: frozenset[int], ignore_case: bool) -> 
             # re factors a common prefix out (`a|aa` is `a(?:|a)`): an empty alternative next to one
             # that can start the repetition again is two ways to split a run too.
             shapes = [_shape(branch, ignore_case) for branch in av[1]]
-            for i, (first, nullable, _, _) in enumerate(shapes):
-                for other, other_nullable, _, _ in shapes[i + 1 :]:
+            for i, (first, nullable, *_) in enumerate(shapes):
+                for other, other_nullable, *_ in shapes[i + 1 :]:
                     if first & other or (nullable and other & outer_first) or (other_nullable and first & outer_first):
                         return "alternatives that can match the same characters, inside an unbounded repetition"
             why = next((w for b in av[1] if (w := _inside_unbounded(list(b), outer_first, ignore_case))), None)
