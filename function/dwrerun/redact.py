@@ -96,20 +96,38 @@ def redact(text: str) -> str:
     return text
 
 
-def cut(text: str, limit: int) -> str:
-    """`text` if it is at most `limit` characters, else its start, ended with an ellipsis.
+def cut(text: str, limit: int, keep_end: bool = False) -> str:
+    """`text` if it is at most `limit` characters, else its start (and with `keep_end` its end),
+    an ellipsis where the rest was.
 
-    The token the cut falls in is dropped (up to TOKEN_CHARS of it): half a secret may not look
-    like one any more, so it would survive redaction.
+    The token a cut falls in is dropped (up to TOKEN_CHARS of it): half a secret may not look like
+    one any more (`u/Pw` without the `@host` that shows where a password ends), so it would
+    survive redaction.
     """
     if len(text) <= limit:
         return text
-    head = text[: limit - len(ELLIPSIS)]
-    if not text[len(head)].isspace():
-        floor = max(0, len(head) - TOKEN_CHARS)
+    room = limit - len(ELLIPSIS)
+    if not keep_end:
+        return _head(text, room) + ELLIPSIS
+    return _head(text, room - room // 2) + ELLIPSIS + _tail(text, room // 2)
+
+
+def _head(text: str, size: int) -> str:
+    head = text[:size]
+    if not text[size].isspace():
+        floor = max(0, size - TOKEN_CHARS)
         space = max(head.rfind(" ", floor), head.rfind("\t", floor))
         head = head[: space + 1] if space >= 0 else head[:floor]
-    return head + ELLIPSIS
+    return head
+
+
+def _tail(text: str, size: int) -> str:
+    tail = text[len(text) - size :]
+    if not text[len(text) - size - 1].isspace():
+        ceiling = min(size, TOKEN_CHARS)
+        spaces = [i for i in (tail.find(" ", 0, ceiling), tail.find("\t", 0, ceiling)) if i >= 0]
+        tail = tail[min(spaces) :] if spaces else tail[ceiling:]
+    return tail
 
 
 def patterns() -> list[re.Pattern]:

@@ -38,13 +38,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dwrerun.config import RERUN_RULES_FILE, RULE_ACTIONS, ConfigError
-from dwrerun.redact import redact
+from dwrerun.redact import cut, redact
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the code package: index.py's directory
 DEFAULT_FILE = Path(__file__).resolve().with_name("failure_rules.json")
 DEFAULT_RULE = "default"  # the `rule` recorded when a log was read and no rule matched
 TAIL_CHARS = 64 * 1024
 LINE_CHARS = 300
+# What one regular expression is handed at most (issue 24 item 1). Python's `re` backtracks: a
+# pattern with one unbounded repetition, searched over n characters of what it takes, costs n^2/2
+# steps (a lazy `[\w.-]*?` in redaction took 164 s over a 60 KiB hex run). So each line of the tail
+# is cut to SCAN_LINE_CHARS before any pattern runs (its start and its end kept: an error is
+# printed before or after what it echoes), and each pattern searches the tail in chunks of whole
+# lines of at most SCAN_CHUNK_CHARS: a call costs at most about 2 M steps whatever the log holds,
+# and load refuses the patterns that would cost more than quadratic (`explosive`).
+SCAN_LINE_CHARS = 2000
+SCAN_CHUNK_CHARS = 2048
 MAX_RULES = 200
 MAX_PATTERN_CHARS = 2000
 MAX_DELAY_SECONDS = 24 * 3600
@@ -526,7 +535,8 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
     if tail_start:  # start at a whole line
         newline = log.find("\n", tail_start - 1)
         tail_start = len(log) if newline < 0 else newline + 1
-    text = log[tail_start:]
+    text = scanned(log[tail_start:])
+    chunks = _chunks(text)
     lines_before = log.count("\n", 0, tail_start)
     lines = log.count("\n") + (1 if log and not log.endswith("\n") else 0)
     skipped, ignored = [], []
@@ -541,11 +551,7 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
                     present[literal] = literal in text
                 if not present[literal]:
                     continue
-            position = 0
-            while position <= len(text):
-                hit = pattern.search(text, position)
-                if hit is None:
-                    break
+            for hit in _hits(pattern, text, chunks):
                 start = text.rfind("\n", 0, hit.start()) + 1
                 end = text.find("\n", hit.start())
                 end = len(text) if end < 0 else end
@@ -565,9 +571,42 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
                     )
                 if len(ignored) < 20:
                     ignored.append(Ignored(rule.name, number, why))
-                position = end + 1
     return Match(None, lines=lines, first_scanned_line=lines_before + 1, not_applicable=tuple(skipped),
                  ignored=tuple(ignored))  # fmt: skip
+
+
+def scanned(tail: str) -> str:
+    """The tail as the patterns see it: each line cut to SCAN_LINE_CHARS (its middle left out).
+    Lines keep their count and order, so line numbers hold."""
+    lines = tail.split("\n")
+    if any(len(line) > SCAN_LINE_CHARS for line in lines):
+        tail = "\n".join(cut(line, SCAN_LINE_CHARS, keep_end=True) for line in lines)
+    return tail
+
+
+def _chunks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of consecutive pieces of `text`, whole lines, each at most SCAN_CHUNK_CHARS long."""
+    spans, start = [], 0
+    while len(text) - start > SCAN_CHUNK_CHARS:
+        # Lines are cut shorter than a chunk, so a chunk's window always holds a newline.
+        end = text.rfind("\n", start, start + SCAN_CHUNK_CHARS) + 1
+        spans.append((start, end))
+        start = end
+    spans.append((start, len(text)))
+    return spans
+
+
+def _hits(pattern: re.Pattern, text: str, chunks: list[tuple[int, int]]):
+    """Each hit of `pattern` in `text`, chunk by chunk, the next one searched from the line after."""
+    for begin, end in chunks:
+        position = begin
+        while position < end:
+            hit = pattern.search(text, position, end)  # endpos: the pattern sees no further
+            if hit is None:
+                break
+            yield hit
+            newline = text.find("\n", hit.start(), end)
+            position = end if newline < 0 else newline + 1
 
 
 def _noise(text: str, start: int, line: str, column: int) -> str | None:
