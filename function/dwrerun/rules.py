@@ -54,6 +54,11 @@ LINE_CHARS = 300
 # and load refuses the patterns that would cost more than quadratic (`explosive`).
 SCAN_LINE_CHARS = 2000
 SCAN_CHUNK_CHARS = 2048
+# Terminal escapes (colours, cursor moves, window titles) are removed before matching and showing:
+# a coloured `WARN` is still a warning, and escapes have no place in a record. CSI (ESC [ or the
+# one-byte 0x9b), OSC (ESC ] ... BEL or ESC \\), charset designations and two-byte escapes. Each
+# repetition stops at a character its escape cannot hold, so it is linear.
+_ESCAPES = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[()*+][ -~]?|\x1b[ -~]?"
 MAX_RULES = 200
 MAX_PATTERN_CHARS = 2000
 MAX_DELAY_SECONDS = 24 * 3600
@@ -576,11 +581,14 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
 
 
 def scanned(tail: str) -> str:
-    """The tail as the patterns see it: each line cut to SCAN_LINE_CHARS (its middle left out).
+    """The tail as the patterns see it: each line cut to SCAN_LINE_CHARS (its middle left out),
+    terminal escapes removed.
     Lines keep their count and order, so line numbers hold."""
     lines = tail.split("\n")
     if any(len(line) > SCAN_LINE_CHARS for line in lines):
         tail = "\n".join(cut(line, SCAN_LINE_CHARS, keep_end=True) for line in lines)
+    if "\x1b" in tail or "\x9b" in tail:
+        tail = "".join(re.sub(_ESCAPES, "", tail[begin:end]) for begin, end in _chunks(tail))
     return tail
 
 
