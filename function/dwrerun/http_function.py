@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import sys
 import traceback
 
-from dwrerun import pacing, records
+from dwrerun import pacing, records, strictjson
 from dwrerun.config import ANY_ENV, INT64_MAX, ConfigError, Settings
 from dwrerun.selection import json_type, preview
 
@@ -170,7 +169,9 @@ def _filter_request(body: dict, settings: Settings):
 
 def _json_object(data, what: str) -> dict:
     try:
-        value = json.loads(data)
+        value = strictjson.loads(data)
+    except strictjson.DuplicateKey as exc:  # which value counts would depend on the reader: none does
+        raise BadRequest(400, "InvalidJSON", f"{what} is not valid here: {exc}") from None
     except (ValueError, UnicodeDecodeError, TypeError, RecursionError):  # RecursionError: nested too deep
         raise BadRequest(400, "InvalidJSON", f"{what} is not valid JSON") from None
     if not isinstance(value, dict):

@@ -37,6 +37,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dwrerun import strictjson
 from dwrerun.config import RERUN_RULES_FILE, RULE_ACTIONS, ConfigError
 from dwrerun.redact import cut, redact
 
@@ -183,7 +184,9 @@ def parse(text: str, shown: str = "<rules>") -> RuleSet:
         return RulesError(f"failure rules in {shown}: {message}")
 
     try:
-        document = json.loads(text)
+        document = strictjson.loads(text)
+    except strictjson.DuplicateKey as exc:  # two "action"s: which one was meant is anyone's guess
+        raise fail(str(exc)) from None
     except json.JSONDecodeError as exc:
         hint = ""
         if "escape" in exc.msg:

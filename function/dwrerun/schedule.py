@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from dwrerun import strictjson
+
 clock = time.time
 uniform = random.uniform
 
@@ -122,7 +124,7 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
     elif PAYLOAD_KEY not in body:
         return None
     try:
-        payload = json.loads(body)
+        payload = strictjson.loads(body)  # a repeated key: left to the event parser, which names it
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None  # not JSON at all: the event parser reports it
     if not isinstance(payload, dict) or PAYLOAD_KEY not in payload:
