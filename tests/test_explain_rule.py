@@ -125,3 +125,12 @@ def test_an_instance_log_that_cannot_be_read_exits_2_with_dataworks_code(datawor
     done = explain("--instance", str(FAILED_ID), env=dataworks_env)
     assert done.returncode == 2
     assert "DataWorks answered InvalidTaskInstanceLog.NotFound for GetTaskInstanceLog" in done.stderr
+
+
+def test_check_refuses_a_rules_file_with_an_explosive_pattern_naming_the_rule(tmp_path):
+    mine = tmp_path / "mine.json"
+    rule = {"name": "slow-one", "source": "https://example.com", "patterns": ["(a+)+$"], "action": "skip"}
+    mine.write_text(json.dumps({"rules": [rule]}), encoding="utf-8")
+    done = explain("--check", "--rules", str(mine))
+    assert done.returncode == 1
+    assert 'rule 1 "slow-one": patterns[0]' in done.stderr and "nested unbounded repetition" in done.stderr

@@ -138,7 +138,7 @@ def test_a_10_mb_body_is_refused_with_413_before_it_is_parsed(dataworks, tmp_pat
     event = sample("fc-http-rerun-request.json")
     event["body"] = base64.b64encode(body.encode()).decode() if encoded else body
     event["isBase64Encoded"] = encoded
-    loads = mocker.spy(http_request.json, "loads")
+    loads = mocker.spy(http_request.strictjson.json, "loads")  # what strictjson.loads calls
     with make_function(dataworks, tmp_path, handler="index.handle_http") as fn:
         inv = fn.invoke(json.dumps(event).encode())
     # One parse: FC's event envelope. The body inside it never reaches json.loads.

@@ -27,7 +27,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from dwrerun import signing
+from dwrerun import signing, strictjson
 from dwrerun.config import PROJECT_ENVS
 from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, whole
 
@@ -119,7 +119,7 @@ def parse(body: bytes | str, key: str | None) -> Continuation | None:
     if marker not in body:  # a cheap test first: failure events never carry it
         return None
     try:
-        payload = json.loads(body)
+        payload = strictjson.loads(body)  # a repeated key: left to the event parser, which names it
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None  # not JSON at all: the event parser reports it
     if not isinstance(payload, dict) or PAYLOAD_KEY not in payload:

@@ -9,9 +9,9 @@ a record and nothing is dropped silently.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
+from dwrerun import strictjson
 from dwrerun.values import integer, positive_int64, short_repr
 
 SOURCE = "acs.dataworks"
@@ -60,7 +60,9 @@ class Ignored:
 def parse(body: bytes | str) -> list[Failure | Ignored]:
     """Every event in a trigger payload, each as a Failure or an Ignored. Never raises."""
     try:
-        payload = json.loads(body)
+        payload = strictjson.loads(body)
+    except strictjson.DuplicateKey as exc:  # which value counts would depend on the reader: none does
+        return [Ignored(f"the payload is refused: {exc}")]
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         return [Ignored(f"the payload is not JSON ({short_repr(exc, 80)})")]
     if isinstance(payload, list):
@@ -92,7 +94,9 @@ def _from_cloudevent(event: dict, where: str) -> Failure | Ignored:
     data = event.get("data")
     if isinstance(data, str):  # some producers send data as a JSON string
         try:
-            data = json.loads(data)
+            data = strictjson.loads(data)
+        except strictjson.DuplicateKey as exc:
+            return Ignored(f"{where}the event's data is refused: {exc}", event_id=event_id, event_type=event_type)
         except (ValueError, RecursionError):
             pass
     if not isinstance(data, dict):

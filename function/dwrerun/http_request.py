@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 
+from dwrerun import strictjson
 from dwrerun.config import Settings
 from dwrerun.continuation import MAX_COMMENT as MAX_COMMENT_CHARS
 from dwrerun.values import from_digits, json_type, positive_int64, preview
@@ -131,7 +131,9 @@ def _filter_request(body: dict, settings: Settings):
 
 def json_object(data, what: str) -> dict:
     try:
-        value = json.loads(data)
+        value = strictjson.loads(data)
+    except strictjson.DuplicateKey as exc:  # which value counts would depend on the reader: none does
+        raise BadRequest(400, "InvalidJSON", f"{what} is not valid here: {exc}") from None
     except (ValueError, UnicodeDecodeError, TypeError, RecursionError):  # RecursionError: nested too deep
         raise BadRequest(400, "InvalidJSON", f"{what} is not valid JSON") from None
     if not isinstance(value, dict):

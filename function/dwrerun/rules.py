@@ -37,14 +37,29 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dwrerun import strictjson
 from dwrerun.config import RERUN_RULES_FILE, RULE_ACTIONS, ConfigError
-from dwrerun.redact import redact
+from dwrerun.redact import cut, redact
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # the code package: index.py's directory
 DEFAULT_FILE = Path(__file__).resolve().with_name("failure_rules.json")
 DEFAULT_RULE = "default"  # the `rule` recorded when a log was read and no rule matched
 TAIL_CHARS = 64 * 1024
 LINE_CHARS = 300
+# What one regular expression is handed at most (issue 24 item 1). Python's `re` backtracks: a
+# pattern with one unbounded repetition, searched over n characters of what it takes, costs n^2/2
+# steps (a lazy `[\w.-]*?` in redaction took 164 s over a 60 KiB hex run). So each line of the tail
+# is cut to SCAN_LINE_CHARS before any pattern runs (its start and its end kept: an error is
+# printed before or after what it echoes), and each pattern searches the tail in chunks of whole
+# lines of at most SCAN_CHUNK_CHARS: a call costs at most about 2 M steps whatever the log holds,
+# and load refuses the patterns that would cost more than quadratic (`explosive`).
+SCAN_LINE_CHARS = 2000
+SCAN_CHUNK_CHARS = 2048
+# Terminal escapes (colours, cursor moves, window titles) are removed before matching and showing:
+# a coloured `WARN` is still a warning, and escapes have no place in a record. CSI (ESC [ or the
+# one-byte 0x9b), OSC (ESC ] ... BEL or ESC \\), charset designations and two-byte escapes. Each
+# repetition stops at a character its escape cannot hold, so it is linear.
+_ESCAPES = r"(?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b\n]*(?:\x07|\x1b\\)?|\x1b[()*+][ -~]?|\x1b[ -~]?"
 MAX_RULES = 200
 MAX_PATTERN_CHARS = 2000
 MAX_DELAY_SECONDS = 24 * 3600
@@ -169,7 +184,9 @@ def parse(text: str, shown: str = "<rules>") -> RuleSet:
         return RulesError(f"failure rules in {shown}: {message}")
 
     try:
-        document = json.loads(text)
+        document = strictjson.loads(text)
+    except strictjson.DuplicateKey as exc:  # two "action"s: which one was meant is anyone's guess
+        raise fail(str(exc)) from None
     except json.JSONDecodeError as exc:
         hint = ""
         if "escape" in exc.msg:
@@ -246,6 +263,12 @@ def _pattern(raw, where: str, fail) -> re.Pattern:
         raise fail(f"{where} {raw!r} is not a valid regular expression: {exc}") from None
     if pattern.search("") is not None:
         raise fail(f"{where} {raw!r} matches an empty line, so it would match every log")
+    why = explosive(raw, re.MULTILINE)
+    if why:
+        raise fail(
+            f"{where} {raw!r} can take exponential or polynomial time to match ({why}): "
+            "docs/failure-rules.md, Patterns that are refused, says how to write it"
+        )
     return pattern
 
 
@@ -293,6 +316,206 @@ def _top_level_alternation(pattern: str) -> bool:
     return False
 
 
+# --- patterns whose matching time can explode ---------------------------------------------------
+#
+# Python's `re` backtracks. A pattern can make it try exponentially many ways to split one run of
+# characters (`(a+)+$`: twice the time per extra `a`), or a polynomial number (`\w+\w+x`: n^3 on a
+# line of n word characters). The loader refuses both kinds, by the pattern's shape, read from
+# re's own parser (so it sees exactly what re compiles):
+#   1. an unbounded repetition (`*`, `+`, `{n,}`) inside another one, when the inner one's
+#      characters can also start the outer one's body again: `(a+)+`, `(\w+\s?)*`;
+#   2. a repetition of variable count (`?`, `{1,3}`) inside an unbounded one, on the same terms:
+#      `(a?)+`;
+#   3. alternatives under an unbounded repetition that can start with the same character, or an
+#      empty one beside one that can start the repetition again: `(\d|\w\w)*`, `(a|aa)+`;
+#   4. two unbounded repetitions one after the other that can take the same characters, with
+#      nothing between them that only the second could start with: `\w+\w+`, `.*: .*`.
+# It errs on the side of refusing (`(\w+,)*` is refused though a comma ends every turn), and
+# what it accepts is at worst quadratic per line for one search: an unbounded repetition tried
+# from every position of a line. rules.match bounds that too, by the length of what it searches.
+
+try:  # Python 3.11+ moved the parser; 3.10 has only sre_parse (a deprecated name on 3.11+)
+    import re._parser as _sre  # type: ignore[import-not-found]
+except ImportError:  # pragma: no cover - python3.10
+    import sre_parse as _sre  # type: ignore[no-redef]
+
+_c = _sre  # the opcode names live on the parser module in both versions
+_UNBOUNDED = _sre.MAXREPEAT
+# The characters a class can take, as a set over Latin-1 plus two non-Latin samples (a CJK
+# ideograph and the ideographic space): enough to tell whether two classes overlap.
+_UNIVERSE = frozenset(range(256)) | {0x4E00, 0x3000}
+_REPEATS = {_c.MAX_REPEAT, _c.MIN_REPEAT} | ({_c.POSSESSIVE_REPEAT} if hasattr(_c, "POSSESSIVE_REPEAT") else set())
+
+
+def explosive(pattern: str, flags: int = 0) -> str | None:
+    """Why matching `pattern` can take exponential or cubic time, or None. See the note above."""
+    parsed = _sre.parse(pattern, flags)
+    ignore_case = bool(parsed.state.flags & re.IGNORECASE)
+    return _check_sequence(list(parsed), ignore_case)
+
+
+def _category(name: str) -> frozenset[int]:
+    test = {
+        "CATEGORY_DIGIT": lambda ch: ch.isdecimal(),
+        "CATEGORY_WORD": lambda ch: ch.isalnum() or ch == "_",
+        "CATEGORY_SPACE": lambda ch: ch.isspace(),
+        "CATEGORY_LINEBREAK": lambda ch: ch == "\n",
+    }
+    negate = name.startswith("CATEGORY_NOT_")
+    base = test.get(name.replace("CATEGORY_NOT_", "CATEGORY_"))
+    if base is None:
+        return _UNIVERSE
+    chars = frozenset(c for c in _UNIVERSE if base(chr(c)))
+    return _UNIVERSE - chars if negate else chars
+
+
+def _literal(code: int, ignore_case: bool) -> frozenset[int]:
+    char = chr(code)
+    if not ignore_case:
+        return frozenset({code})
+    return frozenset({code, ord(char.lower()[0]), ord(char.upper()[0])})
+
+
+def _class(items, ignore_case: bool) -> frozenset[int]:
+    chars, negate = set(), False
+    for op, av in items:
+        if op is _c.NEGATE:
+            negate = True
+        elif op is _c.LITERAL:
+            chars |= _literal(av, ignore_case)
+        elif op is _c.RANGE:
+            low, high = av
+            chars |= {c for c in _UNIVERSE if low <= c <= high}
+            if ignore_case:
+                chars |= {ord(chr(c).swapcase()[0]) for c in range(low, min(high, 0x24F) + 1)}
+        elif op is _c.CATEGORY:
+            chars |= _category(str(av))
+        else:  # a class op this walk does not know: take it to match anything
+            chars |= _UNIVERSE
+    return _UNIVERSE - chars if negate else frozenset(chars)
+
+
+def _shape(items, ignore_case: bool):
+    """(characters it can start with, can it match nothing, characters it can take, has an unbounded
+    repeat, characters an unbounded repeat at its end can still take)."""
+    first, nullable, taken, unbounded, trail = set(), True, set(), False, set()
+    for op, av in items:
+        f, n, t, u, tr = _shape_one(op, av, ignore_case)
+        if nullable:
+            first |= f
+            nullable = n
+        taken |= t
+        unbounded = unbounded or u
+        trail = (trail | tr) if n else set(tr)
+    return frozenset(first), nullable, frozenset(taken), unbounded, frozenset(trail)
+
+
+_NONE: frozenset[int] = frozenset()
+
+
+def _shape_one(op, av, ignore_case: bool):
+    if op is _c.LITERAL:
+        chars = _literal(av, ignore_case)
+        return chars, False, chars, False, _NONE
+    if op is _c.NOT_LITERAL:
+        chars = _UNIVERSE - _literal(av, ignore_case)
+        return chars, False, chars, False, _NONE
+    if op is _c.ANY:
+        return _UNIVERSE, False, _UNIVERSE, False, _NONE
+    if op is _c.IN:
+        chars = _class(av, ignore_case)
+        return chars, False, chars, False, _NONE
+    if op in _REPEATS:
+        low, high, body = av
+        f, n, t, u, tr = _shape(body, ignore_case)
+        if high == _UNBOUNDED:
+            return f, n or low == 0, t, True, t
+        return f, n or low == 0, t, u, tr
+    if op is _c.SUBPATTERN:
+        return _shape(av[-1], ignore_case)
+    if op is _c.BRANCH:
+        shapes = [_shape(branch, ignore_case) for branch in av[1]]
+        return (
+            frozenset().union(*(s[0] for s in shapes)),
+            any(s[1] for s in shapes),
+            frozenset().union(*(s[2] for s in shapes)),
+            any(s[3] for s in shapes),
+            frozenset().union(*(s[4] for s in shapes)),
+        )
+    if op in (_c.AT, _c.ASSERT, _c.ASSERT_NOT):
+        return _NONE, True, _NONE, False, _NONE
+    if getattr(_c, "ATOMIC_GROUP", None) is op:
+        return _shape(av, ignore_case)
+    # A back reference, a conditional group: what it takes is unknown, so anything.
+    return _UNIVERSE, True, _UNIVERSE, False, _NONE
+
+
+def _check_sequence(items, ignore_case: bool) -> str | None:
+    """Rule 4 along one sequence, and rules 1-3 inside each of its items."""
+    running = _NONE  # what an unbounded repeat before this item may still be taking
+    for op, av in items:
+        inner = _check_inside(op, av, ignore_case)
+        if inner:
+            return inner
+        first, nullable, _, unbounded, trail = _shape_one(op, av, ignore_case)
+        if unbounded and first & running:
+            return "two unbounded repetitions that can match the same characters follow each other"
+        if nullable or first & running:
+            running = running | trail  # the earlier repeat may take this item's characters too
+        else:
+            running = trail  # a character the earlier repeat cannot take ends it: one way to split
+    return None
+
+
+def _check_inside(op, av, ignore_case: bool) -> str | None:
+    if op in _REPEATS:
+        low, high, body = av
+        if high == _UNBOUNDED:
+            why = _inside_unbounded(list(body), _shape(body, ignore_case)[0], ignore_case)
+            if why:
+                return why
+        return _check_sequence(list(body), ignore_case)
+    if op is _c.SUBPATTERN:
+        return _check_sequence(list(av[-1]), ignore_case)
+    if op is _c.BRANCH:
+        return next((why for branch in av[1] if (why := _check_sequence(list(branch), ignore_case))), None)
+    if op in (_c.ASSERT, _c.ASSERT_NOT):
+        return _check_sequence(list(av[1]), ignore_case)
+    if getattr(_c, "ATOMIC_GROUP", None) is op:
+        return _check_sequence(list(av), ignore_case)
+    return None
+
+
+def _inside_unbounded(items, outer_first: frozenset[int], ignore_case: bool) -> str | None:
+    """Rules 1-3 for the body of an unbounded repeat that starts with `outer_first`."""
+    for op, av in items:
+        if op in _REPEATS:
+            low, high, body = av
+            taken = _shape(body, ignore_case)[2]
+            if taken & outer_first:
+                if high == _UNBOUNDED:
+                    return "nested unbounded repetition (an unbounded repetition inside another)"
+                if low != high:
+                    return "a repetition of variable count inside an unbounded repetition"
+            why = _inside_unbounded(list(body), outer_first, ignore_case)
+        elif op is _c.BRANCH:
+            # re factors a common prefix out (`a|aa` is `a(?:|a)`): an empty alternative next to one
+            # that can start the repetition again is two ways to split a run too.
+            shapes = [_shape(branch, ignore_case) for branch in av[1]]
+            for i, (first, nullable, *_) in enumerate(shapes):
+                for other, other_nullable, *_ in shapes[i + 1 :]:
+                    if first & other or (nullable and other & outer_first) or (other_nullable and first & outer_first):
+                        return "alternatives that can match the same characters, inside an unbounded repetition"
+            why = next((w for b in av[1] if (w := _inside_unbounded(list(b), outer_first, ignore_case))), None)
+        elif op is _c.SUBPATTERN:
+            why = _inside_unbounded(list(av[-1]), outer_first, ignore_case)
+        else:
+            why = None
+        if why:
+            return why
+    return None
+
+
 def _whole(raw: dict, key: str, minimum: int, maximum: int | None, label: str, fail) -> int | None:
     value = raw.get(key)
     if value is None:
@@ -320,7 +543,8 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
     if tail_start:  # start at a whole line
         newline = log.find("\n", tail_start - 1)
         tail_start = len(log) if newline < 0 else newline + 1
-    text = log[tail_start:]
+    text = scanned(log[tail_start:])
+    chunks = _chunks(text)
     lines_before = log.count("\n", 0, tail_start)
     lines = log.count("\n") + (1 if log and not log.endswith("\n") else 0)
     skipped, ignored = [], []
@@ -335,11 +559,7 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
                     present[literal] = literal in text
                 if not present[literal]:
                     continue
-            position = 0
-            while position <= len(text):
-                hit = pattern.search(text, position)
-                if hit is None:
-                    break
+            for hit in _hits(pattern, text, chunks):
                 start = text.rfind("\n", 0, hit.start()) + 1
                 end = text.find("\n", hit.start())
                 end = len(text) if end < 0 else end
@@ -359,9 +579,45 @@ def match(rule_set: RuleSet, log: str, task_type: str | None = None) -> Match:
                     )
                 if len(ignored) < 20:
                     ignored.append(Ignored(rule.name, number, why))
-                position = end + 1
     return Match(None, lines=lines, first_scanned_line=lines_before + 1, not_applicable=tuple(skipped),
                  ignored=tuple(ignored))  # fmt: skip
+
+
+def scanned(tail: str) -> str:
+    """The tail as the patterns see it: each line cut to SCAN_LINE_CHARS (its middle left out),
+    terminal escapes removed.
+    Lines keep their count and order, so line numbers hold."""
+    lines = tail.split("\n")
+    if any(len(line) > SCAN_LINE_CHARS for line in lines):
+        tail = "\n".join(cut(line, SCAN_LINE_CHARS, keep_end=True) for line in lines)
+    if "\x1b" in tail or "\x9b" in tail:
+        tail = "".join(re.sub(_ESCAPES, "", tail[begin:end]) for begin, end in _chunks(tail))
+    return tail
+
+
+def _chunks(text: str) -> list[tuple[int, int]]:
+    """(start, end) of consecutive pieces of `text`, whole lines, each at most SCAN_CHUNK_CHARS long."""
+    spans, start = [], 0
+    while len(text) - start > SCAN_CHUNK_CHARS:
+        # Lines are cut shorter than a chunk, so a chunk's window always holds a newline.
+        end = text.rfind("\n", start, start + SCAN_CHUNK_CHARS) + 1
+        spans.append((start, end))
+        start = end
+    spans.append((start, len(text)))
+    return spans
+
+
+def _hits(pattern: re.Pattern, text: str, chunks: list[tuple[int, int]]):
+    """Each hit of `pattern` in `text`, chunk by chunk, the next one searched from the line after."""
+    for begin, end in chunks:
+        position = begin
+        while position < end:
+            hit = pattern.search(text, position, end)  # endpos: the pattern sees no further
+            if hit is None:
+                break
+            yield hit
+            newline = text.find("\n", hit.start(), end)
+            position = end if newline < 0 else newline + 1
 
 
 def _noise(text: str, start: int, line: str, column: int) -> str | None:

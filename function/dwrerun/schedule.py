@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from dwrerun import strictjson
 from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, short_repr, whole
 
 clock = time.time
@@ -124,7 +125,7 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
     elif PAYLOAD_KEY not in body:
         return None
     try:
-        payload = json.loads(body)
+        payload = strictjson.loads(body)  # a repeated key: left to the event parser, which names it
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None  # not JSON at all: the event parser reports it
     if not isinstance(payload, dict) or PAYLOAD_KEY not in payload:

@@ -28,6 +28,8 @@ import hashlib
 import hmac
 import json
 
+from dwrerun import strictjson
+
 PLAN = "dwrerun/plan-token/v1"
 CONTINUATION = "dwrerun/continuation/v1"
 
@@ -68,7 +70,7 @@ def unseal(key: str, purpose: str, token: object, max_chars: int = 4096) -> dict
         raise Malformed("it is not a token this function issued (expected <content>.<signature>)")
     body, claimed = token.split(".")
     try:
-        content = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        content = strictjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise Malformed("its content is not base64url JSON") from None
     if not isinstance(content, dict):
