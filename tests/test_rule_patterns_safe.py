@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from dwrerun import rules
+from dwrerun import patterns, rules
 
 
 def document(*patterns: str) -> str:
@@ -62,4 +62,4 @@ def test_a_pattern_without_explosive_repetition_is_accepted(pattern):
 def test_every_shipped_pattern_passes_the_check():
     for rule in rules.load().rules:
         for pattern in rule.patterns:
-            assert rules.explosive(pattern.pattern, pattern.flags) is None, (rule.name, pattern.pattern)
+            assert patterns.explosive(pattern.pattern, pattern.flags) is None, (rule.name, pattern.pattern)

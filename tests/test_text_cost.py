@@ -6,7 +6,7 @@ the noise filter, redact.MAX_CHARS for redaction), and all calls together no mor
 multiple of the tail: no step searches again from every position.
 
 Why that bounds the time: no pattern the function runs has two unbounded repetitions that can take
-the same characters (rules.explosive, checked below for every one of them), so one call costs at
+the same characters (patterns.explosive, checked below for every one of them), so one call costs at
 most a constant times the square of what it is handed."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from dwrerun import redact, rules
+from dwrerun import patterns, redact, rules
 
 TAIL = rules.TAIL_CHARS - 64  # with the lines around it, the whole line is in the scanned tail
 
@@ -148,7 +148,7 @@ def test_every_pattern_the_function_runs_on_log_text_passes_the_load_check():
     everything += [re.compile(rules._ESCAPES), *redact.patterns()]
     everything += [p for rule in rules.load().rules for p in rule.patterns]
     for pattern in everything:
-        assert rules.explosive(pattern.pattern, pattern.flags) is None, pattern.pattern
+        assert patterns.explosive(pattern.pattern, pattern.flags) is None, pattern.pattern
 
 
 ERROR = "FAILED: ODPS-0130131:[1,2] Table not found"

@@ -10,7 +10,7 @@ every shape with the secrets that must not survive.
 
 Cost: `redact` first cuts its input to MAX_CHARS (a line longer than that is shown shorter), so no
 pattern ever sees more; and no pattern has two unbounded repetitions that can take the same
-characters (rules.explosive checks it, tests/test_text_cost.py pins both), so each costs at
+characters (patterns.explosive checks it, tests/test_text_cost.py pins both), so each costs at
 most a fixed number of steps per character of that bounded input.
 """
 
