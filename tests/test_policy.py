@@ -279,3 +279,32 @@ def test_times_in_messages_are_utc_whatever_the_hosts_time_zone(monkeypatch):
         time.tzset()
     assert message.startswith("run 2 started at 2026-09-21T14:13:20.000Z, after the run the event reports ended")
     assert "(1970-01-01T00:00:00.001Z)" in message
+
+
+# --- what a read after a rerun call says (pure: rerun.py only turns it into an outcome) ----------
+
+
+def test_a_refusal_is_explained_only_by_a_run_number_past_the_refused_run():
+    from dwrerun.policy import after_refusal
+
+    assert after_refusal(with_(run_number=1), 1, "not finished") is None  # the refusal stands
+    assert after_refusal(with_(run_number=None), 1, "not finished") is None
+    assert after_refusal(with_(run_number=2), None, "not finished") is None
+    moved = after_refusal(with_(run_number=2, status="Running"), 1, "not finished")
+    assert (moved.rerun, moved.reason) == (False, "already-rerun")
+    assert moved.message == (
+        "already rerun by someone else: the instance is at run 2 (Running), past run 1, so DataWorks refused "
+        "this rerun (not finished)"
+    )
+
+
+def test_an_unclear_answer_is_a_rerun_only_when_the_run_number_moved_on():
+    from dwrerun.policy import after_unclear_answer
+
+    assert after_unclear_answer(with_(run_number=1), 1) is None  # decide again
+    assert after_unclear_answer(with_(run_number=2), None) is None  # no unclear request went out
+    confirmed = after_unclear_answer(with_(run_number=2, status="Running"), 1)
+    assert (confirmed.rerun, confirmed.reason) == (True, "eligible")
+    assert confirmed.message == (
+        "rerun confirmed by GetTaskInstance (now run 2, Running) after the rerun request got no clear answer"
+    )

@@ -165,6 +165,36 @@ def decide(
     )
 
 
+def after_refusal(instance: Instance, refused_at_run: int | None, refusal: str) -> Decision | None:
+    """What a read after DataWorks refused a rerun (SuccessInfo Success false) says: someone else
+    reran the instance first (its RunNumber moved past the refused run), or None (the refusal stands)."""
+    if not moved_on(instance, refused_at_run):
+        return None
+    return _skip(
+        Reason.ALREADY_RERUN,
+        f"already rerun by someone else: the instance is at run {instance.run_number} ({instance.status}), "
+        f"past run {refused_at_run}, so DataWorks refused this rerun ({refusal})",
+    )
+
+
+def after_unclear_answer(instance: Instance, sent_at_run: int | None) -> Decision | None:
+    """What a read after a rerun request with no clear answer says: it was carried out (the
+    RunNumber moved on), or None (decide again)."""
+    if not moved_on(instance, sent_at_run):
+        return None
+    return Decision(
+        True,
+        Reason.ELIGIBLE,
+        f"rerun confirmed by GetTaskInstance (now run {instance.run_number}, {instance.status}) after "
+        "the rerun request got no clear answer",
+    )
+
+
+def moved_on(instance: Instance, run: int | None) -> bool:
+    """Whether the instance's RunNumber is past `run`: a rerun of that run has started."""
+    return run is not None and instance.run_number is not None and instance.run_number > run
+
+
 def _skip(reason: str, message: str) -> Decision:
     return Decision(False, reason, message)
 

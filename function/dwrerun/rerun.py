@@ -39,7 +39,7 @@ from dwrerun.dataworks import GET_TASK_INSTANCE_LOG, DataWorks, DataWorksError, 
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
 from dwrerun.job import Item, Job, QuotaWatch, Target, paced, time_left
 from dwrerun.outcome import Outcome, quota_note, refused
-from dwrerun.policy import FAILURE, Instance, decide
+from dwrerun.policy import FAILURE, after_refusal, after_unclear_answer, decide
 from dwrerun.schema import Reason
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
@@ -216,28 +216,15 @@ def _explained(job: Job, item: Item) -> bool:
     """Whether a read after a refused or unclear rerun call says what came of it (the item is done)."""
     instance, refusal = item.instance, item.refusal
     if refusal is not None:
-        if _moved_on(instance, refusal.run):
-            item.finish(
-                job,
-                schema.SKIP,
-                None,
-                Reason.ALREADY_RERUN,
-                f"already rerun by someone else: the instance is at run {instance.run_number} ({instance.status}), "
-                f"past run {refusal.run}, so DataWorks refused this rerun ({refusal.message})",
-                dataworks_request_id=refusal.request_id,
-            )
-        else:
+        moved = after_refusal(instance, refusal.run, refusal.message)
+        if moved is None:
             item.finish_refused(job)
+        else:
+            item.finish(job, schema.SKIP, None, moved.reason, moved.message, dataworks_request_id=refusal.request_id)
         return True
-    if _moved_on(instance, _sent_at_run(item)):
-        item.finish(
-            job,
-            schema.RERUN,
-            True,
-            Reason.ELIGIBLE,
-            f"rerun confirmed by GetTaskInstance (now run {instance.run_number}, {instance.status}) after "
-            f"the rerun request got no clear answer",
-        )
+    confirmed = after_unclear_answer(instance, _sent_at_run(item))
+    if confirmed is not None:
+        item.finish(job, schema.RERUN, True, confirmed.reason, confirmed.message)
         return True
     return False
 
@@ -323,11 +310,6 @@ def _classify(job: Job, dataworks: DataWorks, item: Item) -> None:
         item.decision = replace(item.decision, message=f"{item.decision.message}; {item.verdict.note} ({held})")
     else:
         item.decision = failure.apply(item.decision, item.verdict, instance, job.settings, force=job.force)
-
-
-def _moved_on(instance: Instance, run: int | None) -> bool:
-    """Whether the instance's RunNumber is past `run`: a rerun of that run has started."""
-    return run is not None and instance.run_number is not None and instance.run_number > run
 
 
 def _sent_at_run(item: Item) -> int | None:
