@@ -178,6 +178,8 @@ def test_task_ids_that_break_fcs_rule_are_refused(client, task_id):
     ("headers", "names"),
     [
         ({**ASYNC, "x-fc-async-delay": "3601"}, "x-fc-async-delay"),
+        ({**ASYNC, "x-fc-async-delay": "3600"}, "x-fc-async-delay"),  # outside the documented (0, 3600)
+        ({**ASYNC, "x-fc-async-delay": "0"}, "x-fc-async-delay"),
         ({**ASYNC, "x-fc-async-delay": "1.5"}, "x-fc-async-delay"),
         ({**ASYNC, "x-fc-async-delay": "-1"}, "x-fc-async-delay"),
         ({"x-fc-invocation-type": "Later"}, "x-fc-invocation-type"),
@@ -285,9 +287,7 @@ def test_the_official_fc_sdk_is_accepted_too(api, fn):
     answer = sdk.invoke_function_with_options(
         "dwrerun-event",
         models.InvokeFunctionRequest(body=io.BytesIO(b'{"sdk": true}'), qualifier="LATEST"),
-        models.InvokeFunctionHeaders(
-            x_fc_invocation_type="Async", x_fc_async_task_id="sdk_1", common_headers={"x-fc-async-delay": "0"}
-        ),
+        models.InvokeFunctionHeaders(x_fc_invocation_type="Async", x_fc_async_task_id="sdk_1"),
         RuntimeOptions(autoretry=False),
     )
     assert answer.status_code == 202

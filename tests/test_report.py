@@ -144,7 +144,9 @@ def at_1280(chromium, page_path):
 def test_each_panel_says_what_it_counts_in_the_templates_words(tmp_path):
     logs = write_logstore(tmp_path / "logs", every_kind_of_record())
     notes = {p["title"]: p["note"] for p in embedded(report.build(sls.read_logstore(logs), VIEWS, now=NOW))}
-    assert notes["Failures handled per hour, by first decision"].startswith("Each failure once, by what was first decided")
+    assert notes["Failures handled per hour, by first decision"].startswith(
+        "Each failure once, by what was first decided"
+    )
     assert "finishedTime" in notes["Time from failure to rerun (minutes)"]
 
 

@@ -2,7 +2,7 @@
 
     POST /2023-03-30/functions/{functionName}/invocations[?qualifier=LATEST]     (ROA style)
     x-fc-invocation-type: Sync | Async     (default Sync)
-    x-fc-async-delay: 0..3600              (whole seconds; Async only)
+    x-fc-async-delay: 1..3599              (whole seconds, inside the documented (0, 3600); Async only)
     x-fc-async-task-id: <task id>          (Async only; needs the function's asyncTask on)
     x-fc-log-type: None | Tail             (Tail: the last 4 KB of a Sync call's log, base64)
     body: the event, raw bytes
@@ -75,8 +75,10 @@ def invoke_request(headers) -> InvokeRequest:
     raw_delay = headers.get("x-fc-async-delay")
     delay = None
     if raw_delay is not None:
-        if not raw_delay.strip().isdigit() or not 0 <= int(raw_delay) <= MAX_DELAY:
-            raise InvalidArgument(f"x-fc-async-delay must be whole seconds 0-{MAX_DELAY}, not {raw_delay!r}")
+        # FC documents the header's range as (0, 3600); what it does outside it is not documented,
+        # so the stand-in refuses 0 and 3600 [inferred]: a client that sends them is caught here.
+        if not raw_delay.strip().isdigit() or not 0 < int(raw_delay) < MAX_DELAY:
+            raise InvalidArgument(f"x-fc-async-delay must be whole seconds in (0, {MAX_DELAY}), not {raw_delay!r}")
         delay = int(raw_delay)
     task_id = headers.get("x-fc-async-task-id")
     if kind == "Sync" and (delay is not None or task_id is not None):
