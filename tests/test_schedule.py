@@ -57,20 +57,39 @@ def test_a_tiny_ceiling_still_waits_a_second(lowest):
     assert delay_seconds(1, 1, 1) == 1
 
 
-def test_a_rule_hint_wins_over_the_schedule_and_is_never_shortened(lowest):
+def test_a_rule_hint_is_the_floor_of_the_first_rerun_and_never_shortened(lowest):
     assert delay_seconds(1, 120, 1800, hint=600) == 600
     assert delay_seconds(1, 0, 1800, hint=600) == 0  # base 0 turns scheduling off, hints included
 
 
-def test_a_rule_hint_is_spread_by_at_most_a_tenth_and_capped_at_an_hour(highest):
-    assert delay_seconds(1, 120, 1800, hint=600) == 660
-    assert delay_seconds(1, 120, 1800, hint=5000) == 3599  # FC's x-fc-async-delay is (0, 3600)
+def test_a_rule_hint_carries_equal_jitter_up_to_twice_the_hint(highest):
+    assert delay_seconds(1, 120, 1800, hint=600) == 1200
+    assert delay_seconds(1, 120, 1800, hint=60) == 120
+
+
+def test_a_rule_hint_grows_with_the_run_number_like_the_default_schedule(lowest):
+    # The hint is the floor of run 1; each further rerun doubles it, as RERUN_BACKOFF_BASE_SECONDS doubles.
+    assert [delay_seconds(run, 120, 1800, hint=60) for run in (1, 2, 3, 4, 5, 6)] == [60, 120, 240, 480, 900, 900]
+
+
+def test_a_rule_hint_is_capped_by_the_maximum_but_never_below_the_hint(highest, lowest):
+    lowest.side_effect = lambda a, b: b  # the top of the jitter
+    assert delay_seconds(4, 120, 1800, hint=300) == 1800  # 2 × 300 × 8 = 4800, capped at 1800
+    assert delay_seconds(1, 120, 100, hint=600) == 600  # a maximum below the hint: the hint stands
+    assert delay_seconds(1, 120, 99_999, hint=5000) == 3599  # FC's x-fc-async-delay is (0, 3600)
+
+
+def test_forty_failures_of_one_rule_spread_over_at_least_ten_delays(seeded):
+    delays = [delay_seconds(1, 120, 1800, hint=60) for _ in range(40)]
+    assert min(delays) >= 60 and max(delays) <= 120
+    assert len(set(delays)) >= 10
 
 
 def test_a_rule_hint_under_a_second_still_waits(lowest):
     # Only a hint of 0 (or less) means now: a fraction of a second rounds up to one.
-    assert delay_seconds(3, 120, 1800, hint=0.5) == 1
-    assert delay_seconds(3, 120, 1800, hint=1) == 1
+    assert delay_seconds(1, 120, 1800, hint=0.5) == 1
+    assert delay_seconds(1, 120, 1800, hint=1) == 1
+    assert delay_seconds(3, 120, 1800, hint=1) == 4  # and grows like any hint
 
 
 def test_a_rule_hint_of_zero_reruns_now(seeded):

@@ -433,7 +433,9 @@ def test_a_rules_delay_hint_schedules_and_the_delayed_invocation_reads_neither_l
     with cloud() as fn:
         (record,) = instance_records(publish(fn, event_id="evt-hint")[0])
         assert (record["decision"], record["rule"]) == ("scheduled", "maxcompute-resource-wait")
-        assert 600 <= record["delaySeconds"] <= 660  # the hint, stretched by at most 10 %, never shortened
+        assert (
+            600 <= record["delaySeconds"] <= 1200
+        )  # the hint is the floor of the rule's schedule (run 1: up to twice it)
         assert [e.action for e in dataworks.journal] == ["GetTaskInstance", "GetTask", "GetTaskInstanceLog"]
         (handle,) = delayed(fn)
     dataworks.journal.clear()

@@ -4,11 +4,13 @@ Pure code: no I/O. `clock` (wall time, for `dueAt`) and `uniform` (the jitter) a
 attributes so tests can replace them, as in pacing.py.
 
 The delay for a failed run N (N - 1 reruns so far):
-- a failure rule's delay hint, when the matching rule gives one: never earlier than the rule asks,
-  spread by up to 10 % so a burst that matches one rule does not come back at once;
-- otherwise "equal jitter": ceiling = min(RERUN_BACKOFF_MAX_SECONDS, RERUN_BACKOFF_BASE_SECONDS × 2^(N-1)),
+- "equal jitter": ceiling = min(RERUN_BACKOFF_MAX_SECONDS, RERUN_BACKOFF_BASE_SECONDS × 2^(N-1)),
   delay = ceiling/2 + uniform(0, ceiling/2). The floor (half the ceiling) is what gives a transient
   cause time to clear; the jitter above it spreads a burst of failures over the other half.
+- a failure rule's delay hint, when the matching rule gives one, is the floor of that rule's own
+  schedule: ceiling = min(RERUN_BACKOFF_MAX_SECONDS, 2 × hint × 2^(N-1)), the same equal jitter,
+  and never shorter than the hint (a hint above the maximum is kept as it is). A second rerun of a
+  network timeout waits longer than the first, and a burst matching one rule spreads over [hint, 2 × hint].
   (docs/retries-and-scheduling.md says why not full or decorrelated jitter.)
 0 means "rerun now, in this invocation". FC delays an asynchronous invocation by less than 3600 s.
 
@@ -39,7 +41,6 @@ uniform = random.uniform
 # x-fc-async-delay is documented as (0, 3600) seconds, open at both ends (FC 3.0's asynchronous
 # invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
 FC_MAX_DELAY_SECONDS = 3599
-RULE_HINT_SPREAD = 0.10  # a rule's delay hint is stretched by up to this fraction, never shortened
 PAYLOAD_KEY = "scheduledRerun"
 FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
@@ -57,17 +58,21 @@ def delay_seconds(failed_run: int, base: int, maximum: int, hint: float | None =
     """Whole seconds to wait before rerunning the instance whose run `failed_run` failed; 0 = now.
 
     `base` and `maximum` are RERUN_BACKOFF_BASE_SECONDS and RERUN_BACKOFF_MAX_SECONDS; `hint` is the
-    matching failure rule's delay hint in seconds, if it gives one (it wins over the schedule).
+    matching failure rule's delay hint in seconds, if it gives one: the floor of the rule's own
+    schedule, which grows with the run number like the default one, and is never shorter than it.
     A `base` of 0 turns scheduling off, hints included: every rerun goes out at once, as before.
     """
     if base <= 0:
         return 0
+    reruns_so_far = min(max(0, failed_run - 1), 32)
     if hint is not None:
         if hint <= 0:
             return 0
-        return min(FC_MAX_DELAY_SECONDS, math.ceil(hint + uniform(0, hint * RULE_HINT_SPREAD)))
-    reruns_so_far = max(0, failed_run - 1)
-    ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2 ** min(reruns_so_far, 32))
+        ceiling = min(maximum, FC_MAX_DELAY_SECONDS, 2 * hint * 2**reruns_so_far)
+        delay = math.ceil(ceiling / 2 + uniform(0, ceiling / 2))
+        # Never shorter than the rule asks, even when RERUN_BACKOFF_MAX_SECONDS is below the hint.
+        return min(FC_MAX_DELAY_SECONDS, max(math.ceil(hint), min(math.ceil(ceiling), delay)))
+    ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2**reruns_so_far)
     half = ceiling / 2
     # ceil keeps the floor: the delay is never below half the ceiling, and never above the ceiling.
     return max(1, min(ceiling, math.ceil(half + uniform(0, half))))
