@@ -40,6 +40,9 @@ FUNCTION_COMPUTE_ENDPOINT = "FUNCTION_COMPUTE_ENDPOINT"
 RERUN_PLAN_REQUIRED_ABOVE = "RERUN_PLAN_REQUIRED_ABOVE"
 RERUN_PLAN_TTL_SECONDS = "RERUN_PLAN_TTL_SECONDS"
 RERUN_SIGNING_KEY = "RERUN_SIGNING_KEY"  # noqa: S105 (a variable name)
+RERUN_STORM_THRESHOLD = "RERUN_STORM_THRESHOLD"
+RERUN_STORM_WINDOW_SECONDS = "RERUN_STORM_WINDOW_SECONDS"
+RERUN_STORM_MAX_HOLD_SECONDS = "RERUN_STORM_MAX_HOLD_SECONDS"
 
 USER_VARIABLES = (
     DATAWORKS_ENDPOINT,
@@ -65,6 +68,9 @@ USER_VARIABLES = (
     RERUN_PLAN_REQUIRED_ABOVE,
     RERUN_PLAN_TTL_SECONDS,
     RERUN_SIGNING_KEY,
+    RERUN_STORM_THRESHOLD,
+    RERUN_STORM_WINDOW_SECONDS,
+    RERUN_STORM_MAX_HOLD_SECONDS,
 )
 
 # Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
@@ -122,6 +128,11 @@ class Settings:
     plan_ttl: int = 900
     # Signs plan tokens and continuation payloads (dwrerun/signing.py). Never shown: not in repr.
     signing_key: str | None = field(default=None, repr=False)
+    # The storm guard (dwrerun/storm.py, docs/storm-guard.md): this many failures of one cause in
+    # the window open a storm; 0 turns the guard off. A held instance gives up after max_hold.
+    storm_threshold: int = 20
+    storm_window: int = 600
+    storm_max_hold: int = 7200
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -174,6 +185,11 @@ class Settings:
             ),
             plan_ttl=_plan_ttl(get, defaults.plan_ttl),
             signing_key=_signing_key(get),
+            storm_threshold=int(_number(get, RERUN_STORM_THRESHOLD, defaults.storm_threshold, minimum=0, integer=True)),
+            storm_window=_storm_window(get, defaults.storm_window),
+            storm_max_hold=int(
+                _number(get, RERUN_STORM_MAX_HOLD_SECONDS, defaults.storm_max_hold, minimum=60, integer=True)
+            ),
         )
 
 
@@ -259,6 +275,17 @@ def _backoff_max(get, default: int) -> int:
         raise ConfigError(
             f"{RERUN_BACKOFF_MAX_SECONDS} must be at most {FC_MAX_ASYNC_DELAY} (FC's longest delay for an "
             f"asynchronous invocation), got {value}"
+        )
+    return value
+
+
+def _storm_window(get, default: int) -> int:
+    # The window is counted by tally tasks delayed by it (storm.py): FC delays by less than an hour.
+    value = int(_number(get, RERUN_STORM_WINDOW_SECONDS, default, minimum=1, integer=True))
+    if value >= FC_MAX_ASYNC_DELAY:
+        raise ConfigError(
+            f"{RERUN_STORM_WINDOW_SECONDS} must be below {FC_MAX_ASYNC_DELAY} (FC's longest delay for an "
+            f"asynchronous invocation, which counts the window), got {value}"
         )
     return value
 

@@ -42,7 +42,9 @@ uniform = random.uniform
 # invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
 FC_MAX_DELAY_SECONDS = 3599
 PAYLOAD_KEY = "scheduledRerun"
-FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId")
+FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "storm")
+# A release from a storm (storm.py) names the storm: its cause key and epoch.
+STORM_TAG = re.compile(r"k[0-9a-f]{10}-[0-9]{1,9}")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
 MAX_TEXT = 256  # eventId and rule: CloudEvent ids and rule names are far shorter
 DUE_AT_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -101,10 +103,12 @@ class ScheduledRerun:
     due_at: str
     event_id: str | None = None  # the failure event that scheduled it: SLS joins the two records on it
     rule: str | None = None  # the failure rule that set the delay, if one did
+    storm: str | None = None  # a release from a storm: storm.release_tag, which its task id ends with
 
     @property
     def async_task_id(self) -> str:
-        return async_task_id(self.instance_id, self.failed_run_number)
+        task_id = async_task_id(self.instance_id, self.failed_run_number)
+        return task_id if self.storm is None else f"{task_id}-{self.storm}"
 
     def to_payload(self) -> bytes:
         body = {
@@ -115,6 +119,8 @@ class ScheduledRerun:
             "dueAt": self.due_at,
             "asyncTaskId": self.async_task_id,
         }
+        if self.storm is not None:  # only a release carries it: other payloads stay as they were
+            body["storm"] = self.storm
         return json.dumps({PAYLOAD_KEY: body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -158,7 +164,10 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
         datetime.strptime(due, DUE_AT_FORMAT)
     except ValueError:
         raise InvalidScheduledRerun(f"dueAt must be a UTC time like 2026-11-28T02:10:00Z, got {due[:40]!r}") from None
-    scheduled = ScheduledRerun(instance_id, failed_run, due, event_id, rule)
+    storm = inner.get("storm")
+    if storm is not None and (not isinstance(storm, str) or not STORM_TAG.fullmatch(storm)):
+        raise InvalidScheduledRerun("storm must be null or a storm tag like k0123456789-1")
+    scheduled = ScheduledRerun(instance_id, failed_run, due, event_id, rule, storm)
     if inner["asyncTaskId"] != scheduled.async_task_id:
         raise InvalidScheduledRerun(
             f"asyncTaskId must be {scheduled.async_task_id!r} for instance {instance_id} run {failed_run}"

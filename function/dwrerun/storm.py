@@ -1,0 +1,677 @@
+"""The storm guard: when one cause fails widely, rerun one canary and hold the rest until it succeeds.
+
+A storm is one cause failing widely: at least RERUN_STORM_THRESHOLD failed runs of one workspace
+matching the same failure rule (or the same "no rule matched") within RERUN_STORM_WINDOW_SECONDS.
+While a storm is open, one instance is the canary and is rerun; the others are held (decision
+`held`, reason `storm`): no DataWorks writes, no reads while held. When a canary fails again, the
+next one goes after a growing interval; when one succeeds, the held instances are released oldest
+first, in growing groups paced within the quota. A held instance gives up after
+RERUN_STORM_MAX_HOLD_SECONDS (`storm-hold-expired`). docs/storm-guard.md has the design and why.
+
+No shared memory: FC instances coordinate only through FC's async tasks of the event function,
+behind the small `Tasks` interface (function_compute.AsyncTasks in FC, FakeTasks in tests):
+`create` an async task with a chosen id (FC refuses a repeated id with 409: a test-and-set),
+`list` tasks by id prefix and status, `get` one. Every id is derived from the cause, so every
+instance that sees the same cause computes the same ids:
+
+    dwrerun-t-<cause>-<generation>-<instance>-<run>   a tally: one failure, Enqueued for the window
+    dwrerun-s-<cause>-<epoch>                          storm <epoch> opened (its creator is canary 1)
+    dwrerun-p-<cause>-<epoch>-<slot>                   canary <slot>: reruns one instance when due
+    dwrerun-p-<cause>-<epoch>-<slot>-k<n>              check <n> of that canary: reads the instance
+    dwrerun-h-<cause>-<epoch>-<instance>-<run>-<seq>   a held instance's next check
+    dwrerun-r-<cause>-<epoch>                          storm <epoch> is releasing (payload: when, the ramp)
+    dwrerun-x-<cause>-<epoch>                          storm <epoch> closes at the end of its ramp
+    dwrerun-<instance>-run-<run>-<cause>-<epoch>       a held instance's release (a ScheduledRerun)
+
+Inferred platform behaviour, each failing open (to today's schedule, never to a lost or doubled
+rerun: a release has its own task id, and DataWorks refuses a rerun of an instance that runs):
+- a delayed task lists as `Enqueued` until it is due, and is listed as soon as InvokeFunction
+  answers (the tally count, the live canary chain);
+- a task id stays taken after its task ends (FC's "globally unique"; the 409 test-and-set).
+Any error of these calls (`CoordinationError`) makes the instance go on as if no guard existed,
+and its record says so.
+
+The logic here is pure over `Tasks` and a `now`: tests drive it with FakeTasks and a number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+PAYLOAD_KEY = "storm"
+PREFIX = "dwrerun-"
+LIVE = frozenset({"Enqueued", "Dequeued", "Running", "Retrying", "Stopping"})  # FC's statuses of a task not ended
+LIST_LIMIT = 100  # ListAsyncTasks' largest page
+MAX_HELD_LISTED = 5000  # a release lists at most this many held instances (50 pages)
+
+CHECK_SECONDS = 60  # a canary's rerun is checked this long after it went out, then as often while it runs
+MAX_CHECKS = 60  # a canary that shows no progress after this many checks gives way to the next one
+HOLD_CHECK_SECONDS = 600  # a held instance looks again (a lost canary, its own give-up) this often
+RELEASE_FIRST_GROUP = 5  # instances released in the first group; each group doubles
+RELEASE_GROUP_SECONDS = 30  # a group every this many seconds
+RELEASE_MAX_PER_SECOND = 4.0  # releases per second at most: 20% of Enterprise's write quota (sizing.md)
+JOIN_SPREAD_SECONDS = 30  # a failure that joins a release goes out within this after the ramp's end
+
+# Storm record events (schema.StormEvent mirrors them).
+OPENED = "opened"
+CANARY = "canary"
+CANARY_FAILED = "canary-failed"
+CANARY_RESTORED = "canary-restored"
+RELEASE = "release"
+RELEASE_GROUP = "release-group"
+CLOSED = "closed"
+
+
+class CoordinationError(Exception):
+    """An FC call the guard needed failed (not a 409): the guard fails open."""
+
+
+@dataclass(frozen=True)
+class Task:
+    task_id: str
+    status: str
+    payload: dict | None = None  # the storm step it carries, when asked for
+
+
+class Tasks(Protocol):
+    """FC's async tasks of the event function, as the guard uses them. Raise CoordinationError."""
+
+    def create(self, task_id: str, delay: int, payload: bytes) -> bool:
+        """Queue `payload` as async task `task_id`, `delay` seconds from now; False: the id is taken (409)."""
+
+    def list(self, prefix: str, *, status: str | None = None, limit: int = LIST_LIMIT) -> list[Task]:
+        """Tasks whose id starts with `prefix` (and in `status`), with payloads, at most `limit`
+        (more than a page: the adapter follows nextToken)."""
+
+    def get(self, task_id: str) -> Task | None:
+        """One task with its payload; None if there is none."""
+
+
+@dataclass(frozen=True)
+class Cause:
+    """What failed: a workspace and the failure rule its failed runs matched ("default": none did)."""
+
+    project_id: int
+    rule: str
+
+    @property
+    def key(self) -> str:
+        # A hash keeps every id short and within FC's characters whatever the rule is named.
+        digest = hashlib.sha256(f"{self.project_id}/{self.rule}".encode()).hexdigest()[:10]
+        return f"k{digest}"
+
+    @property
+    def label(self) -> str:
+        return f"{self.project_id}/{self.rule}"
+
+
+@dataclass(frozen=True)
+class Limits:
+    threshold: int  # 0: the guard is off
+    window: int
+    max_hold: int
+    backoff_base: int  # the canaries' growing interval follows the rerun schedule
+    backoff_max: int
+
+    @classmethod
+    def of(cls, settings) -> Limits:
+        return cls(
+            settings.storm_threshold,
+            settings.storm_window,
+            settings.storm_max_hold,
+            settings.backoff_base,
+            settings.backoff_max,
+        )
+
+    @property
+    def on(self) -> bool:
+        return self.threshold > 0 and self.backoff_base > 0
+
+    def canary_interval(self, failed_canaries: int) -> int:
+        """Seconds before the next canary after `failed_canaries` failed: the rerun schedule's ceiling."""
+        return max(1, min(self.backoff_max, 3599, self.backoff_base * 2 ** min(failed_canaries, 32)))
+
+
+@dataclass(frozen=True)
+class State:
+    """Where the cause stands: `epoch` is its latest storm (0: none yet)."""
+
+    epoch: int
+    open: bool  # storm `epoch` is open: failures are held
+    release_start: float | None = None
+    ramp_end: float | None = None  # while now < ramp_end, storm `epoch` is releasing: failures join it
+
+    def releasing(self, now: float) -> bool:
+        return self.ramp_end is not None and now < self.ramp_end
+
+    @property
+    def generation(self) -> int:
+        """The storm a new wave would open (tallies count towards it)."""
+        return self.epoch if self.open else self.epoch + 1
+
+
+@dataclass
+class Note:
+    """A storm record to write: what happened to the storm, with its counts."""
+
+    event: str
+    cause: Cause
+    epoch: int
+    message: str
+    instance_id: int | None = None
+    count: int | None = None
+    due_at: float | None = None
+    slot: int | None = None
+
+
+@dataclass
+class Decision:
+    """What the guard says of one failure. `action`: proceed | canary | held | join."""
+
+    action: str
+    cause: Cause
+    epoch: int | None = None
+    message: str = ""
+    next_check: float | None = None  # held: when it is looked at next; join: when it is released
+    notes: list[Note] = field(default_factory=list)
+    error: str | None = None  # why the guard failed open
+
+
+PROCEED, CANARY_ACTION, HELD, JOIN = "proceed", "canary", "held", "join"
+
+
+# --- ids and payloads ----------------------------------------------------------------------------
+
+
+def tally_id(cause: Cause, generation: int, instance_id: int, run: int) -> str:
+    return f"{PREFIX}t-{cause.key}-{generation}-{instance_id}-{run}"
+
+
+def storm_id(cause: Cause, epoch: int) -> str:
+    return f"{PREFIX}s-{cause.key}-{epoch}"
+
+
+def canary_id(cause: Cause, epoch: int, slot: int, check: int | None = None) -> str:
+    base = f"{PREFIX}p-{cause.key}-{epoch}-{slot}"
+    return base if check is None else f"{base}-k{check}"
+
+
+def hold_id(cause: Cause, epoch: int, instance_id: int, run: int, seq: int) -> str:
+    return f"{PREFIX}h-{cause.key}-{epoch}-{instance_id}-{run}-{seq}"
+
+
+def release_marker_id(cause: Cause, epoch: int) -> str:
+    return f"{PREFIX}r-{cause.key}-{epoch}"
+
+
+def close_id(cause: Cause, epoch: int) -> str:
+    return f"{PREFIX}x-{cause.key}-{epoch}"
+
+
+def release_tag(cause: Cause, epoch: int) -> str:
+    """What a released ScheduledRerun carries (`storm`), and its task id's suffix."""
+    return f"{cause.key}-{epoch}"
+
+
+def payload(step: str, cause: Cause, epoch: int, **fields) -> bytes:
+    body = {"step": step, "projectId": cause.project_id, "rule": cause.rule, "epoch": epoch, **fields}
+    return json.dumps({PAYLOAD_KEY: body}, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class Step:
+    """A storm task's payload, parsed: what its invocation is to do."""
+
+    step: str  # tally | opened | canary | check | hold | release | close
+    cause: Cause
+    epoch: int
+    fields: dict
+
+    def get(self, name: str, default=None):
+        return self.fields.get(name, default)
+
+
+STEPS = ("tally", "opened", "canary", "check", "hold", "release", "close")
+
+
+def parse(body: bytes | str) -> Step | None:
+    """The storm step a payload carries; None if it is not one. Raises ValueError when malformed."""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if f'"{PAYLOAD_KEY}"' not in text:
+        return None
+    try:
+        outer = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(outer, dict) or set(outer) != {PAYLOAD_KEY} or not isinstance(outer[PAYLOAD_KEY], dict):
+        return None
+    inner = dict(outer[PAYLOAD_KEY])
+    step, project, rule, epoch = (inner.pop(k, None) for k in ("step", "projectId", "rule", "epoch"))
+    if step not in STEPS or not _positive(project) or not isinstance(rule, str) or not rule or not _natural(epoch):
+        raise ValueError("a storm step needs step, projectId, rule and epoch")
+    for name in ("instanceId", "runNumber", "slot", "check", "seq"):
+        if name in inner and not _positive(inner[name]):
+            raise ValueError(f"a storm step's {name} must be a positive integer")
+    return Step(step, Cause(project, rule), epoch, inner)
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**63
+
+
+def _natural(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**31
+
+
+# --- where the cause stands ----------------------------------------------------------------------
+
+
+def look(tasks: Tasks, cause: Cause) -> State:
+    """The cause's latest storm, and whether it is open or releasing (two FC calls)."""
+    prefix = f"{PREFIX}s-{cause.key}-"
+    epochs = [int(t.task_id[len(prefix) :]) for t in tasks.list(prefix) if t.task_id[len(prefix) :].isdigit()]
+    epoch = max(epochs, default=0)
+    if epoch == 0:
+        return State(0, open=False)
+    marker = tasks.get(release_marker_id(cause, epoch))
+    if marker is None:
+        return State(epoch, open=True)
+    body = _body(marker)
+    return State(epoch, open=False, release_start=body.get("releaseStart"), ramp_end=body.get("rampEnd"))
+
+
+def _body(task: Task) -> dict:
+    inner = (task.payload or {}).get(PAYLOAD_KEY) if isinstance(task.payload, dict) else None
+    return inner if isinstance(inner, dict) else {}
+
+
+# --- a failure arrives ---------------------------------------------------------------------------
+
+
+def on_failure(
+    tasks: Tasks,
+    limits: Limits,
+    cause: Cause,
+    instance_id: int,
+    run: int,
+    now: float,
+    *,
+    delay: int,
+    held_since: float | None = None,
+    event_id: str | None = None,
+    counts: bool = True,
+) -> Decision:
+    """What to do with a failure of `cause` that the pipeline would rerun after `delay` seconds.
+
+    `counts`: a failure event (it is tallied and may open a storm); False for a delayed invocation
+    that was tallied when it was scheduled (it is only held if a storm is open). Never raises:
+    a CoordinationError fails open (`proceed`, with `error` set).
+    """
+    try:
+        return _on_failure(tasks, limits, cause, instance_id, run, now, delay, held_since or now, event_id, counts)
+    except CoordinationError as exc:
+        return Decision(PROCEED, cause, message=f"storm guard skipped: {exc}", error=str(exc))
+
+
+def _on_failure(tasks, limits, cause, instance_id, run, now, delay, held_since, event_id, counts) -> Decision:
+    state = look(tasks, cause)
+    if state.open:
+        return hold(tasks, limits, cause, state.epoch, instance_id, run, now, held_since, event_id, seq=1)
+    if not counts:
+        return Decision(PROCEED, cause, state.epoch or None)
+    generation = state.generation
+    tasks.create(
+        tally_id(cause, generation, instance_id, run),
+        limits.window,
+        payload("tally", cause, generation, instanceId=instance_id, runNumber=run),
+    )
+    count = len(tasks.list(f"{PREFIX}t-{cause.key}-{generation}-", status="Enqueued", limit=limits.threshold))
+    if count < limits.threshold:
+        if state.releasing(now):  # a failure of the cause during the release joins it
+            return join(tasks, cause, state, instance_id, run, now, event_id)
+        return Decision(PROCEED, cause, state.epoch or None)
+    opened = tasks.create(
+        storm_id(cause, generation),
+        1,
+        payload("opened", cause, generation, instanceId=instance_id, runNumber=run, openedAt=now, count=count),
+    )
+    if not opened:  # another instance opened it at the same moment: this one is held
+        return hold(tasks, limits, cause, generation, instance_id, run, now, held_since, event_id, seq=1)
+    # The opener is the first canary, rerun on its normal schedule.
+    tasks.create(
+        canary_id(cause, generation, 1),
+        max(1, delay),
+        payload("canary", cause, generation, slot=1, instanceId=instance_id, runNumber=run, failed=0),
+    )
+    notes = [
+        Note(
+            OPENED,
+            cause,
+            generation,
+            f"storm opened: {count} failures of {cause.label} within {limits.window} s (threshold "
+            f"{limits.threshold}); one canary is rerun, the others are held",
+            instance_id,
+            count,
+        ),
+        Note(
+            CANARY,
+            cause,
+            generation,
+            f"canary 1: instance {instance_id} is rerun in {delay} s",
+            instance_id,
+            due_at=now + delay,
+            slot=1,
+        ),
+    ]
+    message = f"the canary of storm {cause.label} #{generation}: rerun in {delay} s (FC async task "
+    message += f"{canary_id(cause, generation, 1)}); the others failing for this cause are held"
+    return Decision(CANARY_ACTION, cause, generation, message, now + delay, notes)
+
+
+def hold(tasks, limits, cause, epoch, instance_id, run, now, held_since, event_id, seq) -> Decision:
+    """Hold the failure in storm `epoch`: its next look is a delayed task, not a rerun."""
+    expires = held_since + limits.max_hold
+    wait = max(1, min(HOLD_CHECK_SECONDS, math.ceil(expires - now)))
+    tasks.create(
+        hold_id(cause, epoch, instance_id, run, seq),
+        wait,
+        payload(
+            "hold",
+            cause,
+            epoch,
+            instanceId=instance_id,
+            runNumber=run,
+            heldSince=held_since,
+            seq=seq,
+            eventId=event_id,
+        ),
+    )
+    message = (
+        f"held: storm {cause.label} #{epoch} is open (its canary is rerun first); looked at again in {wait} s, "
+        f"gives up {max(0, math.ceil(expires - now))} s from now"
+    )
+    return Decision(HELD, cause, epoch, message, now + wait)
+
+
+def join(tasks, cause, state: State, instance_id, run, now, event_id) -> Decision:
+    """A failure while storm `state.epoch` releases: released after its ramp, with the others."""
+    at = state.ramp_end + _spread(instance_id, JOIN_SPREAD_SECONDS)
+    message = f"joins the release of storm {cause.label} #{state.epoch}: rerun in {math.ceil(at - now)} s"
+    return Decision(JOIN, cause, state.epoch, message, at)
+
+
+def _spread(instance_id: int, seconds: int) -> float:
+    """A stable share of `seconds` for this instance (so copies of one failure agree)."""
+    digest = hashlib.sha256(str(instance_id).encode()).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32 * seconds
+
+
+# --- the release ---------------------------------------------------------------------------------
+
+
+def release_offsets(count: int) -> list[float]:
+    """Seconds after the release starts at which each of `count` held instances (oldest first) goes.
+
+    Growing groups: the first RELEASE_FIRST_GROUP, then twice as many each RELEASE_GROUP_SECONDS, never
+    more than RELEASE_MAX_PER_SECOND; within a group, evenly spread over its seconds.
+    """
+    offsets: list[float] = []
+    group, size = 0, RELEASE_FIRST_GROUP
+    cap = max(1, int(RELEASE_MAX_PER_SECOND * RELEASE_GROUP_SECONDS))
+    while len(offsets) < count:
+        members = min(size, cap, count - len(offsets))
+        start = group * RELEASE_GROUP_SECONDS
+        offsets += [start + RELEASE_GROUP_SECONDS * i / members for i in range(members)]
+        group, size = group + 1, size * 2
+    return offsets
+
+
+def groups(offsets: list[float]) -> list[tuple[int, int, float]]:
+    """(group, members, start offset) for release-group records."""
+    out: dict[int, list[float]] = {}
+    for offset in offsets:
+        out.setdefault(int(offset // RELEASE_GROUP_SECONDS), []).append(offset)
+    return [(g, len(members), g * RELEASE_GROUP_SECONDS) for g, members in sorted(out.items())]
+
+
+def held(tasks: Tasks, cause: Cause, epoch: int) -> list[dict]:
+    """The instances held in storm `epoch` (one entry per instance and run), oldest first."""
+    found: dict[tuple[int, int], dict] = {}
+    for task in tasks.list(f"{PREFIX}h-{cause.key}-{epoch}-", status="Enqueued", limit=MAX_HELD_LISTED):
+        body = _body(task)
+        key = (body.get("instanceId"), body.get("runNumber"))
+        if _positive(key[0]) and _positive(key[1]) and key not in found:
+            found[key] = body
+    return sorted(found.values(), key=lambda b: (b.get("heldSince") or 0, b["instanceId"]))
+
+
+def ramp_seconds(count: int) -> float:
+    offsets = release_offsets(count)
+    return (offsets[-1] if offsets else 0) + RELEASE_GROUP_SECONDS
+
+
+# --- the storm's own tasks, when they come due ---------------------------------------------------
+
+
+@dataclass
+class Result:
+    """What a storm task's invocation did: storm records to write, and a held instance's fate."""
+
+    notes: list[Note] = field(default_factory=list)
+    # hold: "held" (looked again later), "released" (its release is queued), "expired", "fail-open"
+    verdict: str | None = None
+    message: str = ""
+    next_check: float | None = None
+    error: str | None = None
+
+
+def on_canary(step: Step, tasks: Tasks, limits: Limits, now: float, rerun_now) -> Result:
+    """Canary `slot` is due: rerun its instance now (`rerun_now(instance, run)` -> started?), then check it."""
+    cause, epoch, slot = step.cause, step.epoch, step.get("slot", 1)
+    instance_id, run = step.get("instanceId"), step.get("runNumber")
+    started = rerun_now(instance_id, run)
+    result = Result()
+    try:
+        if started:
+            tasks.create(
+                canary_id(cause, epoch, slot, 1),
+                CHECK_SECONDS,
+                payload(
+                    "check",
+                    cause,
+                    epoch,
+                    slot=slot,
+                    check=1,
+                    instanceId=instance_id,
+                    runNumber=run,
+                    failed=step.get("failed", 0),
+                ),
+            )
+        else:  # not rerun (no longer failed at that run, or refused): the next canary, with no growth
+            result.notes += _next_canary(tasks, limits, step, now, grow=False, why="was not rerun")
+    except CoordinationError as exc:
+        result.error = str(exc)  # a held instance's look restores the chain (the watchdog)
+    return result
+
+
+def on_check(step: Step, tasks: Tasks, limits: Limits, now: float, read) -> Result:
+    """Check `n` of a canary: `read(instance)` -> (status, run) or None when it could not be read."""
+    cause, epoch, slot, check = step.cause, step.epoch, step.get("slot", 1), step.get("check", 1)
+    instance_id, run = step.get("instanceId"), step.get("runNumber")
+    seen = read(instance_id)
+    result = Result()
+    try:
+        if seen is not None and seen[0] == "Success":
+            result.notes += release(tasks, cause, epoch, now, canary=instance_id)
+        elif seen is not None and seen[0] == "Failure" and seen[1] is not None and seen[1] > run:
+            result.notes += _next_canary(tasks, limits, step, now, grow=True, why=f"failed again (run {seen[1]})")
+        elif check >= MAX_CHECKS:  # no progress for an hour: the next canary (resilience4j#903's stuck probe)
+            result.notes += _next_canary(
+                tasks, limits, step, now, grow=False, why=f"showed no progress in {check} checks"
+            )
+        else:  # still running, not started yet, or not read: look again
+            tasks.create(
+                canary_id(cause, epoch, slot, check + 1),
+                CHECK_SECONDS,
+                payload(
+                    "check",
+                    cause,
+                    epoch,
+                    slot=slot,
+                    check=check + 1,
+                    instanceId=instance_id,
+                    runNumber=run,
+                    failed=step.get("failed", 0),
+                ),
+            )
+    except CoordinationError as exc:
+        result.error = str(exc)
+    return result
+
+
+def _next_canary(tasks: Tasks, limits: Limits, step: Step, now: float, *, grow: bool, why: str) -> list[Note]:
+    cause, epoch, slot = step.cause, step.epoch, step.get("slot", 1)
+    failed = step.get("failed", 0) + (1 if grow else 0)
+    candidates = [b for b in held(tasks, cause, epoch) if b["instanceId"] != step.get("instanceId")]
+    if candidates:
+        chosen = candidates[0]
+        instance_id, run = chosen["instanceId"], chosen["runNumber"]
+    else:  # nobody else is held: the same instance again, at its latest run
+        instance_id, run = step.get("instanceId"), step.get("runNumber") + (1 if grow else 0)
+    wait = limits.canary_interval(failed) if grow else 1
+    created = tasks.create(
+        canary_id(cause, epoch, slot + 1),
+        wait,
+        payload("canary", cause, epoch, slot=slot + 1, instanceId=instance_id, runNumber=run, failed=failed),
+    )
+    if not created:
+        return []
+    event = CANARY_FAILED if grow else CANARY
+    message = f"canary {slot} (instance {step.get('instanceId')}) {why}: canary {slot + 1} is instance {instance_id}, in {wait} s"
+    return [Note(event, cause, epoch, message, instance_id, count=failed, due_at=now + wait, slot=slot + 1)]
+
+
+def release(tasks: Tasks, cause: Cause, epoch: int, now: float, *, canary: int | None = None) -> list[Note]:
+    """A canary succeeded: mark the storm releasing, queue every held instance's release, oldest first."""
+    bodies = held(tasks, cause, epoch)
+    offsets = release_offsets(len(bodies))
+    ramp = ramp_seconds(len(bodies))
+    tasks.create(
+        release_marker_id(cause, epoch),
+        1,
+        payload("release", cause, epoch, releaseStart=now, rampEnd=now + ramp, held=len(bodies)),
+    )
+    released = sum(
+        1
+        for body, offset in zip(bodies, offsets, strict=True)
+        if queue_release(tasks, cause, epoch, body["instanceId"], body["runNumber"], now, offset, body.get("eventId"))
+    )
+    tasks.create(close_id(cause, epoch), max(1, math.ceil(ramp)), payload("close", cause, epoch, released=released))
+    by = f"canary {canary} succeeded" if canary else "released"
+    notes = [
+        Note(
+            RELEASE,
+            cause,
+            epoch,
+            f"{by}: {len(bodies)} held instances are released oldest first over {math.ceil(ramp)} s",
+            canary,
+            len(bodies),
+            now + ramp,
+        )
+    ]
+    for group, members, start in groups(offsets):
+        notes.append(
+            Note(
+                RELEASE_GROUP,
+                cause,
+                epoch,
+                f"release group {group + 1}: {members} instances from +{start} s",
+                count=members,
+                due_at=now + start,
+                slot=group + 1,
+            )
+        )
+    return notes
+
+
+def queue_release(tasks, cause, epoch, instance_id, run, now, offset, event_id=None) -> bool:
+    """Queue one held instance's rerun, `offset` seconds from now, under its own task id."""
+    from dwrerun import schedule
+
+    delay = max(1, math.ceil(offset))
+    rerun = schedule.ScheduledRerun(
+        instance_id, run, schedule.due_at(delay, now), event_id, cause.rule, storm=release_tag(cause, epoch)
+    )
+    return tasks.create(rerun.async_task_id, delay, rerun.to_payload())
+
+
+def on_hold(step: Step, tasks: Tasks, limits: Limits, now: float) -> Result:
+    """A held instance's look: released, still held (restoring a lost canary), or given up."""
+    cause, epoch = step.cause, step.epoch
+    instance_id, run, seq = step.get("instanceId"), step.get("runNumber"), step.get("seq", 1)
+    held_since = step.get("heldSince") or now
+    event_id = step.get("eventId")
+    try:
+        marker = tasks.get(release_marker_id(cause, epoch))
+        if marker is not None:
+            body = _body(marker)
+            at = max(now, body.get("rampEnd") or now) + _spread(instance_id, JOIN_SPREAD_SECONDS)
+            queue_release(tasks, cause, epoch, instance_id, run, now, at - now, event_id)  # 409: already queued
+            return Result(verdict="released", message=f"storm {cause.label} #{epoch} is releasing", next_check=at)
+        if now - held_since >= limits.max_hold:
+            return Result(
+                verdict="expired",
+                message=(
+                    f"held {math.floor(now - held_since)} s in storm {cause.label} #{epoch}, past "
+                    f"RERUN_STORM_MAX_HOLD_SECONDS={limits.max_hold}: gave up; the instance stays Failure for a person"
+                ),
+            )
+        notes = _watchdog(tasks, limits, step, now)
+        decision = hold(tasks, limits, cause, epoch, instance_id, run, now, held_since, event_id, seq + 1)
+        return Result(notes, "held", decision.message, decision.next_check)
+    except CoordinationError as exc:
+        # Fail open: released now, under the release's own task id (a copy gets 409).
+        try:
+            queue_release(tasks, cause, epoch, instance_id, run, now, 1, event_id)
+        except CoordinationError:
+            return Result(verdict="fail-open", message=f"storm guard unreachable ({exc}): rerun now", error=str(exc))
+        return Result(verdict="released", message=f"storm guard unreachable ({exc}): released", error=str(exc))
+
+
+def _watchdog(tasks: Tasks, limits: Limits, step: Step, now: float) -> list[Note]:
+    """No live canary task in the storm (a lost invocation): make this instance the next canary."""
+    cause, epoch = step.cause, step.epoch
+    chain = tasks.list(f"{PREFIX}p-{cause.key}-{epoch}-", limit=LIST_LIMIT)
+    if any(task.status in LIVE for task in chain):
+        return []
+    slots = [_slot(cause, epoch, task.task_id) for task in chain]
+    slot = max((s for s in slots if s is not None), default=0) + 1
+    instance_id, run = step.get("instanceId"), step.get("runNumber")
+    created = tasks.create(
+        canary_id(cause, epoch, slot),
+        1,
+        payload("canary", cause, epoch, slot=slot, instanceId=instance_id, runNumber=run, failed=0),
+    )
+    if not created:
+        return []
+    return [
+        Note(
+            CANARY_RESTORED,
+            cause,
+            epoch,
+            f"no live canary in the storm: canary {slot} is instance {instance_id}",
+            instance_id,
+            due_at=now + 1,
+            slot=slot,
+        )
+    ]
+
+
+def _slot(cause: Cause, epoch: int, task_id: str) -> int | None:
+    rest = task_id[len(f"{PREFIX}p-{cause.key}-{epoch}-") :]
+    head = rest.split("-", 1)[0]
+    return int(head) if head.isdigit() else None
