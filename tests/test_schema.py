@@ -45,12 +45,16 @@ def test_a_field_has_one_type_and_aliases_are_unique_and_shadow_no_entry_field()
 def test_records_carry_exactly_the_schemas_fields_in_its_order():
     rerun = Outcome(1, schema.RERUN, Reason.ELIGIBLE, "", True)
     instance = records.instance_record(rerun, Origin(schema.HTTP, ""))
-    assert tuple(instance) == schema.INSTANCE_NAMES
+    assert tuple(instance) == tuple(n for n in schema.INSTANCE_NAMES if n not in schema.INSTANCE_OPTIONAL)
+    held = Outcome(1, schema.HELD, Reason.STORM, "", storm_cause="1/r", storm_id="k0123456789-1")
+    assert tuple(records.instance_record(held, Origin(schema.EVENTBRIDGE, ""))) == schema.INSTANCE_NAMES
     event = Origin(schema.EVENTBRIDGE, "")
     retried = records.summary_record(event, [rerun], 1.0, dryRunMode=False, outcome="retry", error="ServiceUnavailable")
-    assert tuple(retried) == schema.SUMMARY_NAMES
+    assert tuple(retried) == tuple(n for n in schema.SUMMARY_NAMES if n != "held")
     http_summary = records.summary_record(Origin(schema.HTTP, ""), [rerun], 1.0, dryRunMode=False, outcome="done")
-    assert tuple(http_summary) == tuple(n for n in schema.SUMMARY_NAMES if n != "error")
+    assert tuple(http_summary) == tuple(n for n in schema.SUMMARY_NAMES if n not in ("error", "held"))
+    with_held = records.summary_record(event, [held], 1.0, dryRunMode=False, outcome="retry", error="x")
+    assert tuple(with_held) == schema.SUMMARY_NAMES and with_held["held"] == 1
 
 
 def test_a_record_field_outside_the_schema_is_refused():
@@ -87,7 +91,7 @@ def test_a_field_defined_twice_differently_is_refused_naming_it(mocker):
 
 def test_a_field_defined_twice_alike_is_one_field():
     fields = schema._all_fields()
-    assert list(fields) == list(dict.fromkeys(schema.INSTANCE_NAMES + schema.SUMMARY_NAMES))
+    assert list(fields) == list(dict.fromkeys(schema.INSTANCE_NAMES + schema.SUMMARY_NAMES + schema.STORM_NAMES))
     assert fields["trigger"] == schema.Field("trigger", schema.TEXT, "trigger")
 
 

@@ -38,7 +38,11 @@ from dwrerun.dataworks import (
 VERSION = "2023-03-30"
 INVOKE_FUNCTION = "InvokeFunction"
 MAX_ASYNC_DELAY = 3599  # x-fc-async-delay is documented as (0, 3600) seconds: never 3600
+LIST_ASYNC_TASKS = "ListAsyncTasks"
+GET_ASYNC_TASK = "GetAsyncTask"
 ACTIONS = (INVOKE_FUNCTION,)  # template.yml grants fc:InvokeFunction on the event function alone
+# The storm guard's two reads (storm.py): no resource-level authorisation (FC's API pages: all resources).
+STORM_ACTIONS = (LIST_ASYNC_TASKS, GET_ASYNC_TASK)
 THROTTLING_CODES = frozenset({"TooManyRequests", "ResourceThrottled", "ResourceExhausted"})
 
 
@@ -120,6 +124,103 @@ def async_delay(delay: float) -> int | None:
     if delay <= 0:
         return None
     return min(MAX_ASYNC_DELAY, max(1, int(delay)))
+
+    def call_json(self, action: str, pathname: str, query: dict[str, str], timeout: float) -> dict:
+        """A GET of FC's OpenAPI answering JSON (ListAsyncTasks, GetAsyncTask). Raises InvokeFunctionError."""
+        params = self._models.Params(
+            action=action,
+            version=VERSION,
+            protocol="HTTPS",
+            pathname=pathname,
+            method="GET",
+            auth_type="AK",
+            style="ROA",
+            req_body_type="json",
+            body_type="json",
+        )
+        request = self._models.OpenApiRequest(headers={}, query=query)
+        try:
+            answer = self._client.call_api(params, request, self._runtime(read_timeout=max(1, int(timeout * 1000))))
+        except Exception as exc:
+            raise _classify(exc) from None
+        body = answer.get("body")
+        return body if isinstance(body, dict) else {}
+
+
+class AsyncTasks:
+    """The storm guard's `Tasks` (storm.py) over FC's OpenAPI, for the event function's own tasks.
+
+    create: InvokeFunction with a task id (409: False); list: ListAsyncTasks with includePayload,
+    following nextToken; get: GetAsyncTask (404: None). Any other error is a CoordinationError, on
+    which the guard fails open. A task's payload is read from `taskPayload` (the AsyncTask struct)
+    or `invocationPayload` (what ListAsyncTasks' includePayload is documented to add) [inferred:
+    which one the list carries].
+    """
+
+    PAGE = 100  # ListAsyncTasks' limit is 1-100
+
+    def __init__(self, client: FunctionCompute, function_name: str, timeout: float):
+        self._client = client
+        self._name = function_name
+        self._timeout = timeout
+        self._base = f"/{VERSION}/functions/{quote(function_name, safe='')}/async-tasks"
+
+    def create(self, task_id: str, delay: int, payload: bytes) -> bool:
+        from dwrerun.storm import CoordinationError
+
+        try:
+            self._client.invoke_async(self._name, payload, delay=delay, task_id=task_id, timeout=self._timeout)
+        except InvokeFunctionError as exc:
+            if exc.duplicate:
+                return False
+            raise CoordinationError(f"InvokeFunction {task_id}: {exc.code}") from None
+        return True
+
+    def list(self, prefix: str, *, status: str | None = None, limit: int = PAGE):
+        from dwrerun.storm import CoordinationError
+
+        found, token = [], None
+        while len(found) < limit:
+            query = {"prefix": prefix, "limit": str(min(self.PAGE, limit - len(found))), "includePayload": "true"}
+            if status is not None:
+                query["status"] = status
+            if token:
+                query["nextToken"] = token
+            try:
+                body = self._client.call_json(LIST_ASYNC_TASKS, self._base, query, self._timeout)
+            except InvokeFunctionError as exc:
+                raise CoordinationError(f"ListAsyncTasks {prefix}: {exc.code}") from None
+            found += [_task(t) for t in body.get("tasks") or [] if isinstance(t, dict)]
+            token = body.get("nextToken")
+            if not token:
+                break
+        return found[:limit]
+
+    def get(self, task_id: str):
+        from dwrerun.storm import CoordinationError
+
+        try:
+            body = self._client.call_json(GET_ASYNC_TASK, f"{self._base}/{quote(task_id, safe='')}", {}, self._timeout)
+        except InvokeFunctionError as exc:
+            if exc.status == 404:
+                return None
+            raise CoordinationError(f"GetAsyncTask {task_id}: {exc.code}") from None
+        return _task(body)
+
+
+def _task(body: dict):
+    import json
+
+    from dwrerun.storm import Task
+
+    raw = body.get("taskPayload") or body.get("invocationPayload")
+    try:
+        payload = json.loads(raw) if isinstance(raw, str) else None
+    except ValueError:
+        payload = None
+    return Task(
+        str(body.get("taskId") or ""), str(body.get("status") or ""), payload if isinstance(payload, dict) else None
+    )
 
 
 def _classify(exc: Exception) -> InvokeFunctionError:

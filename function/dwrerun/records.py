@@ -51,7 +51,30 @@ def instance_record(outcome: Outcome, origin: Origin) -> dict:
         "originRequestId": origin.origin_request_id,
         "useLatestConfig": outcome.use_latest_config,
     }
-    return _shaped(record, schema.INSTANCE_NAMES)
+    if outcome.storm_cause is not None:
+        record["stormCause"] = outcome.storm_cause
+        record["stormId"] = outcome.storm_id
+    return _shaped(record, schema.INSTANCE_NAMES, optional=schema.INSTANCE_OPTIONAL)
+
+
+def storm_record(note, origin: Origin) -> dict:
+    """What happened to a storm (a storm.Note), as the record the invocation (`origin`) writes."""
+    from dwrerun import schedule, storm
+
+    record = {
+        "kind": "storm",
+        "stormEvent": note.event,
+        "stormCause": note.cause.label,
+        "stormId": storm.release_tag(note.cause, note.epoch),
+        "message": note.message,
+        "instanceId": note.instance_id,
+        "count": note.count,
+        "stormSlot": note.slot,
+        "dueAt": schedule.due_at(0, note.due_at) if note.due_at is not None else None,
+        "trigger": origin.trigger,
+        "requestId": origin.request_id,
+    }
+    return _shaped(record, schema.STORM_NAMES)
 
 
 def summary_record(origin: Origin, outcomes: list[Outcome], duration_ms: float, **extra) -> dict:
@@ -70,6 +93,7 @@ def summary_record(origin: Origin, outcomes: list[Outcome], duration_ms: float, 
         "skipped": counts[schema.SKIP],
         "dryRun": counts[schema.DRY_RUN],
         "scheduled": counts[schema.SCHEDULED],
+        **({"held": counts[schema.HELD]} if counts[schema.HELD] else {}),
         "durationMs": _ms(duration_ms),
         "originRequestId": origin.origin_request_id,
         **extra,
@@ -89,9 +113,11 @@ def _shaped(record: dict, names: tuple[str, ...], optional: frozenset[str] = fro
 
 
 def write_outcomes(outcomes: list[Outcome], origin: Origin) -> None:
-    """Write each outcome's record."""
+    """Write each outcome's record, and the storm records its guard step produced."""
     for outcome in outcomes:
         write(instance_record(outcome, origin))
+        for note in outcome.notes:
+            write(storm_record(note, origin))
 
 
 def write_summary(origin: Origin, outcomes: list[Outcome], duration_ms: float, **extra) -> dict:

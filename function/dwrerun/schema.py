@@ -22,7 +22,8 @@ RERUN = "rerun"  # RerunTaskInstances was called for it (`success` says how Data
 SKIP = "skip"  # nothing was sent: `reason` says why
 DRY_RUN = "dry-run"  # it would have been rerun; nothing was sent
 SCHEDULED = "scheduled"  # its rerun is queued as a delayed invocation of the event function (schedule.py)
-DECISIONS = (RERUN, SKIP, DRY_RUN, SCHEDULED)
+HELD = "held"  # a storm is open for its cause: held until a canary succeeds (storm.py)
+DECISIONS = (RERUN, SKIP, DRY_RUN, SCHEDULED, HELD)
 
 # trigger: which path asked.
 EVENTBRIDGE = "eventbridge"  # a failure event, a delayed invocation
@@ -58,6 +59,9 @@ class Reason:
     RERUN_REFUSED = "rerun-refused"  # RerunTaskInstances refused the call for good
     QUOTA_EXHAUSTED = "quota-exhausted"  # DataWorks' daily limit or the edition's quota is used up
     DEFERRED = "deferred"  # not finished in this invocation: FC retries it, or the caller sends it again
+    # The storm guard (storm.py).
+    STORM = "storm"  # held: many failures of the same cause; a canary is rerun first
+    STORM_HOLD_EXPIRED = "storm-hold-expired"  # held past RERUN_STORM_MAX_HOLD_SECONDS: given up, alerted
 
 
 REASONS = frozenset(value for name, value in vars(Reason).items() if name.isupper())
@@ -133,6 +137,27 @@ INSTANCE_FIELDS = (
     # records of that request and of every continuation it handed work to; one query follows all.
     _field("originRequestId", TEXT),
     _field("useLatestConfig", TEXT),  # true | false: RerunTaskInstances' UseLatestConfig; null: not sent
+    # The storm guard (storm.py): the cause ("<projectId>/<rule>") and the storm ("<key>-<epoch>").
+    _field("stormCause", TEXT),
+    _field("stormId", TEXT),
+)
+# Instance fields written only when set: records without a storm stay as they were.
+INSTANCE_OPTIONAL = frozenset({"stormCause", "stormId"})
+
+# What happened to a storm (records.storm_record): opened, each canary, the release and each of its
+# groups, closed; give-ups are the instances' own records (reason storm-hold-expired).
+STORM_FIELDS = (
+    _field("kind", TEXT),  # "storm"
+    _field("stormEvent", TEXT),  # opened | canary | canary-failed | canary-restored | release | release-group | closed
+    _field("stormCause", TEXT),
+    _field("stormId", TEXT),
+    _field("message", TEXT, alias=None),
+    _field("instanceId", LONG),  # the opener, the canary
+    _field("count", LONG),  # failures that opened it, failed canaries, instances released (in the group)
+    _field("stormSlot", LONG),  # the canary's or the release group's number
+    _field("dueAt", TEXT),
+    _field("trigger", TEXT),
+    _field("requestId", TEXT),
 )
 
 # An invocation's totals (records.summary_record), in the order written.
@@ -147,6 +172,7 @@ SUMMARY_FIELDS = (
     _field("skipped", LONG),
     _field("dryRun", LONG),
     _field("scheduled", LONG),
+    _field("held", LONG),  # written only when the storm guard held one
     _field("durationMs", DOUBLE),
     _field("outcome", TEXT),  # done | retry (event: FC retries it) | quota-exhausted | upstream-error (HTTP)
     _field("dryRunMode", TEXT),  # true | false
@@ -157,7 +183,7 @@ SUMMARY_FIELDS = (
 
 def _all_fields() -> dict[str, Field]:
     fields: dict[str, Field] = {}
-    for field in INSTANCE_FIELDS + SUMMARY_FIELDS:
+    for field in INSTANCE_FIELDS + SUMMARY_FIELDS + STORM_FIELDS:
         if fields.setdefault(field.name, field) != field:
             raise ValueError(f"{field.name} is defined twice, differently")
     return fields
@@ -166,9 +192,10 @@ def _all_fields() -> dict[str, Field]:
 FIELDS = _all_fields()
 INSTANCE_NAMES = tuple(f.name for f in INSTANCE_FIELDS)
 SUMMARY_NAMES = tuple(f.name for f in SUMMARY_FIELDS)
+STORM_NAMES = tuple(f.name for f in STORM_FIELDS)
 # Summary fields a record may leave out (written only in some outcomes). Never `outcome`: queries
 # and alerts on it must see every invocation.
-SUMMARY_OPTIONAL = frozenset({"error"})
+SUMMARY_OPTIONAL = frozenset({"error", "held"})
 
 
 def json_key_indices() -> list[dict]:
