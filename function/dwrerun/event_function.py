@@ -96,6 +96,21 @@ def handle(event: bytes, context) -> dict:
         return _write_all(job, refused, started, outcome=Summary.DONE, origin=_part_of(job, exc.origin_request_id))
     if bulk_part is not None:
         return _continue(job, bulk_part, settings, rule_set, invocation, context, started)
+    storm_step = _storm_step(job, event, started)
+    if isinstance(storm_step, dict):  # a malformed one, recorded
+        return storm_step
+    if storm_step is not None and config_error is None:  # the storm guard's own task (storm_tasks.py)
+        from dwrerun import storm_tasks
+
+        try:
+            return storm_tasks.handle(job, storm_step, settings, invocation, context, started, _write_all)
+        except ConfigError as exc:  # no credentials, region or FC endpoint: no retry brings them
+            return _write_all(
+                job,
+                [skipped(storm_step.get("instanceId"), Reason.CONFIG_ERROR, str(exc))],
+                started,
+                outcome=Summary.DONE,
+            )
     written, targets, claimed = _read_delivery(job, event)
     if config_error is not None:
         # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
@@ -175,6 +190,17 @@ def _read_delivery(job: Job, event: bytes) -> tuple[list[Outcome], list[Target],
             claimed += [item.event_id] if item.event_id else []
             targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
     return written, targets, claimed
+
+
+def _storm_step(job: Job, event: bytes, started: float):
+    """The storm step the payload carries (storm.py), None, or the written records of a malformed one."""
+    from dwrerun import storm
+
+    try:
+        return storm.parse(event)
+    except ValueError as exc:
+        ignored = skipped(None, Reason.NOT_A_FAILURE, f"not a valid storm step: {exc}")
+        return _write_all(job, [ignored], started, outcome=Summary.DONE)
 
 
 def _continue(job: Job, part, settings: Settings, rule_set, invocation: Invocation, context, started: float) -> dict:

@@ -117,14 +117,6 @@ class FunctionCompute:
         answer_headers = {str(k).lower(): v for k, v in (answer.get("headers") or {}).items()}
         return answer_headers.get("x-fc-request-id")
 
-
-def async_delay(delay: float) -> int | None:
-    """The x-fc-async-delay to send for `delay` seconds: whole seconds inside FC's documented
-    (0, 3600), so never 0 nor 3600; None for no delay (the header is then left out)."""
-    if delay <= 0:
-        return None
-    return min(MAX_ASYNC_DELAY, max(1, int(delay)))
-
     def call_json(self, action: str, pathname: str, query: dict[str, str], timeout: float) -> dict:
         """A GET of FC's OpenAPI answering JSON (ListAsyncTasks, GetAsyncTask). Raises InvokeFunctionError."""
         params = self._models.Params(
@@ -145,6 +137,14 @@ def async_delay(delay: float) -> int | None:
             raise _classify(exc) from None
         body = answer.get("body")
         return body if isinstance(body, dict) else {}
+
+
+def async_delay(delay: float) -> int | None:
+    """The x-fc-async-delay to send for `delay` seconds: whole seconds inside FC's documented
+    (0, 3600), so never 0 nor 3600; None for no delay (the header is then left out)."""
+    if delay <= 0:
+        return None
+    return min(MAX_ASYNC_DELAY, max(1, int(delay)))
 
 
 class AsyncTasks:

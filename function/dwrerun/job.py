@@ -246,6 +246,7 @@ class Item:
         dataworks_request_id: str | None = None,
         due_at: str | None = None,
         async_task_id: str | None = None,
+        **storm,  # storm_cause, storm_id, notes: what the storm guard did (send.guard)
     ) -> Outcome:
         scheduled = self.target.scheduled
         if scheduled is not None:  # a delayed invocation names its task and when it was due
@@ -276,6 +277,7 @@ class Item:
             async_task_id=async_task_id,
             schedule_error_code=refused.code if refused is not None else None,
             use_latest_config=job.use_latest_config if decision in (schema.RERUN, schema.DRY_RUN) else None,
+            **storm,
         )
 
 

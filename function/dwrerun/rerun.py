@@ -92,8 +92,10 @@ def run(
             _look_up(job, dataworks, [i for i in lookup_order if i.open and i.decision is None], quota, reads_until)
             decided = [i for i in items if i.open and i.decision is not None]
             if quota.error is None:
-                # 2. Send: queue the reruns that wait a delay, rerun the others now.
-                send.schedule(job, functions, [i for i in decided if i.delay])
+                # 2. Send: the storm guard holds what a storm's canary goes before (storm.py), then
+                # queue the reruns that wait a delay, and rerun the others now.
+                send.guard(job, functions, decided)
+                send.schedule(job, functions, [i for i in decided if i.open and i.delay])
                 send.rerun(job, dataworks, [i for i in decided if i.open and not i.delay], quota)
             if quota.error is not None:  # no retry helps for hours: end here, FC must not retry either
                 _quota_exhausted(job, items, quota.error)

@@ -15,8 +15,10 @@ or our own request may have gone through (rerun.py reads the RunNumber to tell).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 
-from dwrerun import pacing, schema
+from dwrerun import function_compute, pacing, schema, storm
+from dwrerun import schedule as timing
 from dwrerun.config import ConfigError
 from dwrerun.dataworks import DataWorks, DataWorksError
 from dwrerun.function_compute import FunctionCompute, InvokeFunctionError
@@ -26,6 +28,78 @@ from dwrerun.schedule import ScheduledRerun
 from dwrerun.schema import Reason
 
 COMMENT_EVENTS = 3  # event ids named in one RerunTaskInstances Comment, to keep it short
+
+
+def guard(job: Job, functions: Callable[[], FunctionCompute] | None, items: list[Item]) -> None:
+    """The storm guard (storm.py), for the event path's failures and delayed invocations: an item of
+    a cause in storm is held (done: `held`), or becomes the storm's canary (done: `scheduled`); the
+    others go on. Any error of the guard's own calls lets the item go on, as if no guard existed."""
+    limits = storm.Limits.of(job.settings)
+    if not job.may_schedule or not limits.on or functions is None:
+        return
+    tasks = None
+    for item in items:
+        if not item.open or item.decision is None or not item.decision.rerun:
+            continue
+        scheduled = item.target.scheduled
+        if scheduled is not None and scheduled.storm is not None:
+            continue  # a storm's own release or canary: the guard let it go already
+        if scheduled is None and not item.delay:
+            continue  # rerun at once (FC refused to schedule, or a zero hint): nothing to coordinate with
+        rule = item.verdict.rule if item.verdict is not None else (scheduled.rule if scheduled else None)
+        project = item.instance.project_id if item.instance is not None else None
+        if rule is None or project is None or item.instance.run_number is None:
+            continue  # no log read, so no cause to count it under: as today
+        if tasks is None:
+            try:
+                tasks = function_compute.AsyncTasks(functions(), job.function_name, job.settings.read_timeout)
+            except ConfigError:
+                return
+        cause = storm.Cause(project, rule)
+        said = storm.on_failure(
+            tasks,
+            limits,
+            cause,
+            item.target.instance_id,
+            item.instance.run_number,
+            timing.clock(),
+            delay=item.delay,
+            event_id=item.target.event_id,
+            counts=scheduled is None,
+        )
+        _guarded(job, item, said)
+
+
+def _guarded(job: Job, item: Item, said: storm.Decision) -> None:
+    cause = said.cause
+    tag = storm.release_tag(cause, said.epoch) if said.epoch else None
+    fields = {"storm_cause": cause.label, "storm_id": tag, "notes": tuple(said.notes)}
+    if said.action == storm.PROCEED:
+        if said.error is not None:
+            item.decision = replace(item.decision, message=f"{item.decision.message}; {said.message} (failed open)")
+        return
+    if said.action == storm.CANARY_ACTION:
+        item.finish(
+            job,
+            schema.SCHEDULED,
+            None,
+            Reason.ELIGIBLE,
+            said.message,
+            due_at=timing.due_at(item.delay),
+            async_task_id=storm.canary_id(cause, said.epoch, 1),
+            **fields,
+        )
+        return
+    item.delay = 0
+    item.finish(
+        job,
+        schema.HELD,
+        None,
+        Reason.STORM,
+        said.message,
+        due_at=timing.due_at(0, said.next_check),
+        **fields,
+    )
 
 
 def schedule(job: Job, functions: Callable[[], FunctionCompute] | None, items: list[Item]) -> None:

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -185,6 +186,14 @@ PROCEED, CANARY_ACTION, HELD, JOIN = "proceed", "canary", "held", "join"
 
 
 # --- ids and payloads ----------------------------------------------------------------------------
+
+
+_OWN = re.compile(r"dwrerun-[tsphrx]-k[0-9a-f]{10}-")
+
+
+def is_storm_task(task_id: str | None) -> bool:
+    """Whether an FC async task id is one of the guard's own (not a rerun's)."""
+    return task_id is not None and _OWN.match(task_id) is not None
 
 
 def tally_id(cause: Cause, generation: int, instance_id: int, run: int) -> str:
@@ -400,6 +409,7 @@ def hold(tasks, limits, cause, epoch, instance_id, run, now, held_since, event_i
 def join(tasks, cause, state: State, instance_id, run, now, event_id) -> Decision:
     """A failure while storm `state.epoch` releases: released after its ramp, with the others."""
     at = state.ramp_end + _spread(instance_id, JOIN_SPREAD_SECONDS)
+    queue_release(tasks, cause, state.epoch, instance_id, run, now, at - now, event_id)  # 409: a copy queued it
     message = f"joins the release of storm {cause.label} #{state.epoch}: rerun in {math.ceil(at - now)} s"
     return Decision(JOIN, cause, state.epoch, message, at)
 

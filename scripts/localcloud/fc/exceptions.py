@@ -59,6 +59,20 @@ class AliasNotFound(FCError):
     code = "AliasNotFound"
 
 
+class AsyncTaskNotFound(FCError):
+    """404: GetAsyncTask of a task id never used (the code's name is inferred)."""
+
+    status = 404
+    code = "AsyncTaskNotFound"
+
+
+class ServiceUnavailable(FCError):
+    """503: a fault: FC's async task service does not answer (the storm guard fails open)."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
 class TaskAlreadyExists(FCError):
     """409: async task mode is on and this task id was used before. The 409 is documented ("Task
     deduplication"); the error code's name is inferred."""

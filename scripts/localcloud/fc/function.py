@@ -266,6 +266,19 @@ class Function:
             self.clock.call_at(task.due_at, lambda: self._come_due(task))
         return task
 
+    def async_tasks(self, prefix: str = "", status: str | None = None) -> list[dict]:
+        """FC's AsyncTask objects of the tasks with an id starting with `prefix` (ListAsyncTasks), oldest
+        first. A delayed task not yet due is `Enqueued` [inferred], and listed as soon as it is queued."""
+        with self._cond:
+            tasks = [t for t in self.async_invocations if t.task_id is not None and t.task_id.startswith(prefix)]
+        return [_task_object(t) for t in tasks if status is None or t.status == status]
+
+    def async_task(self, task_id: str) -> dict | None:
+        """FC's AsyncTask object of one task (GetAsyncTask), or None."""
+        with self._cond:
+            found = [t for t in self.async_invocations if t.task_id == task_id]
+        return _task_object(found[0]) if found else None
+
     def drain(self, timeout: float = 120) -> None:
         """Wait until no asynchronous invocation is queued or running (delayed ones that are not
         due yet do not count: advance the clock first). Raises TimeoutError, naming what is left,
@@ -450,3 +463,14 @@ def _event_bytes(event: bytes | bytearray | str, limit: int) -> bytes:
     if len(event) > limit:
         raise EntityTooLarge(f"payload size exceeds maximum allowed size ({limit} bytes)")
     return bytes(event)
+
+
+def _task_object(task: AsyncInvocation) -> dict:
+    """The fields of FC's AsyncTask struct the local cloud knows (api-fc-2023-03-30-struct-asynctask)."""
+    return {
+        "taskId": task.task_id,
+        "status": task.status,
+        "requestId": task.request_id,
+        "taskPayload": task.event.decode("utf-8", "replace"),
+        "alreadyRetriedTimes": max(0, len(task.attempts) - 1),
+    }

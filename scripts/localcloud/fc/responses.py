@@ -32,6 +32,9 @@ from localcloud.fc.exceptions import EntityTooLarge, InvalidArgument
 VERSION = "2023-03-30"
 ACTION = "InvokeFunction"
 ROUTE = re.compile(rf"/{VERSION}/functions/([^/]+)/invocations")
+# ListAsyncTasks and GetAsyncTask (GET): what the storm guard coordinates through (dwrerun/storm.py).
+TASKS_ROUTE = re.compile(rf"/{VERSION}/functions/([^/]+)/async-tasks(?:/([^/]+))?")
+TASK_PAGE = range(1, 101)  # ListAsyncTasks' limit: 1-100, 20 by default
 INVOCATION_TYPES = ("Sync", "Async")
 LOG_TYPES = ("None", "Tail")
 MAX_BODY = 32 * 1024 * 1024 + 1  # FC's synchronous limit; the function refuses what is above its own
@@ -122,3 +125,35 @@ def sync_body(invocation) -> tuple[bytes, str]:
 def error_body(code: str, message: str, request_id: str) -> bytes:
     """A refusal's body."""
     return json.dumps({"Code": code, "Message": message, "RequestId": request_id}, ensure_ascii=False).encode("utf-8")
+
+
+def list_async_tasks(fn, raw_query: str) -> bytes:
+    """ListAsyncTasks: `prefix`, `status`, `limit` (1-100), `nextToken`, `includePayload`; FC's
+    ListAsyncTaskOutput (`tasks`, `nextToken`). Oldest first."""
+    from localcloud.fc.exceptions import InvalidArgument
+
+    query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
+    limit = query.get("limit") or "20"
+    if not limit.isdigit() or int(limit) not in TASK_PAGE:
+        raise InvalidArgument(f"limit must be 1-100, got {limit!r}")
+    start = query.get("nextToken") or "0"
+    if not start.isdigit():
+        raise InvalidArgument("nextToken is not one this API gave")
+    found = fn.async_tasks(query.get("prefix") or "", query.get("status") or None)
+    if (query.get("includePayload") or "false") != "true":
+        found = [{k: v for k, v in task.items() if k != "taskPayload"} for task in found]
+    end = int(start) + int(limit)
+    page = {"tasks": found[int(start) : end]}
+    if end < len(found):
+        page["nextToken"] = str(end)
+    return json.dumps(page).encode()
+
+
+def get_async_task(fn, task_id: str) -> bytes:
+    """GetAsyncTask: FC's AsyncTask object."""
+    from localcloud.fc.exceptions import AsyncTaskNotFound
+
+    task = fn.async_task(task_id)
+    if task is None:
+        raise AsyncTaskNotFound(f"async task '{task_id}' does not exist")
+    return json.dumps(task).encode()

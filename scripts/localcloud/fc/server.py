@@ -39,11 +39,18 @@ from localcloud.fc.exceptions import (
     InternalServerError,
     PathNotSupported,
     ResourceExhausted,
+    ServiceUnavailable,
 )
 from localcloud.fc.faults import Faults
 from localcloud.fc.function import Function
 from localcloud.fc.runtime import QUALIFIER, new_request_id
 from localcloud.loopback import LoopbackServer
+
+READS = ("ListAsyncTasks", "GetAsyncTask")  # the journal's GETs, left out of calls() unless asked for
+
+
+class _Answered(Exception):
+    """A GET answered: the invocation path is skipped."""
 
 
 class ApiCall(NamedTuple):
@@ -76,6 +83,8 @@ class FunctionComputeApi:
         for fn in functions:
             self.register(fn)
         self.faults = Faults()
+        # ListAsyncTasks / GetAsyncTask answer 503 while set: FC's coordination calls failing.
+        self.tasks_unavailable = False
         self.journal: list[ApiCall] = []
         self._journal_lock = threading.Lock()
         self._nonces = acs3.NonceCache()
@@ -137,13 +146,16 @@ class FunctionComputeApi:
             self._expired += [c for c in self._credentials if c.security_token and c.security_token not in kept]
             self._credentials = credentials
 
-    def calls(self, function: str | None = None, status: int | None = None) -> list[ApiCall]:
-        """The journal, optionally only one function's calls or one status."""
+    def calls(self, function: str | None = None, status: int | None = None, *, reads: bool = False) -> list[ApiCall]:
+        """The journal's InvokeFunction calls (with `reads`, ListAsyncTasks and GetAsyncTask too),
+        optionally only one function's calls or one status."""
         with self._journal_lock:
             return [
                 c
                 for c in self.journal
-                if (function is None or c.function == function) and (status is None or c.status == status)
+                if (function is None or c.function == function)
+                and (status is None or c.status == status)
+                and (reads or c.invocation_type not in READS)
             ]
 
     # --- one request
@@ -162,6 +174,11 @@ class FunctionComputeApi:
                 h.close_connection = True
                 raise
             body = h.rfile.read(length) if length else b""
+            tasks_route = responses.TASKS_ROUTE.fullmatch(split.path)
+            if h.command == "GET" and tasks_route is not None:
+                status, answer = 200, self._tasks(h, tasks_route, split.path, raw_query, body, entry)
+                headers["Content-Type"] = "application/json;charset=utf-8"
+                raise _Answered
             route = responses.ROUTE.fullmatch(split.path)
             if h.command != "POST" or route is None:
                 raise PathNotSupported(f"'{h.command} {split.path}' is not supported")
@@ -186,6 +203,8 @@ class FunctionComputeApi:
             entry.update(invocation_type=request.invocation_type, delay=request.delay, task_id=request.task_id)
             status, more, answer = responses.invoke_function(fn, request, body, request_id)
             headers.update(more)
+        except _Answered:
+            pass
         except acs3.SignatureError as exc:
             status, code = SIGNATURE_STATUS, SIGNATURE_CODES.get(exc.code, exc.code)
             answer = responses.error_body(code, exc.message, request_id)
@@ -211,12 +230,28 @@ class FunctionComputeApi:
         except OSError:  # the client went away
             h.close_connection = True
 
+    def _tasks(self, h, route, path: str, raw_query: str, body: bytes, entry: dict) -> bytes:
+        """ListAsyncTasks or GetAsyncTask of one function."""
+        name, task_id = unquote(route.group(1)), route.group(2)
+        entry["function"] = name
+        entry["invocation_type"] = "GetAsyncTask" if task_id else "ListAsyncTasks"
+        entry["task_id"] = unquote(task_id) if task_id else None
+        entry["access_key_id"] = self._verify(h, path, raw_query, body)
+        fn = self.functions.get(name)
+        if fn is None:
+            raise FunctionNotFound(f"function '{name}' does not exist")
+        if self.tasks_unavailable:
+            raise ServiceUnavailable("the async task service is unavailable (injected)")
+        if task_id is not None:
+            return responses.get_async_task(fn, unquote(task_id))
+        return responses.list_async_tasks(fn, raw_query)
+
     def _verify(self, h, path: str, raw_query: str, body: bytes) -> str:
         with self._credentials_lock:
             accepted, expired = list(self._credentials), list(self._expired)
         query = {k: v[0] for k, v in parse_qs(raw_query, keep_blank_values=True).items()}
         creds = acs3.verify(
-            "POST",
+            h.command,
             path,
             query,
             h.headers.items(),
