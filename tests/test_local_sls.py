@@ -11,7 +11,7 @@ import json
 import pytest
 
 import sls_views
-from dwrerun import records, schema
+from dwrerun import records, schema, storm
 from dwrerun.outcome import Origin, Outcome
 from localcloud import sls
 
@@ -240,8 +240,22 @@ def every_kind_of_record() -> list[dict]:
             "eligible", schema.SCHEDULED, None, instance_id=6, delay_seconds=240, due_at=due, async_task_id="t6"
         ),
         instance_line("deferred", schema.SKIP, None, instance_id=5, error_code="Throttling.User"),
+        # a storm (storm.py): opened, one instance held, one that gave up
+        line(
+            records.storm_record(storm.Note(storm.OPENED, STORM_CAUSE, 1, "opened", 7, 20), Origin("eventbridge", "r"))
+        ),
+        instance_line(
+            "storm", schema.HELD, None, instance_id=8, storm_cause=STORM_CAUSE.label, storm_id=STORM_ID, due_at=due
+        ),
+        instance_line(
+            "storm-hold-expired", schema.SKIP, None, instance_id=9, storm_cause=STORM_CAUSE.label, storm_id=STORM_ID
+        ),
         line(summary),
     ]
+
+
+STORM_CAUSE = storm.Cause(10001, "default")
+STORM_ID = storm.release_tag(STORM_CAUSE, 1)
 
 
 @pytest.mark.parametrize(

@@ -101,8 +101,9 @@ def test_the_template_has_the_alerts_and_panels_these_checks_cover():
         "quota-exhausted",
         "config-error",
         "retries-exhausted",
+        "storm",
     }
-    assert len(VIEWS.charts) == 9
+    assert len(VIEWS.charts) == 10
 
 
 @pytest.mark.parametrize("where", QUERIES)
@@ -125,7 +126,8 @@ ALERT_COLUMNS = (
 
 def test_each_alert_groups_by_task_and_cause_and_selects_what_its_message_names():
     for rule in VIEWS.alerts:
-        assert rule.group_fields == ("taskId", "reason")
+        # one alert per task and cause; a storm's is one per storm (its id is the `rule` column)
+        assert rule.group_fields == (("rule", "reason") if rule.name.endswith("-storm") else ("taskId", "reason"))
         columns = rule.query.partition("|")[2].split(" from log ")[0]
         for column in ALERT_COLUMNS:
             # each column by its own name, as the annotation refers to it: `x` or `... as x`

@@ -21,7 +21,10 @@ import yaml
 
 from dwrerun import config, records, schema
 from dwrerun.dataworks import ACTIONS
-from dwrerun.function_compute import ACTIONS as FC_ACTIONS
+from dwrerun.function_compute import ACTIONS as INVOKE_ACTIONS
+from dwrerun.function_compute import STORM_ACTIONS
+
+FC_ACTIONS = INVOKE_ACTIONS + STORM_ACTIONS
 from dwrerun.outcome import Origin, Outcome
 from localcloud.eventbridge import matches
 
@@ -295,6 +298,11 @@ def test_dataworks_actions_all_grants_dataworks_star_and_nothing_else_changes():
     assert conditions["GrantAllDataWorks"] == {"Fn::Equals": [{"Ref": "DataWorksActions"}, "all"]}
     widened = {a for s in role_statements(spec, "all") for a in s["Action"]}
     assert widened == {"dataworks:*"} | {f"fc:{a}" for a in FC_ACTIONS} | {SLS_WRITE}
+
+
+def test_the_storm_guards_reads_of_async_tasks_are_granted_on_all_resources_as_fc_authorises_them():
+    (statement,) = [s for s in role_statements(load()) if "fc:ListAsyncTasks" in s["Action"]]
+    assert statement["Action"] == [f"fc:{a}" for a in STORM_ACTIONS] and statement["Resource"] == ["*"]
 
 
 def test_invoke_function_is_granted_on_the_event_function_alone_as_a_list():
