@@ -23,10 +23,10 @@ from dwrerun import config, records, schema
 from dwrerun.dataworks import ACTIONS
 from dwrerun.function_compute import ACTIONS as INVOKE_ACTIONS
 from dwrerun.function_compute import STORM_ACTIONS
-
-FC_ACTIONS = INVOKE_ACTIONS + STORM_ACTIONS
 from dwrerun.outcome import Origin, Outcome
 from localcloud.eventbridge import matches
+
+FC_ACTIONS = INVOKE_ACTIONS + STORM_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "template.yml"
