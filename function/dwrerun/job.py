@@ -215,6 +215,7 @@ class Item:
     due_at: str | None = None
     schedule_sent: bool = False  # an InvokeFunction with no clear answer went out
     schedule_refused: InvokeFunctionError | None = None  # why a planned delay became "at once"
+    guard_note: str | None = None  # the storm guard failed open: why (send.guard), said in the record
 
     @property
     def open(self) -> bool:

@@ -76,7 +76,8 @@ def _guarded(job: Job, item: Item, said: storm.Decision) -> None:
     fields = {"storm_cause": cause.label, "storm_id": tag, "notes": tuple(said.notes)}
     if said.action == storm.PROCEED:
         if said.error is not None:
-            item.decision = replace(item.decision, message=f"{item.decision.message}; {said.message} (failed open)")
+            item.guard_note = f"{said.message} (failed open)"
+            item.decision = replace(item.decision, message=f"{item.decision.message}; {item.guard_note}")
         return
     if said.action == storm.CANARY_ACTION:
         item.finish(
@@ -158,12 +159,13 @@ def _scheduled(job: Job, item: Item, scheduled: ScheduledRerun, note: str = "") 
         f"run {scheduled.failed_run_number} failed: rerun as run {scheduled.failed_run_number + 1} "
         f"in {item.delay} s, at about {item.due_at} (FC async task {scheduled.async_task_id})"
     )
+    message = f"{message}; {note}" if note else message
     item.finish(
         job,
         schema.SCHEDULED,
         None,
         Reason.ELIGIBLE,
-        f"{message}; {note}" if note else message,
+        f"{message}; {item.guard_note}" if item.guard_note else message,
         async_task_id=scheduled.async_task_id,
     )
 

@@ -266,14 +266,14 @@ class Function:
             self.clock.call_at(task.due_at, lambda: self._come_due(task))
         return task
 
-    def async_tasks(self, prefix: str = "", status: str | None = None) -> list[dict]:
+    def list_async_tasks(self, prefix: str = "", status: str | None = None) -> list[dict]:
         """FC's AsyncTask objects of the tasks with an id starting with `prefix` (ListAsyncTasks), oldest
         first. A delayed task not yet due is `Enqueued` [inferred], and listed as soon as it is queued."""
         with self._cond:
             tasks = [t for t in self.async_invocations if t.task_id is not None and t.task_id.startswith(prefix)]
         return [_task_object(t) for t in tasks if status is None or t.status == status]
 
-    def async_task(self, task_id: str) -> dict | None:
+    def get_async_task(self, task_id: str) -> dict | None:
         """FC's AsyncTask object of one task (GetAsyncTask), or None."""
         with self._cond:
             found = [t for t in self.async_invocations if t.task_id == task_id]

@@ -139,7 +139,7 @@ def list_async_tasks(fn, raw_query: str) -> bytes:
     start = query.get("nextToken") or "0"
     if not start.isdigit():
         raise InvalidArgument("nextToken is not one this API gave")
-    found = fn.async_tasks(query.get("prefix") or "", query.get("status") or None)
+    found = fn.list_async_tasks(query.get("prefix") or "", query.get("status") or None)
     if (query.get("includePayload") or "false") != "true":
         found = [{k: v for k, v in task.items() if k != "taskPayload"} for task in found]
     end = int(start) + int(limit)
@@ -153,7 +153,7 @@ def get_async_task(fn, task_id: str) -> bytes:
     """GetAsyncTask: FC's AsyncTask object."""
     from localcloud.fc.exceptions import AsyncTaskNotFound
 
-    task = fn.async_task(task_id)
+    task = fn.get_async_task(task_id)
     if task is None:
         raise AsyncTaskNotFound(f"async task '{task_id}' does not exist")
     return json.dumps(task).encode()
