@@ -168,3 +168,15 @@ def test_the_guard_is_off_at_threshold_zero(dataworks, cloud, clock):
         records = [instance_records(publish(fn, i)[0])[0] for i in ids]
         assert [r["decision"] for r in records] == ["scheduled"] * 8
         assert not any(storm.is_storm_task(h.task_id) for h in fn.async_invocations)
+
+
+def test_a_held_instance_gives_up_after_the_max_hold_with_its_reason(dataworks, cloud, clock):
+    ids = seed(dataworks, 6)
+    with cloud(reserved_concurrency=2, RERUN_STORM_MAX_HOLD_SECONDS="60", **GUARD) as fn:
+        for i in ids:
+            publish(fn, i)
+        advance(clock, fn, 61)  # before the canary is due: the held one looks again, past its hold
+        (gave_up,) = [r for r in logged(fn, "instance") if r["reason"] == "storm-hold-expired"]
+        assert (gave_up["instanceId"], gave_up["decision"]) == (ids[5], "skip")
+        assert "RERUN_STORM_MAX_HOLD_SECONDS=60" in gave_up["message"] and gave_up["stormId"]
+        assert ids[5] not in reruns_of(dataworks)
