@@ -73,7 +73,7 @@ def test_the_threshold_opens_a_storm_whose_opener_is_the_canary_and_the_rest_are
     (canary,) = world.ids("dwrerun-p-")
     assert world.tasks.tasks[canary].due == world.now + 90
     assert step_of(world, canary).get("instanceId") == 20
-    assert len(world.ids("dwrerun-h-")) == 5
+    assert len(world.ids("dwrerun-h-")) == 6  # the canary is held too: its hold covers a lost canary task
 
 
 def test_other_causes_are_unaffected_by_a_storm(world):
@@ -210,17 +210,17 @@ def test_a_canary_that_succeeds_releases_the_held_oldest_first_in_growing_groups
     run_canary(world)
     result = check(world, "Success", 2)
     events = [n.event for n in result.notes]
-    assert events[0] == storm.RELEASE and result.notes[0].count == 100
+    assert events[0] == storm.RELEASE and result.notes[0].count == 101  # the canary is held too
     assert set(events[1:]) == {storm.RELEASE_GROUP}
     sizes = [n.count for n in result.notes[1:]]
-    assert sizes[:4] == [5, 10, 20, 40] and sum(sizes) == 100
+    assert sizes[:4] == [5, 10, 20, 40] and sum(sizes) == 101
     releases = sorted(
         (world.tasks.tasks[t].due, schedule.parse(world.tasks.tasks[t].payload).instance_id)
         for t in world.tasks.tasks
-        if t.startswith("dwrerun-1")
+        if "-run-" in t  # the releases: ScheduledReruns with their storm
     )
-    assert [i for _, i in releases] == list(range(1000, 1100))  # oldest first
-    assert releases[-1][0] - world.now <= storm.ramp_seconds(100)
+    assert [i for _, i in releases] == [20, *range(1000, 1100)]  # oldest first (20 opened it)
+    assert releases[-1][0] - world.now <= storm.ramp_seconds(101)
     assert world.ids("dwrerun-r-") and world.ids("dwrerun-x-")
 
 
@@ -262,6 +262,11 @@ def test_a_failure_during_the_release_joins_it_and_a_new_wave_opens_a_new_storm(
 # --- a held instance ---------------------------------------------------------------------------------------
 
 
+def hold_of(world, instance_id):
+    """The latest hold task of one instance (storm 1)."""
+    return [t for t in world.ids("dwrerun-h-", "Enqueued") if f"-1-{instance_id}-" in t][-1]
+
+
 def look_at(world, task_id):
     result = storm.on_hold(step_of(world, task_id), world.tasks, LIMITS, world.now)
     world.tasks.finish(task_id)
@@ -270,18 +275,18 @@ def look_at(world, task_id):
 
 def test_a_held_instance_looks_again_while_the_storm_is_open_and_makes_no_dataworks_call(world):
     open_storm(world, 21)
-    (hold,) = world.ids("dwrerun-h-")
+    hold = hold_of(world, 21)
     world.now = world.tasks.tasks[hold].due
     world.tasks.due(world.now)
     result = look_at(world, hold)  # on_hold takes no DataWorks client at all
     assert result.verdict == "held"
-    assert world.ids("dwrerun-h-", "Enqueued")[0].endswith("-2")
+    assert hold_of(world, 21).endswith("-2")
 
 
 def test_a_held_instance_gives_up_after_the_max_hold(world):
     open_storm(world, 21)
     for _ in range(12):  # 12 looks of 600 s: 7200 s
-        (hold,) = world.ids("dwrerun-h-", "Enqueued")
+        hold = hold_of(world, 21)
         world.now = world.tasks.tasks[hold].due
         world.tasks.due(world.now)
         for t in world.ids("dwrerun-p-", "Running"):  # keep the canary chain alive
@@ -306,7 +311,7 @@ def test_a_lost_canary_is_restored_by_a_held_instance_and_only_once(world):
 def test_a_held_instance_finds_the_release_and_queues_its_own_if_it_was_missed(world):
     open_storm(world, 21)
     run_canary(world)
-    (hold,) = world.ids("dwrerun-h-", "Enqueued")
+    hold = hold_of(world, 21)
     world.tasks.tasks[hold].status = "Running"  # looking right now: the release does not list it
     check(world, "Success", 2)
     result = look_at(world, hold)
@@ -325,7 +330,7 @@ def test_fc_failing_makes_a_failure_go_on_as_today(world):
 
 def test_fc_failing_releases_a_held_instance_under_its_release_id_or_reruns_it(world):
     open_storm(world, 21)
-    (hold,) = world.ids("dwrerun-h-")
+    hold = hold_of(world, 21)
     world.tasks.fail()
     assert look_at(world, hold).verdict == "fail-open"
 

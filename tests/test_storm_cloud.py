@@ -176,7 +176,8 @@ def test_a_held_instance_gives_up_after_the_max_hold_with_its_reason(dataworks, 
         for i in ids:
             publish(fn, i)
         advance(clock, fn, 61)  # before the canary is due: the held one looks again, past its hold
-        (gave_up,) = [r for r in logged(fn, "instance") if r["reason"] == "storm-hold-expired"]
-        assert (gave_up["instanceId"], gave_up["decision"]) == (ids[5], "skip")
+        expired = [r for r in logged(fn, "instance") if r["reason"] == "storm-hold-expired"]
+        (gave_up,) = [r for r in expired if r["instanceId"] == ids[5]]
+        assert gave_up["decision"] == "skip"
         assert "RERUN_STORM_MAX_HOLD_SECONDS=60" in gave_up["message"] and gave_up["stormId"]
         assert ids[5] not in reruns_of(dataworks)

@@ -350,7 +350,9 @@ def _on_failure(tasks, limits, cause, instance_id, run, now, delay, held_since, 
     )
     if not opened:  # another instance opened it at the same moment: this one is held
         return hold(tasks, limits, cause, generation, instance_id, run, now, held_since, event_id, seq=1)
-    # The opener is the first canary, rerun on its normal schedule.
+    # The opener is the first canary, rerun on its normal schedule. It is held too, like the others:
+    # if its canary task is lost, its hold restores the chain, and the release covers it.
+    hold(tasks, limits, cause, generation, instance_id, run, now, held_since, event_id, seq=1)
     tasks.create(
         canary_id(cause, generation, 1),
         max(1, delay),
@@ -450,12 +452,15 @@ def groups(offsets: list[float]) -> list[tuple[int, int, float]]:
 
 def held(tasks: Tasks, cause: Cause, epoch: int) -> list[dict]:
     """The instances held in storm `epoch` (one entry per instance and run), oldest first."""
-    found: dict[tuple[int, int], dict] = {}
+    found: dict[int, dict] = {}
     for task in tasks.list(f"{PREFIX}h-{cause.key}-{epoch}-", status="Enqueued", limit=MAX_HELD_LISTED):
         body = _body(task)
-        key = (body.get("instanceId"), body.get("runNumber"))
-        if _positive(key[0]) and _positive(key[1]) and key not in found:
-            found[key] = body
+        instance_id, run = body.get("instanceId"), body.get("runNumber")
+        if not (_positive(instance_id) and _positive(run)):
+            continue
+        # An instance held at two runs (a failed canary, held again) counts once, at its latest run.
+        if instance_id not in found or run > found[instance_id]["runNumber"]:
+            found[instance_id] = body
     return sorted(found.values(), key=lambda b: (b.get("heldSince") or 0, b["instanceId"]))
 
 

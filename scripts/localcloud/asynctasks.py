@@ -16,6 +16,7 @@ documented (docs/inferred-facts.md):
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import json
 import threading
@@ -48,8 +49,10 @@ class AsyncTasks:
         self.error = error
         self.tasks: dict[str, _Entry] = {}
         self._heap: list[_Entry] = []
+        self._ids: list[str] = []  # sorted: a prefix is a range of it
         self._seq = 0
         self.failing = False
+        self._failing_calls: tuple[str, ...] = ()
         self.calls = {"create": 0, "list": 0, "get": 0}
         self._lock = threading.Lock()  # instances call it from many threads at once: one answer each
 
@@ -64,16 +67,16 @@ class AsyncTasks:
             entry = _Entry(self.now() + delay, self._seq, task_id, payload)
             self.tasks[task_id] = entry
             heapq.heappush(self._heap, entry)
+            bisect.insort(self._ids, task_id)
             return True
 
     def list(self, prefix: str, *, status: str | None = None, limit: int = 100) -> list[Task]:
         self._call("list")
         with self._lock:
-            entries = sorted(self.tasks.values(), key=lambda e: e.seq)
-        found = [
-            self._task(e) for e in entries if e.task_id.startswith(prefix) and (status is None or e.status == status)
-        ]
-        return found[:limit]
+            low, high = bisect.bisect_left(self._ids, prefix), bisect.bisect_left(self._ids, prefix + "\U0010ffff")
+            entries = sorted((self.tasks[i] for i in self._ids[low:high]), key=lambda e: e.seq)  # oldest first
+        found = [e for e in entries if status is None or e.status == status]
+        return [self._task(e) for e in found[:limit]]
 
     def get(self, task_id: str) -> Task | None:
         self._call("get")
@@ -105,12 +108,14 @@ class AsyncTasks:
         """The invocation is lost: the task ends without running."""
         self.tasks[task_id].status = "Failed"
 
-    def fail(self, failing: bool = True) -> None:
+    def fail(self, failing: bool = True, calls: tuple[str, ...] = ("create", "list", "get")) -> None:
+        """Make these calls raise `error` (all three by default; ("list", "get"): FC's reads alone)."""
         self.failing = failing
+        self._failing_calls = calls
 
     def _call(self, kind: str) -> None:
         self.calls[kind] += 1
-        if self.failing:
+        if self.failing and kind in self._failing_calls:
             raise self.error(f"{kind}: ServiceUnavailable (injected)")
 
     @staticmethod
