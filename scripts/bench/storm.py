@@ -315,12 +315,12 @@ def main(argv=None) -> int:
         print(
             f"\ncontrol: another cause alongside: recovered {a['recovered']}/60 with the guard, {b['recovered']}/60 today"
         )
-        progress("control: a flapping upstream (down again from minute 24 to 30)")
-        flap = [(0, CLEAR_AT), (24 * 60, 30 * 60)]
+        progress("control: a flapping upstream (down again from minute 24 to 40)")
+        flap = [(0, CLEAR_AT), (24 * 60, 40 * 60)]
         fg, ft = scenario(True, down=flap), scenario(False, down=flap)
         fg.run(), ft.run()
         a, b = summary(fg), summary(ft)
-        table("control: flapping upstream (down again at minute 24 to 30)", a, b)
+        table("control: flapping upstream (down again at minute 24 to 40)", a, b)
         checks.append(("flapping: every instance recovered with the guard", a["recovered"] == 500))
         progress("control: the first canary's invocation lost")
         lost = scenario(True, lose_first_canary=True)
