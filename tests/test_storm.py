@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dwrerun import schedule, storm
+from dwrerun import canary, schedule, storm
 from dwrerun.storm import Cause, Limits
 from localcloud.asynctasks import AsyncTasks
 
@@ -128,7 +128,7 @@ def test_a_delayed_invocation_is_held_in_an_open_storm_but_never_tallied(world):
 def run_canary(world, started=True):
     (task_id,) = [t for t, _ in world.at(world.now - 1_000_000 + 90) if t.startswith("dwrerun-p-")]
     calls = []
-    result = storm.on_canary(
+    result = canary.on_canary(
         step_of(world, task_id), world.tasks, LIMITS, world.now, lambda i, r: calls.append((i, r)) or started
     )
     world.tasks.finish(task_id)
@@ -140,13 +140,13 @@ def test_the_canary_is_rerun_when_due_then_checked(world):
     calls, _ = run_canary(world)
     assert calls == [(20, 1)]
     (check,) = world.ids("dwrerun-p-", status="Enqueued")
-    assert check.endswith("-1-k1") and world.tasks.tasks[check].due == world.now + storm.CHECK_SECONDS
+    assert check.endswith("-1-k1") and world.tasks.tasks[check].due == world.now + canary.CHECK_SECONDS
 
 
 def check(world, status, run):
-    world.now += storm.CHECK_SECONDS
+    world.now += canary.CHECK_SECONDS
     (task_id,) = [t for t, _ in world.tasks.due(world.now) if "-k" in t]
-    result = storm.on_check(step_of(world, task_id), world.tasks, LIMITS, world.now, lambda i: (status, run))
+    result = canary.on_check(step_of(world, task_id), world.tasks, LIMITS, world.now, lambda i: (status, run))
     world.tasks.finish(task_id)
     return result
 
@@ -155,9 +155,11 @@ def test_a_running_canary_is_checked_again_and_reads_once_a_check(world):
     open_storm(world, 22)
     run_canary(world)
     reads = []
-    world.now += storm.CHECK_SECONDS
+    world.now += canary.CHECK_SECONDS
     (task_id,) = [t for t, _ in world.tasks.due(world.now)]
-    storm.on_check(step_of(world, task_id), world.tasks, LIMITS, world.now, lambda i: reads.append(i) or ("Running", 2))
+    canary.on_check(
+        step_of(world, task_id), world.tasks, LIMITS, world.now, lambda i: reads.append(i) or ("Running", 2)
+    )
     assert reads == [20]
     assert [t for t in world.ids("dwrerun-p-", "Enqueued")][0].endswith("-1-k2")
 
@@ -173,7 +175,7 @@ def test_a_canary_that_fails_again_gives_way_to_the_oldest_held_after_a_growing_
     # the second canary fails too: the interval grows again
     world.now = world.tasks.tasks[slot2].due
     world.tasks.due(world.now)
-    storm.on_canary(step_of(world, slot2), world.tasks, LIMITS, world.now, lambda i, r: True)
+    canary.on_canary(step_of(world, slot2), world.tasks, LIMITS, world.now, lambda i, r: True)
     world.tasks.finish(slot2)
     result = check(world, "Failure", 2)
     (slot3,) = [t for t in world.ids("dwrerun-p-", "Enqueued")]
@@ -191,7 +193,7 @@ def test_a_canary_that_was_not_rerun_gives_way_at_once_without_growth(world):
 
 
 def test_a_canary_stuck_without_progress_gives_way_after_max_checks(world, monkeypatch):
-    monkeypatch.setattr(storm, "MAX_CHECKS", 2)
+    monkeypatch.setattr(canary, "MAX_CHECKS", 2)
     open_storm(world, 22)
     run_canary(world)
     check(world, "Running", 2)
@@ -220,18 +222,18 @@ def test_a_canary_that_succeeds_releases_the_held_oldest_first_in_growing_groups
         if "-run-" in t  # the releases: ScheduledReruns with their storm
     )
     assert [i for _, i in releases] == [20, *range(1000, 1100)]  # oldest first (20 opened it)
-    assert releases[-1][0] - world.now <= storm.ramp_seconds(101)
+    assert releases[-1][0] - world.now <= canary.ramp_seconds(101)
     assert world.ids("dwrerun-r-") and world.ids("dwrerun-x-")
 
 
 def test_the_release_never_exceeds_its_rate():
-    offsets = storm.release_offsets(2000)
+    offsets = canary.release_offsets(2000)
     per_second: dict[int, int] = {}
     for o in offsets:
         per_second[int(o)] = per_second.get(int(o), 0) + 1
-    assert max(per_second.values()) <= storm.RELEASE_MAX_PER_SECOND
+    assert max(per_second.values()) <= canary.RELEASE_MAX_PER_SECOND
     assert offsets == sorted(offsets)
-    sizes = [members for _, members, _ in storm.groups(storm.release_offsets(300))]
+    sizes = [members for _, members, _ in canary.groups(canary.release_offsets(300))]
     # growing groups; only the last one holds what is left
     assert sizes[:5] == [5, 10, 20, 40, 80] and all(a <= b for a, b in zip(sizes[:-2], sizes[1:-1], strict=True))
 
@@ -241,7 +243,7 @@ def test_a_release_has_its_own_task_id_so_a_scheduled_rerun_of_the_same_run_does
     assert rerun.async_task_id == f"dwrerun-5-run-1-{CAUSE.key}-1" != schedule.async_task_id(5, 1)
     assert schedule.parse(rerun.to_payload()) == rerun
     body = json.loads(rerun.to_payload())
-    body["scheduledRerun"]["storm"] = "nope"
+    body["scheduledRerun"]["stormId"] = "nope"
     with pytest.raises(schedule.InvalidScheduledRerun):
         schedule.parse(json.dumps(body))
 
@@ -268,7 +270,7 @@ def hold_of(world, instance_id):
 
 
 def look_at(world, task_id):
-    result = storm.on_hold(step_of(world, task_id), world.tasks, LIMITS, world.now)
+    result = canary.on_hold(step_of(world, task_id), world.tasks, LIMITS, world.now)
     world.tasks.finish(task_id)
     return result
 
@@ -338,9 +340,9 @@ def test_fc_failing_releases_a_held_instance_under_its_release_id_or_reruns_it(w
 def test_a_malformed_storm_payload_is_refused():
     assert storm.parse(b'{"instanceId": 1}') is None
     with pytest.raises(ValueError):
-        storm.parse(b'{"storm": {"step": "hold", "projectId": 1, "rule": "x", "epoch": 1, "instanceId": "1"}}')
+        storm.parse(b'{"stormStep": {"step": "hold", "projectId": 1, "rule": "x", "epoch": 1, "instanceId": "1"}}')
     with pytest.raises(ValueError):
-        storm.parse(b'{"storm": {"step": "explode", "projectId": 1, "rule": "x", "epoch": 1}}')
+        storm.parse(b'{"stormStep": {"step": "explode", "projectId": 1, "rule": "x", "epoch": 1}}')
     step = storm.parse(storm.payload("hold", CAUSE, 3, instanceId=5, runNumber=1, seq=2))
     assert (step.step, step.cause, step.epoch, step.get("seq")) == ("hold", CAUSE, 3, 2)
 

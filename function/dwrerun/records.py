@@ -62,7 +62,7 @@ def storm_record(note, origin: Origin) -> dict:
     from dwrerun import schedule, storm
 
     record = {
-        "kind": "storm",
+        "kind": schema.STORM_KIND,
         "stormEvent": note.event,
         "stormCause": note.cause.label,
         "stormId": storm.release_tag(note.cause, note.epoch),

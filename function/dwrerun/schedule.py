@@ -42,7 +42,7 @@ uniform = random.uniform
 # invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
 FC_MAX_DELAY_SECONDS = 3599
 PAYLOAD_KEY = "scheduledRerun"
-FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "storm")
+FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "stormId")
 # A release from a storm (storm.py) names the storm: its cause key and epoch.
 STORM_TAG = re.compile(r"k[0-9a-f]{10}-[0-9]{1,9}")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
@@ -120,7 +120,7 @@ class ScheduledRerun:
             "asyncTaskId": self.async_task_id,
         }
         if self.storm is not None:  # only a release carries it: other payloads stay as they were
-            body["storm"] = self.storm
+            body["stormId"] = self.storm
         return json.dumps({PAYLOAD_KEY: body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -164,9 +164,9 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
         datetime.strptime(due, DUE_AT_FORMAT)
     except ValueError:
         raise InvalidScheduledRerun(f"dueAt must be a UTC time like 2026-11-28T02:10:00Z, got {due[:40]!r}") from None
-    storm = inner.get("storm")
+    storm = inner.get("stormId")
     if storm is not None and (not isinstance(storm, str) or not STORM_TAG.fullmatch(storm)):
-        raise InvalidScheduledRerun("storm must be null or a storm tag like k0123456789-1")
+        raise InvalidScheduledRerun("stormId must be null or a storm id like k0123456789-1")
     scheduled = ScheduledRerun(instance_id, failed_run, due, event_id, rule, storm)
     if inner["asyncTaskId"] != scheduled.async_task_id:
         raise InvalidScheduledRerun(

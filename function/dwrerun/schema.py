@@ -23,6 +23,7 @@ SKIP = "skip"  # nothing was sent: `reason` says why
 DRY_RUN = "dry-run"  # it would have been rerun; nothing was sent
 SCHEDULED = "scheduled"  # its rerun is queued as a delayed invocation of the event function (schedule.py)
 HELD = "held"  # a storm is open for its cause: held until a canary succeeds (storm.py)
+STORM_KIND = "storm"  # the `kind` of a storm record (records.storm_record)
 DECISIONS = (RERUN, SKIP, DRY_RUN, SCHEDULED, HELD)
 
 # trigger: which path asked.

@@ -16,9 +16,9 @@ event function runs like any delayed invocation; the guard lets a tagged one thr
 from __future__ import annotations
 
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
-from dwrerun import function_compute, pacing, records, schedule, schema, storm
+from dwrerun import canary, function_compute, pacing, records, schedule, schema, storm
 from dwrerun.dataworks import DataWorksError, client_for, credentials_from, task_instance
 from dwrerun.job import Job, Target, time_left
 from dwrerun.outcome import Outcome
@@ -26,12 +26,36 @@ from dwrerun.rerun import RetryLater, run
 from dwrerun.schema import Reason, Summary
 
 
+@dataclass
+class _Ctx:
+    """What every step needs: the job, its clients (made when first used), the guard's limits, now."""
+
+    job: Job
+    step: storm.Step
+    settings: object
+    functions: object  # () -> FunctionCompute
+    dataworks: object  # () -> DataWorks
+    tasks: object  # function_compute.AsyncTasks
+    limits: storm.Limits
+    now: float
+
+    @property
+    def tag(self) -> str:
+        return storm.release_tag(self.step.cause, self.step.epoch)
+
+    @property
+    def fields(self) -> dict:
+        return {"storm_cause": self.step.cause.label, "storm_id": self.tag}
+
+    def rerun(self, instance_id: int, run_number: int) -> list[Outcome]:
+        return _rerun(self.job, self.step, self.tag, instance_id, run_number, self.dataworks(), self.functions)
+
+
 def handle(job: Job, step: storm.Step, settings, invocation, context, started: float, write_all) -> dict:
     """Run one storm step; `write_all(job, outcomes, started, outcome=...)` writes the records."""
     if step.step in ("tally", "opened"):
-        return {"kind": "storm", "step": step.step}
+        return {"kind": schema.STORM_KIND, "step": step.step}
     credentials = credentials_from(os.environ, context)
-    tag = storm.release_tag(step.cause, step.epoch)
 
     def functions():
         return function_compute.client_for(credentials, settings, invocation.region, invocation.account_id)
@@ -40,75 +64,72 @@ def handle(job: Job, step: storm.Step, settings, invocation, context, started: f
         return client_for(credentials, settings, invocation.region)
 
     tasks = function_compute.AsyncTasks(functions(), job.function_name, settings.read_timeout)
-    limits = storm.Limits.of(settings)
-    now = schedule.clock()
-    origin = job.origin
+    ctx = _Ctx(job, step, settings, functions, dataworks, tasks, storm.Limits.of(settings), schedule.clock())
     if step.step == "close":
-        note = storm.Note(
-            storm.CLOSED,
-            step.cause,
-            step.epoch,
-            f"storm {step.cause.label} #{step.epoch} closed: its release is over ({step.get('released', 0)} released)",
-            count=step.get("released"),
-        )
-        records.write(records.storm_record(note, origin))
-        return write_all(job, [], started, outcome=Summary.DONE)
+        released = step.get("released", 0)
+        message = f"storm {step.cause.label} #{step.epoch} closed: its release is over ({released} released)"
+        note = storm.Note(storm.CLOSED, step.cause, step.epoch, message, count=step.get("released"))
+        return _done(job, [], canary.Result([note]), started, write_all)
+    outcomes, result = {"canary": _canary, "check": _check}.get(step.step, _hold)(ctx)
+    return _done(job, outcomes, result, started, write_all)
+
+
+def _canary(ctx: _Ctx) -> tuple[list[Outcome], canary.Result]:
+    """Rerun the canary now, through the pipeline; its records name the canary's task."""
+    outcomes: list[Outcome] = []
+
+    def rerun_now(instance: int, failed_run: int) -> bool:
+        outcomes.extend(ctx.rerun(instance, failed_run))
+        return any(o.started for o in outcomes)
+
+    result = canary.on_canary(ctx.step, ctx.tasks, ctx.limits, ctx.now, rerun_now)
+    slot_id = storm.canary_id(ctx.step.cause, ctx.step.epoch, ctx.step.get("slot", 1))
+    return [replace(o, async_task_id=slot_id, **ctx.fields) for o in outcomes], result
+
+
+def _check(ctx: _Ctx) -> tuple[list[Outcome], canary.Result]:
+    """Read the canary once (paced like every read); an unread canary is looked at again."""
+    client, job = ctx.dataworks(), ctx.job
+
+    def read(instance: int):
+        limiter = pacing.limiter("read", ctx.settings.read_qps)
+        try:
+            limiter.acquire(job.deadline - pacing.MIN_CALL_SECONDS)
+            seen = task_instance(client.get_task_instance(instance, time_left(job)))
+        except (DataWorksError, pacing.DeadlineReached):
+            return None
+        limiter.passed()
+        return seen.status, seen.run_number
+
+    return [], canary.on_check(ctx.step, ctx.tasks, ctx.limits, ctx.now, read)
+
+
+def _hold(ctx: _Ctx) -> tuple[list[Outcome], canary.Result]:
+    """A held instance's look: its record says held on, released, or given up."""
+    step = ctx.step
     instance_id, run_number = step.get("instanceId"), step.get("runNumber")
-    fields = {"storm_cause": step.cause.label, "storm_id": tag}
-    if step.step == "canary":
-        outcomes: list[Outcome] = []
-
-        def rerun_now(instance: int, failed_run: int) -> bool:
-            outcomes.extend(_rerun(job, step, tag, instance, failed_run, dataworks(), functions))
-            return any(o.started for o in outcomes)
-
-        result = storm.on_canary(step, tasks, limits, now, rerun_now)
-        slot_id = storm.canary_id(step.cause, step.epoch, step.get("slot", 1))
-        outcomes = [replace(o, async_task_id=slot_id, **fields) for o in outcomes]
-        return _done(job, outcomes, result, origin, started, write_all)
-    if step.step == "check":
-        client = dataworks()
-
-        def read(instance: int):
-            limiter = pacing.limiter("read", settings.read_qps)
-            try:
-                limiter.acquire(job.deadline - pacing.MIN_CALL_SECONDS)
-                seen = task_instance(client.get_task_instance(instance, time_left(job)))
-            except (DataWorksError, pacing.DeadlineReached):
-                return None  # looked at again in a minute
-            limiter.passed()
-            return seen.status, seen.run_number
-
-        result = storm.on_check(step, tasks, limits, now, read)
-        return _done(job, [], result, origin, started, write_all)
-    # hold
-    if not limits.on:  # the guard was turned off meanwhile: today's behaviour, at once
-        return write_all(
-            job, _rerun(job, step, tag, instance_id, run_number, dataworks(), functions), started, outcome=Summary.DONE
-        )
-    result = storm.on_hold(step, tasks, limits, now)
+    if not ctx.limits.on:  # the guard was turned off meanwhile: today's behaviour, at once
+        return ctx.rerun(instance_id, run_number), canary.Result()
+    result = canary.on_hold(step, ctx.tasks, ctx.limits, ctx.now)
     due = schedule.due_at(0, result.next_check) if result.next_check is not None else None
     if result.verdict == "held":
-        outcome = Outcome(instance_id, schema.HELD, Reason.STORM, result.message, due_at=due, **fields)
-    elif result.verdict == "released":
-        release = schedule.ScheduledRerun(instance_id, run_number, due or schedule.due_at(0), storm=tag)
+        return [Outcome(instance_id, schema.HELD, Reason.STORM, result.message, due_at=due, **ctx.fields)], result
+    if result.verdict == "released":
+        release = schedule.ScheduledRerun(instance_id, run_number, due or schedule.due_at(0), storm=ctx.tag)
         message = f"{result.message}: released (FC async task {release.async_task_id})"
-        outcome = Outcome(
+        released = Outcome(
             instance_id,
             schema.SCHEDULED,
             Reason.ELIGIBLE,
             message,
             due_at=due,
             async_task_id=release.async_task_id,
-            **fields,
+            **ctx.fields,
         )
-    elif result.verdict == "expired":
-        outcome = Outcome(instance_id, schema.SKIP, Reason.STORM_HOLD_EXPIRED, result.message, **fields)
-    else:  # fail-open: FC unreachable even to queue its release: rerun now, as today
-        return write_all(
-            job, _rerun(job, step, tag, instance_id, run_number, dataworks(), functions), started, outcome=Summary.DONE
-        )
-    return _done(job, [outcome], result, origin, started, write_all)
+        return [released], result
+    if result.verdict == "expired":
+        return [Outcome(instance_id, schema.SKIP, Reason.STORM_HOLD_EXPIRED, result.message, **ctx.fields)], result
+    return ctx.rerun(instance_id, run_number), result  # fail-open: FC unreachable: rerun now, as today
 
 
 def _rerun(job: Job, step: storm.Step, tag: str, instance_id: int, run_number: int, dataworks, functions):
@@ -123,7 +144,8 @@ def _rerun(job: Job, step: storm.Step, tag: str, instance_id: int, run_number: i
         return exc.outcomes
 
 
-def _done(job: Job, outcomes: list[Outcome], result: storm.Result, origin, started: float, write_all) -> dict:
+def _done(job: Job, outcomes: list[Outcome], result: canary.Result, started: float, write_all) -> dict:
+    """Write the step's storm records, then its instance records and summary."""
     for note in result.notes:
-        records.write(records.storm_record(note, origin))
+        records.write(records.storm_record(note, job.origin))
     return write_all(job, outcomes, started, outcome=Summary.DONE)

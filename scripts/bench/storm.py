@@ -35,7 +35,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE.parent.parent / "function")]
 
-from dwrerun import schedule, storm  # noqa: E402
+from dwrerun import canary, schedule, storm  # noqa: E402
 from localcloud.asynctasks import AsyncTasks  # noqa: E402
 
 PROJECT = 10001
@@ -167,11 +167,11 @@ class Simulation:
                 self.lose_first_canary = False
                 self.figures.events.append((self.now, "canary 1 lost"))
                 return None
-            self.note(storm.on_canary(step, self.tasks, self.limits, self.now, self.rerun_now).notes)
+            self.note(canary.on_canary(step, self.tasks, self.limits, self.now, self.rerun_now).notes)
         elif step.step == "check":
-            self.note(storm.on_check(step, self.tasks, self.limits, self.now, self.read).notes)
+            self.note(canary.on_check(step, self.tasks, self.limits, self.now, self.read).notes)
         elif step.step == "hold":
-            result = storm.on_hold(step, self.tasks, self.limits, self.now)
+            result = canary.on_hold(step, self.tasks, self.limits, self.now)
             self.note(result.notes)
             if result.verdict == "expired":
                 self.figures.gave_up.add(storm.release_tag(step.cause, step.epoch))
@@ -280,7 +280,7 @@ def main(argv=None) -> int:
     print("  guard's storm:", "; ".join(f"{when / 60:.1f} min {what}" for when, what in guarded.figures.events[:12]))
     # The bound: the canary interval running at the clearing, the canary's run and its check, the
     # release ramp, and the last released instance's run.
-    bound = _canary_interval_at(guarded, CLEAR_AT) + storm.CHECK_SECONDS + storm.ramp_seconds(500) + RUN_SECONDS
+    bound = _canary_interval_at(guarded, CLEAR_AT) + canary.CHECK_SECONDS + canary.ramp_seconds(500) + RUN_SECONDS
     checks += [
         ("guard sends fewer reruns", g["reruns sent"] < t["reruns sent"]),
         ("guard wastes fewer reruns", g["reruns wasted"] < t["reruns wasted"]),
