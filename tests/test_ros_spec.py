@@ -32,6 +32,7 @@ ALERTS = {
     "QuotaExhaustedAlert": "alertQuotaExhausted",
     "ConfigErrorAlert": "alertConfigError",
     "RetriesExhaustedAlert": "alertRetriesExhausted",
+    "StormAlert": "alertStorm",
 }
 # Together these take every ROS condition and Fn::If branch of the template.
 SCENARIOS = {

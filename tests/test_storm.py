@@ -358,3 +358,16 @@ def test_every_id_is_a_valid_fc_task_id():
         schedule.ScheduledRerun(2**62, 999, "2026-12-07T00:00:00Z", storm=storm.release_tag(CAUSE, 99)).async_task_id,
     ]
     assert all(schedule.TASK_ID_PATTERN.fullmatch(i) for i in ids), ids
+
+
+def test_the_storm_simulation_runs_with_and_without_the_guard_and_its_checks_hold():
+    # scripts/bench/storm.py: the 500-failure scenario and its controls, seeded (no timing is asserted)
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "storm.py"
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "FAIL" not in done.stdout and done.stdout.count("  ok   ") == 11
+    assert "guard/today" in done.stdout and "control: FC's reads failing" in done.stdout
