@@ -26,6 +26,7 @@ from dwrerun.storm import (
     JOIN_SPREAD_SECONDS,
     LIST_LIMIT,
     LIVE,
+    MAX_DELAY,
     PREFIX,
     RELEASE,
     RELEASE_GROUP,
@@ -217,7 +218,11 @@ def release(tasks: Tasks, cause: Cause, epoch: int, now: float, *, canary: int |
         for body, offset in zip(bodies, offsets, strict=True)
         if queue_release(tasks, cause, epoch, body["instanceId"], body["runNumber"], now, offset, body.get("eventId"))
     )
-    tasks.create(close_id(cause, epoch), max(1, math.ceil(ramp)), payload("close", cause, epoch, released=released))
+    tasks.create(
+        close_id(cause, epoch),
+        max(1, min(MAX_DELAY, math.ceil(ramp))),
+        payload("close", cause, epoch, released=released),
+    )
     by = f"canary {canary} succeeded" if canary else "released"
     notes = [
         Note(
