@@ -43,6 +43,8 @@ RERUN_SIGNING_KEY = "RERUN_SIGNING_KEY"  # noqa: S105 (a variable name)
 RERUN_STORM_THRESHOLD = "RERUN_STORM_THRESHOLD"
 RERUN_STORM_WINDOW_SECONDS = "RERUN_STORM_WINDOW_SECONDS"
 RERUN_STORM_MAX_HOLD_SECONDS = "RERUN_STORM_MAX_HOLD_SECONDS"
+RERUN_SWEEP_LOOKBACK_SECONDS = "RERUN_SWEEP_LOOKBACK_SECONDS"
+RERUN_SWEEP_GRACE_SECONDS = "RERUN_SWEEP_GRACE_SECONDS"
 
 USER_VARIABLES = (
     DATAWORKS_ENDPOINT,
@@ -71,6 +73,8 @@ USER_VARIABLES = (
     RERUN_STORM_THRESHOLD,
     RERUN_STORM_WINDOW_SECONDS,
     RERUN_STORM_MAX_HOLD_SECONDS,
+    RERUN_SWEEP_LOOKBACK_SECONDS,
+    RERUN_SWEEP_GRACE_SECONDS,
 )
 
 # Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
@@ -133,6 +137,10 @@ class Settings:
     storm_threshold: int = 20
     storm_window: int = 600
     storm_max_hold: int = 7200
+    # The sweep (dwrerun/sweep.py, docs/sweep.md): failed runs that ended between now - lookback and
+    # now - grace. The grace leaves newer failures to their events.
+    sweep_lookback: int = 21600
+    sweep_grace: int = 600
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -190,6 +198,7 @@ class Settings:
             storm_max_hold=int(
                 _number(get, RERUN_STORM_MAX_HOLD_SECONDS, defaults.storm_max_hold, minimum=60, integer=True)
             ),
+            **_sweep_window(get, defaults),
         )
 
 
@@ -296,6 +305,17 @@ def _plan_ttl(get, default: int) -> int:
     if value > high:
         raise ConfigError(f"{RERUN_PLAN_TTL_SECONDS} must be at most {high} (a day), got {value}")
     return value
+
+
+def _sweep_window(get, defaults: Settings) -> dict:
+    lookback = int(_number(get, RERUN_SWEEP_LOOKBACK_SECONDS, defaults.sweep_lookback, minimum=60, integer=True))
+    grace = int(_number(get, RERUN_SWEEP_GRACE_SECONDS, defaults.sweep_grace, minimum=0, integer=True))
+    if grace >= lookback:
+        raise ConfigError(
+            f"{RERUN_SWEEP_GRACE_SECONDS} ({grace}) must be less than {RERUN_SWEEP_LOOKBACK_SECONDS} ({lookback}): "
+            "the sweep looks at failures that ended between now - lookback and now - grace"
+        )
+    return {"sweep_lookback": lookback, "sweep_grace": grace}
 
 
 def _signing_key(get) -> str | None:

@@ -26,7 +26,7 @@ import os
 import threading
 from collections import OrderedDict
 
-from dwrerun import continuation, events, pacing, records, rules, schedule, schema
+from dwrerun import continuation, events, pacing, records, rules, schedule, schema, sweep
 from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import client_for, credentials_from
 from dwrerun.invocation import Invocation
@@ -80,6 +80,9 @@ def handle(event: bytes, context) -> dict:
         config_error = None
     except ConfigError as exc:  # a bad setting or rules file (rules.RulesError is a ConfigError)
         settings, rule_set, config_error = Settings(), None, exc
+    timer = sweep.parse(event)
+    if timer is not None:  # the sweep's timer trigger (sweep.py): find the failed runs no event decided
+        return sweep.handle(timer, context, invocation, settings, config_error, started)
     job = Job.for_event(invocation, settings, rule_set)
     try:
         bulk_part = continuation.parse(event, settings.signing_key)
@@ -112,6 +115,8 @@ def handle(event: bytes, context) -> dict:
                 outcome=Summary.DONE,
             )
     written, targets, claimed = _read_delivery(job, event)
+    if any(t.scheduled is not None and t.scheduled.swept for t in targets):  # a failed run the sweep claimed
+        job = Job.for_sweep(invocation, settings, rule_set)  # decided as its event would have been
     if config_error is not None:
         # A bad setting or rules file: nothing is rerun (every failure is recorded, none is lost)
         # and the invocation returns normally, since FC retrying it cannot fix the deployment.

@@ -5,6 +5,7 @@ A Job is made by one of its named constructors, one per way of asking:
     Job.for_event      failure events and their delayed invocations: the rules decide, a rerun waits a delay
     Job.for_ids        an operator's ids over HTTP: the rules only explain a dry run, nothing is delayed
     Job.for_filter     a rerun by filter, in the HTTP function and in its continuations (bulk.py)
+    Job.for_sweep      a failed run the sweep found undecided (sweep.py): decided as its event would have been
 
 The pipeline (rerun.py, send.py) reads the Job's properties, never the way it was asked.
 An `Item` is where the pipeline keeps what it knows of one target between attempts; `outcome()`
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from dwrerun import pacing, schema
 from dwrerun.config import Settings
@@ -34,6 +35,7 @@ class Mode(enum.Enum):
     EVENT = "event"
     IDS = "ids"
     FILTER = "filter"
+    SWEEP = "sweep"
 
 
 @dataclass(frozen=True)
@@ -122,9 +124,17 @@ class Job:
             origin_request_id=origin_request_id,
         )
 
+    @classmethod
+    def for_sweep(cls, invocation: Invocation, settings: Settings, rules: RuleSet | None) -> Job:
+        """A failed run the sweep claimed: the event path's guards and rules, rerun when decided
+        (the claim already waited the run's backoff)."""
+        return replace(cls.for_event(invocation, settings, rules), mode=Mode.SWEEP)
+
     @property
     def trigger(self) -> str:
         # Continuations run in the event function, and still work for the HTTP request.
+        if self.mode is Mode.SWEEP:
+            return schema.SWEEP
         return schema.EVENTBRIDGE if self.mode is Mode.EVENT else schema.HTTP
 
     @property
@@ -133,8 +143,8 @@ class Job:
 
     @property
     def manual(self) -> bool:
-        """An operator asked (ids or a filter), not a failure event."""
-        return self.mode is not Mode.EVENT
+        """An operator asked (ids or a filter), not a failure event (nor the sweep standing in for one)."""
+        return self.mode in (Mode.IDS, Mode.FILTER)
 
     @property
     def named_ids(self) -> bool:
@@ -146,7 +156,7 @@ class Job:
         """Whether a `not-retryable` verdict holds a rerun back (never for ids an operator named)."""
         if self.mode is Mode.FILTER:
             return not self.ignore_rules
-        return self.mode is Mode.EVENT
+        return self.mode in (Mode.EVENT, Mode.SWEEP)
 
     @property
     def may_schedule(self) -> bool:
@@ -176,6 +186,12 @@ class Target:
     listed: Instance | None = None  # a bulk rerun: the instance as ListTaskInstances showed it
     failed_run: int | None = None  # a bulk rerun: the run the selection found failed
     event_finished_at: int | None = None  # when the run the failure event reports ended (epoch ms)
+
+    @property
+    def decided_when_scheduled(self) -> bool:
+        """A delayed invocation of a rerun decided when it was scheduled (DataWorks' own rerun and the
+        failure rules were checked then). Not one the sweep claimed: nothing was decided for it."""
+        return self.scheduled is not None and not self.scheduled.swept
 
 
 @dataclass(frozen=True)
@@ -279,7 +295,22 @@ class Item:
             schedule_error_code=refused.code if refused is not None else None,
             use_latest_config=job.use_latest_config if decision in (schema.RERUN, schema.DRY_RUN) else None,
             **storm,
+            swept=job.mode is Mode.SWEEP,
+            missed_event=_missed(decision, reason) if job.mode is Mode.SWEEP else None,
         )
+
+
+def _missed(decision: str, reason: str) -> bool | None:
+    """A sweep's decision: was the failed run's event missed? True when the sweep reruns it (or
+    would, in a dry run): an event handled to the end leaves a trace the sweep sees (a scheduled
+    rerun's FC async task, or a run that moved on). False when someone got there first. None when
+    it cannot tell: a skip leaves no trace, so the event path may have recorded the same skip
+    (docs/sweep.md)."""
+    if decision in (schema.RERUN, schema.DRY_RUN):
+        return True
+    if reason in (Reason.ALREADY_RERUN, Reason.ALREADY_SCHEDULED, Reason.NOT_FAILED, Reason.NOT_FINISHED):
+        return False
+    return None
 
 
 class QuotaWatch:

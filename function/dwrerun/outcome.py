@@ -27,7 +27,7 @@ MEMBERSHIP_WORDS = ("workspace", "project", "member")
 class Origin:
     """Who asked: the invocation's side of every record it writes."""
 
-    trigger: str  # schema.EVENTBRIDGE or schema.HTTP
+    trigger: str  # schema.EVENTBRIDGE, schema.HTTP or schema.SWEEP
     request_id: str  # the FC invocation's
     comment: str | None = None  # the operator's Comment
     origin_request_id: str | None = None  # a bulk rerun's HTTP request, on every record that works for it
@@ -66,6 +66,8 @@ class Outcome:
     storm_cause: str | None = None  # the storm guard's cause, "<projectId>/<rule>", when it acted
     storm_id: str | None = None  # the storm, "<key>-<epoch>"
     notes: tuple = ()  # storm.Note records the guard's step produced (written as storm records)
+    swept: bool = False  # decided for the sweep (sweep.py): the record carries missedEvent
+    missed_event: bool | None = None  # the sweep's verdict on the failed run's event (job._missed)
 
     def __post_init__(self):
         if self.decision not in schema.DECISIONS or self.reason not in schema.REASONS:

@@ -54,6 +54,8 @@ def instance_record(outcome: Outcome, origin: Origin) -> dict:
     if outcome.storm_cause is not None:
         record["stormCause"] = outcome.storm_cause
         record["stormId"] = outcome.storm_id
+    if outcome.swept:
+        record["missedEvent"] = outcome.missed_event
     return _shaped(record, schema.INSTANCE_NAMES, optional=schema.INSTANCE_OPTIONAL)
 
 

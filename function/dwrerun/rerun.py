@@ -192,7 +192,7 @@ def _read_and_decide(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWat
     # A delayed invocation skips it: it was checked for this same failed run when the rerun was
     # scheduled, and the guards above just found the instance still at that run.
     if (
-        scheduled is None
+        not item.target.decided_when_scheduled
         and autorerun.worth_asking(job, item.instance)
         and autorerun.left_to_dataworks(job, dataworks, item, quota, until)
     ):
@@ -286,7 +286,7 @@ def _classify(job: Job, dataworks: DataWorks, item: Item) -> None:
     instance = item.instance
     if job.rules is None or instance.status != FAILURE or (not job.rules_hold_back and not job.dry_run):
         return
-    if item.target.scheduled is not None:
+    if item.target.decided_when_scheduled:
         # A delayed invocation: the rules decided when the rerun was scheduled, on this same failed
         # run's log (the payload names the rule). Reading it again would only spend a call.
         return

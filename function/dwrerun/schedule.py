@@ -42,7 +42,7 @@ uniform = random.uniform
 # invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
 FC_MAX_DELAY_SECONDS = 3599
 PAYLOAD_KEY = "scheduledRerun"
-FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "stormId")
+FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "stormId", "sweep")
 # A release from a storm (storm.py) names the storm: its cause key and epoch.
 STORM_TAG = re.compile(r"k[0-9a-f]{10}-[0-9]{1,9}")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
@@ -104,6 +104,9 @@ class ScheduledRerun:
     event_id: str | None = None  # the failure event that scheduled it: SLS joins the two records on it
     rule: str | None = None  # the failure rule that set the delay, if one did
     storm: str | None = None  # a release from a storm: storm.release_tag, which its task id ends with
+    # Claimed by the sweep (sweep.py) for a failed run no event decided: nothing was decided yet, so
+    # the delayed invocation decides it whole (guards, DataWorks' own rerun, failure rules).
+    swept: bool = False
 
     @property
     def async_task_id(self) -> str:
@@ -121,6 +124,8 @@ class ScheduledRerun:
         }
         if self.storm is not None:  # only a release carries it: other payloads stay as they were
             body["stormId"] = self.storm
+        if self.swept:
+            body["sweep"] = True
         return json.dumps({PAYLOAD_KEY: body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
@@ -167,7 +172,10 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
     storm = inner.get("stormId")
     if storm is not None and (not isinstance(storm, str) or not STORM_TAG.fullmatch(storm)):
         raise InvalidScheduledRerun("stormId must be null or a storm id like k0123456789-1")
-    scheduled = ScheduledRerun(instance_id, failed_run, due, event_id, rule, storm)
+    swept = inner.get("sweep", False)
+    if not isinstance(swept, bool):
+        raise InvalidScheduledRerun("sweep must be true or false")
+    scheduled = ScheduledRerun(instance_id, failed_run, due, event_id, rule, storm, swept)
     if inner["asyncTaskId"] != scheduled.async_task_id:
         raise InvalidScheduledRerun(
             f"asyncTaskId must be {scheduled.async_task_id!r} for instance {instance_id} run {failed_run}"

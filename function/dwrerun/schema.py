@@ -29,6 +29,7 @@ DECISIONS = (RERUN, SKIP, DRY_RUN, SCHEDULED, HELD)
 # trigger: which path asked.
 EVENTBRIDGE = "eventbridge"  # a failure event, a delayed invocation
 HTTP = "http"  # an operator's request, and the continuations of a rerun by filter
+SWEEP = "sweep"  # the scheduled sweep (sweep.py): its summary, and the decisions of the failed runs it found
 
 
 class Reason:
@@ -75,6 +76,7 @@ class Summary:
     RETRY = "retry"  # the event path raised so that FC retries it
     QUOTA_EXHAUSTED = "quota-exhausted"
     UPSTREAM_ERROR = "upstream-error"  # the HTTP path answered an error because DataWorks kept failing
+    PARTIAL = "partial"  # a sweep that could not list or claim everything: the next sweep takes the rest
 
 
 TEXT = "text"
@@ -141,9 +143,13 @@ INSTANCE_FIELDS = (
     # The storm guard (storm.py): the cause ("<projectId>/<rule>") and the storm ("<key>-<epoch>").
     _field("stormCause", TEXT),
     _field("stormId", TEXT),
+    # The sweep (sweep.py), on its decisions only: true when the failed run was still undecided and
+    # still failed when decided (no event had been handled for it); false when someone got there first.
+    _field("missedEvent", TEXT),
 )
-# Instance fields written only when set: records without a storm stay as they were.
-INSTANCE_OPTIONAL = frozenset({"stormCause", "stormId"})
+# Instance fields written only when set: records without a storm, and the other paths' records
+# without the sweep's missedEvent, stay as they were.
+INSTANCE_OPTIONAL = frozenset({"stormCause", "stormId", "missedEvent"})
 
 # What happened to a storm (records.storm_record): opened, each canary, the release and each of its
 # groups, closed; give-ups are the instances' own records (reason storm-hold-expired).
@@ -175,10 +181,22 @@ SUMMARY_FIELDS = (
     _field("scheduled", LONG),
     _field("held", LONG),  # written only when the storm guard held one
     _field("durationMs", DOUBLE),
-    _field("outcome", TEXT),  # done | retry (event: FC retries it) | quota-exhausted | upstream-error (HTTP)
+    _field(
+        "outcome", TEXT
+    ),  # done | retry (event: FC retries it) | quota-exhausted | upstream-error (HTTP) | partial (sweep)
     _field("dryRunMode", TEXT),  # true | false
     _field("originRequestId", TEXT),  # a bulk rerun's HTTP request (its own, or the one it continues)
     _field("error", TEXT),  # event, outcome retry: the DataWorks error code behind it, or an unexpected error's type
+    # A sweep's summary only (sweep.py): what it looked at and what it found.
+    _field("projects", TEXT),  # the workspaces swept, comma-separated
+    _field("windowStart", LONG),  # epoch ms: failed runs that ended from here ...
+    _field("windowEnd", LONG),  # ... to here (now - RERUN_SWEEP_GRACE_SECONDS)
+    _field("listed", LONG),  # failed runs ListTaskInstances answered in the window
+    _field("alreadyDecided", LONG),  # of those, decided before (their FC async task existed: 409)
+    _field("missed", LONG),  # of those, undecided: claimed now and handed to a decision
+    _field("left", LONG),  # of those, not claimed in this sweep's time: the next sweep takes them
+    _field("calls", LONG),  # DataWorks and FC calls this sweep made
+    _field("pages", LONG),  # ListTaskInstances pages among them
 )
 
 
@@ -196,7 +214,21 @@ SUMMARY_NAMES = tuple(f.name for f in SUMMARY_FIELDS)
 STORM_NAMES = tuple(f.name for f in STORM_FIELDS)
 # Summary fields a record may leave out (written only in some outcomes). Never `outcome`: queries
 # and alerts on it must see every invocation.
-SUMMARY_OPTIONAL = frozenset({"error", "held"})
+SUMMARY_OPTIONAL = frozenset(
+    {
+        "error",
+        "held",
+        "projects",
+        "windowStart",
+        "windowEnd",
+        "listed",
+        "alreadyDecided",
+        "missed",
+        "left",
+        "calls",
+        "pages",
+    }
+)
 
 
 def json_key_indices() -> list[dict]:

@@ -258,6 +258,11 @@ def comment(job: Job, next_run: int, chunk: list[Item]) -> str:
             how = f"manual rerun over HTTP, FC request {job.request_id}"
         return f"{origin}[{job.function_name}: {how}, run {next_run}{latest}]"
     scheduled = [item.target.scheduled for item in chunk if item.target.scheduled]
+    if scheduled and scheduled[0].swept:  # a failed run the sweep found undecided: one instance
+        return (
+            f"[{job.function_name}: rerun by the sweep (FC async task {scheduled[0].async_task_id}): no failure "
+            f"event had been handled for run {next_run - 1}; run {next_run} of at most {job.settings.max_reruns + 1}]"
+        )
     if scheduled:  # a delayed invocation: one instance
         first = scheduled[0]
         return (
