@@ -33,6 +33,7 @@ ALERTS = {
     "ConfigErrorAlert": "alertConfigError",
     "RetriesExhaustedAlert": "alertRetriesExhausted",
     "StormAlert": "alertStorm",
+    "EventsMissingAlert": "alertEventsMissing",
 }
 # Together these take every ROS condition and Fn::If branch of the template.
 SCENARIOS = {

@@ -47,14 +47,28 @@ def test_records_carry_exactly_the_schemas_fields_in_its_order():
     instance = records.instance_record(rerun, Origin(schema.HTTP, ""))
     assert tuple(instance) == tuple(n for n in schema.INSTANCE_NAMES if n not in schema.INSTANCE_OPTIONAL)
     held = Outcome(1, schema.HELD, Reason.STORM, "", storm_cause="1/r", storm_id="k0123456789-1")
-    assert tuple(records.instance_record(held, Origin(schema.EVENTBRIDGE, ""))) == schema.INSTANCE_NAMES
+    assert tuple(records.instance_record(held, Origin(schema.EVENTBRIDGE, ""))) == tuple(
+        n for n in schema.INSTANCE_NAMES if n != "missedEvent"
+    )
+    swept = Outcome(1, schema.RERUN, Reason.ELIGIBLE, "", True, swept=True, missed_event=True)
+    assert tuple(records.instance_record(swept, Origin(schema.SWEEP, ""))) == tuple(
+        n for n in schema.INSTANCE_NAMES if n not in ("stormCause", "stormId")
+    )
     event = Origin(schema.EVENTBRIDGE, "")
     retried = records.summary_record(event, [rerun], 1.0, dryRunMode=False, outcome="retry", error="ServiceUnavailable")
-    assert tuple(retried) == tuple(n for n in schema.SUMMARY_NAMES if n != "held")
+    assert tuple(retried) == tuple(n for n in schema.SUMMARY_NAMES if n == "error" or n not in schema.SUMMARY_OPTIONAL)
     http_summary = records.summary_record(Origin(schema.HTTP, ""), [rerun], 1.0, dryRunMode=False, outcome="done")
-    assert tuple(http_summary) == tuple(n for n in schema.SUMMARY_NAMES if n not in ("error", "held"))
+    assert tuple(http_summary) == tuple(n for n in schema.SUMMARY_NAMES if n not in schema.SUMMARY_OPTIONAL)
     with_held = records.summary_record(event, [held], 1.0, dryRunMode=False, outcome="retry", error="x")
-    assert tuple(with_held) == schema.SUMMARY_NAMES and with_held["held"] == 1
+    assert with_held["held"] == 1
+    assert tuple(with_held) == tuple(
+        n for n in schema.SUMMARY_NAMES if n in ("error", "held") or n not in schema.SUMMARY_OPTIONAL
+    )
+    sweep_fields = {n: 0 for n in schema.SUMMARY_OPTIONAL - {"error", "held"}}
+    sweep_summary = records.summary_record(
+        Origin(schema.SWEEP, ""), [], 1.0, dryRunMode=False, outcome="done", **sweep_fields
+    )
+    assert tuple(sweep_summary) == tuple(n for n in schema.SUMMARY_NAMES if n not in ("error", "held"))
 
 
 def test_a_record_field_outside_the_schema_is_refused():

@@ -102,6 +102,7 @@ def test_the_template_has_the_alerts_and_panels_these_checks_cover():
         "config-error",
         "retries-exhausted",
         "storm",
+        "events-missing",
     }
     assert len(VIEWS.charts) == 10
 
@@ -126,6 +127,8 @@ ALERT_COLUMNS = (
 
 def test_each_alert_groups_by_task_and_cause_and_selects_what_its_message_names():
     for rule in VIEWS.alerts:
+        if rule.logical_id == "EventsMissingAlert":
+            continue  # one per workspace: its own test below
         # one alert per task and cause; a storm's is one per storm (its id is the `rule` column)
         assert rule.group_fields == (("rule", "reason") if rule.name.endswith("-storm") else ("taskId", "reason"))
         columns = rule.query.partition("|")[2].split(" from log ")[0]
@@ -139,6 +142,17 @@ def test_each_alert_groups_by_task_and_cause_and_selects_what_its_message_names(
         for column in ALERT_COLUMNS:
             assert "${" + column + "}" in rule.annotations["desc"], (column, rule.logical_id)
         assert "message.instanceId: ${instanceId}" in rule.annotations["records"]
+
+
+def test_the_events_missing_alert_names_the_workspace_and_what_to_check():
+    (rule,) = [r for r in VIEWS.alerts if r.logical_id == "EventsMissingAlert"]
+    assert rule.group_fields == ("projectId",)
+    columns = rule.query.partition("|")[2].split(" from log ")[0]
+    for column in ("projectId", "missed", "instanceId", "taskName"):
+        assert f" as {column}" in columns and "${" + column + "}" in rule.annotations["desc"]
+    for check in ("rule's pattern", "OpenEvent", "distribution channel", "trigger", "event age"):
+        assert check in rule.annotations["desc"]
+    assert "message.projectId: ${projectId}" in rule.annotations["records"]
 
 
 @pytest.mark.parametrize(

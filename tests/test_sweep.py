@@ -21,9 +21,8 @@ from dwrerun.config import ConfigError, Settings
 from localcloud.clock import ManualClock
 from localcloud.dataworks.openevent import OpenEvent
 from localcloud.eventbridge import EventBridge
-from localcloud.fcapi import FunctionComputeApi
-from localcloud.fcfunction import Function
-from localcloud.fctimer import TimerTrigger, interval_seconds
+from localcloud.fc import Function, FunctionComputeApi
+from localcloud.fc.timer import TimerTrigger, interval_seconds
 
 pytestmark = pytest.mark.separate_process
 

@@ -40,8 +40,8 @@ SLS_WRITE = "log:PostLogStoreLogs"
 
 _WHOLE = re.compile(r"^\$\{([^{}]+)\}$")
 _EMBEDDED = re.compile(r"\$\{([^{}]+)\}")
-# The one conditional the template uses: ${(vars.a == 'x') ? vars.b : []}
-_CONDITION = re.compile(r"^\(vars\.(\w+) == '([^']*)'\) \? vars\.(\w+) : \[\]$")
+# The one conditional the template uses: ${(vars.a == 'x') ? vars.b : vars.c} (or `: []`)
+_CONDITION = re.compile(r"^\(vars\.(\w+) == '([^']*)'\) \? vars\.(\w+) : (?:vars\.(\w+)|\[\])$")
 # The deploying shell's environment, with a default: ${env('NAME', '')} (without one, `s` fails
 # when NAME is unset; both seen with @serverless-devs/s 3.1.10 `s preview`).
 _ENV = re.compile(r"^env\('(\w+)', '([^']*)'\)$")
@@ -67,8 +67,10 @@ def render(spec: dict, **overrides) -> dict:
             return os.environ.get(env.group(1), env.group(2))
         condition = _CONDITION.match(expression)
         if condition:
-            name, literal, chosen = condition.groups()
-            return resolve(variables[chosen]) if variables[name] == literal else []
+            name, literal, chosen, otherwise = condition.groups()
+            if variables[name] == literal:
+                return resolve(variables[chosen])
+            return resolve(variables[otherwise]) if otherwise else []
         if expression.startswith("vars."):
             value = variables
             for key in expression.split(".")[1:]:
@@ -168,9 +170,10 @@ def test_event_source_picks_either_the_custom_bus_rule_or_the_fc_trigger():
     template = ros_template(spec)
     assert template["Resources"]["FailureRule"]["Condition"] == "UseCustomBus"
     assert template["Conditions"]["UseCustomBus"] == {"Fn::Equals": [{"Ref": "EventSource"}, "custom-bus"]}
-    # THEN custom-bus: no FC trigger; default-bus: exactly FC's eventbridge trigger
-    assert props(render(spec, eventSource="custom-bus"), "event")["triggers"] == []
-    (trigger,) = props(render(spec, eventSource="default-bus"), "event")["triggers"]
+    # THEN custom-bus (and polling mode, none): only the sweep's timer; default-bus: FC's eventbridge trigger too
+    for source in ("custom-bus", "none"):
+        assert [t["triggerType"] for t in props(render(spec, eventSource=source), "event")["triggers"]] == ["timer"]
+    (trigger, _timer) = props(render(spec, eventSource="default-bus"), "event")["triggers"]
     assert trigger["triggerType"] == "eventbridge"
     config_ = trigger["triggerConfig"]
     assert config_["eventSourceConfig"]["eventSourceType"] == "Default"
@@ -182,15 +185,29 @@ def test_default_bus_trigger_invokes_the_event_function_asynchronously():
     # On an FC 3.0 eventbridge trigger, asyncInvocationType false means asynchronous (the current
     # FC 3.0 trigger page and the fc20230330 SDK's model docs; older pages said the opposite).
     # Asynchronous is what lets FC queue the events and retry a raising handler.
-    (trigger,) = props(render(load(), eventSource="default-bus"), "event")["triggers"]
+    (trigger, _timer) = props(render(load(), eventSource="default-bus"), "event")["triggers"]
     assert trigger["triggerConfig"]["asyncInvocationType"] is False
 
 
 def test_fc_trigger_and_custom_bus_rule_filter_the_same_events():
     spec = render(load(), eventSource="default-bus")
-    (trigger,) = props(spec, "event")["triggers"]
+    (trigger, _timer) = props(spec, "event")["triggers"]
     rule = ros_template(spec)["Resources"]["FailureRule"]["Properties"]
     assert json.loads(trigger["triggerConfig"]["eventRuleFilterPattern"]) == rule["FilterPattern"]
+
+
+@pytest.mark.parametrize("event_source", ["custom-bus", "default-bus", "none"])
+def test_the_sweeps_timer_trigger_invokes_the_event_function_with_its_payload(event_source):
+    from dwrerun import sweep
+
+    spec = render(load(), eventSource=event_source)
+    (timer,) = [t for t in props(spec, "event")["triggers"] if t["triggerType"] == "timer"]
+    assert timer["triggerConfig"] == {"cronExpression": "@every 10m", "enable": True, "payload": sweep.PAYLOAD}
+    off = render(load(), eventSource=event_source, sweepEnabled=False)
+    (timer,) = [t for t in props(off, "event")["triggers"] if t["triggerType"] == "timer"]
+    assert timer["triggerConfig"]["enable"] is False
+    # Polling mode makes no EventBridge rule: the rule exists only under UseCustomBus.
+    assert props(spec, "infra")["parameters"]["EventSource"] == event_source
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -224,7 +241,10 @@ def test_no_instance_concurrency_above_one_anywhere_in_the_template():
 def _sizing_table() -> dict[str, dict[str, float]]:
     """docs/sizing.md: its table, by edition."""
     section = SIZING.read_text()
-    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ")]
+    lines = section.splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("| "))
+    end = next((n for n in range(start, len(lines)) if not lines[n].startswith("|")), len(lines))
+    rows = [line.strip("|").split("|") for line in lines[start:end] if line.startswith("| ")]  # the first table
     header = [cell.strip().strip("`") for cell in rows[0]]
     table = {}
     for row in rows[1:]:

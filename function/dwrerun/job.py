@@ -301,12 +301,11 @@ class Item:
 
 
 def _missed(decision: str, reason: str) -> bool | None:
-    """A sweep's decision: was the failed run's event missed? True when the sweep reruns it (or
-    would, in a dry run): an event handled to the end leaves a trace the sweep sees (a scheduled
-    rerun's FC async task, or a run that moved on). False when someone got there first. None when
-    it cannot tell: a skip leaves no trace, so the event path may have recorded the same skip
-    (docs/sweep.md)."""
-    if decision in (schema.RERUN, schema.DRY_RUN):
+    """A sweep's decision: was the failed run's event missed? True when the sweep reruns it: an
+    event handled to the end leaves a trace the sweep sees (a scheduled rerun's FC async task, or a
+    run that moved on). False when someone got there first. None when it cannot tell: a skip or a
+    dry run leaves no trace, so the event path may have recorded the same (docs/sweep.md)."""
+    if decision == schema.RERUN:
         return True
     if reason in (Reason.ALREADY_RERUN, Reason.ALREADY_SCHEDULED, Reason.NOT_FAILED, Reason.NOT_FINISHED):
         return False

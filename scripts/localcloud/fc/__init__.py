@@ -14,6 +14,7 @@
     auth.py        FC's signature rules (the HTTP trigger's authType function; FC's query
                    canonicalisation for the OpenAPI)
     server.py      FunctionComputeApi: the OpenAPI on loopback (localcloud.loopback)
+    timer.py       TimerTrigger: FC's timer trigger on a function's clock
 
 `from localcloud.fc import Function` works for each name below, but loads its module only then:
 an instance process imports `localcloud.fc.instances` and must not pay, at every cold start, for
@@ -32,6 +33,7 @@ _EXPORTS = {
     "Invocation": "runtime",
     "CONTEXT_SHAPES": "runtime",
     "Logstore": "logstore",
+    "TimerTrigger": "timer",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -35,7 +35,7 @@ def interval_seconds(expression: str) -> int:
 
 
 class TimerTrigger:
-    """One timer trigger of one local FC function (`localcloud.fcfunction.Function`)."""
+    """One timer trigger of one local FC function (`localcloud.fc.Function`)."""
 
     def __init__(self, fn, name: str, expression: str, payload: str, enable: bool = True):
         self.fn = fn
