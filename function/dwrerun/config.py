@@ -45,6 +45,7 @@ RERUN_STORM_WINDOW_SECONDS = "RERUN_STORM_WINDOW_SECONDS"
 RERUN_STORM_MAX_HOLD_SECONDS = "RERUN_STORM_MAX_HOLD_SECONDS"
 RERUN_SWEEP_LOOKBACK_SECONDS = "RERUN_SWEEP_LOOKBACK_SECONDS"
 RERUN_SWEEP_GRACE_SECONDS = "RERUN_SWEEP_GRACE_SECONDS"
+RERUN_SWEEP_PROJECT_IDS = "RERUN_SWEEP_PROJECT_IDS"
 
 USER_VARIABLES = (
     DATAWORKS_ENDPOINT,
@@ -75,6 +76,7 @@ USER_VARIABLES = (
     RERUN_STORM_MAX_HOLD_SECONDS,
     RERUN_SWEEP_LOOKBACK_SECONDS,
     RERUN_SWEEP_GRACE_SECONDS,
+    RERUN_SWEEP_PROJECT_IDS,
 )
 
 # Injected by Function Compute itself (never set in the template: FC refuses names starting FC_).
@@ -141,6 +143,13 @@ class Settings:
     # now - grace. The grace leaves newer failures to their events.
     sweep_lookback: int = 21600
     sweep_grace: int = 600
+    # The workspaces the sweep lists; empty: RERUN_PROJECT_IDS (`sweep_projects`).
+    sweep_project_ids: frozenset[int] = field(default_factory=frozenset)
+
+    @property
+    def sweep_projects(self) -> frozenset[int]:
+        """The workspaces a sweep looks at: RERUN_SWEEP_PROJECT_IDS, else RERUN_PROJECT_IDS."""
+        return self.sweep_project_ids or self.project_ids
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -315,7 +324,11 @@ def _sweep_window(get, defaults: Settings) -> dict:
             f"{RERUN_SWEEP_GRACE_SECONDS} ({grace}) must be less than {RERUN_SWEEP_LOOKBACK_SECONDS} ({lookback}): "
             "the sweep looks at failures that ended between now - lookback and now - grace"
         )
-    return {"sweep_lookback": lookback, "sweep_grace": grace}
+    return {
+        "sweep_lookback": lookback,
+        "sweep_grace": grace,
+        "sweep_project_ids": _id_set(get, RERUN_SWEEP_PROJECT_IDS),
+    }
 
 
 def _signing_key(get) -> str | None:

@@ -145,13 +145,13 @@ def handle(timer: Timer, context, invocation: Invocation, settings: Settings, co
     tally = Tally()
     if config_error is not None:
         _config_error(tally, f"the sweep did not run: {config_error}")
-    elif not settings.project_ids:
+    elif not settings.sweep_projects:
         # ListProjects would list the workspaces of the tenant, not those where the function's role
         # is a member with an O&M role (docs/sweep.md): guessing would read and alert on others'.
         _config_error(
             tally,
-            "the sweep needs RERUN_PROJECT_IDS (vars.projectIds): the workspaces to look at. It did nothing; "
-            "failure events are still handled",
+            "the sweep needs RERUN_PROJECT_IDS (vars.projectIds) or RERUN_SWEEP_PROJECT_IDS: the workspaces "
+            "to look at. It did nothing; failure events are still handled",
         )
     else:
         try:
@@ -182,7 +182,7 @@ def run(job: Job, window: Window, dataworks, functions, tally: Tally) -> None:
 
 def _list(job: Job, window: Window, dataworks, tally: Tally) -> list[Instance]:
     found: dict[int, Instance] = {}
-    for project_id in sorted(job.settings.project_ids):
+    for project_id in sorted(job.settings.sweep_projects):
         for bizdate in window.bizdates():
             wanted = selection.Filter(project_id, bizdate, PROJECT_ENV, (), window.start, window.end)
             try:
@@ -265,7 +265,7 @@ def write(job: Job, window: Window, tally: Tally, started: float) -> dict:
         (pacing.clock() - started) * 1000,
         dryRunMode=job.dry_run,
         outcome=tally.outcome,
-        projects=",".join(str(p) for p in sorted(job.settings.project_ids)) or None,
+        projects=",".join(str(p) for p in sorted(job.settings.sweep_projects)) or None,
         windowStart=window.start,
         windowEnd=window.end,
         listed=tally.listed,
