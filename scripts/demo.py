@@ -17,7 +17,11 @@
 4. Makes a manual rerun through the local HTTP gateway, as an operator would with curl (always at
    once), waits for the scheduled reruns, then reruns by filter what is left of yesterday's
    failures with scripts/rerun_client.py: a plan (dry run), then the plan applied with its token.
-5. Lets the reruns finish in the emulator, prints one row per decision, what each part showed,
+5. A failure whose event is lost (the emulator's "event lost" fault, localcloud.dataworks.openevent):
+   the sweep's timer fires (localcloud.fc.timer, one tick now), the sweep finds the failed run no
+   event decided, claims it under its rerun's FC async task id, and the claim's invocation reruns it
+   (docs/sweep.md). The alert dwrerun-events-missing fires.
+6. Lets the reruns finish in the emulator, prints one row per decision, what each part showed,
    how to query the records, and what template.yml's alert rules would fire.
 
 `--serve` keeps everything running for curl experiments instead, and prints the endpoints.
@@ -50,8 +54,9 @@ import rerun_client  # noqa: E402
 from localcloud.acs3 import Credentials  # noqa: E402
 from localcloud.controlplane import ControlPlane  # noqa: E402
 from localcloud.dataworks import DataWorksEmulator  # noqa: E402
+from localcloud.dataworks.openevent import OpenEvent  # noqa: E402
 from localcloud.eventbridge import EventBridge  # noqa: E402
-from localcloud.fc import Function, FunctionComputeApi  # noqa: E402
+from localcloud.fc import Function, FunctionComputeApi, TimerTrigger  # noqa: E402
 from localcloud.gateway import HttpGateway  # noqa: E402
 
 EVENTS = ROOT / "tests" / "events"
@@ -81,6 +86,8 @@ SYNTAX_ERROR, NETWORK_ERROR = 1000012345684, 1000012345685
 MANUAL_IDS = [1000012345679, 1000012345682, 1000012345680]  # a success (AllAllowed), a running one, a capped one
 # Failed yesterday, and no event came for them (an outage of the event channel): the rerun by filter finds them.
 EVENTS_LOST = [1000012345686, 1000012345687]
+# Failed 15 minutes ago, past the sweep's grace, and its event was lost: the sweep finds it (docs/sweep.md).
+SWEPT = 1000012345692
 # Instances each function may run at once. Small, so the demo's cold starts stay few on a laptop;
 # the deployed value is template.yml's reservedConcurrency.
 RESERVED_CONCURRENCY = 3
@@ -142,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
             rows = _deliver_events(event_fn, dataworks.backend) + _manual_rerun(gateway) + _scheduled_reruns(event_fn)
             by_filter, filter_rows = _rerun_by_filter(gateway, Path(scratch), logs)
             rows += filter_rows
+            sweep_rows, swept = _sweep(event_fn, dataworks)
+            rows += sweep_rows
             rerun_ids = {
                 int(r["instance"]) for r in rows if r["decision"] == "rerun" and r["result"].startswith("rerun ok")
             }
@@ -156,7 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         f"each its own process, one invocation at a time; peak memory per instance (MiB): {peaks}"
     )
     calls = [c for c in calls if not _storm_task(c.task_id or "")]  # the storm guard's tallies are not reruns
-    accepted = [c for c in calls if c.status == 202]
+    # The sweep's claim is a delayed invocation too, told apart by its task id (its own line below).
+    accepted = [c for c in calls if c.status == 202 and c.task_id != f"dwrerun-{SWEPT}-run-1"]
     delays = sorted({c.delay for c in accepted})
     print(
         f"Scheduled reruns: {len(accepted)} delayed invocations through the local FC InvokeFunction "
@@ -165,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"Rerun runs that then ended in the emulator: {', '.join(map(str, ended)) or 'none'}")
     print()
-    _print_story(rows, by_filter)
+    _print_story(rows, by_filter, swept)
     print(f"\n(the story took {seconds:.0f} s)")
     print()
     path = f"{_shown(logs)}/dwrerun-event.jsonl"
@@ -216,6 +226,8 @@ def function_env(dataworks_url: str, fc_url: str, scratch: Path) -> dict:
         # when deployed: DWRERUN_SIGNING_KEY as there, else a new one each run (plans do not outlive
         # the run); never printed or recorded.
         "RERUN_SIGNING_KEY": os.environ.get("DWRERUN_SIGNING_KEY") or secrets.token_urlsafe(32),
+        # The sweep looks at the seeded workspace only (the events and operators act everywhere).
+        "RERUN_SWEEP_PROJECT_IDS": str(PROJECT_ID),
     }
 
 
@@ -297,6 +309,33 @@ def _storm_task(task_id: str) -> bool:
     return task_id.startswith(tuple(f"dwrerun-{kind}-k" for kind in "tsphrx"))
 
 
+def _sweep(event_fn: Function, dataworks) -> tuple[list[dict], dict]:
+    """A failure whose event is lost, then one tick of the sweep's timer: the sweep's summary, and the
+    rows of the claimed run's decision."""
+    finished = int((time.time() - 15 * 60) * 1000)
+    dataworks.backend.add_instance(
+        id=SWEPT,
+        task_id=700000004427,
+        project_id=PROJECT_ID,
+        task_name="dws_inventory_snapshot_di",
+        status="Failure",
+        trigger_time=finished - 120_000,
+        started_time=finished - 60_000,
+        finished_time=finished,
+    )
+    openevent = OpenEvent(dataworks, EventBridge(event_fn).deliver)
+    openevent.lose([SWEPT])
+    openevent.fail(SWEPT, finish=False)  # published nothing: the event is lost
+    timer = TimerTrigger(event_fn, "sweep", "@every 10m", "dwrerun-sweep", enable=False)
+    tick = timer.fire()  # the timer's next tick, now
+    tick.wait(60)
+    summary = next((r for a in tick.attempts for r in a.records if r.get("kind") == "summary"), {})
+    claims = [h for h in event_fn.async_invocations if h.task_id == f"dwrerun-{SWEPT}-run-1"]
+    for handle in claims:
+        handle.wait(60)
+    return _rows(claims), summary
+
+
 def _rerun_by_filter(gateway: HttpGateway, scratch: Path, logs: Path) -> tuple[dict, list[dict]]:
     """Yesterday's failures in the project, by filter, with the operator's client: a plan, then the
     plan applied. What the client printed for each, and the applied run's rows."""
@@ -367,7 +406,7 @@ def _row(record: dict, trigger: str | None = None) -> dict:
     }
 
 
-def _print_story(rows: list[dict], by_filter: dict) -> None:
+def _print_story(rows: list[dict], by_filter: dict, swept: dict) -> None:
     """What each part of the demo showed, in the product's words."""
 
     def first(trigger: str, instance: int, decision: str | None = None, reason: str | None = None) -> dict:
@@ -415,6 +454,16 @@ def _print_story(rows: list[dict], by_filter: dict) -> None:
     print("  then the plan applied:")
     for line in by_filter["apply"][1].splitlines():
         print(f"    {line}")
+    decided = first("sweep", SWEPT)
+    print(
+        f"- The sweep: {SWEPT} ({decided.get('taskName')}) failed 15 minutes ago and its event was lost. The sweep's "
+        f"timer fired; it listed {swept.get('listed')} failed run(s) in its window, {swept.get('alreadyDecided')} "
+        f"decided before, {swept.get('missed')} missed ({swept.get('calls')} calls, {swept.get('pages')} "
+        f"ListTaskInstances pages), claimed it as FC async task {decided.get('asyncTaskId')}, and the claim's "
+        f"invocation decided it as its event would have: {decided.get('decision')} "
+        f"({'ok' if decided.get('success') else decided.get('reason')}, missedEvent {decided.get('missedEvent')}). "
+        "The alert dwrerun-events-missing fires (below)."
+    )
 
 
 def _print_table(rows: list[dict]) -> None:

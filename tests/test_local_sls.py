@@ -250,6 +250,8 @@ def every_kind_of_record() -> list[dict]:
         instance_line(
             "storm-hold-expired", schema.SKIP, None, instance_id=9, storm_cause=STORM_CAUSE.label, storm_id=STORM_ID
         ),
+        # the sweep's decision of a failed run whose event was lost (docs/sweep.md)
+        instance_line(instance_id=10, trigger=schema.SWEEP, async_task_id="t10", swept=True, missed_event=True),
         line(summary),
     ]
 
