@@ -27,7 +27,8 @@ Normalisation (`normalise`) masks only what varies between runs of unchanged cod
   originRequestId and the same ids inside message text;
 - durations: lookupMs, rerunMs, durationMs -> `<ms>` (null stays null: whether a call was timed is
   behaviour);
-- wall-clock times: finishedTime (the emulator's "now" at seeding) -> `<time>`, and dueAt and
+- wall-clock times: finishedTime (the emulator's "now" at seeding), a sweep's windowStart and
+  windowEnd -> `<time>`, and dueAt and
   ISO-8601 times in text -> `<time>`, except in the `run_directly` scenarios, whose clock is
   patched (their dueAt is exact and compared);
 - attempts (the calls made for an instance, retries included) -> `<n>` when not 0: it varies run to
@@ -116,7 +117,7 @@ def normalise(record: dict, *, fixed_clock: bool = False, jitter: bool = False) 
             value = "<ms>"
         elif name == "attempts" and value:
             value = "<n>"
-        elif name == "finishedTime" and value is not None:
+        elif name in ("finishedTime", "windowStart", "windowEnd") and value is not None:
             value = "<time>"
         elif name == "dueAt" and value is not None and not fixed_clock:
             value = "<time>"
