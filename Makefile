@@ -41,6 +41,7 @@ mutation: $(STAMP)
 bench: $(STAMP)
 	$(PY) scripts/bench/bench.py
 	$(PY) scripts/bench/by_filter.py
+	$(PY) scripts/bench/sweep.py
 
 build: $(STAMP)
 	scripts/build
