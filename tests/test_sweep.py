@@ -138,6 +138,8 @@ def test_the_timer_event_is_recognised_by_its_payload():
     assert sweep.parse(json.dumps({**timer, "extra": 1}).encode()) is None
     assert sweep.parse(b'{"source":"acs.dataworks","data":{}}') is None
     assert sweep.parse(b"not json") is None
+    repeated = b'{"triggerTime":"t","triggerName":"sweep","payload":"x","payload":"dwrerun-sweep"}'
+    assert sweep.parse(repeated) is None  # one reading only (strictjson): never a sweep
 
 
 def test_the_window_covers_the_business_dates_its_failures_can_carry():

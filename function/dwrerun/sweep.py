@@ -27,12 +27,11 @@ waited what was left of the run's backoff). Its record says `trigger: sweep` and
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from dwrerun import pacing, records, schedule, selection
+from dwrerun import pacing, records, schedule, selection, strictjson
 from dwrerun.config import ConfigError, Settings
 from dwrerun.dataworks import DataWorksError
 from dwrerun.function_compute import InvokeFunctionError
@@ -65,7 +64,7 @@ def parse(event: bytes | str) -> Timer | None:
     if b'"triggerName"' not in raw:  # cheap: a CloudEvent or a scheduled rerun never carries it
         return None
     try:
-        body = json.loads(raw)
+        body = strictjson.loads(raw)  # a repeated key: left to the event parser, which names it
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(body, dict) or set(body) != TIMER_KEYS or not all(isinstance(v, str) for v in body.values()):
