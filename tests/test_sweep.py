@@ -393,3 +393,57 @@ def test_without_project_ids_the_sweep_writes_one_config_error(dataworks, cloud,
     assert "RERUN_PROJECT_IDS" in record["message"]
     (summary,) = sweep_summaries(fn)
     assert summary["listed"] == 0 and reruns(dataworks) == []
+
+
+# --- in this process, with fakes: the deadline --------------------------------------------------
+
+
+class FakeDataWorks:
+    """ListTaskInstances over rows, by business date (one page)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def list_task_instances(self, params, timeout):
+        rows = [r for r in self.rows if r["Bizdate"] == params["Bizdate"]]
+        return rows, len(rows)
+
+
+class SlowFunctions:
+    """InvokeFunction that takes `seconds` of the (fake) clock per claim."""
+
+    def __init__(self, clock, seconds):
+        self.clock, self.seconds, self.claimed = clock, seconds, []
+
+    def invoke_async(self, function_name, payload, *, delay, task_id, timeout):
+        self.clock[0] += self.seconds
+        self.claimed.append(task_id)
+
+
+def test_a_sweep_out_of_time_leaves_the_rest_to_the_next_and_says_so(monkeypatch):
+    from dwrerun import pacing, schedule
+    from dwrerun.invocation import Invocation
+    from dwrerun.job import Job
+    from localcloud.dataworks.models import TaskInstance
+
+    now = [1_796_583_600.0]
+    monkeypatch.setattr(pacing, "clock", lambda: now[0])
+    monkeypatch.setattr(schedule, "clock", lambda: now[0])
+    settings = Settings(project_ids=frozenset({PROJECT_ID}), read_qps=1000, read_timeout=2)
+    window = sweep.Window.at(now[0], settings)
+    bizdate = window.bizdates()[-1]
+    finished = window.end - 60_000
+    rows = [
+        TaskInstance(
+            id=FIRST_ID + n, task_id=TASK_ID, project_id=PROJECT_ID, bizdate=bizdate, finished_time=finished + n
+        ).to_api("list")
+        for n in range(10)
+    ]
+    # 30 s left: each claim takes 5 s, and none starts with less than 5 s (3 + the read timeout) left: 6 claims.
+    job = Job.for_sweep(Invocation("req", "dwrerun-event", "cn-hangzhou", now[0] + 30), settings, None)
+    functions = SlowFunctions(now, 5)
+    tally = sweep.Tally()
+    sweep.run(job, window, FakeDataWorks(rows), functions, tally)
+    assert (tally.listed, tally.missed, tally.left, tally.outcome) == (10, 6, 4, "partial")
+    assert functions.claimed == [f"dwrerun-{FIRST_ID + n}-run-1" for n in range(6)]  # the oldest first
+    assert tally.error == "DeadlineReached" and tally.pages == len(window.bizdates())
