@@ -447,3 +447,49 @@ def test_a_sweep_out_of_time_leaves_the_rest_to_the_next_and_says_so(monkeypatch
     assert (tally.listed, tally.missed, tally.left, tally.outcome) == (10, 6, 4, "partial")
     assert functions.claimed == [f"dwrerun-{FIRST_ID + n}-run-1" for n in range(6)]  # the oldest first
     assert tally.error == "DeadlineReached" and tally.pages == len(window.bizdates())
+
+
+class QuotaAfterFirstPage(FakeDataWorks):
+    """The first business date answers; then DataWorks' daily limit is used up."""
+
+    def __init__(self, rows):
+        super().__init__(rows)
+        self.calls = 0
+
+    def list_task_instances(self, params, timeout):
+        from dwrerun.dataworks import DataWorksError
+
+        self.calls += 1
+        if self.calls > 1:
+            raise DataWorksError("ListTaskInstances", "Throttling.Api.Risk", "daily limit", transient=False, status=429)
+        return self.rows, len(self.rows)
+
+
+def test_a_sweep_meeting_the_daily_limit_claims_nothing_it_listed(monkeypatch):
+    from dwrerun import pacing, schedule
+    from dwrerun.invocation import Invocation
+    from dwrerun.job import Job
+    from localcloud.dataworks.models import TaskInstance
+
+    now = [1_796_583_600.0]
+    monkeypatch.setattr(pacing, "clock", lambda: now[0])
+    monkeypatch.setattr(schedule, "clock", lambda: now[0])
+    settings = Settings(project_ids=frozenset({PROJECT_ID}), read_qps=1000, read_timeout=2)
+    window = sweep.Window.at(now[0], settings)
+    first = window.bizdates()[0]
+    rows = [
+        TaskInstance(
+            id=FIRST_ID + n, task_id=TASK_ID, project_id=PROJECT_ID, bizdate=first, finished_time=window.end - 1000
+        ).to_api("list")
+        for n in range(3)
+    ]
+    functions = SlowFunctions(now, 0)
+    tally = sweep.Tally()
+    job = Job.for_sweep(Invocation("req", "dwrerun-event", "cn-hangzhou", now[0] + 60), settings, None)
+    sweep.run(job, window, QuotaAfterFirstPage(rows), functions, tally)
+    # Each claim's decision would meet the same limit and stay claimed: the sweep after the limit finds them.
+    assert functions.claimed == [] and (tally.outcome, tally.error, tally.left) == (
+        "quota-exhausted",
+        "Throttling.Api.Risk",
+        3,
+    )

@@ -188,9 +188,15 @@ def _list(job: Job, window: Window, dataworks, tally: Tally) -> list[Instance]:
                 for instance in selection.select(dataworks, wanted, job.settings, job.deadline - CLAIM_RESERVE):
                     found[instance.id] = instance
             except DataWorksError as exc:
-                # What was listed is claimed; the rest waits for the next sweep (the window overlaps).
                 tally.error = exc.code
-                tally.outcome = Summary.QUOTA_EXHAUSTED if exc.quota_exhausted else Summary.PARTIAL
+                if exc.quota_exhausted:
+                    # Claim nothing: each claim's decision would meet the same limit and stay claimed,
+                    # unfinished. A sweep after the limit clears finds them all (docs/sweep.md).
+                    tally.outcome = Summary.QUOTA_EXHAUSTED
+                    tally.left += len(found)
+                    return []
+                # What was listed is claimed; the rest waits for the next sweep (the window overlaps).
+                tally.outcome = Summary.PARTIAL
                 return list(found.values())
             except selection.TooLarge as exc:
                 tally.error = f"TooLarge: {exc.count} failed instances for business date {bizdate}"
