@@ -18,6 +18,8 @@ The same function receives its own delayed invocations (schedule.py): a payload 
 scheduled rerun names one instance and its failed run, and goes through every guard again. It also
 runs the continuations of bulk reruns by filter (continuation.py, handoff.py): a signed payload from
 the HTTP function (or from an earlier continuation) naming up to 500 instances and their failed runs.
+And it runs the sweep (sweep.py): FC's timer event, and the failed runs a sweep claimed (a scheduled
+rerun payload marked `sweep`, decided whole as its event would have been).
 """
 
 from __future__ import annotations
