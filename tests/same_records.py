@@ -28,7 +28,8 @@ Normalisation (`normalise`) masks only what varies between runs of unchanged cod
 - durations: lookupMs, rerunMs, durationMs -> `<ms>` (null stays null: whether a call was timed is
   behaviour);
 - wall-clock times: finishedTime (the emulator's "now" at seeding), a sweep's windowStart and
-  windowEnd -> `<time>`, and dueAt and
+  windowEnd -> `<time>`, and a sweep's pages and calls -> `<n>` when not 0 (its window spans two
+  business dates, or three when it crosses midnight China time: the time of day decides), and dueAt and
   ISO-8601 times in text -> `<time>`, except in the `run_directly` scenarios, whose clock is
   patched (their dueAt is exact and compared);
 - attempts (the calls made for an instance, retries included) -> `<n>` when not 0: it varies run to
@@ -115,7 +116,7 @@ def normalise(record: dict, *, fixed_clock: bool = False, jitter: bool = False) 
     for name, value in record.items():
         if name in DURATIONS and value is not None:
             value = "<ms>"
-        elif name == "attempts" and value:
+        elif name in ("attempts", "pages", "calls") and value:
             value = "<n>"
         elif name in ("finishedTime", "windowStart", "windowEnd") and value is not None:
             value = "<time>"
