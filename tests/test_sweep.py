@@ -24,7 +24,9 @@ from localcloud.eventbridge import EventBridge
 from localcloud.fc import Function, FunctionComputeApi
 from localcloud.fc.timer import TimerTrigger, interval_seconds
 
-pytestmark = pytest.mark.separate_process
+# The tests that run the function on instance processes (the `cloud` fixture) are marked so; the
+# pure ones and those with fakes run in this process, where mutation testing reaches them too.
+separate_process = pytest.mark.separate_process
 
 SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: float(open({path!r}).read())\n"
 GRACE = 300
@@ -169,6 +171,7 @@ def test_the_local_timer_takes_fc_interval_expressions():
 # --- end to end ---------------------------------------------------------------------------------
 
 
+@separate_process
 def test_a_lost_event_is_found_by_the_sweep_and_rerun_once(dataworks, cloud, clock):
     (lost,) = seed(dataworks, 1)
     with cloud() as fn:
@@ -191,6 +194,7 @@ def test_a_lost_event_is_found_by_the_sweep_and_rerun_once(dataworks, cloud, clo
     assert dataworks.backend.instance(lost).run_number == 2
 
 
+@separate_process
 def test_a_failure_its_event_scheduled_is_counted_and_not_decided_again(dataworks, cloud, clock):
     (instance_id,) = seed(dataworks, 1)
     with cloud() as fn:
@@ -207,6 +211,7 @@ def test_a_failure_its_event_scheduled_is_counted_and_not_decided_again(datawork
     assert reruns_per_instance(dataworks) == {instance_id: 1}
 
 
+@separate_process
 def test_a_sweep_finds_a_scheduled_rerun_not_yet_due_already_decided(dataworks, cloud, clock):
     (instance_id,) = seed(dataworks, 1)
     with cloud(RERUN_BACKOFF_BASE_SECONDS="3000") as fn:  # the rerun waits 1500-3000 s
@@ -220,6 +225,7 @@ def test_a_sweep_finds_a_scheduled_rerun_not_yet_due_already_decided(dataworks, 
     assert reruns_per_instance(dataworks) == {instance_id: 1}
 
 
+@separate_process
 def test_20_percent_of_500_events_lost_every_failed_run_decided_once(dataworks, cloud, clock, fc_api):
     ids = seed(dataworks, 500)
     with cloud(reserved_concurrency=4) as fn:
@@ -243,6 +249,7 @@ def test_20_percent_of_500_events_lost_every_failed_run_decided_once(dataworks, 
     assert {dataworks.backend.instance(i).run_number for i in ids} == {2}
 
 
+@separate_process
 def test_a_sweep_and_an_event_at_the_same_moment_decide_once(dataworks, cloud, clock):
     (instance_id,) = seed(dataworks, 1)
     with cloud(reserved_concurrency=2) as fn:
@@ -259,6 +266,7 @@ def test_a_sweep_and_an_event_at_the_same_moment_decide_once(dataworks, cloud, c
     assert summary["missed"] + summary["alreadyDecided"] == 1
 
 
+@separate_process
 def test_a_sweep_and_an_immediate_rerun_at_the_same_moment_rerun_once(dataworks, cloud, clock):
     (instance_id,) = seed(dataworks, 1)
     with cloud(reserved_concurrency=2, RERUN_BACKOFF_BASE_SECONDS="0") as fn:
@@ -273,6 +281,7 @@ def test_a_sweep_and_an_immediate_rerun_at_the_same_moment_rerun_once(dataworks,
         assert record["missedEvent"] is False and record["reason"] in ("already-rerun", "not-failed")
 
 
+@separate_process
 def test_two_overlapping_sweeps_claim_each_failed_run_once(dataworks, cloud, clock):
     ids = seed(dataworks, 40)
     with cloud(reserved_concurrency=2) as fn:
@@ -306,6 +315,7 @@ function_compute.FunctionCompute.invoke_async = _dying
 """
 
 
+@separate_process
 def test_a_sweep_killed_midway_is_finished_by_fcs_retry_with_nothing_twice(dataworks, cloud, clock, tmp_path):
     ids = seed(dataworks, 12)
     marker = tmp_path / "killed"
@@ -318,6 +328,7 @@ def test_a_sweep_killed_midway_is_finished_by_fcs_retry_with_nothing_twice(dataw
     assert reruns_per_instance(dataworks) == {i: 1 for i in ids}
 
 
+@separate_process
 def test_throttled_listing_is_retried_and_the_daily_limit_leaves_the_rest_to_the_next_sweep(dataworks, cloud, clock):
     ids = seed(dataworks, 3)
     with cloud() as fn:
@@ -343,6 +354,7 @@ def test_throttled_listing_is_retried_and_the_daily_limit_leaves_the_rest_to_the
     assert reruns_per_instance(dataworks) == {i: 1 for i in ids + more}
 
 
+@separate_process
 def test_a_claim_fc_refuses_for_good_decides_nothing_and_says_so(dataworks, cloud, clock, fc_api):
     ids = seed(dataworks, 2)
     with cloud() as fn:
@@ -358,6 +370,7 @@ def test_a_claim_fc_refuses_for_good_decides_nothing_and_says_so(dataworks, clou
     assert second["missed"] == 2 and reruns_per_instance(dataworks) == {i: 1 for i in ids}
 
 
+@separate_process
 def test_throttled_claims_are_retried(dataworks, cloud, clock, fc_api):
     ids = seed(dataworks, 2)
     with cloud() as fn:
@@ -369,6 +382,7 @@ def test_throttled_claims_are_retried(dataworks, cloud, clock, fc_api):
     assert reruns_per_instance(dataworks) == {i: 1 for i in ids}
 
 
+@separate_process
 def test_an_unfinished_event_decision_is_finished_by_a_later_sweep(dataworks, cloud, clock):
     (instance_id,) = seed(dataworks, 1)
     with cloud() as fn:
@@ -384,6 +398,7 @@ def test_an_unfinished_event_decision_is_finished_by_a_later_sweep(dataworks, cl
     assert reruns_per_instance(dataworks) == {instance_id: 1}
 
 
+@separate_process
 def test_without_project_ids_the_sweep_writes_one_config_error(dataworks, cloud, clock):
     seed(dataworks, 1)
     with cloud(RERUN_PROJECT_IDS=None) as fn:
