@@ -108,7 +108,7 @@ INSTANCE_FIELDS = (
     _field("success", TEXT),  # true | false | null (no rerun call)
     _field("message", TEXT, alias=None),
     _field("reason", TEXT),
-    _field("trigger", TEXT),  # eventbridge | http
+    _field("trigger", TEXT),  # eventbridge | http | sweep
     _field("requestId", TEXT),  # the FC invocation's
     _field("eventId", TEXT),  # the CloudEvent's id (eventbridge only)
     _field("runNumber", LONG),
