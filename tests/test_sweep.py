@@ -69,6 +69,9 @@ def cloud(dataworks, fc_api, clock, tmp_path):
             "FUNCTION_COMPUTE_ENDPOINT": fc_api.url,
             "RERUN_PROJECT_IDS": str(PROJECT_ID),
             "RERUN_SWEEP_GRACE_SECONDS": str(GRACE),
+            # The storm guard off, unless a test is about it: these failures share one cause, and
+            # the emulator's reruns never end, so a storm's canary would never succeed.
+            "RERUN_STORM_THRESHOLD": "0",
             **env,
         }
         values = {name: value for name, value in values.items() if value is not None}
@@ -408,6 +411,27 @@ def test_without_project_ids_the_sweep_writes_one_config_error(dataworks, cloud,
     assert "RERUN_PROJECT_IDS" in record["message"]
     (summary,) = sweep_summaries(fn)
     assert summary["listed"] == 0 and reruns(dataworks) == []
+
+
+@separate_process
+def test_the_sweeps_decision_of_an_instance_a_storm_holds_keeps_it_held(dataworks, cloud, clock):
+    ids = seed(dataworks, 25)
+    with cloud(reserved_concurrency=2, RERUN_STORM_THRESHOLD="20") as fn:
+        openevent = OpenEvent(dataworks, EventBridge(fn).deliver)
+        openevent.lose(ids[-3:])  # three of the storm's events are lost
+        for instance_id in ids:
+            openevent.fail(instance_id, finish=False)
+        fn.drain()
+        advance(clock, fn, EVERY)  # the sweep: the three are claimed (the held ones have no rerun task)
+        advance(clock, fn, 1)
+    held_by_events = {r["instanceId"] for r in decisions(fn, schema.EVENTBRIDGE) if r["decision"] == "held"}
+    assert held_by_events  # the storm opened: one cause, 20 failures in its window
+    swept = decisions(fn, schema.SWEEP)
+    assert {r["instanceId"] for r in swept} >= set(ids[-3:])
+    # The sweep decides as an event would have: a failure of a cause in storm is held, not rerun.
+    assert all(r["decision"] == "held" and r["reason"] == "storm" for r in swept), swept
+    rerun = reruns_per_instance(dataworks)
+    assert not set(rerun) & {r["instanceId"] for r in swept} and sum(rerun.values()) <= 1  # the canary at most
 
 
 # --- in this process, with fakes: the deadline --------------------------------------------------

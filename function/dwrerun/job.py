@@ -159,6 +159,12 @@ class Job:
         return self.mode in (Mode.EVENT, Mode.SWEEP)
 
     @property
+    def storm_guarded(self) -> bool:
+        """The storm guard (send.guard) applies: a failure event's decision, or the sweep's of a failed
+        run no event decided (a held instance stays held; in polling mode the sweep's failures count)."""
+        return self.mode in (Mode.EVENT, Mode.SWEEP)
+
+    @property
     def may_schedule(self) -> bool:
         """A positive delay queues the rerun as a delayed invocation (schedule.py): the event path."""
         return self.mode is Mode.EVENT

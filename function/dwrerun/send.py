@@ -35,13 +35,14 @@ def guard(job: Job, functions: Callable[[], FunctionCompute] | None, items: list
     a cause in storm is held (done: `held`), or becomes the storm's canary (done: `scheduled`); the
     others go on. Any error of the guard's own calls lets the item go on, as if no guard existed."""
     limits = storm.Limits.of(job.settings)
-    if not job.may_schedule or not limits.on or functions is None:
+    if not job.storm_guarded or not limits.on or functions is None:
         return
     tasks = None
     for item in items:
         if not item.open or item.decision is None or not item.decision.rerun:
             continue
         scheduled = item.target.scheduled
+        swept = scheduled is not None and scheduled.swept  # the sweep's: counted as its event would have been
         if scheduled is not None and scheduled.storm is not None:
             continue  # a storm's own release or canary: the guard let it go already
         if scheduled is None and not item.delay:
@@ -63,9 +64,9 @@ def guard(job: Job, functions: Callable[[], FunctionCompute] | None, items: list
             item.target.instance_id,
             item.instance.run_number,
             timing.clock(),
-            delay=item.delay,
+            delay=item.delay or (1 if swept else 0),
             event_id=item.target.event_id,
-            counts=scheduled is None,
+            counts=scheduled is None or swept,
         )
         _guarded(job, item, said)
 
