@@ -104,7 +104,7 @@ def test_the_template_has_the_alerts_and_panels_these_checks_cover():
         "storm",
         "events-missing",
     }
-    assert len(VIEWS.charts) == 10
+    assert len(VIEWS.charts) == 11
 
 
 @pytest.mark.parametrize("where", QUERIES)
