@@ -621,6 +621,7 @@ class _Shift:
         if written is None or written.tzinfo is None:
             raise ValueError(f'{path}: "now" must be ISO 8601 with its offset, like 2025-11-28T03:02:00+08:00')
         loaded = datetime.fromtimestamp(now, CHINA)
+        self.now_ms = round(now * 1000)
         self.ms = round((loaded - written).total_seconds() * 1000)
         self.days = (loaded.date() - written.astimezone(CHINA).date()).days
 
@@ -631,6 +632,10 @@ class _Shift:
                 out[name] += self.ms
         if isinstance(out.get("bizdate"), int):
             out["bizdate"] += self.days * 86_400_000
+            if out.get("trigger_time") is None:
+                # The default trigger time, as TaskInstance makes it, but at the moment the seed is
+                # loaded for rather than the wall clock's: a seed loaded for a moment is of it.
+                out["trigger_time"] = min(out["bizdate"] + 26 * 3600 * 1000, self.now_ms - 600_000)
         return out
 
 
