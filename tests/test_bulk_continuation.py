@@ -955,3 +955,56 @@ def test_a_dry_run_out_of_time_for_the_logs_decides_the_rest_by_the_guards_and_s
         {"cap-reached": 1, "dry-run": 1},
     )
     assert reruns(dataworks) == []
+
+
+# --- issue 24, item 9: what pins the part sizes and a batch's start -------------------------------
+
+
+def test_a_part_is_never_larger_than_a_continuation_carries_even_without_log_reads():
+    # GIVEN no log reads (IgnoreRules) and generous QPS limits: 20,000 instances would fit parts of
+    # 2,000 by time and by spread; one ListTaskInstances call rereads at most 500
+    settings = Settings(read_qps=50.0, write_qps=20.0, chunk_size=50)
+    size = batches.slice_size(settings, 900, reads_logs=False, count=20_000)
+    assert size == continuation.MAX_INSTANCES == 500
+
+
+def test_a_part_larger_than_a_continuation_carries_is_refused_with_a_record_per_instance(clock, capsys):
+    # GIVEN a part of 501 instances (more than continuation.parse takes): FC would queue a payload
+    # the event function refuses, and its instances would end without a record
+    part = [batches.Target(FIRST + n, failed_run=1) for n in range(501)]
+    functions = FakeFunctions()
+    job = Job(Mode.FILTER, ORIGIN, "dwrerun-http", PART_SETTINGS, NOW + 60)
+    invocation = Invocation(ORIGIN, "dwrerun-http", "cn-hangzhou", NOW + 60, timeout=60)
+    request = bulk.Request(filter=FILTER)
+    handed, written = handoff.hand_on_parts(job, request, functions, [part], first_part=1, invocation=invocation)
+    # THEN nothing is queued, and each instance is recorded deferred, saying why
+    assert functions.calls == [] and handed == []
+    assert [(o.instance_id, o.reason, o.error_code) for o in written] == [
+        (FIRST + n, "deferred", "PartTooLarge") for n in range(501)
+    ]
+    assert "more than the 500 a continuation carries" in written[0].message
+    assert len(capsys.readouterr().out.splitlines()) == 501
+
+
+@pytest.mark.parametrize(
+    ("read_timeout", "left", "ran"),
+    [
+        # batches of two at 2 writes/s: 0.25 s an instance, 0.5 s the batch; the slack is a call's
+        # minimum (0.5 s), a write slot (0.5 s) and a read timeout (2 s, at most RERUN_RESERVE_SECONDS)
+        (2.0, 0.5 + 0.5 + 0.5 + 2.0, True),
+        (2.0, 0.5 + 0.5 + 0.5 + 2.0 - 0.01, False),
+        (10.0, 0.5 + 0.5 + 0.5 + pacing.RERUN_RESERVE_SECONDS, True),
+        (10.0, 0.5 + 0.5 + 0.5 + pacing.RERUN_RESERVE_SECONDS - 0.01, False),
+    ],
+)
+def test_a_batch_starts_only_with_its_time_and_the_slack_left_before_the_deadline(
+    clock, mocker, read_timeout, left, ran
+):
+    settings = replace(PART_SETTINGS, write_qps=2.0, chunk_size=2, read_timeout=read_timeout)
+    job = Job(Mode.FILTER, ORIGIN, "dwrerun-http", settings, NOW + left)
+    ran_with = []
+    mocker.patch.object(batches, "run", lambda job, batch, dataworks: ran_with.append(batch) or [])
+    targets = [batches.Target(FIRST + n, failed_run=1) for n in range(2)]
+    done = batches.work(job, targets, None)
+    # THEN a batch that would end inside the slack is left, whole, for a continuation
+    assert (ran_with == [targets], done.leftover) == ((True, []) if ran else (False, targets))

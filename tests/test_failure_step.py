@@ -255,3 +255,18 @@ def test_logs_turned_off_say_so_and_keep_the_run():
     verdict = failure.classify(FakeDataWorks(), instance(4), Settings(read_logs=False), SHIPPED, FAR)
     assert (verdict.run_number, verdict.calls, verdict.error_code) == (4, 0, None)
     assert verdict.note == "RERUN_READ_LOGS is false: the log was not read"
+
+
+def test_a_transient_error_then_a_read_slot_past_the_deadline_ran_out_of_time(mocker):
+    # GIVEN a first read that fails transiently, and a read limiter whose next slot (4 s on at
+    # 0.25 reads/s) is past the reads' own deadline (105.5 - 0.5 - 2.0 = 103.0, less 0.5 to start)
+    mocker.patch.object(pacing, "clock", lambda: 100.0)
+    mocker.patch.object(pacing, "sleep")
+    mocker.patch.object(pacing, "_limiters", {})
+    dataworks = FakeDataWorks(error("ServiceUnavailable"), "FAILED: ODPS-0130131:[1,1] Table not found")
+    verdict = failure.classify(dataworks, instance(), Settings(read_qps=0.25, read_timeout=2.0), SHIPPED, 105.5)
+    # THEN the log is unread because the time ran out (not because of DataWorks): on the filter
+    # path that hands the instance on, rather than rerunning it with its log unread (issue 24, 9)
+    assert len(dataworks.reads) == 1
+    assert verdict.error_code == f"ServiceUnavailable, 1 attempt(s); {failure.NO_TIME_LEFT}"
+    assert failure.ran_out_of_time(verdict)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from dwrerun import pacing, selection
+from dwrerun import continuation, pacing, selection
 from dwrerun.batches import Work, bare, filter_job, quota_skip, summary, work, write
 from dwrerun.config import ConfigError, Settings
 from dwrerun.continuation import Continuation
@@ -85,7 +85,15 @@ def hand_on_parts(
 
 def invoke(job: Job, functions, cont: Continuation, invocation: Invocation) -> None:
     """InvokeFunction (async) of the event function with the part; retried while transient and
-    time is left. FC's 409 for the part's task id means it is queued already: done."""
+    time is left. FC's 409 for the part's task id means it is queued already: done.
+    A part larger than a continuation carries is refused before any call (PartTooLarge, not
+    transient): the event function would refuse its payload, and its instances would end unrecorded."""
+    if len(cont.instances) > continuation.MAX_INSTANCES:
+        raise InvokeFunctionError(
+            "PartTooLarge",
+            f"{len(cont.instances)} instances, more than the {continuation.MAX_INSTANCES} a continuation carries",
+            transient=False,
+        )
     target = continuation_function(invocation.function_name)
     payload = cont.to_payload(job.settings.signing_key)
     clients = [_client(functions)]  # the first before any time check, as a bad setting comes first
