@@ -397,10 +397,11 @@ def test_an_ignored_event_is_recorded_with_its_trigger_and_request(dataworks, ev
 def test_a_scheduled_rerun_under_a_bad_setting_keeps_its_rule_due_time_and_async_task_id(dataworks, tmp_path):
     # GIVEN a delayed invocation arriving after a deploy broke a setting
     seed_failed(dataworks)
-    with make_function(dataworks, tmp_path, RERUN_MAX_RERUNS="lots") as fn:
-        inv = fn.invoke(_scheduled_rerun().to_payload())
-    # THEN its config-error record still says which scheduled rerun it was: the alert names the rule
-    # and SLS joins it to its scheduling record
+    with make_function(dataworks, tmp_path, RERUN_MAX_RERUNS="lots", RERUN_SIGNING_KEY=KEY) as fn:
+        inv = fn.invoke(_scheduled_rerun().to_payload(KEY))
+    # THEN its config-error record still says which scheduled rerun it was, SLS joins it to its
+    # scheduling record; with the settings unreadable its signature cannot be checked, so the
+    # rule and due time it claims are not shown (issue 24, item 3)
     assert inv.error is None
     (record,) = instance_records(inv)
     fields = _set_fields(record)
@@ -413,9 +414,8 @@ def test_a_scheduled_rerun_under_a_bad_setting_keeps_its_rule_due_time_and_async
         "trigger": "eventbridge",
         "requestId": inv.request_id,
         "eventId": "evt-scheduling",
-        "rule": "yarn-queue-full",
-        "dueAt": "2026-11-28T02:10:00Z",
         "asyncTaskId": f"dwrerun-{FAILED_ID}-run-1",
+        "trusted": False,
     }
     assert len(dataworks.journal) == 0
 
@@ -432,8 +432,8 @@ def test_a_bug_during_a_scheduled_rerun_defers_it_with_its_scheduling_fields(dat
     from dwrerun import event_function
 
     mocker.patch.object(event_function, "run", side_effect=KeyError("Boom"))  # a seam: nothing real raises it
-    with make_function(dataworks, tmp_path) as fn:
-        inv = fn.invoke(_scheduled_rerun().to_payload())
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as fn:
+        inv = fn.invoke(_scheduled_rerun().to_payload(KEY))
     assert inv.error["errorType"] == "KeyError"
     (record,) = instance_records(inv)
     assert (record["reason"], record["trigger"], record["requestId"]) == ("deferred", "eventbridge", inv.request_id)
@@ -842,9 +842,10 @@ def test_a_continuation_under_a_bad_setting_is_refused_naming_the_setting(datawo
 # --- scheduled reruns and batches on one warm instance: what is claimed, what is released ----------
 
 
-def test_a_delayed_invocation_is_recorded_with_its_event_rule_and_async_task_id(dataworks, event_function):
+def test_a_delayed_invocation_is_recorded_with_its_event_rule_and_async_task_id(dataworks, tmp_path):
     seed_failed(dataworks)
-    inv = event_function.invoke(_scheduled_rerun().to_payload())
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as fn:
+        inv = fn.invoke(_scheduled_rerun().to_payload(KEY))
     (record,) = instance_records(inv)
     assert (record["decision"], record["success"]) == ("rerun", True)
     assert (record["eventId"], record["rule"], record["asyncTaskId"]) == (

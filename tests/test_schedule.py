@@ -307,3 +307,41 @@ def test_a_scheduled_rerun_given_as_text_is_parsed_like_bytes():
 def test_the_smallest_values_are_accepted():
     scheduled = ScheduledRerun(1, 1, "2026-09-21T14:14:50Z", "e", "r")
     assert schedule.parse(scheduled.to_payload()) == scheduled
+
+
+# --- a payload's trust (issue 24, item 3) ---------------------------------------------------------
+
+SIGNING_KEY = "schedule-test-key-0123456789abcdef0123"
+
+
+def test_a_payload_is_trusted_only_when_signed_with_the_key():
+    scheduled = ScheduledRerun(7, 2, "2026-09-21T14:14:50Z", "evt-1", "upstream")
+    assert schedule.parse(scheduled.to_payload(SIGNING_KEY), SIGNING_KEY).trusted is True
+    assert schedule.parse(scheduled.to_payload(), SIGNING_KEY).trusted is False  # unsigned
+    assert schedule.parse(scheduled.to_payload(SIGNING_KEY), None).trusted is False  # no key to check with
+    assert schedule.parse(scheduled.to_payload(SIGNING_KEY), SIGNING_KEY + "x").trusted is False  # another key
+    altered = json.loads(scheduled.to_payload(SIGNING_KEY))
+    altered["scheduledRerun"]["rule"] = "another"
+    assert schedule.parse(json.dumps(altered), SIGNING_KEY).trusted is False
+
+
+@pytest.mark.parametrize(
+    ("run", "hint", "shortest"),
+    [(1, None, 60), (2, None, 120), (9, None, 900), (1, 600, 600), (1, 0, 0), (1, 5000, 3599)],
+)
+def test_the_shortest_delay_is_the_jitters_lowest(run, hint, shortest):
+    assert schedule.shortest_delay(run, 120, 1800, hint) == shortest
+    assert schedule.shortest_delay(run, 0, 1800, hint) == 0  # scheduling off
+    low = schedule.uniform
+    try:
+        schedule.uniform = lambda a, b: a
+        assert schedule.delay_seconds(run, 120, 1800, hint) == shortest
+    finally:
+        schedule.uniform = low
+
+
+@pytest.mark.parametrize(("now", "waited"), [(1_000.0 + 60, True), (1_000.0 + 59.9, False)])
+def test_a_delay_has_passed_once_the_shortest_delay_since_the_failed_run_ended_has(mocker, now, waited):
+    mocker.patch.object(schedule, "clock", lambda: now)
+    assert schedule.waited(1_000_000, 1, 120, 1800) is waited
+    assert schedule.waited(None, 1, 120, 1800) is False  # an unknown end has not waited

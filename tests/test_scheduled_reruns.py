@@ -46,6 +46,7 @@ TASK = f"dwrerun-{FAILED_ID}-run-1"  # the async task id of FAILED_ID's failed r
 # clocks agree in the cloud.
 SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: float(open({path!r}).read())\n"
 EVERY_DELAY_AT_ITS_FLOOR = "schedule.uniform = lambda a, b: a\n"
+SIGNING_KEY = "scheduled-reruns-test-key-0123456789abcdef"
 
 
 class SharedClock(ManualClock):
@@ -78,11 +79,14 @@ def cloud(dataworks, fc_api, clock, tmp_path):
 
     def make(handler="index.handle_event", reserved_concurrency=2, retries=3, setup="", account_id=None, **env):
         # The storm guard is off unless a test turns it on: these pin the schedule itself, call by
-        # call (tests/test_storm_cloud.py pins the guard's own calls and what it holds).
+        # call (tests/test_storm_cloud.py pins the guard's own calls and what it holds). A
+        # deployment's key (scripts/deploy makes one) signs the delayed invocations' payloads,
+        # which are trusted only then (tests/test_scheduled_trust.py has the other cases).
         values = {
             "RERUN_BACKOFF_BASE_SECONDS": "120",
             "FUNCTION_COMPUTE_ENDPOINT": fc_api.url,
             "RERUN_STORM_THRESHOLD": "0",
+            "RERUN_SIGNING_KEY": SIGNING_KEY,
             **env,
         }
         values = {name: value for name, value in values.items() if value is not None}  # None: unset

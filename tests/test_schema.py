@@ -143,6 +143,7 @@ def test_an_instance_record_carries_each_argument_in_its_field():
         async_task_id="task",
         schedule_error_code="SE",
         use_latest_config=True,
+        trusted=True,
     )
     record = records.instance_record(outcome, Origin(schema.EVENTBRIDGE, "req", "c", "origin"))
     assert record == {
@@ -175,6 +176,7 @@ def test_an_instance_record_carries_each_argument_in_its_field():
         "dueAt": "2026-11-28T02:10:00Z",
         "asyncTaskId": "task",
         "scheduleErrorCode": "SE",
+        "trusted": True,
         "originRequestId": "origin",
         "useLatestConfig": True,
     }

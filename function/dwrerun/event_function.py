@@ -173,7 +173,7 @@ def _read_delivery(job: Job, event: bytes) -> tuple[list[Outcome], list[Target],
     the targets, the event ids this invocation claimed). A copy handled here already is ignored."""
     written, targets, claimed = [], [], []
     try:
-        scheduled = schedule.parse(event)
+        scheduled = schedule.parse(event, job.settings.signing_key)
         parsed = events.parse(event) if scheduled is None else []
     except schedule.InvalidScheduledRerun as exc:
         scheduled, parsed = None, [events.Ignored(f"not a valid scheduled rerun: {exc}")]
@@ -181,7 +181,8 @@ def _read_delivery(job: Job, event: bytes) -> tuple[list[Outcome], list[Target],
         key = f"scheduled:{scheduled.async_task_id}"  # the original event id was claimed by its own delivery
         if handled_events.claim(key):
             claimed.append(key)
-            targets.append(Target(scheduled.instance_id, scheduled.event_id, scheduled=scheduled))
+            trust = {"scheduled": scheduled} if scheduled.trusted else {"untrusted": scheduled}  # schedule.py
+            targets.append(Target(scheduled.instance_id, scheduled.event_id, **trust))
         else:
             written.append(
                 _ignored(job, scheduled, Reason.DUPLICATE_EVENT, f"{scheduled.async_task_id} is already handled here")
@@ -255,8 +256,9 @@ def _ignored(job: Job, item, reason: str = Reason.NOT_A_FAILURE, message: str | 
 
 
 def _unfinished(job: Job, target: Target, reason: str, message: str) -> Outcome:
-    """The outcome of a target the invocation could not finish (nothing read, nothing rerun)."""
-    scheduled = target.scheduled
+    """The outcome of a target the invocation could not finish (nothing read, nothing rerun).
+    A delayed invocation's record keeps its rule and due time only when its payload was signed."""
+    scheduled, asked = target.scheduled, target.scheduled or target.untrusted
     return skipped(
         target.instance_id,
         reason,
@@ -264,7 +266,8 @@ def _unfinished(job: Job, target: Target, reason: str, message: str) -> Outcome:
         event_id=target.event_id,
         rule=scheduled.rule if scheduled else None,
         due_at=scheduled.due_at if scheduled else None,
-        async_task_id=scheduled.async_task_id if scheduled else None,
+        async_task_id=asked.async_task_id if asked else None,
+        trusted=None if asked is None else asked is scheduled,
     )
 
 

@@ -159,7 +159,8 @@ class AsyncTasks:
 
     PAGE = 100  # ListAsyncTasks' limit is 1-100
 
-    def __init__(self, client: FunctionCompute, function_name: str, timeout: float):
+    def __init__(self, client: FunctionCompute, function_name: str, timeout: float, signing_key: str | None = None):
+        self.signing_key = signing_key  # signs the releases' scheduled-rerun payloads (schedule.py)
         self._client = client
         self._name = function_name
         self._timeout = timeout

@@ -30,6 +30,12 @@ from dwrerun.rules import RuleSet
 from dwrerun.schedule import ScheduledRerun
 from dwrerun.schema import Reason
 
+# The start of the record of a delayed invocation whose payload earned no trust (schedule.py).
+UNTRUSTED = (
+    "not trusted (a scheduled rerun without a valid signature of RERUN_SIGNING_KEY: decided as a failure event "
+    "for the instance it names)"
+)
+
 
 class Mode(enum.Enum):
     EVENT = "event"
@@ -189,6 +195,9 @@ class Target:
     event_id: str | None = None
     event_task_type: int | None = None  # the failure event's taskType (2 = frozen)
     scheduled: ScheduledRerun | None = None  # a delayed invocation: the failed run it was planned for
+    # A delayed invocation's payload that was not signed: only its instance and failed run are
+    # used, and it is decided as a failure event (the rules, DataWorks' own rerun, the delay).
+    untrusted: ScheduledRerun | None = None
     listed: Instance | None = None  # a bulk rerun: the instance as ListTaskInstances showed it
     failed_run: int | None = None  # a bulk rerun: the run the selection found failed
     event_finished_at: int | None = None  # when the run the failure event reports ended (epoch ms)
@@ -271,9 +280,12 @@ class Item:
         async_task_id: str | None = None,
         **storm,  # storm_cause, storm_id, notes: what the storm guard did (send.guard)
     ) -> Outcome:
-        scheduled = self.target.scheduled
+        scheduled, untrusted = self.target.scheduled, self.target.untrusted
         if scheduled is not None:  # a delayed invocation names its task and when it was due
             async_task_id, due_at = scheduled.async_task_id, due_at or scheduled.due_at
+        if untrusted is not None:
+            async_task_id = async_task_id or untrusted.async_task_id
+            message = f"{UNTRUSTED}: {message}"
         refused = self.schedule_refused
         if refused is not None and decision == schema.RERUN:
             message = f"InvokeFunction refused ({refused.code}: {refused.message}): rerun at once instead. {message}"
@@ -300,6 +312,7 @@ class Item:
             async_task_id=async_task_id,
             schedule_error_code=refused.code if refused is not None else None,
             use_latest_config=job.use_latest_config if decision in (schema.RERUN, schema.DRY_RUN) else None,
+            trusted=True if scheduled is not None else (False if untrusted is not None else None),
             **storm,
             swept=job.mode is Mode.SWEEP,
             missed_event=_missed(decision, reason) if job.mode is Mode.SWEEP else None,

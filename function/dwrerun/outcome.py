@@ -63,6 +63,7 @@ class Outcome:
     async_task_id: str | None = None
     schedule_error_code: str | None = None
     use_latest_config: bool | None = None
+    trusted: bool | None = None  # a delayed invocation's: was its payload signed (schedule.py)
     storm_cause: str | None = None  # the storm guard's cause, "<projectId>/<rule>", when it acted
     storm_id: str | None = None  # the storm, "<key>-<epoch>"
     notes: tuple = ()  # storm.Note records the guard's step produced (written as storm records)

@@ -48,6 +48,7 @@ def instance_record(outcome: Outcome, origin: Origin) -> dict:
         "dueAt": outcome.due_at,
         "asyncTaskId": outcome.async_task_id,
         "scheduleErrorCode": outcome.schedule_error_code,
+        "trusted": outcome.trusted,
         "originRequestId": origin.origin_request_id,
         "useLatestConfig": outcome.use_latest_config,
     }

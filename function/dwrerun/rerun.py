@@ -175,14 +175,14 @@ def _read_and_decide(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWat
         return
     if _explained(job, item):
         return
-    scheduled = item.target.scheduled
+    scheduled, planned = item.target.scheduled, item.target.scheduled or item.target.untrusted
     item.decision = decide(
         item.instance,
         job.settings,
         manual=job.named_ids,
         force=job.force,
         event_task_type=item.target.event_task_type,
-        failed_run=scheduled.failed_run_number if scheduled else item.target.failed_run,
+        failed_run=planned.failed_run_number if planned else item.target.failed_run,
         event_finished_at=item.target.event_finished_at,
     )
     if not item.decision.rerun:
@@ -205,9 +205,12 @@ def _read_and_decide(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWat
         return
     if job.may_schedule and scheduled is None:
         settings = job.settings
-        item.delay = schedule.delay_seconds(
-            item.instance.run_number, settings.backoff_base, settings.backoff_max, hint=item.decision.delay_seconds
-        )
+        run, hint = item.instance.run_number, item.decision.delay_seconds
+        item.delay = schedule.delay_seconds(run, settings.backoff_base, settings.backoff_max, hint=hint)
+        if item.target.untrusted is not None and schedule.waited(
+            item.instance.finished_time, run, settings.backoff_base, settings.backoff_max, hint
+        ):  # an unsigned delayed invocation: DataWorks' FinishedTime, not its word, says the delay passed
+            item.delay = 0
         item.due_at = schedule.due_at(item.delay) if item.delay else None
     if job.dry_run:
         later = f" (would wait {item.delay} s, until {item.due_at})" if item.delay else ""

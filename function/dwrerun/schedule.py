@@ -19,7 +19,10 @@ A delayed rerun is an asynchronous invocation of the event function itself whose
 alone, so every copy of the same failure (a duplicate event, FC's retry, another instance) asks
 for the same task id, and FC refuses all but the first with 409. The payload is parsed strictly
 and earns no trust: it only names an instance and the run that failed, and the delayed invocation
-reads the instance and applies every guard again, as for a failure event.
+reads the instance and applies every guard again, as for a failure event. What it says of the
+failure (the rule that matched, DataWorks' own rerun, the delay waited) is taken as settled only
+when RERUN_SIGNING_KEY signed it (`trusted`); any other payload (no key set, no signature, or
+altered) is decided as a failure event for the instance it names (rerun.py; issue 24).
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ import math
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
-from dwrerun import strictjson
+from dwrerun import signing, strictjson
 from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, short_repr, whole
 
 clock = time.time
@@ -42,7 +45,7 @@ uniform = random.uniform
 # invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
 FC_MAX_DELAY_SECONDS = 3599
 PAYLOAD_KEY = "scheduledRerun"
-FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "stormId", "sweep")
+FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "stormId", "sweep", "signature")
 # A release from a storm (storm.py) names the storm: its cause key and epoch.
 STORM_TAG = re.compile(r"k[0-9a-f]{10}-[0-9]{1,9}")
 REQUIRED = ("instanceId", "failedRunNumber", "dueAt", "asyncTaskId")
@@ -80,6 +83,25 @@ def delay_seconds(failed_run: int, base: int, maximum: int, hint: float | None =
     return max(1, min(ceiling, math.ceil(half + uniform(0, half))))
 
 
+def shortest_delay(failed_run: int, base: int, maximum: int, hint: float | None = None) -> int:
+    """The shortest delay `delay_seconds` can give for these arguments (its jitter at its lowest)."""
+    if base <= 0 or (hint is not None and hint <= 0):
+        return 0
+    if hint is not None:
+        return min(FC_MAX_DELAY_SECONDS, math.ceil(hint))
+    ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2 ** min(max(0, failed_run - 1), 32))
+    return max(1, min(ceiling, math.ceil(ceiling / 2)))
+
+
+def waited(finished_ms: int | None, failed_run: int, base: int, maximum: int, hint: float | None = None) -> bool:
+    """Whether the shortest delay for this failed run has passed since it ended (`finished_ms`, epoch
+    ms, DataWorks' FinishedTime). The delay of a scheduled rerun that earns no trust is re-derived
+    from this, not from the payload's word; an unknown end time has not waited."""
+    if finished_ms is None:
+        return False
+    return clock() >= finished_ms / 1000 + shortest_delay(failed_run, base, maximum, hint)
+
+
 def async_task_id(instance_id: int, failed_run: int) -> str:
     """FC's async task id for the rerun of this failed run: the same for every copy of the failure."""
     task_id = f"dwrerun-{instance_id}-run-{failed_run}"
@@ -107,13 +129,15 @@ class ScheduledRerun:
     # Claimed by the sweep (sweep.py) for a failed run no event decided: nothing was decided yet, so
     # the delayed invocation decides it whole (guards, DataWorks' own rerun, failure rules).
     swept: bool = False
+    # Whether RERUN_SIGNING_KEY signed the payload it came from (parse); not part of the payload.
+    trusted: bool = field(default=False, compare=False)
 
     @property
     def async_task_id(self) -> str:
         task_id = async_task_id(self.instance_id, self.failed_run_number)
         return task_id if self.storm is None else f"{task_id}-{self.storm}"
 
-    def to_payload(self) -> bytes:
+    def content(self) -> dict:
         body = {
             "instanceId": self.instance_id,
             "failedRunNumber": self.failed_run_number,
@@ -126,13 +150,21 @@ class ScheduledRerun:
             body["stormId"] = self.storm
         if self.swept:
             body["sweep"] = True
+        return body
+
+    def to_payload(self, key: str | None = None) -> bytes:
+        """The delayed invocation's payload; signed with `key` when one is set."""
+        body = self.content()
+        if key is not None:
+            body["signature"] = signing.signature(key, signing.SCHEDULED, self.content())
         return json.dumps({PAYLOAD_KEY: body}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def parse(body: bytes | str) -> ScheduledRerun | None:
+def parse(body: bytes | str, key: str | None = None) -> ScheduledRerun | None:
     """The scheduled rerun a payload carries; None when the payload is not one (a failure event).
 
     Raises InvalidScheduledRerun, naming the field, when it claims to be one and is malformed.
+    `trusted` is set when `key` is set and the payload's signature verifies with it.
     """
     if isinstance(body, bytes):
         # Cheap test first: a CloudEvent never carries this key, so it is never parsed twice.
@@ -180,7 +212,17 @@ def parse(body: bytes | str) -> ScheduledRerun | None:
         raise InvalidScheduledRerun(
             f"asyncTaskId must be {scheduled.async_task_id!r} for instance {instance_id} run {failed_run}"
         )
-    return scheduled
+    return replace(scheduled, trusted=_signed(scheduled, inner.get("signature"), key))
+
+
+def _signed(scheduled: ScheduledRerun, claimed: object, key: str | None) -> bool:
+    if key is None or claimed is None:
+        return False
+    try:
+        signing.verify(key, signing.SCHEDULED, scheduled.content(), claimed)
+    except signing.BadSignature:
+        return False
+    return True
 
 
 def _int(value: object, name: str, maximum: int) -> int:

@@ -136,6 +136,9 @@ INSTANCE_FIELDS = (
     _field("dueAt", TEXT),  # ISO 8601 UTC: when the delayed invocation (or DataWorks' own rerun) is due
     _field("asyncTaskId", TEXT),  # FC's async task id; joins a scheduling record and its delayed one
     _field("scheduleErrorCode", TEXT),  # why FC refused to schedule (the rerun then went out at once)
+    # A delayed invocation's: true when RERUN_SIGNING_KEY signed its payload; false when it did not
+    # (decided as a failure event, issue 24); null for every other record.
+    _field("trusted", TEXT),
     # Bulk reruns by filter (dwrerun/bulk.py): the HTTP request that selected the instance, on the
     # records of that request and of every continuation it handed work to; one query follows all.
     _field("originRequestId", TEXT),

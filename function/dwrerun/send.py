@@ -53,7 +53,9 @@ def guard(job: Job, functions: Callable[[], FunctionCompute] | None, items: list
             continue  # no log read, so no cause to count it under: as today
         if tasks is None:
             try:
-                tasks = function_compute.AsyncTasks(functions(), job.function_name, job.settings.read_timeout)
+                tasks = function_compute.AsyncTasks(
+                    functions(), job.function_name, job.settings.read_timeout, job.settings.signing_key
+                )
             except ConfigError:
                 return
         cause = storm.Cause(project, rule)
@@ -127,7 +129,7 @@ def schedule(job: Job, functions: Callable[[], FunctionCompute] | None, items: l
         try:
             client.invoke_async(
                 job.function_name,
-                scheduled.to_payload(),
+                scheduled.to_payload(job.settings.signing_key),
                 delay=item.delay,
                 task_id=scheduled.async_task_id,
                 timeout=timeout,

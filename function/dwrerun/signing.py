@@ -1,4 +1,4 @@
-"""Signed, self-contained messages: a plan token and a continuation payload carry their own proof.
+"""Signed, self-contained messages: a plan token, a continuation and a scheduled rerun carry their own proof.
 
 FC 3.0 runs each invocation in a process of its own, with no memory shared between them (and the
 HTTP function's dry run and its real run are two invocations, maybe on two instances). So nothing
@@ -32,6 +32,7 @@ from dwrerun import strictjson
 
 PLAN = "dwrerun/plan-token/v1"
 CONTINUATION = "dwrerun/continuation/v1"
+SCHEDULED = "dwrerun/scheduled-rerun/v1"
 
 
 class BadSignature(ValueError):

@@ -426,4 +426,5 @@ def queue_release(tasks, cause, epoch, instance_id, run, now, offset, event_id=N
     rerun = schedule.ScheduledRerun(
         instance_id, run, schedule.due_at(delay, now), event_id, cause.rule, storm=release_tag(cause, epoch)
     )
-    return tasks.create(rerun.async_task_id, delay, rerun.to_payload())
+    # Signed when the deployment has a key: an unsigned release is decided as a failure event (schedule.py).
+    return tasks.create(rerun.async_task_id, delay, rerun.to_payload(getattr(tasks, "signing_key", None)))

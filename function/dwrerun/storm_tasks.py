@@ -63,7 +63,7 @@ def handle(job: Job, step: storm.Step, settings, invocation, context, started: f
     def dataworks():
         return client_for(credentials, settings, invocation.region)
 
-    tasks = function_compute.AsyncTasks(functions(), job.function_name, settings.read_timeout)
+    tasks = function_compute.AsyncTasks(functions(), job.function_name, settings.read_timeout, settings.signing_key)
     ctx = _Ctx(job, step, settings, functions, dataworks, tasks, storm.Limits.of(settings), schedule.clock())
     if step.step == "close":
         released = step.get("released", 0)

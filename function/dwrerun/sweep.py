@@ -224,7 +224,7 @@ def _claim(job: Job, functions, instance: Instance, tally: Tally) -> bool:
         try:
             functions.invoke_async(
                 job.function_name,
-                claim.to_payload(),
+                claim.to_payload(settings.signing_key),  # unsigned, it is decided as a failure event
                 delay=delay,
                 task_id=claim.async_task_id,
                 timeout=min(settings.read_timeout, max(pacing.MIN_CALL_SECONDS, job.deadline - pacing.clock())),
