@@ -385,6 +385,7 @@ def bare(instance_id: int, reason: str, message: str, error_code=None, listed_as
         "dueAt": None,
         "asyncTaskId": None,
         "scheduleErrorCode": None,
+        "trusted": None,
         "originRequestId": ORIGIN,
         "useLatestConfig": None,
     }
@@ -1008,3 +1009,72 @@ def test_a_batch_starts_only_with_its_time_and_the_slack_left_before_the_deadlin
     done = batches.work(job, targets, None)
     # THEN a batch that would end inside the slack is left, whole, for a continuation
     assert (ran_with == [targets], done.leftover) == ((True, []) if ran else (False, targets))
+
+
+# --- issue 24, item 4: a plan token binds the instances and runs it showed ---------------------------
+
+
+def a_plan(dataworks, capsys) -> dict:
+    """A dry run over FILTER: its answer (the plan the operator reviewed)."""
+    answer, _ = plan_or_apply(dataworks, capsys, bulk.Request(filter=FILTER, dry_run=True))
+    return answer.body
+
+
+def test_a_plan_applied_after_one_instance_recovered_and_another_failed_reruns_only_what_it_showed(
+    dataworks, capsys, clock
+):
+    # GIVEN a plan over two failures; then one recovers (rerun by hand, now Success) and another
+    # instance fails later: the selection has the same size, and one instance nobody reviewed
+    seed_part(dataworks, 1, 1)
+    planned = a_plan(dataworks, capsys)
+    assert planned["Decisions"] == {"dry-run": [FIRST, FIRST + 1]}
+    dataworks.backend.add_instance(**{**vars(dataworks.backend.instance(FIRST + 1)), "status": "Success"})
+    dataworks.backend.add_instance(
+        id=FIRST + 2, task_id=TASK_ID + 2, project_id=PROJECT_ID, bizdate=BIZDATE, run_number=1,
+        task_name="node_2", finished_time=BIZDATE + 27 * 3_600_000,
+    )  # fmt: skip
+    # WHEN the plan is applied
+    request = bulk.Request(filter=FILTER, plan_token=planned["PlanToken"])
+    answer, written = plan_or_apply(dataworks, capsys, request)
+    # THEN only the instance the plan showed is rerun; the new failure is reported, not rerun
+    assert [json.loads(c.params["Ids"]) for c in reruns(dataworks)] == [[FIRST]]
+    assert answer.status == 200 and answer.body["Started"] == 1
+    assert answer.body["Skipped"][str(FIRST + 2)].startswith("not-in-plan: not rerun: its failed run 1 is not one")
+    (new,) = [r for r in written if r.get("instanceId") == FIRST + 2]
+    assert (new["decision"], new["reason"], new["runNumber"]) == ("skip", "not-in-plan", 1)
+
+
+def test_a_plan_token_replayed_after_its_rerun_failed_again_does_not_rerun_it_twice(dataworks, capsys, clock):
+    seed_part(dataworks, 1)
+    planned = a_plan(dataworks, capsys)
+    request = bulk.Request(filter=FILTER, plan_token=planned["PlanToken"])
+    first, _ = plan_or_apply(dataworks, capsys, request)
+    assert first.body["Started"] == 1
+    dataworks.backend.finish(FIRST, "Failure")  # the rerun (run 2) failed too
+    # WHEN the same token is sent again
+    again, written = plan_or_apply(dataworks, capsys, request)
+    # THEN run 2 is not one the plan showed: reported, not rerun
+    assert len(reruns(dataworks)) == 1
+    assert (again.status, again.body["Started"]) == (200, 0)
+    assert again.body["Skipped"][str(FIRST)].startswith("not-in-plan: not rerun: its failed run 2 is not one")
+
+
+def test_a_selection_the_size_of_the_plan_that_is_not_the_plans_is_refused(dataworks, capsys, clock):
+    # GIVEN a plan over two failures (the second ended an hour after the first); one recovers, and an
+    # instance whose run ended between the two, which the plan did not show, is now Failure
+    seed_part(dataworks, 1)
+    dataworks.backend.add_instance(
+        id=FIRST + 1, task_id=TASK_ID + 1, project_id=PROJECT_ID, bizdate=BIZDATE, run_number=1,
+        task_name="node_1", finished_time=BIZDATE + 27 * 3_600_000,
+    )  # fmt: skip
+    planned = a_plan(dataworks, capsys)
+    dataworks.backend.add_instance(**{**vars(dataworks.backend.instance(FIRST)), "status": "Success"})
+    dataworks.backend.add_instance(
+        id=FIRST + 2, task_id=TASK_ID + 2, project_id=PROJECT_ID, bizdate=BIZDATE, run_number=1,
+        task_name="node_2", finished_time=BIZDATE + 26 * 3_600_000 + 60_000,
+    )  # fmt: skip
+    request = bulk.Request(filter=FILTER, plan_token=planned["PlanToken"])
+    with pytest.raises(bulk.plan.PlanError) as raised:
+        plan_or_apply(dataworks, capsys, request)
+    assert raised.value.code == "PlanOutdated" and "not the ones the plan" in raised.value.message
+    assert reruns(dataworks) == []

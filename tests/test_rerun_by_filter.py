@@ -492,21 +492,27 @@ ISSUED_AT = 1_795_800_000  # 2026-11-27T17:20:00Z
 
 
 def test_a_plan_token_carries_its_plan_readably_and_expires_ttl_seconds_after_the_dry_run():
-    token, expires = plan.issue(KEY, CANONICAL, _options(), 9, "1-plan", ISSUED_AT + 0.9, 900)
+    runs = [(FIRST + 1, 2, 1_795_790_000_000), (FIRST, 1, 1_795_780_000_000)]
+    token, expires = plan.issue(KEY, CANONICAL, _options(), 2, "1-plan", ISSUED_AT + 0.9, 900, runs)
     assert expires == "2026-11-27T17:35:00Z"
     body, sig = token.split(".")
     content = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    # the instances and runs it showed: a digest of the (id, run) pairs in id order, and when the
+    # latest of those runs ended
+    shown = base64.urlsafe_b64encode(hashlib.sha256(f"[[{FIRST},1],[{FIRST + 1},2]]".encode()).digest()[:16]).decode()
     assert content == {
-        "v": 1,
+        "v": 2,
         "filter": CANONICAL,
         "options": _options(),
-        "selected": 9,
+        "selected": 2,
         "expires": ISSUED_AT + 900,
         "plan": "1-plan",
+        "shown": shown,
+        "finishedUpTo": 1_795_790_000_000,
     }
     assert sig == signing.signature(KEY, signing.PLAN, content)
     checked = plan.check(KEY, token, CANONICAL, _options(), ISSUED_AT + 900)  # the last second it holds
-    assert checked == plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan")
+    assert checked == plan.Plan(CANONICAL, _options(), 2, ISSUED_AT + 900, "1-plan", shown, 1_795_790_000_000)
 
 
 def _padded(length: int) -> str:
@@ -586,7 +592,7 @@ def test_a_token_signed_with_another_key_or_for_another_purpose_does_not_verify(
         )
 
 
-@pytest.mark.parametrize("drop", ["filter", "options", "selected", "expires", "plan"])
+@pytest.mark.parametrize("drop", ["filter", "options", "selected", "expires", "plan", "shown", "finishedUpTo"])
 def test_a_signed_token_of_another_shape_is_not_a_plan_token_of_this_version(drop):
     content = plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content()
     del content[drop]
@@ -596,6 +602,13 @@ def test_a_signed_token_of_another_shape_is_not_a_plan_token_of_this_version(dro
         "InvalidPlanToken",
         "PlanToken is not a plan token of this version",
     )
+
+
+def test_a_version_1_token_is_not_a_plan_token_of_this_version():
+    # Version 1 bound a count, not the instances (issue 24): its tokens are refused, not applied.
+    content = {**plan.Plan(CANONICAL, _options(), 9, ISSUED_AT + 900, "1-plan").to_content(), "v": 1}
+    error = plan_error(signing.seal(KEY, signing.PLAN, content))
+    assert (error.code, error.message) == ("InvalidPlanToken", "PlanToken is not a plan token of this version")
 
 
 def test_a_real_run_may_select_what_the_plan_saw_or_fewer_never_more():

@@ -15,6 +15,7 @@ from dwrerun import handoff, pacing, plan, schedule, schema, selection
 from dwrerun.batches import (
     HAND_ON_RESERVE,
     SLICE_SHARE,
+    bare,
     filter_job,
     per_instance_seconds,
     slice_size,
@@ -28,7 +29,7 @@ from dwrerun.invocation import Invocation
 from dwrerun.job import Job, Target
 from dwrerun.outcome import Outcome
 from dwrerun.rerun import RetryLater, run
-from dwrerun.schema import Summary
+from dwrerun.schema import Reason, Summary
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,9 @@ def plan_or_apply(
     if dry_run:
         written, unread = _dry_run(job, targets, dataworks)
         token, expires = plan.issue(
-            key, filter_, options, len(targets), invocation.request_id, schedule.clock(), settings.plan_ttl
-        )
+            key, filter_, options, len(targets), invocation.request_id, schedule.clock(), settings.plan_ttl,
+            _runs(targets),
+        )  # fmt: skip
         summary(job, written, started, outcome=Summary.DONE)
         return Planned(
             invocation.request_id, filter_, len(targets), tuple(written), unread, token, expires,
@@ -119,17 +121,39 @@ def plan_or_apply(
                 f"then send its PlanToken within RERUN_PLAN_TTL_SECONDS={settings.plan_ttl}",
             )
         plan.check_selection(checked, len(targets))
-    return _apply(job, request, targets, invocation, dataworks, functions, started)
+    unplanned = []
+    if checked is not None:  # apply the runs the plan showed, and only those (issue 24)
+        late = set(plan.not_planned(checked, _runs(targets)))
+        unplanned = [_not_in_plan(t, checked) for t in targets if t.instance_id in late]
+        write(job, unplanned)
+        targets = [t for t in targets if t.instance_id not in late]
+    return _apply(job, request, targets, invocation, dataworks, functions, started, unplanned)
 
 
-def _apply(job: Job, request: Request, targets: list[Target], invocation: Invocation, dataworks, functions, started):
-    """Hand parts 2..n on, work on part 1 until the time is up, hand what is left on."""
+def _runs(targets: list[Target]) -> list[plan.Run]:
+    return [(t.instance_id, t.failed_run, t.listed.finished_time) for t in targets]
+
+
+def _not_in_plan(target: Target, checked: plan.Plan) -> Outcome:
+    message = (
+        f"not rerun: its failed run {target.failed_run} is not one the plan (dry run {checked.request_id}) showed "
+        "(it ended after the plan's last failed run): make a dry run to review it"
+    )
+    return bare(target.instance_id, Reason.NOT_IN_PLAN, message, instance=target.listed)
+
+
+def _apply(
+    job: Job, request: Request, targets: list[Target], invocation: Invocation, dataworks, functions, started,
+    unplanned: list[Outcome],
+):  # fmt: skip
+    """Hand parts 2..n on, work on part 1 until the time is up, hand what is left on. `unplanned`:
+    the outcomes (written) of what the plan token kept out."""
     size = slice_size(job.settings, invocation.timeout, job.reads_logs, len(targets))
     own = min(len(targets), _fits(job, invocation.deadline, size))
     parts = [targets[n : n + size] for n in range(own, len(targets), size)]
     handed, refused = handoff.hand_on_parts(job, request, functions, parts, first_part=1, invocation=invocation)
     done = work(job, targets[:own], dataworks)
-    written = refused + done.outcomes
+    written = unplanned + refused + done.outcomes
     if done.leftover and done.quota is None:
         more = [done.leftover[n : n + size] for n in range(0, len(done.leftover), size)]
         handed_more, refused_more = handoff.hand_on_parts(

@@ -57,6 +57,7 @@ class Reason:
     LOOKUP_FAILED = "lookup-failed"
     DATAWORKS_AUTO_RERUN = "dataworks-auto-rerun"  # DataWorks reruns the node itself (autorerun.py)
     NOT_RETRYABLE = "not-retryable"  # a failure rule says a rerun cannot fix it (failure.py)
+    NOT_IN_PLAN = "not-in-plan"  # a rerun by filter's plan token did not show this failed run (plan.py)
     # The calls.
     RERUN_REFUSED = "rerun-refused"  # RerunTaskInstances refused the call for good
     QUOTA_EXHAUSTED = "quota-exhausted"  # DataWorks' daily limit or the edition's quota is used up
