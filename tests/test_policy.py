@@ -8,7 +8,8 @@ import pytest
 
 from dwrerun.config import Settings
 from dwrerun.dataworks import task_instance
-from dwrerun.policy import Instance, decide
+from dwrerun.policy import Instance, after_unclear_answer, decide
+from dwrerun.schema import Reason
 
 FAILED = Instance(
     id=1000012345678,
@@ -307,4 +308,15 @@ def test_an_unclear_answer_is_a_rerun_only_when_the_run_number_moved_on():
     assert (confirmed.rerun, confirmed.reason) == (True, "eligible")
     assert confirmed.message == (
         "rerun confirmed by GetTaskInstance (now run 2, Running) after the rerun request got no clear answer"
+    )
+
+
+def test_a_confirmed_rerun_that_skipped_a_run_names_the_run_it_actually_reran():
+    # Sent at run 3; the read shows run 5: run 4 started and failed in between, and this request
+    # reran run 4 (issue 24, item 8: RerunTaskInstances has no precondition)
+    confirmed = after_unclear_answer(with_(run_number=5, status="Running"), 3)
+    assert confirmed.rerun and confirmed.reason == Reason.ELIGIBLE
+    assert confirmed.message == (
+        "rerun confirmed by GetTaskInstance (now run 5, Running) after the rerun request got no clear answer; "
+        "run 4 had started and failed since the instance was read at run 3, so this request reran run 4"
     )

@@ -234,3 +234,31 @@ def test_a_refused_read_is_recorded_with_dataworks_reason_and_how_long_it_took(d
         "allows it, add the role to the workspace as a member with an O&M role"
     )
     assert record["lookupMs"] == 250.0 and reruns(dataworks) == []
+
+
+# --- issue 24, item 8: a run that starts and fails between the read and the rerun ------------------
+
+
+def test_a_run_that_failed_again_during_a_slow_log_read_is_read_again_and_not_rerun_past_the_cap(
+    dataworks, tmp_path, mocker
+):
+    # GIVEN run 3 failed (RERUN_MAX_RERUNS=3 allows its rerun), and while the function reads its log
+    # (5 s on the fake clock), someone else reruns it and run 4 fails too
+    clock = install_fake_clock(mocker)
+    seed_failed(dataworks, run_number=3, task_type="ODPS_SQL")
+    original_take = dataworks.faults.take
+
+    def take(called):
+        if called == "GetTaskInstanceLog":
+            clock.advance(5.0)
+            raced = vars(dataworks.backend.instance(FAILED_ID))
+            dataworks.backend.add_instance(**{**raced, "run_number": 4, "finished_time": raced["finished_time"] + 1})
+        return original_take(called)
+
+    dataworks.faults.take = take
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    # THEN the read older than FRESH_READ_SECONDS is made again right before the rerun: run 4 is at
+    # the cap, so nothing is rerun, and the record names run 4
+    assert reruns(dataworks) == []
+    assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "cap-reached", 4)
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", "GetTaskInstanceLog", GET]

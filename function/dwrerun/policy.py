@@ -182,12 +182,19 @@ def after_unclear_answer(instance: Instance, sent_at_run: int | None) -> Decisio
     RunNumber moved on), or None (decide again)."""
     if not moved_on(instance, sent_at_run):
         return None
-    return Decision(
-        True,
-        Reason.ELIGIBLE,
+    message = (
         f"rerun confirmed by GetTaskInstance (now run {instance.run_number}, {instance.status}) after "
-        "the rerun request got no clear answer",
+        "the rerun request got no clear answer"
     )
+    if instance.run_number > sent_at_run + 1:
+        # RerunTaskInstances has no precondition: a run that started and failed after the read is
+        # the one this request reran (issue 24).
+        rerun = instance.run_number - 1
+        message += (
+            f"; run {rerun} had started and failed since the instance was read at run {sent_at_run}, so this "
+            f"request reran run {rerun}"
+        )
+    return Decision(True, Reason.ELIGIBLE, message)
 
 
 def moved_on(instance: Instance, run: int | None) -> bool:

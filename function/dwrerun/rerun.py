@@ -43,6 +43,10 @@ from dwrerun.policy import FAILURE, after_refusal, after_unclear_answer, decide
 from dwrerun.schema import Reason
 
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
+# RerunTaskInstances has no precondition: a run that starts and fails between the read and the rerun
+# call is rerun too, past the cap if it was the last one allowed. An instance read longer ago than
+# this (its log read, GetTask, retries) is read once more right before its rerun (issue 24).
+FRESH_READ_SECONDS = 2.0
 
 # The order instances are read in (a seam of randomness, as in pacing.py). FC's retry of an
 # invocation that ran out of time gets the same ids again: read in another order, it reaches
@@ -90,6 +94,7 @@ def run(
         try:
             # 1. Look up and decide what is not decided yet (the guards, DataWorks' own rerun, the rules).
             _look_up(job, dataworks, [i for i in lookup_order if i.open and i.decision is None], quota, reads_until)
+            _look_up(job, dataworks, _stale(job, items, reads_until), quota, reads_until)
             decided = [i for i in items if i.open and i.decision is not None]
             if quota.error is None:
                 # 2. Send: the storm guard holds what a storm's canary goes before (storm.py), then
@@ -134,6 +139,25 @@ def _items(job: Job, targets: list[Target]) -> list[Item]:
         seen.add(target.instance_id)
         items.append(item)
     return items
+
+
+def _stale(job: Job, items: list[Item], until: float) -> list[Item]:
+    """The items to rerun now whose read is older than FRESH_READ_SECONDS, sent back to be read
+    again: once each, and only while a whole read fits before `until` (the reads' share of the
+    time), so a rerun that is ready is never deferred for it."""
+    now = pacing.clock()
+    if until - now < pacing.MIN_CALL_SECONDS + job.settings.read_timeout:
+        return []
+    stale = [
+        i
+        for i in items
+        if i.open and i.decision is not None and i.decision.rerun and not i.delay and not i.refreshed
+        and i.read_at is not None and now - i.read_at > FRESH_READ_SECONDS
+    ]  # fmt: skip
+    for item in stale:
+        item.refreshed = True
+        item.read_again()
+    return stale
 
 
 def _rerun_reserve(job: Job, count: int) -> float:
@@ -260,6 +284,7 @@ def _read_instance(job: Job, dataworks: DataWorks, item: Item, quota: QuotaWatch
         limiter.acquire(until - pacing.MIN_CALL_SECONDS)
         item.attempts += 1
         item.instance = task_instance(dataworks.get_task_instance(item.target.instance_id, time_left(job, until)))
+        item.read_at = pacing.clock()
     except DataWorksError as exc:
         error = exc  # handled below, once the read's duration is known: its record carries it
     finally:
