@@ -969,11 +969,12 @@ def test_with_neither_it_is_dwrerun_in_no_known_region_or_account(at_1000, mocke
 
 def test_an_invocation_out_of_time_before_any_call_is_retried_with_no_error_code(dataworks, tmp_path, mocker):
     # The clock's seam: the invocation starts at 100 s (its deadline 128 s); from then on it reads
-    # 1000 s, so no DataWorks call may start: FC retries it, and nothing DataWorks said is behind that
+    # 128.6 s, so no DataWorks call may start: FC retries it, and nothing DataWorks said is behind
+    # that. (Not later than 129 s: the reserve before FC's timeout would write the records then.)
     from dwrerun import pacing
 
     seed_failed(dataworks)
-    mocker.patch.object(pacing, "clock", side_effect=itertools.chain([100.0, 100.0], itertools.repeat(1000.0)))
+    mocker.patch.object(pacing, "clock", side_effect=itertools.chain([100.0, 100.0], itertools.repeat(128.6)))
     with make_function(dataworks, tmp_path) as fn:
         inv = fn.invoke(sample_bytes("dataworks-instance-failed.json"))
     assert inv.error["errorType"] == "RetryLater"

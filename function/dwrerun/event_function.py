@@ -35,6 +35,7 @@ from dwrerun.invocation import Invocation
 from dwrerun.job import Job, Target
 from dwrerun.outcome import Origin, Outcome, skipped
 from dwrerun.rerun import RetryLater, run
+from dwrerun.reserve import Reserve, ReserveUsed
 from dwrerun.schema import Reason, Summary
 
 
@@ -131,7 +132,42 @@ def _run_targets(
     job: Job, written, targets, claimed, settings: Settings, invocation: Invocation, context, started
 ) -> dict:
     """Run the delivery's targets and write every record: raises RetryLater (and any bug) for FC's
-    retry, after releasing the event ids this invocation claimed so the retry handles them."""
+    retry, after releasing the event ids this invocation claimed so the retry handles them. If the
+    work runs into FC's timeout, the reserve writes every record instead (reserve.py)."""
+    if not targets:
+        return _run_and_write(job, written, targets, claimed, settings, invocation, context, started, None)
+    owed = list(written)  # the records of what is not worked on, as they stand now
+    reserve = Reserve.start(invocation, lambda: _write_reserved(job, owed, targets, started, invocation))
+    try:
+        return _run_and_write(job, written, targets, claimed, settings, invocation, context, started, reserve)
+    except ReserveUsed:
+        handled_events.release(claimed)
+        raise
+    finally:
+        reserve.cancel()
+
+
+def _write_reserved(job: Job, written: list[Outcome], targets: list[Target], started: float, invocation) -> None:
+    """The reserve's records: every target deferred for FC's retry, and the summary."""
+    why = (
+        f"not finished before Function Compute's timeout ({invocation.timeout:g} s): a step ran into the time kept "
+        "back to write the records. Function Compute retries the invocation; a rerun request may have reached "
+        "DataWorks, and the retry reads the instance first"
+    )
+    deferred = [_unfinished(job, target, Reason.DEFERRED, why) for target in targets]
+    _write_all(job, written + deferred, started, outcome=Summary.RETRY, error="FunctionTimeout")
+
+
+def _write_owed(reserve: Reserve | None, job: Job, written: list[Outcome], started: float, **summary) -> dict:
+    """`_write_all`, unless the reserve has written the invocation's records already (ReserveUsed)."""
+    if reserve is not None and not reserve.claim():
+        raise ReserveUsed("the records were written in the reserve before FC's timeout: FC retries the invocation")
+    return _write_all(job, written, started, **summary)
+
+
+def _run_and_write(
+    job: Job, written, targets, claimed, settings: Settings, invocation: Invocation, context, started, reserve
+) -> dict:
     try:
         credentials = credentials_from(os.environ, context) if targets else None
         dataworks = client_for(credentials, settings, invocation.region) if targets else None
@@ -144,28 +180,33 @@ def _run_targets(
         written += run(job, targets, dataworks, functions)
     except RetryLater as exc:
         handled_events.release(claimed)
-        _write_all(
-            job, written + exc.outcomes, started, outcome=Summary.RETRY, error=exc.error.code if exc.error else None
+        _write_owed(
+            reserve,
+            job,
+            written + exc.outcomes,
+            started,
+            outcome=Summary.RETRY,
+            error=exc.error.code if exc.error else None,
         )
         raise
     except ConfigError as exc:  # no credentials or no region: no retry brings them
         handled_events.release(claimed)
         written += [_unfinished(job, target, Reason.CONFIG_ERROR, str(exc)) for target in targets]
-        return _write_all(job, written, started, outcome=Summary.DONE)
+        return _write_owed(reserve, job, written, started, outcome=Summary.DONE)
     except Exception as exc:
         # A bug: FC retries the invocation. Its records say so, without the trace (FC logs that
         # with the error), so every attempt is on record and the alert can count them.
         handled_events.release(claimed)
         why = f"an unexpected error ({type(exc).__name__}): Function Compute retries the invocation"
         written += [_unfinished(job, target, Reason.DEFERRED, why) for target in targets]
-        _write_all(job, written, started, outcome=Summary.RETRY, error=type(exc).__name__)
+        _write_owed(reserve, job, written, started, outcome=Summary.RETRY, error=type(exc).__name__)
         raise
     except BaseException:
         handled_events.release(claimed)
         raise
     exhausted = any(o.reason == Reason.QUOTA_EXHAUSTED for o in written)
     # Returned normally even so: FC's retry would meet the same used-up limit.
-    return _write_all(job, written, started, outcome=Summary.QUOTA_EXHAUSTED if exhausted else Summary.DONE)
+    return _write_owed(reserve, job, written, started, outcome=Summary.QUOTA_EXHAUSTED if exhausted else Summary.DONE)
 
 
 def _read_delivery(job: Job, event: bytes) -> tuple[list[Outcome], list[Target], list[str]]:

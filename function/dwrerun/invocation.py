@@ -30,16 +30,20 @@ class Invocation:
         env = os.environ if environ is None else environ
         function = getattr(context, "function", None)
         timeout = _positive(getattr(function, "timeout", None)) or DEFAULT_TIMEOUT
-        # Keep back time to write the records and return before FC cuts the invocation off.
-        margin = min(2.0, timeout * 0.1)
         return cls(
             request_id=str(getattr(context, "request_id", None) or f"local-{uuid.uuid4()}"),
             function_name=str(getattr(function, "name", None) or env.get(FC_FUNCTION_NAME) or "dwrerun"),
             region=getattr(context, "region", None) or env.get(FC_REGION) or None,
-            deadline=pacing.clock() + timeout - margin,
+            deadline=pacing.clock() + timeout - margin(timeout),
             account_id=str(getattr(context, "account_id", None) or env.get(FC_ACCOUNT_ID) or "") or None,
             timeout=timeout,
         )
+
+
+def margin(timeout: float) -> float:
+    """Seconds kept back from FC's timeout to write the records and return before FC cuts the
+    invocation off; the reserve (reserve.py) goes off halfway through them."""
+    return min(2.0, timeout * 0.1)
 
 
 def _positive(value) -> float | None:
