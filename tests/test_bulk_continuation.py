@@ -1078,3 +1078,34 @@ def test_a_selection_the_size_of_the_plan_that_is_not_the_plans_is_refused(dataw
         plan_or_apply(dataworks, capsys, request)
     assert raised.value.code == "PlanOutdated" and "not the ones the plan" in raised.value.message
     assert reruns(dataworks) == []
+
+
+def test_a_part_with_log_reads_is_sized_by_the_reads_time():
+    # 60 s timeout: 60% less HAND_ON_RESERVE and the reread is 32.75 s; 0.26 s an instance (a log
+    # read at 4/s, a fiftieth of a rerun call at 2/s): 125 fit, fewer than 500 and than the spread
+    settings = Settings(read_qps=4.0, write_qps=2.0, chunk_size=50)
+    assert batches.slice_size(settings, 60, reads_logs=True, count=20_000) == 125
+
+
+def test_work_runs_every_batch_once_in_order(clock, mocker):
+    job = Job(Mode.FILTER, ORIGIN, "dwrerun-http", replace(PART_SETTINGS, chunk_size=2), NOW + 60)
+    ran_with = []
+
+    def run(job, batch, dataworks):
+        ran_with.append(batch)
+        assert len(ran_with) <= 3, "a batch ran twice"
+        return []
+
+    mocker.patch.object(batches, "run", run)
+    targets = [batches.Target(FIRST + n, failed_run=1) for n in range(5)]
+    done = batches.work(job, targets, None)
+    assert ran_with == [targets[0:2], targets[2:4], targets[4:5]] and done.leftover == []
+
+
+def test_a_part_handed_on_carries_the_requests_use_latest_config(dataworks, capsys, clock):
+    seed_part(dataworks, 1)
+    functions = FakeFunctions()
+    request = bulk.Request(filter=FILTER, comment="after the outage", use_latest_config=True)
+    plan_or_apply(dataworks, capsys, request, settings=replace(PART_SETTINGS, chunk_size=1, write_qps=1.0),
+                  functions=functions, deadline_in=4.0)  # fmt: skip
+    assert handed(functions) == [a_part((FIRST, 1), part=1, hop=0, stalls=0, use_latest_config=True)]

@@ -262,3 +262,12 @@ def test_a_run_that_failed_again_during_a_slow_log_read_is_read_again_and_not_re
     assert reruns(dataworks) == []
     assert (record["decision"], record["reason"], record["runNumber"]) == ("skip", "cap-reached", 4)
     assert [e.action for e in dataworks.journal] == [GET, "GetTask", "GetTaskInstanceLog", GET]
+
+
+def test_a_refused_rerun_in_a_workspace_the_role_is_not_a_member_of_names_the_workspace():
+    from dwrerun.dataworks import DataWorksError
+    from dwrerun.outcome import refused
+
+    error = DataWorksError(RERUN, "Forbidden", "the user is not a member of the workspace", transient=False, status=403)
+    message = refused(RERUN, error, 48213)
+    assert "DataWorks refused RerunTaskInstances in workspace 48213 (Forbidden)" in message

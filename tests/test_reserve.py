@@ -22,7 +22,9 @@ from conftest import (
     failure_event,
     function_env,
     instance_records,
+    make_function,
     reruns,
+    sample,
     seed_failed,
 )
 from dwrerun import pacing, reserve
@@ -138,3 +140,60 @@ def test_a_cancelled_reserve_never_goes_off(fake_clock):
     fake_clock.advance(10.0)
     reserve_._thread.join(2)
     assert written == [] and not reserve_._thread.is_alive()
+
+
+# --- in this process: what the reserve writes, and the pipeline that ends after it ------------------
+
+
+def test_the_reserves_records_defer_every_instance_and_say_fc_retries(dataworks, tmp_path, fake_clock, mocker, capsys):
+    # GIVEN a delivery of two failures whose work (a seam: `run`) is still going when the reserve
+    # goes off, and then ends
+    from dwrerun import event_function
+
+    seed_failed(dataworks)
+    seed_failed(dataworks, OTHER_ID)
+    gone_off = threading.Event()
+    original_fire = reserve.Reserve._fire
+
+    def fire(self):
+        original_fire(self)
+        gone_off.set()
+
+    mocker.patch.object(reserve.Reserve, "_fire", fire)
+
+    def slow_run(job, targets, dataworks, functions):
+        fake_clock.advance(60.0)  # past FC's timeout: the reserve writes the records
+        assert gone_off.wait(5)
+        return []
+
+    mocker.patch.object(event_function, "run", slow_run)
+    succeeded = sample("dataworks-instance-succeeded.json")  # not worked on: its record stands as it is
+    delivery = json.dumps([failure_event(FAILED_ID, "evt-1"), succeeded, failure_event(OTHER_ID, "evt-2")]).encode()
+    with make_function(dataworks, tmp_path, timeout=20) as fn:
+        inv = fn.invoke(delivery)
+        # THEN the pipeline may not write (the reserve did), and raises so FC retries
+        assert inv.error["errorType"] == "ReserveUsed"
+        # in this process the reserve's thread writes to the test's stream (FC's harness attributes
+        # lines by thread; an instance process has one stream): each record once, none from the pipeline
+        assert inv.records == []
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    records = [r for r in lines if r["kind"] == "instance"]
+    assert [(r["reason"], r["eventId"]) for r in records] == [
+        ("not-a-failure", succeeded["id"]),
+        ("deferred", "evt-1"),
+        ("deferred", "evt-2"),
+    ]
+    assert [r["instanceId"] for r in records[1:]] == [FAILED_ID, OTHER_ID]
+    assert records[1]["message"] == (
+        "not finished before Function Compute's timeout (20 s): a step ran into the time kept back to write the "
+        "records. Function Compute retries the invocation; a rerun request may have reached DataWorks, and the "
+        "retry reads the instance first"
+    )
+    (summary,) = [r for r in lines if r["kind"] == "summary"]
+    assert (summary["instances"], summary["skipped"], summary["outcome"], summary["error"]) == (
+        3,
+        3,
+        "retry",
+        "FunctionTimeout",
+    )
+    assert summary["requestId"] == inv.request_id == records[1]["requestId"]
