@@ -93,8 +93,7 @@ def run(
             return [item.outcome for item in items]
         try:
             # 1. Look up and decide what is not decided yet (the guards, DataWorks' own rerun, the rules).
-            _look_up(job, dataworks, [i for i in lookup_order if i.open and i.decision is None], quota, reads_until)
-            _look_up(job, dataworks, _stale(job, items, reads_until), quota, reads_until)
+            _read_round(job, dataworks, lookup_order, quota, reads_until)
             decided = [i for i in items if i.open and i.decision is not None]
             if quota.error is None:
                 # 2. Send: the storm guard holds what a storm's canary goes before (storm.py), then
@@ -139,6 +138,12 @@ def _items(job: Job, targets: list[Target]) -> list[Item]:
         seen.add(target.instance_id)
         items.append(item)
     return items
+
+
+def _read_round(job: Job, dataworks: DataWorks, items: list[Item], quota: QuotaWatch, until: float) -> None:
+    """Read and decide what is undecided; then read again what is to be rerun on a stale read."""
+    _look_up(job, dataworks, [i for i in items if i.open and i.decision is None], quota, until)
+    _look_up(job, dataworks, _stale(job, items, until), quota, until)
 
 
 def _stale(job: Job, items: list[Item], until: float) -> list[Item]:
