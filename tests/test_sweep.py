@@ -72,6 +72,8 @@ def cloud(dataworks, fc_api, clock, tmp_path):
             # The storm guard off, unless a test is about it: these failures share one cause, and
             # the emulator's reruns never end, so a storm's canary would never succeed.
             "RERUN_STORM_THRESHOLD": "0",
+            # A deployment's key: it signs the sweep's claims, which are trusted only then (issue 24)
+            "RERUN_SIGNING_KEY": "sweep-test-signing-key-0123456789abcdef",
             **env,
         }
         values = {name: value for name, value in values.items() if value is not None}
