@@ -271,3 +271,27 @@ def test_a_refused_rerun_in_a_workspace_the_role_is_not_a_member_of_names_the_wo
     error = DataWorksError(RERUN, "Forbidden", "the user is not a member of the workspace", transient=False, status=403)
     message = refused(RERUN, error, 48213)
     assert "DataWorks refused RerunTaskInstances in workspace 48213 (Forbidden)" in message
+
+
+def test_a_stale_read_is_made_again_once_a_round_however_long_the_new_runs_log_takes(dataworks, tmp_path, mocker):
+    # GIVEN run 1 failed, and each log read takes 5 s; during the first, run 2 starts and fails
+    clock = install_fake_clock(mocker)
+    seed_failed(dataworks, task_type="ODPS_SQL")
+    original_take = dataworks.faults.take
+    raced = []
+
+    def take(called):
+        if called == "GetTaskInstanceLog":
+            clock.advance(5.0)
+            if not raced:
+                raced.append(True)
+                now = vars(dataworks.backend.instance(FAILED_ID))
+                dataworks.backend.add_instance(**{**now, "run_number": 2, "finished_time": now["finished_time"] + 1})
+        return original_take(called)
+
+    dataworks.faults.take = take
+    (record,) = instance_records(deliver(dataworks, tmp_path, FAILED_ID))
+    # THEN run 2 is read again once in the round, its log read, and it is rerun: no third read
+    assert (record["decision"], record["success"], record["runNumber"]) == ("rerun", True, 2)
+    log = "GetTaskInstanceLog"
+    assert [e.action for e in dataworks.journal] == [GET, "GetTask", log, GET, log, RERUN]

@@ -243,7 +243,6 @@ class Item:
     lookup_ms: float | None = None
     rerun_ms: float | None = None
     read_at: float | None = None  # pacing.clock() when GetTaskInstance last answered for it
-    refreshed: bool = False  # read again right before its rerun (rerun.FRESH_READ_SECONDS)
     delay: int = 0  # seconds the rerun waits; 0 reruns in this invocation
     due_at: str | None = None
     schedule_sent: bool = False  # an InvokeFunction with no clear answer went out

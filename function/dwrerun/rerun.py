@@ -45,7 +45,7 @@ from dwrerun.schema import Reason
 LOOKUP_THREADS = 8  # parallel GetTaskInstance calls within one invocation; the read limiter paces them
 # RerunTaskInstances has no precondition: a run that starts and fails between the read and the rerun
 # call is rerun too, past the cap if it was the last one allowed. An instance read longer ago than
-# this (its log read, GetTask, retries) is read once more right before its rerun (issue 24).
+# this (its log read, GetTask, a retry's backoff) is read again right before its rerun (issue 24).
 FRESH_READ_SECONDS = 2.0
 
 # The order instances are read in (a seam of randomness, as in pacing.py). FC's retry of an
@@ -148,7 +148,7 @@ def _read_round(job: Job, dataworks: DataWorks, items: list[Item], quota: QuotaW
 
 def _stale(job: Job, items: list[Item], until: float) -> list[Item]:
     """The items to rerun now whose read is older than FRESH_READ_SECONDS, sent back to be read
-    again: once each, and only while a whole read fits before `until` (the reads' share of the
+    again (once a round), only while a whole read fits before `until` (the reads' share of the
     time), so a rerun that is ready is never deferred for it."""
     now = pacing.clock()
     if until - now < pacing.MIN_CALL_SECONDS + job.settings.read_timeout:
@@ -156,11 +156,10 @@ def _stale(job: Job, items: list[Item], until: float) -> list[Item]:
     stale = [
         i
         for i in items
-        if i.open and i.decision is not None and i.decision.rerun and not i.delay and not i.refreshed
+        if i.open and i.decision is not None and i.decision.rerun and not i.delay
         and i.read_at is not None and now - i.read_at > FRESH_READ_SECONDS
     ]  # fmt: skip
     for item in stale:
-        item.refreshed = True
         item.read_again()
     return stale
 
