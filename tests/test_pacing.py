@@ -209,3 +209,77 @@ def test_retry_waits_for_the_limiters_slot_before_each_attempt(pacing, mocker):
     attempt, _ = attempts_of(Flaky(), "answer")
     pacing.retry(attempt, deadline=pacing.fake.now() + 60, transient=lambda e: True, limiter=limiter)
     assert pacing.fake.slept == [0.0, 0.5]  # the backoff (none), then the limiter's next slot at 2 calls/s
+
+
+# --- spacing by when calls go out, not by when their slots were handed out ----------------------
+
+
+def late_sleeps(pacing, late: dict[int, float], during: dict[int, object] | None = None):
+    """A `pacing.sleep` whose n-th wait (from 1) ends `late[n]` seconds after it should (a cold
+    start, a loaded CPU), and during which `during[n]()` runs: what another caller does meanwhile."""
+    count = 0
+    fake = pacing.fake
+
+    def waits(seconds: float) -> None:
+        nonlocal count
+        count += 1
+        n = count
+        end = fake.now() + seconds + late.get(n, 0.0)  # a real sleep ends at a time, whatever happens meanwhile
+        if during and n in during:
+            during[n]()
+        fake.sleep(max(0.0, end - fake.now()))
+
+    return waits
+
+
+def test_a_slot_used_late_moves_the_next_call_a_whole_interval_after_it(pacing, mocker):
+    # GIVEN a limiter at 4 calls/s whose first wait ends 0.2 s late (the instance was busy)
+    limiter = pacing.RateLimiter(4.0)
+    mocker.patch.object(pacing, "sleep", late_sleeps(pacing, {1: 0.2}))
+    # WHEN three calls go out back to back
+    times = call_times(pacing, limiter, 3)
+    # THEN the call after the late one waits a whole interval after it, not after its slot (0.05 s)
+    assert gaps(times) == [0.45, 0.25]
+
+
+def test_a_caller_given_an_early_slot_that_goes_late_does_not_bunch_with_the_next(pacing, mocker):
+    # GIVEN a limiter at 4 calls/s that has just made a call, and caller A given the next slot
+    limiter = pacing.RateLimiter(4.0)
+    limiter.acquire()
+    sent = {"first": pacing.fake.now()}
+
+    def caller_b() -> None:
+        # While A waits, B is given the slot after A's and makes its call on time
+        limiter.acquire()
+        sent["B"] = pacing.fake.now()
+
+    # A's wait runs B meanwhile: A wakes only after B's slot, its own long past (late by 0.25 s)
+    mocker.patch.object(pacing, "sleep", late_sleeps(pacing, {}, during={1: caller_b}))
+    limiter.acquire()
+    sent["A"] = pacing.fake.now()
+    # THEN A does not go out together with B: it waits an interval after B's call
+    start = sent["first"]
+    assert {k: round(v - start, 6) for k, v in sent.items()} == {"first": 0.0, "B": 0.5, "A": 0.75}
+
+
+def test_no_one_second_window_holds_more_than_the_rates_calls_however_late_the_slots_are_used(pacing, mocker):
+    # GIVEN 4.5 calls/s (at most 5 calls in any second: 0, 0.222 ... 0.889), and every other wait late
+    limiter = pacing.RateLimiter(4.5)
+    mocker.patch.object(pacing, "sleep", late_sleeps(pacing, {n: 0.15 for n in range(1, 40, 2)}))
+    times = call_times(pacing, limiter, 40)
+    # THEN DataWorks' sliding one-second window never sees more than 5 of them
+    most = max(sum(1 for t in times if end - 1.0 < t <= end) for end in times)
+    assert most <= 5
+    assert min(gaps(times)) >= round(1 / 4.5, 6)
+
+
+def test_a_retry_after_also_holds_a_caller_already_given_its_slot(pacing, mocker):
+    # GIVEN a limiter at 10 calls/s that has just made a call, and the next caller waiting for its slot
+    limiter = pacing.RateLimiter(10.0)
+    limiter.acquire()
+    start = pacing.fake.now()
+    # WHEN, during that wait, another thread's call is throttled with x-acs-retry-after of 3 s
+    mocker.patch.object(pacing, "sleep", late_sleeps(pacing, {}, during={1: lambda: limiter.throttled(3.0)}))
+    limiter.acquire()
+    # THEN the waiting caller goes out after the 3 s too, not at the slot it was given before
+    assert round(pacing.fake.now() - start, 6) == 3.0

@@ -12,6 +12,13 @@ shared by every thread of the invocation), and adapts when DataWorks says the qu
   up to the configured rate and never above it;
 - an `x-acs-retry-after` holds every caller of the limiter for that long.
 
+Calls are spaced by when they go out, not by when their slots were handed out: a caller that
+wakes late from its wait (a cold start, a loaded CPU, another thread's turn) moves the next slot
+to a whole interval after its own call, and a caller whose slot came up checks, as it goes, that
+no call went out less than an interval before it (another thread's late one), else waits again.
+So a call sent late never bunches with the next one, and one instance never makes more than its
+rate's calls in DataWorks' one-second window, however late its slots were used.
+
 The state lives in the instance's process and is lost with it: it only saves wasted calls.
 Correctness never rests on it (a throttled call was not carried out, and is retried).
 Retries back off exponentially with full jitter, and never past the invocation's deadline.
@@ -49,7 +56,7 @@ class DeadlineReached(Exception):
 
 
 class RateLimiter:
-    """At most `rate` calls a second, evenly spaced, across every thread that shares it.
+    """At most `rate` calls a second, evenly spaced by when they go out, across every thread that shares it.
 
     `rate` starts at the configured rate (`ceiling`) and adapts to DataWorks' answers:
     `throttled()` after a throttling answer, `passed()` after a call that was not throttled.
@@ -60,20 +67,43 @@ class RateLimiter:
         self.rate = rate
         self.floor = rate * FLOOR_SHARE
         self._step = rate / RECOVERY_SECONDS
-        self._next_slot = 0.0
+        self._next_slot = 0.0  # the slot the next caller is given
+        self._last_sent: float | None = None  # when the last call went out (acquire returned)
+        self._hold_until = 0.0  # a server's retry-after: no call before then
         self._last_decrease: float | None = None
         self._lock = threading.Lock()
 
     def acquire(self, deadline: float | None = None) -> None:
-        """Wait for this call's slot. Raises DeadlineReached, without waiting, if it comes too late."""
+        """Wait for this call's slot, and return when the call may go out: at least one interval
+        (1 / rate) after the last call that did, whenever that one's slot was. Raises
+        DeadlineReached, without waiting further, when the call could not go out by `deadline`."""
         with self._lock:
             now = clock()
             slot = max(now, self._next_slot)
-            if deadline is not None and slot > deadline:
-                raise DeadlineReached(f"the next call slot is {slot - now:.1f}s away, past the deadline")
+            self._check(slot, now, deadline)
             self._next_slot = slot + 1.0 / self.rate
-        if slot > now:
-            sleep(slot - now)
+        while True:
+            if slot > now:
+                sleep(slot - now)
+            with self._lock:
+                now = clock()
+                # Another caller's call may have gone out late, close before this slot: keep the spacing.
+                earliest = max(self._hold_until, self._spaced_after_last_send())
+                if now >= earliest:
+                    self._last_sent = now
+                    # This call goes out now: the next one an interval after it, even if its slot was earlier.
+                    self._next_slot = max(self._next_slot, now + 1.0 / self.rate)
+                    return
+                slot = earliest
+                self._check(slot, now, deadline)
+
+    def _spaced_after_last_send(self) -> float:
+        return float("-inf") if self._last_sent is None else self._last_sent + 1.0 / self.rate
+
+    @staticmethod
+    def _check(slot: float, now: float, deadline: float | None) -> None:
+        if deadline is not None and slot > deadline:
+            raise DeadlineReached(f"the next call slot is {slot - now:.1f}s away, past the deadline")
 
     def throttled(self, retry_after: float | None = None) -> None:
         """DataWorks throttled a call: slow down, and hold every caller for `retry_after` seconds."""
@@ -82,8 +112,10 @@ class RateLimiter:
             if self._last_decrease is None or now - self._last_decrease >= DECREASE_SPACING:
                 self.rate = max(self.floor, self.rate * DECREASE)
                 self._last_decrease = now
-            # The next call waits at least one interval at the new rate, and the server's retry-after.
-            self._next_slot = max(self._next_slot, now + 1.0 / self.rate, now + (retry_after or 0.0))
+            # The next call waits at least one interval at the new rate, and the server's retry-after
+            # (which also holds the callers already given a slot).
+            self._hold_until = max(self._hold_until, now + (retry_after or 0.0))
+            self._next_slot = max(self._next_slot, now + 1.0 / self.rate, self._hold_until)
 
     def passed(self) -> None:
         """A call went through: recover a little toward the configured rate."""
