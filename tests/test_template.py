@@ -219,11 +219,14 @@ def test_environment_is_exactly_the_user_variables(name):
 
 
 def test_default_settings_are_ones_the_function_accepts_and_match_the_codes_defaults():
-    environment = props(render(load()), "event")["environmentVariables"]
     # One set of defaults: docs/configuration.md describes both (tests/test_docs.py checks it). But
-    # one: the template ships dryRun "true", so that a first deploy reruns nothing
-    # (tests/test_safe_by_default.py); the code's default stays a live run.
-    assert config.Settings.from_env(environment) == dataclasses.replace(config.Settings(), dry_run=True)
+    # the template ships dryRun "true", so that a first deploy reruns nothing
+    # (tests/test_safe_by_default.py), while the code's default stays a live run; and it sets each
+    # function's own QPS limits, its share of the quota (the sizing tests below).
+    for name in FUNCTIONS:
+        settings = config.Settings.from_env(props(render(load()), name)["environmentVariables"])
+        rates = {"read_qps": settings.read_qps, "write_qps": settings.write_qps}
+        assert settings == dataclasses.replace(config.Settings(), dry_run=True, **rates), name
 
 
 @pytest.mark.parametrize("name", FUNCTIONS)
@@ -238,7 +241,12 @@ def test_no_instance_concurrency_above_one_anywhere_in_the_template():
     assert values and set(values) == {"1"}
 
 
-def _sizing_table() -> dict[str, dict[str, float]]:
+ENTERPRISE = {"read": 50.0, "write": 20.0}  # DataWorks' quota per account and region (docs/sizing.md)
+HEADROOM = 0.9  # the deployment uses at most this share of it
+RATE_VARS = {"read": config.DATAWORKS_READ_QPS, "write": config.DATAWORKS_WRITE_QPS}
+
+
+def _sizing_table() -> dict[str, dict]:
     """docs/sizing.md: its table, by edition."""
     section = SIZING.read_text()
     lines = section.splitlines()
@@ -251,38 +259,70 @@ def _sizing_table() -> dict[str, dict[str, float]]:
         cells = dict(zip(header, (cell.strip() for cell in row), strict=True))
         table[cells["edition"]] = {
             "quota": [float(n) for n in re.findall(r"[\d.]+", cells["quota"])],
-            "event": int(cells["eventReservedConcurrency"]),
-            "http": int(cells["httpReservedConcurrency"]),
-            "read": float(cells["DATAWORKS_READ_QPS"]),
-            "write": float(cells["DATAWORKS_WRITE_QPS"]),
+            "instances": {name: int(cells[f"{name}ReservedConcurrency"]) for name in FUNCTIONS},
+            "rates": {
+                name: {kind: float(cells[f"{name}{kind.title()}Qps"]) for kind in RATE_VARS} for name in FUNCTIONS
+            },
             "total": [float(n) for n in re.findall(r"[\d.]+", cells["whole deployment at most"])],
         }
     return table
 
 
-def test_quota_sizing_is_the_same_in_the_template_the_code_and_the_readme_and_within_90_percent():
-    # GIVEN the defaults three places state: template vars, the code's defaults, docs/sizing.md
-    spec = render(load())
+def _deployed(spec: dict) -> tuple[dict[str, int], dict[str, dict[str, float]]]:
+    """(instances, per-instance rates) of each function as the template deploys them."""
     instances = {name: props(spec, name)["concurrencyConfig"]["reservedConcurrency"] for name in FUNCTIONS}
-    rates = {props(spec, name)["environmentVariables"][config.DATAWORKS_READ_QPS] for name in FUNCTIONS}
-    writes = {props(spec, name)["environmentVariables"][config.DATAWORKS_WRITE_QPS] for name in FUNCTIONS}
-    ((read,), (write,)) = (rates, writes)  # both functions run with one per-instance rate
+    environment = {name: props(spec, name)["environmentVariables"] for name in FUNCTIONS}
+    rates = {name: {kind: float(environment[name][var]) for kind, var in RATE_VARS.items()} for name in FUNCTIONS}
+    return instances, rates
+
+
+def test_each_functions_rates_times_its_instances_stay_within_90_percent_of_the_quota():
+    # GIVEN the template as deployed: each function with its own reservedConcurrency and QPS limits
+    instances, rates = _deployed(render(load()))
+    # THEN, for reads and writes separately, the sum over both functions of instances x per-instance
+    # rate stays within 90% of Enterprise's quota: the most the whole deployment can call
+    for kind, quota in ENTERPRISE.items():
+        used = sum(instances[name] * rates[name][kind] for name in FUNCTIONS)
+        assert used <= HEADROOM * quota + 1e-9, f"{kind}: {used}/s of {quota}/s"
+    # AND the event function, which bursts, has the bigger write share per instance
+    assert rates["event"]["write"] > rates["http"]["write"]
+
+
+def test_a_setting_over_the_quota_fails_the_sizing_check():
+    # The check above is arithmetic on the rendered template: one more write per second for the
+    # http instance takes the deployment past 18 writes/s.
+    spec = load()
+    instances, rates = _deployed(render(spec, httpWriteQps=str(float(spec["vars"]["httpWriteQps"]) + 1)))
+    assert sum(instances[name] * rates[name]["write"] for name in FUNCTIONS) > HEADROOM * ENTERPRISE["write"]
+
+
+def test_the_codes_default_rates_are_safe_whichever_function_runs_them():
+    # A function deployed without the QPS variables runs at the code's defaults: the deployment stays
+    # within the quota even if every instance of both functions did.
+    instances, _ = _deployed(render(load()))
+    count = sum(instances.values())
+    defaults = config.Settings()
+    assert count * defaults.read_qps <= HEADROOM * ENTERPRISE["read"] + 1e-9
+    assert count * defaults.write_qps <= HEADROOM * ENTERPRISE["write"] + 1e-9
+
+
+def test_quota_sizing_is_the_same_in_the_template_and_the_readme_and_within_90_percent():
+    # GIVEN the defaults two places state: template vars and docs/sizing.md
+    spec = render(load())
+    instances, rates = _deployed(spec)
     table = _sizing_table()
     (default,) = [row for edition, row in table.items() if "the defaults" in edition]
-    # THEN all three agree
-    template = {"event": instances["event"], "http": instances["http"], "read": float(read), "write": float(write)}
-    code = {"read": config.Settings().read_qps, "write": config.Settings().write_qps}
-    assert {k: default[k] for k in template} == template
-    assert {k: default[k] for k in code} == code
+    # THEN they agree, function by function
+    assert default["instances"] == instances
+    assert default["rates"] == rates
     # AND every row keeps the sum over both functions of instances x rate within 90% of its quota
     for edition, row in table.items():
-        count = row["event"] + row["http"]
+        count, rate = row["instances"], row["rates"]
         if len(row["quota"]) == 2:  # reads and writes metered apart (Enterprise: 50 and 20)
-            expected = [count * row["read"], count * row["write"]]
-            assert all(used <= 0.9 * quota + 1e-9 for used, quota in zip(expected, row["quota"], strict=True)), edition
+            expected = [sum(count[name] * rate[name][kind] for name in FUNCTIONS) for kind in RATE_VARS]
         else:  # one limit for both kinds of call (5 calls/s)
-            expected = [count * (row["read"] + row["write"])]
-            assert expected[0] <= 0.9 * row["quota"][0] + 1e-9, edition
+            expected = [sum(count[name] * (rate[name]["read"] + rate[name]["write"]) for name in FUNCTIONS)]
+        assert all(used <= HEADROOM * quota + 1e-9 for used, quota in zip(expected, row["quota"], strict=True)), edition
         assert row["total"] == pytest.approx(expected), f"{edition}: the stated total is not the arithmetic"
     assert [50, 20] in [row["quota"] for row in table.values()] and [5] in [row["quota"] for row in table.values()]
 
