@@ -283,3 +283,22 @@ def test_a_retry_after_also_holds_a_caller_already_given_its_slot(pacing, mocker
     limiter.acquire()
     # THEN the waiting caller goes out after the 3 s too, not at the slot it was given before
     assert round(pacing.fake.now() - start, 6) == 3.0
+
+
+def test_the_first_answer_counts_as_the_first_calls_sending_later_answers_do_not(pacing):
+    # GIVEN a limiter at 4 calls/s whose first call takes 0.3 s: it opened the instance's connection
+    # after leaving the limiter, so it may have reached DataWorks only just before its answer
+    limiter = pacing.RateLimiter(4.0)
+    start = pacing.fake.now()
+    limiter.acquire()
+    pacing.fake.advance(0.3)
+    limiter.passed()
+    # WHEN the next call goes out, and after its quick answer (the connection is open) the one after
+    limiter.acquire()
+    second = pacing.fake.now()
+    pacing.fake.advance(0.03)
+    limiter.passed()
+    limiter.acquire()
+    # THEN the second waits an interval after the first answer (not its slot at 0.25 s, long past),
+    # and the third is spaced from the second as usual
+    assert [round(t - start, 6) for t in (second, pacing.fake.now())] == [0.55, 0.8]

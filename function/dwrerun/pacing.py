@@ -16,8 +16,11 @@ Calls are spaced by when they go out, not by when their slots were handed out: a
 wakes late from its wait (a cold start, a loaded CPU, another thread's turn) moves the next slot
 to a whole interval after its own call, and a caller whose slot came up checks, as it goes, that
 no call went out less than an interval before it (another thread's late one), else waits again.
-So a call sent late never bunches with the next one, and one instance never makes more than its
-rate's calls in DataWorks' one-second window, however late its slots were used.
+So a call sent late never bunches with the next one. One lateness happens after the limiter:
+an instance's first call opens its connection (the TLS context, the TCP and TLS handshakes) once
+it has left the limiter, and reaches DataWorks up to its whole duration later. So the first answer
+a limiter hears of (`passed()` or `throttled()`) counts as that call's sending: the next call
+goes out an interval after it. Later calls reuse the connection.
 
 The state lives in the instance's process and is lost with it: it only saves wasted calls.
 Correctness never rests on it (a throttled call was not carried out, and is retried).
@@ -71,6 +74,7 @@ class RateLimiter:
         self._last_sent: float | None = None  # when the last call went out (acquire returned)
         self._hold_until = 0.0  # a server's retry-after: no call before then
         self._last_decrease: float | None = None
+        self._answered = False  # whether an answer came back yet (the first call opens the connection)
         self._lock = threading.Lock()
 
     def acquire(self, deadline: float | None = None) -> None:
@@ -100,6 +104,15 @@ class RateLimiter:
     def _spaced_after_last_send(self) -> float:
         return float("-inf") if self._last_sent is None else self._last_sent + 1.0 / self.rate
 
+    def _first_answer(self, now: float) -> None:
+        """The first call may have reached DataWorks only now (its connection opened after the
+        limiter let it go): the next call goes out an interval after that. Called with the lock held."""
+        if self._answered:
+            return
+        self._answered = True
+        self._last_sent = now if self._last_sent is None else max(self._last_sent, now)
+        self._next_slot = max(self._next_slot, now + 1.0 / self.rate)
+
     @staticmethod
     def _check(slot: float, now: float, deadline: float | None) -> None:
         if deadline is not None and slot > deadline:
@@ -109,6 +122,7 @@ class RateLimiter:
         """DataWorks throttled a call: slow down, and hold every caller for `retry_after` seconds."""
         with self._lock:
             now = clock()
+            self._first_answer(now)
             if self._last_decrease is None or now - self._last_decrease >= DECREASE_SPACING:
                 self.rate = max(self.floor, self.rate * DECREASE)
                 self._last_decrease = now
@@ -120,6 +134,7 @@ class RateLimiter:
     def passed(self) -> None:
         """A call went through: recover a little toward the configured rate."""
         with self._lock:
+            self._first_answer(clock())
             if self.rate < self.ceiling:
                 self.rate = min(self.ceiling, self.rate + self._step / self.rate)
 
