@@ -302,3 +302,20 @@ def test_the_first_answer_counts_as_the_first_calls_sending_later_answers_do_not
     # THEN the second waits an interval after the first answer (not its slot at 0.25 s, long past),
     # and the third is spaced from the second as usual
     assert [round(t - start, 6) for t in (second, pacing.fake.now())] == [0.55, 0.8]
+
+
+def test_acquire_waits_at_most_twice_even_when_the_clock_does_not_move(pacing, mocker):
+    # A clock that stands still (a test's frozen clock, a coarse one) must not keep a caller waiting
+    # in a loop: the slot's wait, then at most one more for the spacing after the last call.
+    slept = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        assert len(slept) < 20, "acquire keeps waiting"
+
+    mocker.patch.object(pacing, "clock", lambda: 100.0)
+    mocker.patch.object(pacing, "sleep", sleep)
+    limiter = pacing.RateLimiter(4.0)
+    for _ in range(3):
+        limiter.acquire()
+    assert len(slept) <= 4

@@ -86,20 +86,25 @@ class RateLimiter:
             slot = max(now, self._next_slot)
             self._check(slot, now, deadline)
             self._next_slot = slot + 1.0 / self.rate
-        while True:
-            if slot > now:
-                sleep(slot - now)
-            with self._lock:
+        if slot > now:
+            sleep(slot - now)
+        with self._lock:
+            now = clock()
+            # Another caller's call may have gone out late, close before this slot, or a retry-after
+            # came meanwhile: keep the spacing. The send moment is claimed here, under the lock, so
+            # a caller waking meanwhile spaces itself after this one; one more wait at most.
+            sent = max(now, self._hold_until, self._spaced_after_last_send())
+            if sent > now:
+                self._check(sent, now, deadline)
+            self._last_sent = sent
+            # The next call goes out an interval after this one, even if its slot was earlier.
+            self._next_slot = max(self._next_slot, sent + 1.0 / self.rate)
+        if sent > now:
+            sleep(sent - now)
+            with self._lock:  # that wait too may end late
                 now = clock()
-                # Another caller's call may have gone out late, close before this slot: keep the spacing.
-                earliest = max(self._hold_until, self._spaced_after_last_send())
-                if now >= earliest:
-                    self._last_sent = now
-                    # This call goes out now: the next one an interval after it, even if its slot was earlier.
-                    self._next_slot = max(self._next_slot, now + 1.0 / self.rate)
-                    return
-                slot = earliest
-                self._check(slot, now, deadline)
+                self._last_sent = max(self._last_sent, now)
+                self._next_slot = max(self._next_slot, now + 1.0 / self.rate)
 
     def _spaced_after_last_send(self) -> float:
         return float("-inf") if self._last_sent is None else self._last_sent + 1.0 / self.rate
