@@ -12,6 +12,7 @@ import copy
 import importlib.machinery
 import importlib.util
 import io
+import json
 import sys
 from pathlib import Path
 
@@ -109,6 +110,12 @@ def test_a_healthy_deployment_passes_every_link(cloud):
     # One kind: verify record, found by GetLogs.
     records = [r for r in cloud.fn.logstore_lines() if '"kind":"verify"' in r["message"]]
     assert len(records) == 1
+    # and it says what the role read
+    (record,) = [json.loads(r["message"]) for r in records]
+    assert (record["success"], record["message"]) == (
+        True,
+        "the role read DataWorks: dataworks:GetTaskInstance, dataworks:ListTaskInstances",
+    )
 
 
 def test_no_key_token_or_secret_is_printed(cloud):
