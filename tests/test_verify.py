@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import FUNCTION_DIR
 from localcloud.acs3 import Credentials
 from localcloud.controlplane import ControlPlane
 from localcloud.dataworks import DataWorksEmulator
@@ -61,7 +62,7 @@ class Cloud:
         self.emu.__enter__()
         self.fn = FunctionCompute(
             handler="index.handle_event",
-            code_dir=ROOT / "function",
+            code_dir=FUNCTION_DIR,  # src/ in mutmut's copy (conftest)
             function_name="dwrerun-event",
             env={"DATAWORKS_ENDPOINT": self.emu.url},
             credentials=ROLE,
