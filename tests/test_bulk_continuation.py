@@ -1109,3 +1109,20 @@ def test_a_part_handed_on_carries_the_requests_use_latest_config(dataworks, caps
     plan_or_apply(dataworks, capsys, request, settings=replace(PART_SETTINGS, chunk_size=1, write_qps=1.0),
                   functions=functions, deadline_in=4.0)  # fmt: skip
     assert handed(functions) == [a_part((FIRST, 1), part=1, hop=0, stalls=0, use_latest_config=True)]
+
+
+def test_a_batch_keeps_one_write_slot_of_slack_not_more(dataworks, capsys, clock):
+    # GIVEN a part at 2 writes/s (a write slot is 0.5 s) whose job deadline (the invocation's less
+    # HAND_ON_RESERVE) leaves its one-instance batch a quarter of a slot more than it needs: a
+    # call's minimum, one write slot, the read timeout, and its share of the rerun call
+    seed_part(dataworks, 1)
+    settings = replace(PART_SETTINGS, write_qps=2.0)
+    needs = 0.5 + 1 / 2.0 + 2.0 + batches.per_instance_seconds(settings, reads_logs=False)
+    functions = FakeFunctions()
+    returned, written = run_part(
+        dataworks, capsys, a_part((FIRST, 1)), settings=settings, functions=functions, deadline_in=3.0 + needs + 0.25
+    )
+    # THEN the batch runs here: the instance is rerun and nothing is handed on
+    assert len(reruns(dataworks)) == 1
+    assert functions.calls == []
+    assert [(r["instanceId"], r["decision"]) for r in written[:-1]] == [(FIRST, "rerun")]

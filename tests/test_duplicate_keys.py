@@ -44,6 +44,15 @@ def test_a_long_key_is_shown_short():
     assert len(str(raised.value)) < 300
 
 
+def test_the_message_names_the_key_cut_to_shown_key_chars_and_the_objects_other_keys():
+    long = "k" * 100
+    with pytest.raises(strictjson.DuplicateKey) as raised:
+        strictjson.loads(json.dumps({"Ids": [1], long: 1})[:-1] + f', "DryRun": true, "{long}": 2}}')
+    shown = '"' + "k" * (strictjson.SHOWN_KEY_CHARS - 5) + '..."'
+    assert len(shown) == strictjson.SHOWN_KEY_CHARS
+    assert str(raised.value) == f'the key {shown} is given twice in one JSON object (the object with "Ids", "DryRun")'
+
+
 @pytest.fixture
 def gateway(dataworks, tmp_path):
     from conftest import make_function

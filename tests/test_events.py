@@ -221,3 +221,11 @@ def test_a_payload_nested_too_deep_is_not_json_and_does_not_raise():
 def test_a_long_reason_is_cut_to_80_characters():
     (item,) = events.parse(json.dumps({"taskId": "x" * 200, "status": 5}))
     assert item.reason == "data.taskId (the instance id) must be a positive integer, got '" + "x" * 76 + "..."
+
+
+def test_why_a_payload_is_not_json_is_cut_to_80_characters():
+    # a UTF-8 sequence cut short after 100,000 spaces: the decoder's message is longer than 80
+    (item,) = events.parse(b" " * 100_000 + b"\xe4\xb8")
+    shown = "'utf-8' codec can't decode bytes in position 100000-100001: unexpected end of..."
+    assert len(shown) == 80
+    assert item.reason == f"the payload is not JSON ({shown})"

@@ -32,6 +32,7 @@ class FakeFC(BaseHTTPRequestHandler):
         except acs3.SignatureError as exc:
             return self._answer(exc.status, {"Code": exc.code, "Message": exc.message})
         self.server.seen.append((split.path, {k.lower(): v for k, v in self.headers.items()}, body))
+        self.server.peers.append(self.client_address)  # one per connection the client opened
         status, answer, headers = self.server.plan.pop(0) if self.server.plan else (202, None, {})
         if status == "hang":
             threading.Event().wait(3)
@@ -58,7 +59,7 @@ class FakeFC(BaseHTTPRequestHandler):
 def fake_fc():
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeFC)
     server.daemon_threads = True
-    server.seen, server.plan = [], []
+    server.seen, server.plan, server.peers = [], [], []
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
     server.shutdown()
@@ -77,6 +78,16 @@ def test_an_accepted_invocation_is_signed_and_carries_the_async_headers(fake_fc)
     assert (headers["x-fc-invocation-type"], headers["x-fc-async-delay"]) == ("Async", "90")
     assert headers["x-fc-async-task-id"] == "dwrerun-1-run-1"
     assert body == b'{"scheduledRerun":{}}'
+
+
+def test_an_answer_with_a_body_leaves_the_connection_to_the_next_call(fake_fc):
+    # FC's 202 may carry a body: the SDK reads it whole (bytes), so the invocation's next scheduled
+    # rerun or hand-off goes out on the same connection, not a new one
+    fake_fc.plan = [(202, {"ok": True}, {}), (202, {"ok": True}, {})]
+    fc = FunctionCompute(FN_CREDS, f"127.0.0.1:{fake_fc.server_port}", "http", "cn-hangzhou", Settings())
+    for n in (1, 2):
+        assert fc.invoke_async("dwrerun-event", b"{}", delay=0, task_id=f"t-{n}", timeout=5) == "1-fake-request"
+    assert len(fake_fc.peers) == 2 and fake_fc.peers[0] == fake_fc.peers[1]
 
 
 @pytest.mark.parametrize(

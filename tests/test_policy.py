@@ -114,6 +114,40 @@ def test_instance_reads_the_get_task_instance_shape():
     assert (instance.id, instance.task_id, instance.project_id, instance.run_number) == (1, 2, 3, 2)
 
 
+def test_instance_reads_every_field_of_the_get_task_instance_shape_by_its_name():
+    answer = {
+        "Id": 1,
+        "TaskId": 2,
+        "TaskName": "t",
+        "ProjectId": 3,
+        "ProjectEnv": "Prod",
+        "Status": "Failure",
+        "RunNumber": 2,
+        "RerunMode": "AllAllowed",
+        "TriggerType": "Manual",  # a manual instance may lack TriggerRecurrence
+        "TaskType": "ODPS_SQL",
+        "FinishedTime": 1_790_000_060_000,
+        "StartedTime": 1_790_000_000_000,
+    }
+    assert task_instance(answer) == Instance(
+        id=1,
+        task_id=2,
+        task_name="t",
+        project_id=3,
+        project_env="Prod",
+        status="Failure",
+        run_number=2,
+        rerun_mode="AllAllowed",
+        trigger_recurrence=None,
+        trigger_type="Manual",
+        task_type="ODPS_SQL",
+        finished_time=1_790_000_060_000,
+        started_time=1_790_000_000_000,
+    )
+    # and so the guards let it through: its TriggerType says why TriggerRecurrence is absent
+    assert decide(task_instance(answer), Settings(), manual=True).rerun
+
+
 # An event about an earlier run than the instance's current one (a stale copy) starts nothing.
 STARTED = 1_790_000_000_000  # the current run's StartedTime, epoch ms
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from dwrerun.redact import MASK, redact
+from dwrerun.redact import ELLIPSIS, MASK, TOKEN_CHARS, cut, redact
 
 
 @pytest.mark.parametrize(
@@ -65,3 +65,24 @@ def test_a_secret_is_masked_and_the_rest_of_the_line_kept(line, secret, kept):
 )
 def test_an_error_line_without_secrets_is_left_alone(line):
     assert redact(line) == line
+
+
+def test_a_text_of_exactly_the_limit_is_not_cut():
+    assert cut("a" * 10, 10) == "a" * 10
+    assert cut("a" * 10, 10, keep_end=True) == "a" * 10
+
+
+def test_the_end_kept_starts_at_the_first_space_after_the_token_the_cut_falls_in():
+    # limit 21: 10 characters of the start, the ellipsis, 10 of the end ("mmkk ab cd"), whose
+    # first token, cut, goes: the end kept starts at its first space, not its last
+    text = "head word " + "m" * 30 + "kk ab cd"
+    assert cut(text, 21, keep_end=True) == "head word " + ELLIPSIS + " ab cd"
+
+
+def test_a_cut_token_longer_than_token_chars_loses_only_token_chars_of_it_even_with_a_tab_later():
+    # the end kept (604 characters) starts inside a token of 600: TOKEN_CHARS of it go, not all
+    # of it up to the tab that ends it
+    token = "t" * 600
+    text = "a " * 400 + "x" * 100 + token + "\tend"
+    shown = cut(text, 2 * 604 + 1, keep_end=True)
+    assert shown.endswith(ELLIPSIS + token[TOKEN_CHARS:] + "\tend")

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import json
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -231,6 +232,14 @@ def test_plan_then_apply_with_the_dry_runs_token(dataworks, http):
     status, applied = call(http, {**FILTER, "PlanToken": planned["PlanToken"]})
     assert status == 200 and applied["Started"] == 5
     assert sorted(json.loads(reruns(dataworks)[0].params["Ids"])) == planned["Decisions"]["dry-run"]
+
+
+def test_a_plan_applied_to_another_filter_names_the_dry_run_that_made_it(dataworks, http):
+    seed_outage(dataworks)
+    _, planned = call(http, {**FILTER, "DryRun": True})
+    status, answer = call(http, {**FILTER, "TaskIds": [TASK_ID], "PlanToken": planned["PlanToken"]})
+    assert (status, answer["Code"]) == (409, "PlanMismatch")
+    assert f"(dry run {planned['RequestId']})" in answer["Message"]
 
 
 def test_use_latest_config_reaches_the_wire_for_a_filter_and_for_ids(dataworks, http):
@@ -836,6 +845,22 @@ def test_an_unverifiable_continuation_names_its_instances_and_request_to_be_reco
 
 
 # --- selection, directly: the filter's fields and errors, the rows it keeps, the pages it reads ----
+
+
+class Python310Datetime(datetime):
+    """datetime as FC's python3.10 has it: fromisoformat refuses a "Z" suffix (3.11 reads it)."""
+
+    @classmethod
+    def fromisoformat(cls, value):
+        if value.endswith("Z"):
+            raise ValueError(f"Invalid isoformat string: {value!r}")
+        return super().fromisoformat(value)
+
+
+def test_a_time_ending_in_z_is_read_on_python_3_10_too(monkeypatch):
+    monkeypatch.setattr(selection, "datetime", Python310Datetime)
+    wanted = selection.parse({**FILTER, "FinishedTimeEnd": "2026-11-27T18:00:00Z"}, Settings(), 3)
+    assert wanted.finished_to == BIZDATE + 26 * 3_600_000
 
 
 def test_a_filter_reads_ids_as_numbers_or_digits_dates_in_china_time_and_times_with_their_offset():

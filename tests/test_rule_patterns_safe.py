@@ -53,6 +53,8 @@ def test_a_pattern_whose_time_can_explode_is_refused_naming_the_rule(pattern, wh
         r"curl: \((?:6|7|28)\) ",  # alternatives that start differently
         r"(a|ab)+c",  # one way to split: a b can only follow an a in the same turn
         r"(?:\w|\d)*x",  # re makes one class of it: one character a turn
+        r"\d+\D+",  # a negated class takes none of its base's characters
+        r"\S+\s+\S+",
     ],
 )
 def test_a_pattern_without_explosive_repetition_is_accepted(pattern):

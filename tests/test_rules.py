@@ -351,6 +351,24 @@ def test_a_hit_that_starts_on_an_empty_first_line_shows_that_line_not_the_rest_o
     assert (found.rule.name, found.line_number, found.line, found.lines) == ("spanning", 1, "", 3)
 
 
+def test_a_tail_of_exactly_one_chunk_is_searched_whole_so_a_pattern_may_span_its_last_newline():
+    # SCAN_CHUNK_CHARS characters, the last line without a newline: one chunk, not two
+    spanning = rules.parse(doc({**GOOD, "name": "spanning", "patterns": ["Caused by\nboom"]}), "spanning-rules.json")
+    before = "x" * 1000 + "\n" + "x" * (rules.SCAN_CHUNK_CHARS - 1000 - len("Caused by\nboom") - 2) + "\n"
+    log = before + "Caused by\nboom"
+    assert len(log) == rules.SCAN_CHUNK_CHARS
+    found = rules.match(spanning, log)
+    assert (found.rule.name, found.line_number, found.line) == ("spanning", 3, "Caused by")
+
+
+def test_nothing_is_searched_past_the_end_of_the_log_after_a_hit_on_its_last_line():
+    # The hit on the last line is echoed code (noise), and the search goes on from the line
+    # after it: there is none. An empty match there (here after a quote and the newline) would be
+    # a hit on a line the log does not have.
+    (rule,) = rules.parse(doc({**GOOD, "name": "edge", "patterns": ["boom|(?<='\n)"]})).rules
+    assert rules.match(rules.RuleSet((rule,), "edge-rules.json"), "x 'boom'\n").rule is None
+
+
 # --- noise and the shown line, with a one-rule set ------------------------------------------------
 
 BOOM = rules.parse(doc({**GOOD, "name": "boom", "patterns": ["boom"]}), "boom-rules.json")

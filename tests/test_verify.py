@@ -12,12 +12,14 @@ import copy
 import importlib.machinery
 import importlib.util
 import io
+import json
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import FUNCTION_DIR
 from localcloud.acs3 import Credentials
 from localcloud.controlplane import ControlPlane
 from localcloud.dataworks import DataWorksEmulator
@@ -60,7 +62,7 @@ class Cloud:
         self.emu.__enter__()
         self.fn = FunctionCompute(
             handler="index.handle_event",
-            code_dir=ROOT / "function",
+            code_dir=FUNCTION_DIR,  # src/ in mutmut's copy (conftest)
             function_name="dwrerun-event",
             env={"DATAWORKS_ENDPOINT": self.emu.url},
             credentials=ROLE,
@@ -109,6 +111,12 @@ def test_a_healthy_deployment_passes_every_link(cloud):
     # One kind: verify record, found by GetLogs.
     records = [r for r in cloud.fn.logstore_lines() if '"kind":"verify"' in r["message"]]
     assert len(records) == 1
+    # and it says what the role read
+    (record,) = [json.loads(r["message"]) for r in records]
+    assert (record["success"], record["message"]) == (
+        True,
+        "the role read DataWorks: dataworks:GetTaskInstance, dataworks:ListTaskInstances",
+    )
 
 
 def test_no_key_token_or_secret_is_printed(cloud):

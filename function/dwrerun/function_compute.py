@@ -111,9 +111,8 @@ class FunctionCompute:
             answer = self._client.call_api(params, request, self._runtime(read_timeout=max(1, int(timeout * 1000))))
         except Exception as exc:  # the SDK raises several unrelated types; classify them all here
             raise _classify(exc) from None
-        body = answer.get("body")
-        if hasattr(body, "read"):
-            body.read()  # release the connection for the next call
+        # The body (FC's answer to an async call says nothing more) is bytes: darabonba-core (pinned)
+        # reads it whole before call_api returns, which hands the connection back for the next call.
         answer_headers = {str(k).lower(): v for k, v in (answer.get("headers") or {}).items()}
         return answer_headers.get("x-fc-request-id")
 
