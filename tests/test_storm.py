@@ -360,6 +360,7 @@ def test_every_id_is_a_valid_fc_task_id():
     assert all(schedule.TASK_ID_PATTERN.fullmatch(i) for i in ids), ids
 
 
+@pytest.mark.separate_process  # a fresh interpreter runs scripts/bench/storm.py: mutmut's copy has no function/
 def test_the_storm_simulation_runs_with_and_without_the_guard_and_its_checks_hold():
     # scripts/bench/storm.py: the 500-failure scenario and its controls, seeded (no timing is asserted)
     import subprocess
