@@ -183,3 +183,59 @@ def test_a_held_instance_gives_up_after_the_max_hold_with_its_reason(dataworks, 
         assert gave_up["decision"] == "skip"
         assert "RERUN_STORM_MAX_HOLD_SECONDS=60" in gave_up["message"] and gave_up["stormId"]
         assert ids[5] not in reruns_of(dataworks)
+
+
+def test_a_flapping_upstream_fails_a_canary_then_a_new_wave_after_the_release_opens_a_new_storm(
+    dataworks, cloud, clock
+):
+    ids = seed(dataworks, 7)
+    with cloud(reserved_concurrency=2, **GUARD) as fn:
+        for i in ids:
+            publish(fn, i)
+        advance(clock, fn, 125)
+        assert reruns_of(dataworks) == [ids[4]]
+        # WHEN the upstream is still down: canary 1's rerun fails again, and its failure event comes
+        dataworks.backend.finish(ids[4], "Failure")
+        (again,) = instance_records(publish(fn, ids[4], event_id="evt-canary-run-2")[0])
+        assert (again["decision"], again["reason"]) == ("held", "storm")  # its own failure joins the held
+        advance(clock, fn, 61)  # the check reads it: failed
+        failed = [r for r in logged(fn, "storm") if r["stormEvent"] == "canary-failed"]
+        assert len(failed) == 1 and failed[0]["stormSlot"] == 2
+        # THEN canary 2 goes after the grown interval (240 s), not before
+        advance(clock, fn, 238)
+        assert reruns_of(dataworks) == [ids[4]]
+        advance(clock, fn, 3)
+        second = failed[0]["instanceId"]
+        assert reruns_of(dataworks) == [ids[4], second]
+        # WHEN the upstream is back: canary 2 succeeds, and the held are released
+        dataworks.backend.finish(second, "Success")
+        advance(clock, fn, 61)
+        for _ in range(40):
+            advance(clock, fn, 3)
+        released = reruns_of(dataworks)[2:]
+        assert sorted(released) == sorted(set(ids) - {second}) and len(released) == 6
+        assert [r["stormEvent"] for r in logged(fn, "storm")][-1] == "closed"
+        # WHEN the upstream flaps: the six released reruns fail again, their events come after the close
+        for i in released:
+            dataworks.backend.finish(i, "Failure")
+        wave = [instance_records(publish(fn, i, event_id=f"evt-{i}-flap")[0])[0] for i in released]
+        # THEN the wave counts anew: its first four are scheduled as today, the fifth opens storm 2 as
+        # its canary, the sixth is held; the four scheduled are held when they come due
+        opened = [r for r in logged(fn, "storm") if r["stormEvent"] == "opened"]
+        assert len(opened) == 2 and opened[1]["stormId"] != opened[0]["stormId"]
+        assert [r["decision"] for r in wave] == ["scheduled"] * 5 + ["held"]
+        assert wave[4]["stormId"] == wave[5]["stormId"] == opened[1]["stormId"]
+        advance(clock, fn, 240)
+        third = reruns_of(dataworks)[8:]
+        assert third == [released[4]]  # only storm 2's canary
+        dataworks.backend.finish(third[0], "Success")
+        advance(clock, fn, 61)
+        for _ in range(40):
+            advance(clock, fn, 3)
+        # storm 2's release reran the other five, each once
+        assert sorted(reruns_of(dataworks)[9:]) == sorted(set(released) - {released[4]})
+        for i in set(released) - {released[4]}:
+            dataworks.backend.finish(i, "Success")
+        assert [dataworks.backend.instance(i).status for i in ids] == ["Success"] * 7
+        assert max(dataworks.backend.instance(i).run_number for i in ids) == 4  # 3 reruns: the cap, not past it
+        assert not [r for r in logged(fn, "instance") if r["reason"] in ("cap-reached", "storm-hold-expired")]
