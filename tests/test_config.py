@@ -96,8 +96,8 @@ def test_every_user_variable_is_read():
 
 def test_scheduled_rerun_settings():
     assert (Settings().backoff_base, Settings().backoff_max) == (120, 1800)
-    settings = Settings.from_env({"RERUN_BACKOFF_BASE_SECONDS": "0", "RERUN_BACKOFF_MAX_SECONDS": "3600"})
-    assert (settings.backoff_base, settings.backoff_max) == (0, 3600)  # 0: rerun at once, as before
+    settings = Settings.from_env({"RERUN_BACKOFF_BASE_SECONDS": "0", "RERUN_BACKOFF_MAX_SECONDS": "3599"})
+    assert (settings.backoff_base, settings.backoff_max) == (0, 3599)  # 0: rerun at once, as before
 
 
 @pytest.mark.parametrize("endpoint", ["127.0.0.1:8080", "localhost:8080", "[::1]:8080", "127.0.0.1"])
@@ -233,9 +233,15 @@ def test_the_defaults_of_every_setting():
         ("RERUN_BACKOFF_MAX_SECONDS", "0", "RERUN_BACKOFF_MAX_SECONDS must be at least 1, got '0'"),
         (
             "RERUN_BACKOFF_MAX_SECONDS",
-            "3601",
-            "RERUN_BACKOFF_MAX_SECONDS must be at most 3600 (FC's longest delay for an asynchronous "
-            "invocation), got 3601",
+            "3600",
+            "RERUN_BACKOFF_MAX_SECONDS must be at most 3599 (FC delays an asynchronous invocation by less "
+            "than 3600 s), got 3600",
+        ),
+        (
+            "RERUN_STORM_WINDOW_SECONDS",
+            "3600",
+            "RERUN_STORM_WINDOW_SECONDS must be at most 3599 (FC delays an asynchronous invocation by less "
+            "than 3600 s, and the window is counted by such delays), got 3600",
         ),
         ("RERUN_PLAN_REQUIRED_ABOVE", "-1", "RERUN_PLAN_REQUIRED_ABOVE must be at least 0, got '-1'"),
         ("RERUN_PLAN_TTL_SECONDS", "59", "RERUN_PLAN_TTL_SECONDS must be at least 60, got '59'"),
@@ -278,7 +284,7 @@ def test_a_bad_value_is_refused_with_the_whole_message(name, value, message):
 @pytest.mark.parametrize(
     ("name", "value", "attribute", "expected"),
     [
-        ("RERUN_BACKOFF_MAX_SECONDS", "3600", "backoff_max", 3600),
+        ("RERUN_BACKOFF_MAX_SECONDS", "3599", "backoff_max", 3599),
         ("RERUN_PLAN_TTL_SECONDS", "86400", "plan_ttl", 86400),
         ("RERUN_SIGNING_KEY", "s" * 32, "signing_key", "s" * 32),
         ("RERUN_PROJECT_ENV", "ANY", "project_env", "any"),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dwrerun.config import FC_MAX_ASYNC_DELAY
 from dwrerun.storm import (
     CANARY,
     CANARY_FAILED,
@@ -26,7 +27,6 @@ from dwrerun.storm import (
     JOIN_SPREAD_SECONDS,
     LIST_LIMIT,
     LIVE,
-    MAX_DELAY,
     PREFIX,
     RELEASE,
     RELEASE_GROUP,
@@ -220,7 +220,8 @@ def release(tasks: Tasks, cause: Cause, epoch: int, now: float, *, canary: int |
     )
     tasks.create(
         close_id(cause, epoch),
-        max(1, min(MAX_DELAY, math.ceil(ramp))),
+        # a release ramp past an hour (over 14,000 held) ends its tail at FC's longest delay
+        max(1, min(FC_MAX_ASYNC_DELAY, math.ceil(ramp))),
         payload("close", cause, epoch, released=released),
     )
     by = f"canary {canary} succeeded" if canary else "released"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from urllib.parse import quote, urlsplit
 
-from dwrerun.config import FUNCTION_COMPUTE_ENDPOINT, ConfigError, Settings, is_loopback
+from dwrerun.config import FC_MAX_ASYNC_DELAY, FUNCTION_COMPUTE_ENDPOINT, ConfigError, Settings, is_loopback
 from dwrerun.dataworks import (
     NEW_INVOCATION_CODES,
     THROTTLING_PREFIX,
@@ -37,7 +37,6 @@ from dwrerun.dataworks import (
 
 VERSION = "2023-03-30"
 INVOKE_FUNCTION = "InvokeFunction"
-MAX_ASYNC_DELAY = 3599  # x-fc-async-delay is documented as (0, 3600) seconds: never 3600
 LIST_ASYNC_TASKS = "ListAsyncTasks"
 GET_ASYNC_TASK = "GetAsyncTask"
 ACTIONS = (INVOKE_FUNCTION,)  # template.yml grants fc:InvokeFunction on the event function alone
@@ -143,7 +142,7 @@ def async_delay(delay: float) -> int | None:
     (0, 3600), so never 0 nor 3600; None for no delay (the header is then left out)."""
     if delay <= 0:
         return None
-    return min(MAX_ASYNC_DELAY, max(1, int(delay)))
+    return min(FC_MAX_ASYNC_DELAY, max(1, int(delay)))
 
 
 class AsyncTasks:

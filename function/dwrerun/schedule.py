@@ -36,14 +36,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 from dwrerun import signing, strictjson
+from dwrerun.config import FC_MAX_ASYNC_DELAY
 from dwrerun.values import INT64_MAX, MAX_RUN_NUMBER, short_repr, whole
 
 clock = time.time
 uniform = random.uniform
 
-# x-fc-async-delay is documented as (0, 3600) seconds, open at both ends (FC 3.0's asynchronous
-# invocation overview; FC 2.0 pages said [0, 3600]): 3599 is the longest whole delay both allow.
-FC_MAX_DELAY_SECONDS = 3599
 PAYLOAD_KEY = "scheduledRerun"
 FIELDS = ("instanceId", "failedRunNumber", "eventId", "rule", "dueAt", "asyncTaskId", "stormId", "sweep", "signature")
 # A release from a storm (storm.py) names the storm: its cause key and epoch.
@@ -73,11 +71,11 @@ def delay_seconds(failed_run: int, base: int, maximum: int, hint: float | None =
     if hint is not None:
         if hint <= 0:
             return 0
-        ceiling = min(maximum, FC_MAX_DELAY_SECONDS, 2 * hint * 2**reruns_so_far)
+        ceiling = min(maximum, FC_MAX_ASYNC_DELAY, 2 * hint * 2**reruns_so_far)
         delay = math.ceil(ceiling / 2 + uniform(0, ceiling / 2))
         # Never shorter than the rule asks, even when RERUN_BACKOFF_MAX_SECONDS is below the hint.
-        return min(FC_MAX_DELAY_SECONDS, max(math.ceil(hint), min(math.ceil(ceiling), delay)))
-    ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2**reruns_so_far)
+        return min(FC_MAX_ASYNC_DELAY, max(math.ceil(hint), min(math.ceil(ceiling), delay)))
+    ceiling = min(maximum, FC_MAX_ASYNC_DELAY, base * 2**reruns_so_far)
     half = ceiling / 2
     # ceil keeps the floor: the delay is never below half the ceiling, and never above the ceiling.
     return max(1, min(ceiling, math.ceil(half + uniform(0, half))))
@@ -88,8 +86,8 @@ def shortest_delay(failed_run: int, base: int, maximum: int, hint: float | None 
     if base <= 0 or (hint is not None and hint <= 0):
         return 0
     if hint is not None:
-        return min(FC_MAX_DELAY_SECONDS, math.ceil(hint))
-    ceiling = min(maximum, FC_MAX_DELAY_SECONDS, base * 2 ** min(max(0, failed_run - 1), 32))
+        return min(FC_MAX_ASYNC_DELAY, math.ceil(hint))
+    ceiling = min(maximum, FC_MAX_ASYNC_DELAY, base * 2 ** min(max(0, failed_run - 1), 32))
     return max(1, min(ceiling, math.ceil(ceiling / 2)))
 
 

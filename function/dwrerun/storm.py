@@ -43,12 +43,12 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from dwrerun.config import FC_MAX_ASYNC_DELAY
+
 PAYLOAD_KEY = "stormStep"
 PREFIX = "dwrerun-"
 LIVE = frozenset({"Enqueued", "Dequeued", "Running", "Retrying", "Stopping"})  # FC's statuses of a task not ended
 LIST_LIMIT = 100  # ListAsyncTasks' largest page
-# x-fc-async-delay is (0, 3600): a release ramp past an hour (over 14,000 held) ends its tail here.
-MAX_DELAY = 3599
 
 HOLD_CHECK_SECONDS = 600  # a held instance looks again (a lost canary, its own give-up) this often
 JOIN_SPREAD_SECONDS = 30  # a failure that joins a release goes out within this after the ramp's end
@@ -130,7 +130,7 @@ class Limits:
 
     def canary_interval(self, failed_canaries: int) -> int:
         """Seconds before the next canary after `failed_canaries` failed: the rerun schedule's ceiling."""
-        return max(1, min(self.backoff_max, 3599, self.backoff_base * 2 ** min(failed_canaries, 32)))
+        return max(1, min(self.backoff_max, FC_MAX_ASYNC_DELAY, self.backoff_base * 2 ** min(failed_canaries, 32)))
 
 
 @dataclass(frozen=True)
@@ -422,7 +422,7 @@ def queue_release(tasks, cause, epoch, instance_id, run, now, offset, event_id=N
     """Queue one held instance's rerun, `offset` seconds from now, under its own task id."""
     from dwrerun import schedule
 
-    delay = max(1, min(MAX_DELAY, math.ceil(offset)))
+    delay = max(1, min(FC_MAX_ASYNC_DELAY, math.ceil(offset)))
     rerun = schedule.ScheduledRerun(
         instance_id, run, schedule.due_at(delay, now), event_id, cause.rule, storm=release_tag(cause, epoch)
     )

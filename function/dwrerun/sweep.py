@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from dwrerun import pacing, records, schedule, selection, strictjson
-from dwrerun.config import ConfigError, Settings
+from dwrerun.config import FC_MAX_ASYNC_DELAY, ConfigError, Settings
 from dwrerun.dataworks import DataWorksError
 from dwrerun.function_compute import InvokeFunctionError
 from dwrerun.invocation import Invocation
@@ -217,7 +217,7 @@ def _claim(job: Job, functions, instance: Instance, tally: Tally) -> bool:
     # What is left of the backoff its event would have waited (the grace usually covers it all).
     waited = now - (instance.finished_time or 0) / 1000
     backoff = schedule.delay_seconds(run_number, settings.backoff_base, settings.backoff_max)
-    delay = int(min(schedule.FC_MAX_DELAY_SECONDS - 1, max(1, backoff - waited)))
+    delay = int(min(FC_MAX_ASYNC_DELAY - 1, max(1, backoff - waited)))
     claim = schedule.ScheduledRerun(instance.id, run_number, schedule.due_at(delay, now), swept=True)
     for attempt in range(1, CLAIM_TRIES + 1):
         tally.calls += 1
