@@ -13,7 +13,6 @@ is computed from (the test's clock, read from a file), and for one test the jitt
 """
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -32,39 +31,25 @@ from conftest import (
     seed_failed,
 )
 from dwrerun import pacing, schedule, storm
-from localcloud.clock import ManualClock
+from localcloud.clock import SharedClock
 from localcloud.dataworks.exceptions import TaskNotFound
 from localcloud.eventbridge import EventBridge
-from localcloud.fc import Function, FunctionComputeApi
+from localcloud.fc import FunctionComputeApi
+from localcloud.scheduled import scheduling_function
 
 # Every test runs the event function on instance processes (the `cloud` fixture).
 pytestmark = pytest.mark.separate_process
 
 NOW = 1_790_000_000.0
 TASK = f"dwrerun-{FAILED_ID}-run-1"  # the async task id of FAILED_ID's failed run 1
-# Each instance reads the test's clock for `dueAt` (schedule.clock), as FC's and the function's
-# clocks agree in the cloud.
-SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: float(open({path!r}).read())\n"
 EVERY_DELAY_AT_ITS_FLOOR = "schedule.uniform = lambda a, b: a\n"
 SIGNING_KEY = "scheduled-reruns-test-key-0123456789abcdef"
 
 
-class SharedClock(ManualClock):
-    """FC's clock for delayed invocations, whose time the instance processes read too (a file)."""
-
-    def __init__(self, path: Path):
-        super().__init__(start=NOW)
-        self.path = path
-        path.write_text(repr(NOW))
-
-    def advance(self, seconds: float) -> int:
-        self.path.write_text(repr(self.now() + seconds))  # before anything comes due
-        return super().advance(seconds)
-
-
 @pytest.fixture
 def clock(tmp_path):
-    return SharedClock(tmp_path / "clock")
+    """FC's clock for delayed invocations, whose time the instance processes read too."""
+    return SharedClock(tmp_path / "clock", start=NOW)
 
 
 @pytest.fixture
@@ -90,23 +75,20 @@ def cloud(dataworks, fc_api, clock, tmp_path):
             **env,
         }
         values = {name: value for name, value in values.items() if value is not None}  # None: unset
-        fn = Function(
+        return scheduling_function(
+            fc_api,
+            clock,
             handler=handler,
+            setup=NO_BACKOFF_SLEEP + setup,
             code_dir=str(FUNCTION_DIR),
             timeout=30,
-            function_name="dwrerun-event" if handler.endswith("event") else "dwrerun-http",
             env=function_env(dataworks, **values),
             credentials=CREDS,
             logstore=str(tmp_path / "logstore.jsonl"),
             reserved_concurrency=reserved_concurrency,
             max_async_retry_attempts=retries,
-            async_task=True,
-            clock=clock,
-            instance_setup=NO_BACKOFF_SLEEP + SHARED_CLOCK.format(path=str(clock.path)) + setup,
             **({} if account_id is None else {"account_id": account_id}),
         )
-        fc_api.register(fn)
-        return fn
 
     return make
 

@@ -11,46 +11,32 @@ has moved 300 s on. Nothing sleeps.
 import json
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from conftest import CREDS, FUNCTION_DIR, NO_BACKOFF_SLEEP, PROJECT_ID, TASK_ID, function_env, reruns
 from dwrerun import schema, selection, sweep
 from dwrerun.config import ConfigError, Settings
-from localcloud.clock import ManualClock
+from localcloud.clock import SharedClock
 from localcloud.dataworks.openevent import OpenEvent
 from localcloud.eventbridge import EventBridge
-from localcloud.fc import Function, FunctionComputeApi
+from localcloud.fc import FunctionComputeApi
 from localcloud.fc.timer import TimerTrigger, interval_seconds
+from localcloud.scheduled import scheduling_function
 
 # The tests that run the function on instance processes (the `cloud` fixture) are marked so; the
 # pure ones and those with fakes run in this process, where mutation testing reaches them too.
 separate_process = pytest.mark.separate_process
 
-SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: float(open({path!r}).read())\n"
 GRACE = 300
 EVERY = 600
 FIRST_ID = 1000020000000
 
 
-class SharedClock(ManualClock):
-    """FC's clock, whose time the instance processes read too (a file)."""
-
-    def __init__(self, path: Path):
-        start = time.time() - 1
-        super().__init__(start=start)
-        self.path = path
-        path.write_text(repr(start))
-
-    def advance(self, seconds: float) -> int:
-        self.path.write_text(repr(self.now() + seconds))
-        return super().advance(seconds)
-
-
 @pytest.fixture
 def clock(tmp_path):
-    return SharedClock(tmp_path / "clock")
+    """FC's clock, whose time the instance processes read too."""
+    return SharedClock(tmp_path / "clock", start=time.time() - 1)
 
 
 @pytest.fixture
@@ -77,21 +63,18 @@ def cloud(dataworks, fc_api, clock, tmp_path):
             **env,
         }
         values = {name: value for name, value in values.items() if value is not None}
-        fn = Function(
-            handler="index.handle_event",
+        fn = scheduling_function(
+            fc_api,
+            clock,
+            setup=NO_BACKOFF_SLEEP + setup,
             code_dir=str(FUNCTION_DIR),
             timeout=timeout,
-            function_name="dwrerun-event",
             env=function_env(dataworks, **values),
             credentials=CREDS,
             logstore=str(tmp_path / "logstore.jsonl"),
             reserved_concurrency=reserved_concurrency,
             max_async_retry_attempts=retries,
-            async_task=True,
-            clock=clock,
-            instance_setup=NO_BACKOFF_SLEEP + SHARED_CLOCK.format(path=str(clock.path)) + setup,
         )
-        fc_api.register(fn)
         fn.timer = TimerTrigger(fn, "sweep", f"@every {EVERY // 60}m", sweep.PAYLOAD)
         return fn
 

@@ -35,11 +35,12 @@ from pathlib import Path
 
 from common import CREDENTIALS, REGION, ROOT, progress
 
-from localcloud.clock import ManualClock
+from localcloud.clock import SharedClock
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.dataworks.openevent import OpenEvent
 from localcloud.eventbridge import EventBridge
-from localcloud.fc import Function, FunctionComputeApi, TimerTrigger
+from localcloud.fc import FunctionComputeApi, TimerTrigger
+from localcloud.scheduled import scheduling_function
 
 CHINA = timezone(timedelta(hours=8))
 DAY_START = datetime(2026, 11, 28, tzinfo=CHINA).timestamp()  # a simulated day, 00:00 China time
@@ -49,20 +50,6 @@ PROJECT_ID = 48213
 FIRST_ID = 6_000_000_000_000
 # Daily call limits (docs/sizing.md): the 2026 page names Basic's only; November 2025 also these.
 DAILY_LIMITS = {"Basic": 100, "Standard (Nov 2025 doc)": 1_000, "Professional (Nov 2025 doc)": 10_000}
-SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: float(open({path!r}).read())\n"
-
-
-class SharedClock(ManualClock):
-    """FC's clock, whose time the instance processes read from a file."""
-
-    def __init__(self, path: Path, start: float):
-        super().__init__(start=start)
-        self.path = path
-        path.write_text(repr(start))
-
-    def advance(self, seconds: float) -> int:
-        self.path.write_text(repr(self.now() + seconds))
-        return super().advance(seconds)
 
 
 def simulate(instances: int, fail: float, lost: float, scratch: Path, since: float, label: str, sweep: bool) -> dict:
@@ -88,12 +75,12 @@ def simulate(instances: int, fail: float, lost: float, scratch: Path, since: flo
                 started_time=int((end - 60) * 1000),
                 finished_time=int(end * 1000),
             )
-        clock = SharedClock(scratch / f"clock-{label}", DAY_START)
-        fn = Function(
-            handler="index.handle_event",
+        clock = SharedClock(scratch / f"clock-{label}", start=DAY_START)
+        fn = scheduling_function(
+            fc_api,
+            clock,
             code_dir=str(ROOT / "function"),
             timeout=120,
-            function_name="dwrerun-event",
             region=REGION,
             env={
                 "DATAWORKS_ENDPOINT": dataworks.url,
@@ -106,11 +93,7 @@ def simulate(instances: int, fail: float, lost: float, scratch: Path, since: flo
             logstore=str(scratch / f"{label}.jsonl"),
             reserved_concurrency=4,
             max_async_retry_attempts=3,
-            async_task=True,
-            clock=clock,
-            instance_setup=SHARED_CLOCK.format(path=str(clock.path)),
         )
-        fc_api.register(fn)
         with fn:
             openevent = OpenEvent(dataworks, EventBridge(fn).deliver)
             openevent.lose_ratio(lost, seed=23)

@@ -7,6 +7,8 @@ Two clocks with one interface, `now()` (epoch seconds) and `call_at(when, callba
   clock instead of sleeping; patched in as the function's `pacing.clock` / `pacing.sleep` (the
   `fake_clock` fixture of tests/conftest.py), a wait moves time on at once and every figure that
   depends on time is exact.
+- `SharedClock`: a ManualClock whose time other processes read too, from a file it rewrites before
+  anything comes due (FC's instance processes, whose own clock must agree with FC's).
 - `RealClock`: wall-clock time; a background thread runs each callback when it comes due (the
   demo, with delays of a few seconds).
 Callbacks run outside the clock's lock and must not block for long.
@@ -19,6 +21,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 
 class ManualClock:
@@ -92,6 +95,28 @@ class ManualClock:
         """Callbacks not yet due."""
         with self._lock:
             return len(self._due)
+
+    def next_due(self) -> float | None:
+        """When the earliest callback not yet run comes due, or None: where a driver that jumps
+        from one due moment to the next moves the clock."""
+        with self._lock:
+            return self._due[0][0] if self._due else None
+
+
+class SharedClock(ManualClock):
+    """A ManualClock whose time other processes read too: `path` holds `repr(now)`, rewritten
+    before anything comes due, so what runs then reads the new time."""
+
+    def __init__(self, path: str | Path, start: float | None = None):
+        super().__init__(start=start)
+        self.path = Path(path)
+        self.path.write_text(repr(self.now()))
+
+    def advance(self, seconds: float) -> int:
+        if seconds < 0:
+            raise ValueError(f"time does not go back: advance({seconds})")
+        self.path.write_text(repr(self.now() + seconds))  # before anything comes due
+        return super().advance(seconds)
 
 
 class RealClock:
