@@ -17,6 +17,7 @@ from localcloud.acs3 import Credentials
 from localcloud.clock import ManualClock
 from localcloud.dataworks import DataWorksEmulator
 from localcloud.fc import Function, FunctionCompute
+from localcloud.scheduled import NO_WAITS
 
 pytest_plugins = ["secrets_audit", "same_records"]
 
@@ -110,7 +111,7 @@ def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="py
 
 # The process model's instances cannot be patched from here: each runs this before its first
 # invocation, so its retries take the clock's word for a wait, as in fresh_instance_state below.
-NO_BACKOFF_SLEEP = "from dwrerun import pacing\npacing.sleep = lambda seconds: None\n"
+NO_BACKOFF_SLEEP = NO_WAITS
 
 
 def make_instances(

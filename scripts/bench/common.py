@@ -82,6 +82,26 @@ def seed(emulator, count: int, **fields) -> list[int]:
     return ids
 
 
+def template_environment(resource: str = "event") -> dict[str, str]:
+    """The environment variables template.yml gives a function (`resource`: event or http), each
+    `${vars.NAME}` read from its vars; the ones left empty (or from the deploying shell) are unset."""
+    import re
+
+    import yaml
+
+    spec = yaml.safe_load((ROOT / "template.yml").read_text())
+    variables = spec["vars"]
+    env = {}
+    for name, raw in spec["resources"][resource]["props"]["environmentVariables"].items():
+        whole = re.fullmatch(r"\$\{vars\.(\w+)\}", str(raw))
+        value = variables[whole.group(1)] if whole else raw
+        if isinstance(value, str) and "${" in value:  # e.g. ${env('DWRERUN_SIGNING_KEY', '')}
+            value = ""
+        if value not in ("", None):
+            env[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    return env
+
+
 def fc_environment(emulator, function: dict) -> dict[str, str]:
     """What FC gives a process of the function (plus PATH/HOME), and nothing from this shell."""
     return {

@@ -17,6 +17,10 @@ from localcloud.fc.function import Function
 # Each instance reads the shared clock for what the function dates (schedule.clock: `dueAt`, the
 # storm guard's `now`), as FC's and the function's clocks agree in the cloud.
 READS_SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: float(open({path!r}).read())\n"
+# An instance whose waits (the rate limiter's spacing, a retry's backoff: `pacing.sleep`) end at
+# once: on a clock that stands still while FC runs what came due, they would pass in real time
+# only, and move nothing the figures or the tests read.
+NO_WAITS = "from dwrerun import pacing\npacing.sleep = lambda seconds: None\n"
 
 
 def clock_setup(clock: SharedClock) -> str:
