@@ -145,6 +145,30 @@ def test_a_lost_canary_invocation_is_restored_by_a_held_instance(dataworks, clou
         assert reruns_of(dataworks) == [restored[0]["instanceId"]]
 
 
+def test_a_canary_whose_dataworks_keeps_failing_is_retried_by_fc_not_passed_over(dataworks, cloud, clock):
+    # GIVEN a storm whose canary comes due while DataWorks fails every read of its first attempt
+    ids = seed(dataworks, 6)
+    with cloud(reserved_concurrency=2, **GUARD) as fn:
+        for i in ids:
+            publish(fn, i)
+        (canary_note,) = [r for r in logged(fn, "storm") if r["stormEvent"] == "canary"]
+        (task,) = [h for h in fn.async_invocations if h.task_id and h.task_id.startswith("dwrerun-p-")]
+        advance(clock, fn, task.due_at - clock.now() - 1)  # everything due before the canary has run
+        assert reruns_of(dataworks) == []
+        dataworks.faults.set("GetTaskInstance", server_error=6)  # the 6 reads of one attempt
+        # WHEN the canary comes due
+        advance(clock, fn, 2)
+        # THEN its first attempt is deferred for FC's retry (as its record says), which reruns it;
+        # no other canary takes its place (before the fix: "was not rerun", canary 2 a second later)
+        assert reruns_of(dataworks) == [canary_note["instanceId"]]
+        assert [r["stormEvent"] for r in logged(fn, "storm")] == ["opened", "canary"]
+        assert len(task.attempts) == 2 and task.attempts[0].error is not None
+        (deferred,) = [r for r in logged(fn, "instance") if r["reason"] == "deferred"]
+        assert deferred["instanceId"] == canary_note["instanceId"] and deferred["asyncTaskId"] == task.task_id
+        advance(clock, fn, 2)
+        assert reruns_of(dataworks) == [canary_note["instanceId"]]
+
+
 def test_fifty_failures_at_the_moment_of_opening_make_one_storm_and_one_canary(dataworks, cloud, clock):
     ids = seed(dataworks, 54)
     with cloud(reserved_concurrency=4, **GUARD) as fn:
@@ -239,3 +263,24 @@ def test_a_flapping_upstream_fails_a_canary_then_a_new_wave_after_the_release_op
         assert [dataworks.backend.instance(i).status for i in ids] == ["Success"] * 7
         assert max(dataworks.backend.instance(i).run_number for i in ids) == 4  # 3 reruns: the cap, not past it
         assert not [r for r in logged(fn, "instance") if r["reason"] in ("cap-reached", "storm-hold-expired")]
+
+
+def test_the_storm_bench_on_instance_processes_sends_fewer_reruns_and_recovers_every_instance(tmp_path):
+    # scripts/bench/storm_cloud.py, small: 30 failures of one cause, the guard at 5, against today
+    # (threshold 0), each on its own local cloud in a fresh interpreter. No timing is asserted.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "bench" / "storm_cloud.py"
+    out = tmp_path / "storm.json"
+    command = [sys.executable, str(script), "--failures", "30", "--threshold", "5", "--json", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode in (0, 1) and out.exists(), done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    guard, today = figures["guard"], figures["today"]
+    assert guard["storms"] == 1 and today["storms"] == 0
+    assert guard["reruns sent"] < today["reruns sent"]
+    assert guard["recovered"] == 30 and guard["last recovered (s after clearing)"] is not None
+    for run in (guard, today):  # nothing rerun twice, nothing unrecorded, nothing FC gave up on
+        assert run["reruns refused"] == run["instances without a record"] == run["invocations FC gave up on"] == 0

@@ -70,7 +70,11 @@ def handle(job: Job, step: storm.Step, settings, invocation, context, started: f
         message = f"storm {step.cause.label} #{step.epoch} closed: its release is over ({released} released)"
         note = storm.Note(storm.CLOSED, step.cause, step.epoch, message, count=step.get("released"))
         return _done(job, [], canary.Result([note]), started, write_all)
-    outcomes, result = {"canary": _canary, "check": _check}.get(step.step, _hold)(ctx)
+    try:
+        outcomes, result = {"canary": _canary, "check": _check}.get(step.step, _hold)(ctx)
+    except RetryLater as exc:  # DataWorks kept failing: FC retries the step, and its records say so
+        write_all(job, exc.outcomes, started, outcome=Summary.RETRY, error=exc.error.code if exc.error else None)
+        raise
     return _done(job, outcomes, result, started, write_all)
 
 
@@ -78,12 +82,17 @@ def _canary(ctx: _Ctx) -> tuple[list[Outcome], canary.Result]:
     """Rerun the canary now, through the pipeline; its records name the canary's task."""
     outcomes: list[Outcome] = []
 
+    slot_id = storm.canary_id(ctx.step.cause, ctx.step.epoch, ctx.step.get("slot", 1))
+
     def rerun_now(instance: int, failed_run: int) -> bool:
-        outcomes.extend(ctx.rerun(instance, failed_run))
+        try:
+            outcomes.extend(ctx.rerun(instance, failed_run))
+        except RetryLater as exc:  # not "not rerun": undecided, so the chain waits for FC's retry
+            exc.outcomes = [replace(o, async_task_id=slot_id, **ctx.fields) for o in exc.outcomes]
+            raise
         return any(o.started for o in outcomes)
 
     result = canary.on_canary(ctx.step, ctx.tasks, ctx.limits, ctx.now, rerun_now)
-    slot_id = storm.canary_id(ctx.step.cause, ctx.step.epoch, ctx.step.get("slot", 1))
     return [replace(o, async_task_id=slot_id, **ctx.fields) for o in outcomes], result
 
 
@@ -138,10 +147,8 @@ def _rerun(job: Job, step: storm.Step, tag: str, instance_id: int, run_number: i
     scheduled = schedule.ScheduledRerun(
         instance_id, run_number, schedule.due_at(0), step.get("eventId"), step.cause.rule, storm=tag
     )
-    try:
-        return run(job, [Target(instance_id, step.get("eventId"), scheduled=scheduled)], dataworks, functions)
-    except RetryLater as exc:  # FC retries the task; the records say so
-        return exc.outcomes
+    # RetryLater (DataWorks kept failing transiently) goes up to handle(): FC retries the step.
+    return run(job, [Target(instance_id, step.get("eventId"), scheduled=scheduled)], dataworks, functions)
 
 
 def _done(job: Job, outcomes: list[Outcome], result: canary.Result, started: float, write_all) -> dict:

@@ -14,7 +14,9 @@ real HTTP with ACS3 signatures. Every failure event goes through the EventBridge
 FC's asynchronous queue. One ManualClock (`localcloud.clock.SharedClock`: FC's delays, the
 instances' `schedule.clock`, the emulator's journal) is moved by this driver straight to the next
 due moment: the next failure event, FC task or run end; then it waits until FC has run what came
-due. Nothing sleeps on the clock; the instances' rate limiters pace in real time within a moment.
+due. Nothing sleeps: the function's own waits (its limiters' spacing, a retry's backoff) end at once
+and are counted in the clock's time, which stands still within a moment (so the writes of one
+moment share its clock second, as the step model's do).
 
 The world this driver plays (DataWorks' scheduler): a rerun DataWorks accepted runs RUN_SECONDS (60)
 of the clock, then ends Failure while the cause is down (its failure event is published EVENT_LAG
@@ -52,7 +54,7 @@ from localcloud.dataworks import DataWorksEmulator
 from localcloud.dataworks.openevent import OpenEvent
 from localcloud.eventbridge import EventBridge
 from localcloud.fc import FunctionComputeApi
-from localcloud.scheduled import NO_WAITS, scheduling_function
+from localcloud.scheduled import scheduling_function, waits_on
 
 START = 1_790_000_000.0  # the clock's epoch second at minute 0
 FIRST_ID = 1_000_030_000_000
@@ -146,7 +148,7 @@ def scenario(threshold: int | None, failures: int, scratch: Path, progress, labe
         fn = scheduling_function(
             fc_api,
             clock,
-            setup=NO_WAITS,  # the limiters' spacing would pass in real time only: the clock stands still
+            setup=waits_on(clock),  # the limiters' waits end at once, counted in the clock's time
             code_dir=str(ROOT / "function"),
             runtime=fc["runtime"],
             timeout=fc["timeout"],

@@ -21,11 +21,22 @@ READS_SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: flo
 # once: on a clock that stands still while FC runs what came due, they would pass in real time
 # only, and move nothing the figures or the tests read.
 NO_WAITS = "from dwrerun import pacing\npacing.sleep = lambda seconds: None\n"
+# ... and the time those waits are counted in (`pacing.clock`: the limiters' slots, the invocation's
+# deadline) is the shared clock too: with the real one, an instance making calls at a template's
+# few per second, its waits skipped, would run its limiter's slots ahead of real time until no call
+# fitted before the deadline.
+READS_SHARED_CLOCK_FOR_WAITS = "from dwrerun import pacing\npacing.clock = lambda: float(open({path!r}).read())\n"
 
 
 def clock_setup(clock: SharedClock) -> str:
     """The instance setup (a `Function`'s `instance_setup`) that puts the function's clock on `clock`."""
     return READS_SHARED_CLOCK.format(path=str(clock.path))
+
+
+def waits_on(clock: SharedClock) -> str:
+    """The instance setup whose waits end at once and are counted in `clock`'s time (NO_WAITS,
+    READS_SHARED_CLOCK_FOR_WAITS): for a driver that moves the clock only between moments."""
+    return NO_WAITS + READS_SHARED_CLOCK_FOR_WAITS.format(path=str(clock.path))
 
 
 def scheduling_function(
