@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -110,13 +111,20 @@ class SharedClock(ManualClock):
     def __init__(self, path: str | Path, start: float | None = None):
         super().__init__(start=start)
         self.path = Path(path)
-        self.path.write_text(repr(self.now()))
+        self._publish(self.now())
 
     def advance(self, seconds: float) -> int:
         if seconds < 0:
             raise ValueError(f"time does not go back: advance({seconds})")
-        self.path.write_text(repr(self.now() + seconds))  # before anything comes due
+        self._publish(self.now() + seconds)  # before anything comes due
         return super().advance(seconds)
+
+    def _publish(self, now: float) -> None:
+        # Whole or not at all: a reader between a truncate and a write read "" (a background
+        # thread of an instance, polling the clock while the driver moved it).
+        fresh = self.path.with_name(self.path.name + ".new")
+        fresh.write_text(repr(now))
+        os.replace(fresh, self.path)
 
 
 class RealClock:

@@ -21,11 +21,19 @@ READS_SHARED_CLOCK = "from dwrerun import schedule\nschedule.clock = lambda: flo
 # once: on a clock that stands still while FC runs what came due, they would pass in real time
 # only, and move nothing the figures or the tests read.
 NO_WAITS = "from dwrerun import pacing\npacing.sleep = lambda seconds: None\n"
-# ... and the time those waits are counted in (`pacing.clock`: the limiters' slots, the invocation's
-# deadline) is the shared clock too: with the real one, an instance making calls at a template's
-# few per second, its waits skipped, would run its limiter's slots ahead of real time until no call
-# fitted before the deadline.
-READS_SHARED_CLOCK_FOR_WAITS = "from dwrerun import pacing\npacing.clock = lambda: float(open({path!r}).read())\n"
+# The function's own waits (its limiters' spacing, a retry's backoff) on a clock that stands still
+# while FC runs what came due: each instance keeps its own time, the shared clock's or later, and a
+# wait moves only that on at once. So an instance's limiter spaces its calls in clock time and its
+# deadline comes as it would (with real time for the waits, or the waits skipped, a busy instance
+# ran its limiter's slots ahead of the clock until no call fitted before the deadline).
+WAITS_ON_SHARED_CLOCK = """from dwrerun import pacing
+_own = [0.0]
+def _clock():
+    return max(float(open({path!r}).read()), _own[0])
+def _sleep(seconds):
+    _own[0] = _clock() + max(0.0, seconds)
+pacing.clock, pacing.sleep = _clock, _sleep
+"""
 
 
 def clock_setup(clock: SharedClock) -> str:
@@ -34,9 +42,9 @@ def clock_setup(clock: SharedClock) -> str:
 
 
 def waits_on(clock: SharedClock) -> str:
-    """The instance setup whose waits end at once and are counted in `clock`'s time (NO_WAITS,
-    READS_SHARED_CLOCK_FOR_WAITS): for a driver that moves the clock only between moments."""
-    return NO_WAITS + READS_SHARED_CLOCK_FOR_WAITS.format(path=str(clock.path))
+    """The instance setup whose waits end at once, moving the instance's own time on from `clock`'s
+    (WAITS_ON_SHARED_CLOCK): for a driver that moves the clock only between moments."""
+    return WAITS_ON_SHARED_CLOCK.format(path=str(clock.path))
 
 
 def scheduling_function(
