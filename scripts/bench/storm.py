@@ -14,6 +14,7 @@ RUN_SECONDS and ends Failure while its cause is down, Success after; the failure
 arrives EVENT_LAG seconds after it ends. DataWorks calls are counted per invocation as the pipeline
 makes them: a failure event reads the instance and its log (2 reads), a delayed invocation reads
 the instance (1), a rerun is 1 write, a canary check 1 read; held instances make none.
+`storm_cloud.py` runs the same scenario on instance processes, the local FC OpenAPI and the emulator.
 
 Printed: reruns sent and wasted (ended in Failure), DataWorks calls, instances at the cap, alerts
 (one cap-reached per instance, as each is its own task; one dwrerun-storm per storm, plus one per
