@@ -60,3 +60,17 @@ def test_a_seed_now_without_an_offset_is_refused(tmp_path):
     path.write_text(json.dumps({"now": "2025-11-28T03:02:00", "instances": []}))
     with pytest.raises(ValueError, match="ISO 8601 with its offset"):
         DataWorksBackend().load_json(path)
+
+
+def test_every_seeded_failure_ended_the_same_time_ago_whatever_the_time_of_day():
+    # The demo's sweep (window: 6 h back, to 10 min ago) must list the same runs at any hour: a
+    # failed run with no times of its own got 02:00 China time of today, which is inside that
+    # window from 02:10 to 08:00 and outside it the rest of the day (the demo then listed 3, not 1).
+    ages = {}
+    for today in ("2026-12-07T02:30:00+08:00", "2026-12-07T15:00:00+08:00"):
+        moment = datetime.fromisoformat(today)
+        now_ms = moment.timestamp() * 1000
+        finished = {i.id: i.finished_time for i in loaded_at(moment).instances() if i.status == "Failure"}
+        ages[today] = {i: round(now_ms - t) for i, t in finished.items()}
+    night, afternoon = ages.values()
+    assert night == afternoon
