@@ -105,6 +105,8 @@ def test_event_data_sent_as_a_string_is_parsed_strictly():
     envelope["data"] = data
     (ignored,) = events.parse(json.dumps(envelope))
     assert isinstance(ignored, events.Ignored) and '"taskId"' in ignored.reason
+    # ... and it is still known for what it claimed to be: its id and type go to its record
+    assert (ignored.event_id, ignored.event_type) == (envelope["id"], envelope["type"])
 
 
 def test_a_scheduled_rerun_or_continuation_with_a_duplicate_key_is_left_to_the_event_parser():

@@ -785,6 +785,22 @@ def test_an_invocation_cut_short_releases_its_events_for_fcs_retry(dataworks, mo
     assert event_function.handled_events.claim("0b6f3f2e-5a41-4c8e-9d0e-2f7c1a9e4b01")
 
 
+def test_an_event_with_an_empty_id_cut_short_is_released_for_fcs_retry_too(dataworks, mocker):
+    # "" is an id the event carried (checked as one, claimed as one), so it is released as one: else
+    # FC's retry of this event would be recorded duplicate-event and the failure never decided
+    from dwrerun import event_function
+
+    event = json.loads(sample_bytes("dataworks-instance-failed.json"))
+    event["id"] = ""
+    mocker.patch.object(event_function, "run", side_effect=_Cut())
+    context = type("Context", (), {"request_id": "req-cut", "region": "cn-hangzhou"})()
+    mocker.patch.dict("os.environ", {"ALIBABA_CLOUD_ACCESS_KEY_ID": "k", "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "s"})
+    mocker.patch.dict("os.environ", {"DATAWORKS_ENDPOINT": dataworks.url})
+    with pytest.raises(_Cut):
+        event_function.handle(json.dumps(event).encode(), context)
+    assert event_function.handled_events.claim("")
+
+
 def test_the_instance_remembers_its_last_10000_event_ids():
     handled = HandledEvents()
     assert all(handled.claim(f"evt-{n}") for n in range(10_001))
@@ -983,3 +999,20 @@ def test_an_invocation_out_of_time_before_any_call_is_retried_with_no_error_code
     summary = inv.records[-1]
     assert (summary["outcome"], summary["error"]) == ("retry", None)
     assert len(dataworks.journal) == 0
+
+
+def test_a_run_the_sweep_found_is_rerun_with_a_comment_saying_so(dataworks, tmp_path):
+    # GIVEN a failed run no failure event decided, claimed by the sweep as a signed delayed invocation
+    seed_failed(dataworks)
+    swept = schedule.ScheduledRerun(FAILED_ID, 1, "2026-11-28T02:10:00Z", swept=True)
+    with make_function(dataworks, tmp_path, RERUN_SIGNING_KEY=KEY) as fn:
+        # WHEN it comes due
+        inv = fn.invoke(swept.to_payload(KEY))
+    # THEN it is rerun, and DataWorks' operation log says by whom and which run of how many this is
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["trigger"], record["missedEvent"]) == ("rerun", "sweep", True)
+    (call,) = reruns(dataworks)
+    assert call.params["Comment"] == (
+        f"[dwrerun-event: rerun by the sweep (FC async task dwrerun-{FAILED_ID}-run-1): no failure event had been "
+        "handled for run 1; run 2 of at most 4]"
+    )

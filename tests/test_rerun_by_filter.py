@@ -218,6 +218,14 @@ def test_a_real_rerun_of_more_than_the_threshold_needs_a_fresh_plan_for_the_same
         assert len(dataworks.journal) == 0  # a bad token fails before any call
 
 
+def test_a_plan_made_without_the_latest_configuration_does_not_apply_with_it(dataworks, http):
+    # UseLatestConfig changes what the reruns run: the reviewed plan said nothing of it
+    seed_outage(dataworks)
+    got, answer = call(http, {**FILTER, "UseLatestConfig": True, "PlanToken": _token()})
+    assert (got, answer["Code"]) == (409, "PlanMismatch") and "UseLatestConfig" in answer["Message"]
+    assert reruns(dataworks) == []
+
+
 def test_a_selection_of_exactly_the_threshold_runs_without_a_plan(dataworks, http):
     # RERUN_PLAN_REQUIRED_ABOVE=8 asks for a plan above 8: a selection of 8 is rerun at once.
     seed_outage(dataworks, failures=4)  # 8 selected

@@ -65,3 +65,21 @@ def test_every_shipped_pattern_passes_the_check():
     for rule in rules.load().rules:
         for pattern in rule.patterns:
             assert patterns.explosive(pattern.pattern, pattern.flags) is None, (rule.name, pattern.pattern)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("(a+)+$", "nested unbounded repetition (an unbounded repetition inside another)"),
+        # a class of two ranges: the first counts as much as the last (x, then any of a-z0-9 again)
+        ("(?:[a-z]x[a-z0-9]+)+$", "nested unbounded repetition (an unbounded repetition inside another)"),
+        # the unbounded repeat sits inside a fixed-count one inside the unbounded group
+        ("(?:a(?:ba+){2})+$", "nested unbounded repetition (an unbounded repetition inside another)"),
+        ("(a?)+b", "a repetition of variable count inside an unbounded repetition"),
+        ("(a|aa)+c", "alternatives that can match the same characters, inside an unbounded repetition"),
+        (r"\w+\w+x", "two unbounded repetitions that can match the same characters follow each other"),
+    ],
+)
+def test_the_reason_a_pattern_is_refused_is_said_whole(pattern, why):
+    # explain_rule.py and the load error print it as it is: the whole reason, nothing around it
+    assert patterns.explosive(pattern) == why

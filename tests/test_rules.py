@@ -361,6 +361,16 @@ def test_a_tail_of_exactly_one_chunk_is_searched_whole_so_a_pattern_may_span_its
     assert (found.rule.name, found.line_number, found.line) == ("spanning", 3, "Caused by")
 
 
+def test_a_log_longer_than_a_chunk_is_cut_at_the_last_newline_a_chunk_holds_not_the_first():
+    # A chunk is as many whole lines as fit: cut after every line, a pattern spanning two lines
+    # (here "Caused by" and the "boom" under it) would never be seen in a long log.
+    spanning = rules.parse(doc({**GOOD, "name": "spanning", "patterns": ["Caused by\nboom"]}), "spanning-rules.json")
+    log = "start\nCaused by\nboom\n" + ("x" * 99 + "\n") * (2 * rules.SCAN_CHUNK_CHARS // 100 + 1)
+    assert len(log) > 2 * rules.SCAN_CHUNK_CHARS
+    found = rules.match(spanning, log)
+    assert (found.rule.name, found.line_number, found.line) == ("spanning", 2, "Caused by")
+
+
 def test_nothing_is_searched_past_the_end_of_the_log_after_a_hit_on_its_last_line():
     # The hit on the last line is echoed code (noise), and the search goes on from the line
     # after it: there is none. An empty match there (here after a quote and the newline) would be

@@ -236,7 +236,8 @@ def _read_delivery(job: Job, event: bytes) -> tuple[list[Outcome], list[Target],
                 _ignored(job, item, Reason.DUPLICATE_EVENT, f"event {item.event_id} is already handled here")
             )
         else:
-            claimed += [item.event_id] if item.event_id else []
+            if item.event_id is not None:  # "" too: an id the event carried, claimed as one
+                claimed.append(item.event_id)
             targets.append(Target(item.instance_id, item.event_id, item.task_type, event_finished_at=item.finished_at))
     return written, targets, claimed
 
