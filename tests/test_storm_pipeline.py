@@ -221,3 +221,23 @@ def test_a_storm_step_that_cannot_reach_fc_for_want_of_credentials_is_a_config_e
     assert (record["instanceId"], record["decision"], record["reason"]) == (ids[3], "skip", "config-error")
     assert record["message"].startswith("no credentials")
     assert len(queue.async_invocations) == queued  # nothing reached FC
+
+
+def test_a_storm_step_under_a_bad_setting_is_a_config_error_naming_its_instance(dataworks, cloud):
+    # GIVEN an open storm with a fourth instance held in it
+    ids = seed(dataworks, 4)
+    fn, queue = cloud()
+    for instance_id in ids:
+        fail(fn, instance_id)
+    # WHEN its look comes due after a deploy broke a setting
+    broken, _ = cloud(RERUN_CHUNK_SIZE="0")
+    inv = broken.invoke(held_look(queue, ids[3]))
+    # THEN the held instance's chain of looks ends with a record naming it and the setting, not with
+    # a "not a failure" about nobody
+    assert inv.error is None, inv.error
+    (record,) = instance_records(inv)
+    assert (record["instanceId"], record["decision"], record["reason"]) == (ids[3], "skip", "config-error")
+    assert "RERUN_CHUNK_SIZE" in record["message"]
+    # ... and a tally, which names no instance to rerun, writes no instance record
+    tally = next(t for t in queue.async_invocations if (t.task_id or "").startswith("dwrerun-t-"))
+    assert instance_records(broken.invoke(tally.event)) == []

@@ -105,18 +105,8 @@ def handle(event: bytes, context) -> dict:
     storm_step = _storm_step(job, event, started)
     if isinstance(storm_step, dict):  # a malformed one, recorded
         return storm_step
-    if storm_step is not None and config_error is None:  # the storm guard's own task (storm_tasks.py)
-        from dwrerun import storm_tasks
-
-        try:
-            return storm_tasks.handle(job, storm_step, settings, invocation, context, started, _write_all)
-        except ConfigError as exc:  # no credentials, region or FC endpoint: no retry brings them
-            return _write_all(
-                job,
-                [skipped(storm_step.get("instanceId"), Reason.CONFIG_ERROR, str(exc))],
-                started,
-                outcome=Summary.DONE,
-            )
+    if storm_step is not None:  # the storm guard's own task (storm_tasks.py)
+        return _storm_task(job, storm_step, settings, config_error, invocation, context, started)
     written, targets, claimed = _read_delivery(job, event)
     if any(t.scheduled is not None and t.scheduled.swept for t in targets):  # a failed run the sweep claimed
         job = Job.for_sweep(invocation, settings, rule_set)  # decided as its event would have been
@@ -126,6 +116,22 @@ def handle(event: bytes, context) -> dict:
         written += [_unfinished(job, target, Reason.CONFIG_ERROR, str(config_error)) for target in targets]
         targets = []
     return _run_targets(job, written, targets, claimed, settings, invocation, context, started)
+
+
+def _storm_task(job: Job, step, settings: Settings, config_error, invocation: Invocation, context, started) -> dict:
+    from dwrerun import storm_tasks
+
+    error = config_error
+    if error is None or step.step in storm_tasks.MARKERS:  # a marker does nothing, settings or not
+        try:
+            return storm_tasks.handle(job, step, settings, invocation, context, started, _write_all)
+        except ConfigError as exc:  # no credentials, region or FC endpoint
+            error = exc
+    # No retry brings a setting back. A step that names an instance (a held one's look, a canary,
+    # a check) ends that instance's chain here, so its record says why.
+    instance_id = step.get("instanceId")
+    refused = [skipped(instance_id, Reason.CONFIG_ERROR, str(error))] if instance_id is not None else []
+    return _write_all(job, refused, started, outcome=Summary.DONE)
 
 
 def _run_targets(

@@ -51,9 +51,13 @@ class _Ctx:
         return _rerun(self.job, self.step, self.tag, instance_id, run_number, self.dataworks(), self.functions)
 
 
+# Steps whose task only marks a moment (a failure counted, a storm opened): nothing to do when due.
+MARKERS = ("tally", "opened")
+
+
 def handle(job: Job, step: storm.Step, settings, invocation, context, started: float, write_all) -> dict:
     """Run one storm step; `write_all(job, outcomes, started, outcome=...)` writes the records."""
-    if step.step in ("tally", "opened"):
+    if step.step in MARKERS:
         return {"kind": schema.STORM_KIND, "step": step.step}
     credentials = credentials_from(os.environ, context)
 
