@@ -290,10 +290,11 @@ class FakeFunctions:
     """FC's InvokeFunction as bulk hands work on with it: `functions()` makes the client; each call
     is kept, and answered with the next of `errors` (raised) until they run out."""
 
-    def __init__(self, *errors: Exception):
+    def __init__(self, *errors: Exception, clock=None, seconds: float = 0.0):
         self.errors = list(errors)
         self.calls: list[dict] = []
         self.made = 0
+        self.clock, self.seconds = clock, seconds  # each call takes this long on the fake clock
 
     def __call__(self):
         self.made += 1
@@ -303,6 +304,8 @@ class FakeFunctions:
         self.calls.append(
             {"function": function_name, "payload": payload, "delay": delay, "task_id": task_id, "timeout": timeout}
         )
+        if self.clock is not None:
+            self.clock.advance(self.seconds)
         if self.errors:
             raise self.errors.pop(0)
         return f"fc-request-{len(self.calls)}"
@@ -1126,3 +1129,19 @@ def test_a_batch_keeps_one_write_slot_of_slack_not_more(dataworks, capsys, clock
     assert len(reruns(dataworks)) == 1
     assert functions.calls == []
     assert [(r["instanceId"], r["decision"]) for r in written[:-1]] == [(FIRST, "rerun")]
+
+
+def test_what_an_apply_has_no_time_left_for_goes_on_as_the_parts_after_those_handed_on_first(dataworks, capsys, clock):
+    # GIVEN four failures at 1 s each (batches of one at 1 write/s), 10 s left: the apply keeps one
+    # and hands three on as parts 1-3; but FC takes 1.5 s to take each, so the one it kept no longer
+    # fits when its turn comes
+    seed_part(dataworks, 1, 1, 1, 1)
+    settings = replace(PART_SETTINGS, chunk_size=1, write_qps=1.0)
+    functions = FakeFunctions(clock=clock, seconds=1.5)
+    request = bulk.Request(filter=FILTER, comment="after the outage")
+    plan_or_apply(dataworks, capsys, request, settings=settings, functions=functions, deadline_in=10.0)
+    # THEN it goes on as part 4: the next number, not one FC already has (a repeated task id is
+    # refused as a duplicate, and would be taken for handed on: the instance would be lost)
+    assert reruns(dataworks) == []
+    assert [c["task_id"] for c in functions.calls] == [f"dwrerun-bulk-{ORIGIN}-{n}-0" for n in (1, 2, 3, 4)]
+    assert handed(functions)[3] == a_part((FIRST, 1), part=4, hop=0, stalls=0)

@@ -79,6 +79,14 @@ def test_the_end_kept_starts_at_the_first_space_after_the_token_the_cut_falls_in
     assert cut(text, 21, keep_end=True) == "head word " + ELLIPSIS + " ab cd"
 
 
+def test_a_start_cut_inside_a_token_longer_than_token_chars_loses_only_token_chars_even_with_a_tab_before():
+    # the start kept (1000 characters) ends inside a token of 1200 that a tab comes before: the cut
+    # drops TOKEN_CHARS of the token, not everything back to the tab
+    text = "a\tb " + "t" * 1200
+    shown = cut(text, 1000 + len(ELLIPSIS))
+    assert shown == text[: 1000 - TOKEN_CHARS] + ELLIPSIS
+
+
 def test_a_cut_token_longer_than_token_chars_loses_only_token_chars_of_it_even_with_a_tab_later():
     # the end kept (604 characters) starts inside a token of 600: TOKEN_CHARS of it go, not all
     # of it up to the tab that ends it

@@ -177,6 +177,10 @@ def test_the_reserves_records_defer_every_instance_and_say_fc_retries(dataworks,
         inv = fn.invoke(delivery)
         # THEN the pipeline may not write (the reserve did), and raises so FC retries
         assert inv.error["errorType"] == "ReserveUsed"
+        # FC shows the error's message with the failed attempt: it says why and what comes next
+        assert inv.error["errorMessage"] == (
+            "the records were written in the reserve before FC's timeout: FC retries the invocation"
+        )
         # in this process the reserve's thread writes to the test's stream (FC's harness attributes
         # lines by thread; an instance process has one stream): each record once, none from the pipeline
         assert inv.records == []

@@ -316,6 +316,8 @@ def test_a_tail_that_starts_at_a_line_start_keeps_that_line_and_numbers_it():
         (r"abc[\]|]", "abc"),  # so is an escaped ] anywhere in it
         (r"ab\dcd", ""),  # too short before \d
         (r"abc\ def", "abc def"),
+        (r"\(abcd", "(abcd"),
+        (r"\(abc|xyz", ""),  # the escaped ( opens no group: the | is top-level, xyz alone matches
     ],
 )
 def test_the_text_a_pattern_must_start_with_is_never_wrong(pattern, literal):

@@ -10,12 +10,15 @@ Any other is decided as a failure event for the instance it names, and its recor
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FAILED_ID, instance_records, make_function, reruns, seed_failed
+from conftest import CREDS, FAILED_ID, FUNCTION_DIR, instance_records, make_function, reruns, seed_failed
 from dwrerun import schedule
+from localcloud.clock import ManualClock
+from localcloud.fc import Function, FunctionComputeApi
 
 KEY = "scheduled-rerun-test-key-0123456789abcdef"
 LOGS = Path(__file__).parent / "logs"
@@ -96,3 +99,30 @@ def test_without_a_key_a_due_unsigned_rerun_of_a_retryable_failure_reruns_once_i
     assert (record["decision"], record["success"], record["trusted"]) == ("rerun", True, False)
     assert record["asyncTaskId"] == f"dwrerun-{FAILED_ID}-run-1"
     assert len(reruns(dataworks)) == 1
+
+
+def test_an_unsigned_rerun_of_a_failure_whose_rule_asks_a_longer_wait_waits_that_long(dataworks, tmp_path):
+    # GIVEN a failed run that ended 200 s ago, past the schedule's shortest delay for run 1 (60 s at
+    # base 120) but not past its rule's: MaxCompute's resource wait asks at least 600 s
+    ended = int(time.time() * 1000) - 200_000
+    seed_failed(dataworks, task_type="ODPS_SQL", finished_time=ended, started_time=ended - 63_000)
+    dataworks.backend.set_log(FAILED_ID, 1, (LOGS / "odps_sql_resource_wait.log").read_text())
+    # (the function's own queue on the local FC OpenAPI, on a clock that never moves: nothing runs)
+    with FunctionComputeApi(credentials=[CREDS]) as api:
+        queue = Function(
+            handler="index.handle_event",
+            code_dir=str(FUNCTION_DIR),
+            function_name="dwrerun-event",
+            reserved_concurrency=1,
+            async_task=True,
+            clock=ManualClock(start=time.time()),
+        )
+        api.register(queue)
+        env = {"RERUN_BACKOFF_BASE_SECONDS": "120", "FUNCTION_COMPUTE_ENDPOINT": api.url}
+        with make_function(dataworks, tmp_path, **env) as fn:
+            (record,) = instance_records(fn.invoke(payload(None)))
+        queue.close()
+    # THEN decided as a failure event, DataWorks' FinishedTime says the rule's wait has not passed:
+    # it is scheduled again, at least the rule's delay on, not rerun now
+    assert (record["decision"], record["rule"], record["trusted"]) == ("scheduled", "maxcompute-resource-wait", False)
+    assert record["delaySeconds"] >= 600 and reruns(dataworks) == []

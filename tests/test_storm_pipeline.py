@@ -241,3 +241,37 @@ def test_a_storm_step_under_a_bad_setting_is_a_config_error_naming_its_instance(
     # ... and a tally, which names no instance to rerun, writes no instance record
     tally = next(t for t in queue.async_invocations if (t.task_id or "").startswith("dwrerun-t-"))
     assert instance_records(broken.invoke(tally.event)) == []
+
+
+def test_a_storm_step_on_python310_finds_the_roles_keys_in_the_context_when_the_variables_are_empty(dataworks, cloud):
+    # GIVEN an open storm with a fourth instance held in it
+    ids = seed(dataworks, 4)
+    fn, queue = cloud()
+    for instance_id in ids:
+        fail(fn, instance_id)
+    # WHEN its look reaches a python3.10 instance whose ALIBABA_CLOUD_* variables are empty
+    empty = {
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": "",
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": "",
+        "ALIBABA_CLOUD_SECURITY_TOKEN": "",
+    }
+    old, _ = cloud(runtime="python3.10", **empty)
+    inv = old.invoke(held_look(queue, ids[3]))
+    # THEN the keys in context.credentials serve, as for a failure event: the instance is held on
+    (record,) = instance_records(inv)
+    assert (record["instanceId"], record["decision"], record["reason"]) == (ids[3], "held", "storm")
+
+
+def test_a_rerun_scheduled_before_the_storm_is_held_when_it_comes_due_into_it(dataworks, cloud):
+    # GIVEN the first failure scheduled as today, then the storm opened by the ones after it
+    ids = seed(dataworks, 3)
+    fn, queue = cloud()
+    for instance_id in ids:
+        fail(fn, instance_id)
+    # WHEN the first one's delayed invocation comes due (its payload names the rule, not its log)
+    task = queue.get_async_task(f"dwrerun-{ids[0]}-run-1")
+    inv = fn.invoke(task["taskPayload"].encode())
+    # THEN the rule it names is its cause: held in the storm, not rerun
+    (record,) = instance_records(inv)
+    assert (record["instanceId"], record["decision"], record["reason"]) == (ids[0], "held", "storm")
+    assert dataworks.journal.calls("RerunTaskInstances") == []
