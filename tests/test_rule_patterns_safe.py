@@ -6,10 +6,14 @@ RERUN_RULES_FILE would hold every failure event past the function's timeout."""
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
 from dwrerun import patterns, rules
+
+# Atomic groups, `(?>...)`, are Python 3.11+: re on 3.10 cannot compile them.
+ATOMIC = pytest.mark.skipif(sys.version_info < (3, 11), reason="atomic groups (?>...) need Python 3.11+")
 
 
 def document(*patterns: str) -> str:
@@ -31,6 +35,48 @@ def document(*patterns: str) -> str:
         (r"ERROR .*: .*failed", "two unbounded repetitions that can match the same characters"),
         (r"x\d+a?\d*y", "two unbounded repetitions that can match the same characters"),
         (r"(?i)A+a+", "two unbounded repetitions that can match the same characters"),
+        # under ignore case [a-z] takes A-Z too: AXAXA...AXA! splits its turns every way
+        (r"(?i)(?:[a-z]x[a-z]+)+$", "nested unbounded repetition"),
+        # re folds the Kelvin sign (U+212A) to k: the inner repeat takes k's and K's, which start the turn
+        (r"(?i)(?:k\u212a+)+$", "nested unbounded repetition"),
+        # the atomic group still tries its unbounded repeat after each length of \w+: cubic on a line of w's
+        pytest.param(r"\w+(?>\w+)x", "two unbounded repetitions that can match the same characters", marks=ATOMIC),
+        # the same inside an atomic group: it backtracks inside until it first matches (2^n on a's)
+        pytest.param(r"(?>(a+)+b)", "nested unbounded repetition", marks=ATOMIC),
+        pytest.param(r"(?i)(?>A+a+x)", "two unbounded repetitions", marks=ATOMIC),  # cubic on a line of a's
+        # ignore case reaches every group, repeat, alternative and lookahead: each is cubic on a's
+        (r"(?i)(?:A+a+)?x", "two unbounded repetitions that can match the same characters"),
+        (r"(?i)(A+a+)x", "two unbounded repetitions that can match the same characters"),
+        (r"(?i)(?:b|A+a+)x", "two unbounded repetitions that can match the same characters"),
+        (r"(?i)(?=A+a+x)", "two unbounded repetitions that can match the same characters"),
+        # and the start of an unbounded repeat: the Kelvin sign starts the turn, k's follow (2^n on k's)
+        (r"(?i)(?:\u212ak+)+$", "nested unbounded repetition"),
+        # an unbounded repeat inside a fixed-count one inside an unbounded one, under ignore case
+        (r"(?i)(?:k(?:\u212a+){2})+$", "nested unbounded repetition"),
+        (r"(?i)(?:a|A\w)+x", "alternatives that can match the same characters"),  # a or Aa: 2^n on a's
+        (r"(?:b|xb+)+$", "nested unbounded repetition"),
+        # a? ends each turn's run of a's or starts the next: baabaa... splits 2^n ways
+        (
+            r"(?:a?ba+)+$",
+            "a repetition of variable count inside an unbounded repetition",
+        ),  # b+ inside an alternative: xbbbb... splits 4^n ways
+        # a class counts every item, a range both its ends, a category all its members (cubic each)
+        (r"[x\d]+x+y", "two unbounded repetitions that can match the same characters"),
+        (r"[a-z]+a+x", "two unbounded repetitions that can match the same characters"),
+        (r"[a-z]+z+x", "two unbounded repetitions that can match the same characters"),
+        (r"_+\w+x", "two unbounded repetitions that can match the same characters"),  # \w takes _
+        (r"\s+ +x", "two unbounded repetitions that can match the same characters"),
+        # under ignore case a range takes the other case of every character in it, and only those
+        (r"(?i)[0-9a-z]+0+x", "two unbounded repetitions that can match the same characters"),
+        (r"(?i)[A-K]+\u212a+x", "two unbounded repetitions that can match the same characters"),  # k
+        # a scoped flag counts: (?i:a) takes A's too (cubic on A's)
+        (r"(?i:a)+A+x", "two unbounded repetitions that can match the same characters"),
+        (r"(?i:a+)A+x", "two unbounded repetitions that can match the same characters"),
+        # characters past Latin-1 are seen: a CJK range, `.` and \w all take \u8bef (cubic on it)
+        (r"[\u4e00-\u9fa5]+\u8bef+x", "two unbounded repetitions that can match the same characters"),
+        (r"[\u4e01-\u9fa5]+[\u4e02-\u4e03]+x", "two unbounded repetitions that can match the same characters"),
+        (r".*\u8bef+x", "two unbounded repetitions that can match the same characters"),
+        (r"\w+\u8bef+x", "two unbounded repetitions that can match the same characters"),
     ],
 )
 def test_a_pattern_whose_time_can_explode_is_refused_naming_the_rule(pattern, why):
@@ -55,6 +101,16 @@ def test_a_pattern_whose_time_can_explode_is_refused_naming_the_rule(pattern, wh
         r"(?:\w|\d)*x",  # re makes one class of it: one character a turn
         r"\d+\D+",  # a negated class takes none of its base's characters
         r"\S+\s+\S+",
+        r"(?:ab|cd)+$",  # alternatives that start differently, neither empty: each turn is read one way
+        r"(?:a(?:b|c?))+$",  # c? can match nothing, beside b: neither b nor c can start the turn again (a)
+        r"([\"']).*?\1",  # a back reference is taken to match anything: nothing unbounded after it
+        pytest.param(r"a+(?>b)a+", marks=ATOMIC),  # the atomic group takes a b, which ends the first repeat
+        r"(?i)[^a]+A+$",  # under ignore case [^a] takes no A either
+        r"(?i)[^ab]+A+$",  # under ignore case [^ab] takes no A: the repeats share nothing
+        r"(?i)[g-z]+[0-9a-f]+$",  # in either case no character is both g-z and hex
+        r"(?i)[a-k]+l+$",  # a range takes the other case of its own characters only: no L
+        r"(?-i:a)+A+x",  # (?-i:...) keeps a case-sensitive: a's then A's
+        r"[\u4e00-\u9fa5]+:\d+",  # a CJK range, then a colon neither takes
     ],
 )
 def test_a_pattern_without_explosive_repetition_is_accepted(pattern):

@@ -20,6 +20,7 @@ from every position of a line. rules.match bounds that too, by the length of wha
 from __future__ import annotations
 
 import re
+from contextvars import ContextVar
 
 try:  # Python 3.11+ moved the parser; 3.10 has only sre_parse (a deprecated name on 3.11+)
     import re._parser as _sre  # type: ignore[import-not-found]
@@ -29,8 +30,11 @@ except ImportError:  # pragma: no cover - python3.10
 _c = _sre  # the opcode names live on the parser module in both versions
 _UNBOUNDED = _sre.MAXREPEAT
 # The characters a class can take, as a set over Latin-1 plus two non-Latin samples (a CJK
-# ideograph and the ideographic space): enough to tell whether two classes overlap.
+# ideograph and the ideographic space), plus every character the pattern names (a literal, a
+# range's ends, in both cases): enough to tell whether two items overlap, since two ranges overlap
+# only if one holds an end of the other, and `.`, `\w` or `[一-龥]` must hold the `误` beside them.
 _UNIVERSE = frozenset(range(256)) | {0x4E00, 0x3000}
+_universe: ContextVar[frozenset[int]] = ContextVar("_universe", default=_UNIVERSE)
 _REPEATS = {_c.MAX_REPEAT, _c.MIN_REPEAT} | ({_c.POSSESSIVE_REPEAT} if hasattr(_c, "POSSESSIVE_REPEAT") else set())
 
 
@@ -38,7 +42,35 @@ def explosive(pattern: str, flags: int = 0) -> str | None:
     """Why matching `pattern` can take exponential or cubic time, or None. See the note above."""
     parsed = _sre.parse(pattern, flags)
     ignore_case = bool(parsed.state.flags & re.IGNORECASE)
-    return _check_sequence(list(parsed), ignore_case)
+    token = _universe.set(_UNIVERSE | _named(parsed))
+    try:
+        return _check_sequence(list(parsed), ignore_case)
+    finally:
+        _universe.reset(token)
+
+
+def _named(items) -> frozenset[int]:
+    """Every character the pattern names, in both cases: its literals and its ranges' ends."""
+    codes: set[int] = set()
+    for op, av in items:
+        if op in (_c.LITERAL, _c.NOT_LITERAL):
+            codes.add(av)
+        elif op is _c.RANGE:
+            codes.update(av)
+        elif op is _c.IN:
+            codes |= _named(av)
+        elif op in _REPEATS:
+            codes |= _named(av[2])
+        elif op is _c.SUBPATTERN:
+            codes |= _named(av[-1])
+        elif op is _c.BRANCH:
+            for branch in av[1]:
+                codes |= _named(branch)
+        elif op in (_c.ASSERT, _c.ASSERT_NOT):
+            codes |= _named(av[1])
+        elif getattr(_c, "ATOMIC_GROUP", None) is op:
+            codes |= _named(av)
+    return frozenset(c for code in codes for c in _literal(code, True))
 
 
 def _category(name: str) -> frozenset[int]:
@@ -50,10 +82,11 @@ def _category(name: str) -> frozenset[int]:
     }
     negate = name.startswith("CATEGORY_NOT_")
     base = test.get(name.replace("CATEGORY_NOT_", "CATEGORY_"))
+    universe = _universe.get()
     if base is None:
-        return _UNIVERSE
-    chars = frozenset(c for c in _UNIVERSE if base(chr(c)))
-    return _UNIVERSE - chars if negate else chars
+        return universe
+    chars = frozenset(c for c in universe if base(chr(c)))
+    return universe - chars if negate else chars
 
 
 def _literal(code: int, ignore_case: bool) -> frozenset[int]:
@@ -64,7 +97,7 @@ def _literal(code: int, ignore_case: bool) -> frozenset[int]:
 
 
 def _class(items, ignore_case: bool) -> frozenset[int]:
-    chars, negate = set(), False
+    chars, negate, universe = set(), False, _universe.get()
     for op, av in items:
         if op is _c.NEGATE:
             negate = True
@@ -72,14 +105,14 @@ def _class(items, ignore_case: bool) -> frozenset[int]:
             chars |= _literal(av, ignore_case)
         elif op is _c.RANGE:
             low, high = av
-            chars |= {c for c in _UNIVERSE if low <= c <= high}
+            chars |= {c for c in universe if low <= c <= high}
             if ignore_case:
                 chars |= {ord(chr(c).swapcase()[0]) for c in range(low, min(high, 0x24F) + 1)}
         elif op is _c.CATEGORY:
             chars |= _category(str(av))
         else:  # a class op this walk does not know: take it to match anything
-            chars |= _UNIVERSE
-    return _UNIVERSE - chars if negate else frozenset(chars)
+            chars |= universe
+    return universe - chars if negate else frozenset(chars)
 
 
 def _shape(items, ignore_case: bool):
@@ -100,15 +133,24 @@ def _shape(items, ignore_case: bool):
 _NONE: frozenset[int] = frozenset()
 
 
+def _scoped(av, ignore_case: bool) -> bool:
+    """Whether a group's items ignore case: `(?i:...)` turns it on inside, `(?-i:...)` off."""
+    _group, add_flags, del_flags, _items = av
+    if add_flags & re.IGNORECASE:
+        return True
+    return ignore_case and not del_flags & re.IGNORECASE
+
+
 def _shape_one(op, av, ignore_case: bool):
+    universe = _universe.get()
     if op is _c.LITERAL:
         chars = _literal(av, ignore_case)
         return chars, False, chars, False, _NONE
     if op is _c.NOT_LITERAL:
-        chars = _UNIVERSE - _literal(av, ignore_case)
+        chars = universe - _literal(av, ignore_case)
         return chars, False, chars, False, _NONE
     if op is _c.ANY:
-        return _UNIVERSE, False, _UNIVERSE, False, _NONE
+        return universe, False, universe, False, _NONE
     if op is _c.IN:
         chars = _class(av, ignore_case)
         return chars, False, chars, False, _NONE
@@ -119,7 +161,7 @@ def _shape_one(op, av, ignore_case: bool):
             return f, n or low == 0, t, True, t
         return f, n or low == 0, t, u, tr
     if op is _c.SUBPATTERN:
-        return _shape(av[-1], ignore_case)
+        return _shape(av[-1], _scoped(av, ignore_case))
     if op is _c.BRANCH:
         shapes = [_shape(branch, ignore_case) for branch in av[1]]
         return (
@@ -134,7 +176,7 @@ def _shape_one(op, av, ignore_case: bool):
     if getattr(_c, "ATOMIC_GROUP", None) is op:
         return _shape(av, ignore_case)
     # A back reference, a conditional group: what it takes is unknown, so anything.
-    return _UNIVERSE, True, _UNIVERSE, False, _NONE
+    return universe, True, universe, False, _NONE
 
 
 def _check_sequence(items, ignore_case: bool) -> str | None:
@@ -163,7 +205,7 @@ def _check_inside(op, av, ignore_case: bool) -> str | None:
                 return why
         return _check_sequence(list(body), ignore_case)
     if op is _c.SUBPATTERN:
-        return _check_sequence(list(av[-1]), ignore_case)
+        return _check_sequence(list(av[-1]), _scoped(av, ignore_case))
     if op is _c.BRANCH:
         return next((why for branch in av[1] if (why := _check_sequence(list(branch), ignore_case))), None)
     if op in (_c.ASSERT, _c.ASSERT_NOT):
@@ -195,7 +237,7 @@ def _inside_unbounded(items, outer_first: frozenset[int], ignore_case: bool) -> 
                         return "alternatives that can match the same characters, inside an unbounded repetition"
             why = next((w for b in av[1] if (w := _inside_unbounded(list(b), outer_first, ignore_case))), None)
         elif op is _c.SUBPATTERN:
-            why = _inside_unbounded(list(av[-1]), outer_first, ignore_case)
+            why = _inside_unbounded(list(av[-1]), outer_first, _scoped(av, ignore_case))
         else:
             why = None
         if why:
