@@ -1145,3 +1145,17 @@ def test_what_an_apply_has_no_time_left_for_goes_on_as_the_parts_after_those_han
     assert reruns(dataworks) == []
     assert [c["task_id"] for c in functions.calls] == [f"dwrerun-bulk-{ORIGIN}-{n}-0" for n in (1, 2, 3, 4)]
     assert handed(functions)[3] == a_part((FIRST, 1), part=4, hop=0, stalls=0)
+
+
+@pytest.mark.parametrize(("left", "ran"), [(1.5 + 3.0, True), (1.5 + 3.0 - 0.01, False)])
+def test_a_batch_whose_logs_are_read_counts_their_reads_time_before_it_starts(clock, mocker, left, ran):
+    # batches of two at 2 writes/s and 2 reads/s, the logs read: 0.5 s a log and 0.25 s a write
+    # share an instance, 1.5 s the batch; the slack is 0.5 + 0.5 + 2.0 s (a call, a write slot, a read timeout)
+    settings = replace(PART_SETTINGS, read_qps=2.0, write_qps=2.0, chunk_size=2, read_logs=True)
+    job = Job(Mode.FILTER, ORIGIN, "dwrerun-http", settings, NOW + left, rules=rules.load())
+    assert job.reads_logs
+    ran_with = []
+    mocker.patch.object(batches, "run", lambda job, batch, dataworks: ran_with.append(batch) or [])
+    targets = [batches.Target(FIRST + n, failed_run=1) for n in range(2)]
+    done = batches.work(job, targets, None)
+    assert (ran_with == [targets], done.leftover) == ((True, []) if ran else (False, targets))

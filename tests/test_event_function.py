@@ -1016,3 +1016,31 @@ def test_a_run_the_sweep_found_is_rerun_with_a_comment_saying_so(dataworks, tmp_
         f"[dwrerun-event: rerun by the sweep (FC async task dwrerun-{FAILED_ID}-run-1): no failure event had been "
         "handled for run 1; run 2 of at most 4]"
     )
+
+
+def test_a_bug_after_an_ignored_event_keeps_that_events_record_beside_the_deferred_ones(dataworks, tmp_path, mocker):
+    # GIVEN a delivery of a succeeded instance's event (ignored) and a failure, and a bug in the run
+    from dwrerun import event_function
+
+    seed_failed(dataworks)
+    mocker.patch.object(event_function, "run", side_effect=KeyError("Boom"))  # a seam: nothing real raises it
+    delivery = json.dumps([sample("dataworks-instance-succeeded.json"), failure_event(FAILED_ID, "evt-2")])
+    with make_function(dataworks, tmp_path) as fn:
+        inv = fn.invoke(delivery.encode())
+    # THEN FC retries it, and every event the delivery named has its record: the ignored one too
+    assert inv.error["errorType"] == "KeyError"
+    assert [(r["reason"], r["eventId"]) for r in instance_records(inv)] == [
+        ("not-a-failure", sample("dataworks-instance-succeeded.json")["id"]),
+        ("deferred", "evt-2"),
+    ]
+
+
+def test_a_malformed_storm_step_is_recorded_and_its_invocation_ends_normally(dataworks, event_function):
+    bad = b'{"stormStep": {"step": "explode", "projectId": 1, "rule": "x", "epoch": 1}}'
+    inv = event_function.invoke(bad)
+    assert inv.error is None and len(dataworks.journal) == 0
+    (record,) = instance_records(inv)
+    assert (record["decision"], record["reason"]) == ("skip", "not-a-failure")
+    assert record["message"].startswith("not a valid storm step: ")
+    summary = inv.records[-1]
+    assert summary["kind"] == "summary" and summary["outcome"] == "done" and summary["durationMs"] >= 0

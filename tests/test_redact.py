@@ -87,6 +87,12 @@ def test_a_start_cut_inside_a_token_longer_than_token_chars_loses_only_token_cha
     assert shown == text[: 1000 - TOKEN_CHARS] + ELLIPSIS
 
 
+def test_the_end_kept_may_start_at_a_tab_as_at_a_space():
+    # as above, the cut token ending at a tab: the end kept starts there
+    text = "head word " + "m" * 30 + "kk\tab cd"
+    assert cut(text, 21, keep_end=True) == "head word " + ELLIPSIS + "\tab cd"
+
+
 def test_a_cut_token_longer_than_token_chars_loses_only_token_chars_of_it_even_with_a_tab_later():
     # the end kept (604 characters) starts inside a token of 600: TOKEN_CHARS of it go, not all
     # of it up to the tab that ends it

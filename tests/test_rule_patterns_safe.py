@@ -41,6 +41,8 @@ def document(*patterns: str) -> str:
         (r"(?i)(?:k\u212a+)+$", "nested unbounded repetition"),
         # the atomic group still tries its unbounded repeat after each length of \w+: cubic on a line of w's
         pytest.param(r"\w+(?>\w+)x", "two unbounded repetitions that can match the same characters", marks=ATOMIC),
+        # the character named only inside the atomic group is one the class before it can take
+        pytest.param("[\u4e00-\u9fa5]+(?>\u8bef+)x", "two unbounded repetitions", marks=ATOMIC),
         # the same inside an atomic group: it backtracks inside until it first matches (2^n on a's)
         pytest.param(r"(?>(a+)+b)", "nested unbounded repetition", marks=ATOMIC),
         pytest.param(r"(?i)(?>A+a+x)", "two unbounded repetitions", marks=ATOMIC),  # cubic on a line of a's

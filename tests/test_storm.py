@@ -244,8 +244,9 @@ def test_a_release_has_its_own_task_id_so_a_scheduled_rerun_of_the_same_run_does
     assert schedule.parse(rerun.to_payload()) == rerun
     body = json.loads(rerun.to_payload())
     body["scheduledRerun"]["stormId"] = "nope"
-    with pytest.raises(schedule.InvalidScheduledRerun):
+    with pytest.raises(schedule.InvalidScheduledRerun) as refused:
         schedule.parse(json.dumps(body))
+    assert str(refused.value) == "stormId must be null or a storm id like k0123456789-1"
 
 
 def test_a_failure_during_the_release_joins_it_and_a_new_wave_opens_a_new_storm(world):
