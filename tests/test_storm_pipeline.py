@@ -275,3 +275,15 @@ def test_a_rerun_scheduled_before_the_storm_is_held_when_it_comes_due_into_it(da
     (record,) = instance_records(inv)
     assert (record["instanceId"], record["decision"], record["reason"]) == (ids[0], "held", "storm")
     assert dataworks.journal.calls("RerunTaskInstances") == []
+
+
+def test_the_release_marker_coming_due_does_nothing(dataworks, cloud, now):
+    # GIVEN the marker a release queues (`dwrerun-r-...`, due a second later): it only says the
+    # storm is releasing, for the looks that read it (docs/storm-guard.md)
+    fn, _ = cloud()
+    marker = storm.payload("release", DEFAULT, 1, releaseStart=now, rampEnd=now + 60, held=3)
+    # WHEN it comes due
+    inv = fn.invoke(marker)
+    # THEN nothing is recorded about an instance, nothing is queued, DataWorks is not called
+    assert inv.error is None, inv.error
+    assert instance_records(inv) == [] and len(dataworks.journal) == 0

@@ -51,8 +51,9 @@ class _Ctx:
         return _rerun(self.job, self.step, self.tag, instance_id, run_number, self.dataworks(), self.functions)
 
 
-# Steps whose task only marks a moment (a failure counted, a storm opened): nothing to do when due.
-MARKERS = ("tally", "opened")
+# Steps whose task only marks a moment (a failure counted, a storm opened, its release begun),
+# which the guard reads by listing or getting it: nothing to do when due.
+MARKERS = ("tally", "opened", "release")
 
 
 def handle(job: Job, step: storm.Step, settings, invocation, context, started: float, write_all) -> dict:
