@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import pytest
 from localcloud.acs3 import Credentials
 from localcloud.clock import ManualClock
 from localcloud.dataworks import DataWorksEmulator
-from localcloud.fc import Function, FunctionCompute
+from localcloud.fc import Function, FunctionCompute, FunctionComputeApi
 from localcloud.scheduled import NO_WAITS
 
 pytest_plugins = ["secrets_audit", "same_records"]
@@ -112,6 +113,27 @@ def make_function(dataworks, tmp_path, handler="index.handle_event", runtime="py
 # The process model's instances cannot be patched from here: each runs this before its first
 # invocation, so its retries take the clock's word for a wait, as in fresh_instance_state below.
 NO_BACKOFF_SLEEP = NO_WAITS
+
+
+@contextmanager
+def waiting_queue(start: float):
+    """(the local FC OpenAPI, the event function's own queue it serves) on a clock that never moves:
+    what the function queues waits there (ListAsyncTasks and GetAsyncTask see it) and never runs,
+    so a test of the function in this process stays in it."""
+    with FunctionComputeApi(credentials=[CREDS]) as api:
+        queue = Function(
+            handler="index.handle_event",
+            code_dir=str(FUNCTION_DIR),
+            function_name="dwrerun-event",
+            reserved_concurrency=1,
+            async_task=True,
+            clock=ManualClock(start=start),
+        )
+        api.register(queue)
+        try:
+            yield api, queue
+        finally:
+            queue.close()
 
 
 def make_instances(

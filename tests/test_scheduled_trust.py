@@ -15,10 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CREDS, FAILED_ID, FUNCTION_DIR, instance_records, make_function, reruns, seed_failed
+from conftest import FAILED_ID, instance_records, make_function, reruns, seed_failed, waiting_queue
 from dwrerun import schedule
-from localcloud.clock import ManualClock
-from localcloud.fc import Function, FunctionComputeApi
 
 KEY = "scheduled-rerun-test-key-0123456789abcdef"
 LOGS = Path(__file__).parent / "logs"
@@ -108,20 +106,10 @@ def test_an_unsigned_rerun_of_a_failure_whose_rule_asks_a_longer_wait_waits_that
     seed_failed(dataworks, task_type="ODPS_SQL", finished_time=ended, started_time=ended - 63_000)
     dataworks.backend.set_log(FAILED_ID, 1, (LOGS / "odps_sql_resource_wait.log").read_text())
     # (the function's own queue on the local FC OpenAPI, on a clock that never moves: nothing runs)
-    with FunctionComputeApi(credentials=[CREDS]) as api:
-        queue = Function(
-            handler="index.handle_event",
-            code_dir=str(FUNCTION_DIR),
-            function_name="dwrerun-event",
-            reserved_concurrency=1,
-            async_task=True,
-            clock=ManualClock(start=time.time()),
-        )
-        api.register(queue)
+    with waiting_queue(time.time()) as (api, _):
         env = {"RERUN_BACKOFF_BASE_SECONDS": "120", "FUNCTION_COMPUTE_ENDPOINT": api.url}
         with make_function(dataworks, tmp_path, **env) as fn:
             (record,) = instance_records(fn.invoke(payload(None)))
-        queue.close()
     # THEN decided as a failure event, DataWorks' FinishedTime says the rule's wait has not passed:
     # it is scheduled again, at least the rule's delay on, not rerun now
     assert (record["decision"], record["rule"], record["trusted"]) == ("scheduled", "maxcompute-resource-wait", False)

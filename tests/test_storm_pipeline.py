@@ -16,10 +16,8 @@ import time
 
 import pytest
 
-from conftest import CREDS, FUNCTION_DIR, PROJECT_ID, failure_event, instance_records, make_function, seed_failed
+from conftest import PROJECT_ID, failure_event, instance_records, make_function, seed_failed, waiting_queue
 from dwrerun import schedule, storm
-from localcloud.clock import ManualClock
-from localcloud.fc import Function, FunctionComputeApi
 
 THRESHOLD = 3
 BASE = 1000030000000  # the instances of these tests
@@ -45,16 +43,7 @@ def now(mocker) -> float:
 def cloud(dataworks, tmp_path, now):
     """make(**env) -> the event function in this process with the storm guard on, and its FC queue
     (the Function the local FC OpenAPI serves as `dwrerun-event`), whose tasks never come due."""
-    with FunctionComputeApi(credentials=[CREDS]) as api:
-        queue = Function(
-            handler="index.handle_event",
-            code_dir=str(FUNCTION_DIR),
-            function_name="dwrerun-event",
-            reserved_concurrency=1,
-            async_task=True,
-            clock=ManualClock(start=now),
-        )
-        api.register(queue)
+    with waiting_queue(now) as (api, queue):
         made = []
 
         def make(**env):
@@ -69,7 +58,6 @@ def cloud(dataworks, tmp_path, now):
         # Nothing ran on an instance process: every task is still waiting in the queue.
         assert queue.instances == [] and queue.invocations == []
         assert all(task.due_at is not None and task.attempts == [] for task in queue.async_invocations)
-        queue.close()
 
 
 def seed(dataworks, count: int, first: int = BASE) -> list[int]:
