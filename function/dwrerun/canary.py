@@ -119,26 +119,11 @@ class Result:
 
 def on_canary(step: Step, tasks: Tasks, limits: Limits, now: float, rerun_now) -> Result:
     """Canary `slot` is due: rerun its instance now (`rerun_now(instance, run)` -> started?), then check it."""
-    cause, epoch, slot = step.cause, step.epoch, step.get("slot", 1)
-    instance_id, run = step.get("instanceId"), step.get("runNumber")
-    started = rerun_now(instance_id, run)
+    started = rerun_now(step.get("instanceId"), step.get("runNumber"))
     result = Result()
     try:
         if started:
-            tasks.create(
-                canary_id(cause, epoch, slot, 1),
-                CHECK_SECONDS,
-                payload(
-                    "check",
-                    cause,
-                    epoch,
-                    slot=slot,
-                    check=1,
-                    instanceId=instance_id,
-                    runNumber=run,
-                    failed=step.get("failed", 0),
-                ),
-            )
+            _queue_check(tasks, step, 1)
         else:  # not rerun (no longer failed at that run, or refused): the next canary, with no growth
             result.notes += _next_canary(tasks, limits, step, now, grow=False, why="was not rerun")
     except CoordinationError as exc:
@@ -148,13 +133,12 @@ def on_canary(step: Step, tasks: Tasks, limits: Limits, now: float, rerun_now) -
 
 def on_check(step: Step, tasks: Tasks, limits: Limits, now: float, read) -> Result:
     """Check `n` of a canary: `read(instance)` -> (status, run) or None when it could not be read."""
-    cause, epoch, slot, check = step.cause, step.epoch, step.get("slot", 1), step.get("check", 1)
-    instance_id, run = step.get("instanceId"), step.get("runNumber")
+    check, instance_id, run = step.get("check", 1), step.get("instanceId"), step.get("runNumber")
     seen = read(instance_id)
     result = Result()
     try:
         if seen is not None and seen[0] == "Success":
-            result.notes += release(tasks, cause, epoch, now, canary=instance_id)
+            result.notes += release(tasks, step.cause, step.epoch, now, canary=instance_id)
         elif seen is not None and seen[0] == "Failure" and seen[1] is not None and seen[1] > run:
             result.notes += _next_canary(tasks, limits, step, now, grow=True, why=f"failed again (run {seen[1]})")
         elif check >= MAX_CHECKS:  # no progress for an hour: the next canary (resilience4j#903's stuck probe)
@@ -162,23 +146,21 @@ def on_check(step: Step, tasks: Tasks, limits: Limits, now: float, read) -> Resu
                 tasks, limits, step, now, grow=False, why=f"showed no progress in {check} checks"
             )
         else:  # still running, not started yet, or not read: look again
-            tasks.create(
-                canary_id(cause, epoch, slot, check + 1),
-                CHECK_SECONDS,
-                payload(
-                    "check",
-                    cause,
-                    epoch,
-                    slot=slot,
-                    check=check + 1,
-                    instanceId=instance_id,
-                    runNumber=run,
-                    failed=step.get("failed", 0),
-                ),
-            )
+            _queue_check(tasks, step, check + 1)
     except CoordinationError as exc:
         result.error = str(exc)
     return result
+
+
+def _queue_check(tasks: Tasks, step: Step, check: int) -> None:
+    """Check `check` of the canary `step` is about (its own step or a check's), CHECK_SECONDS on."""
+    slot = step.get("slot", 1)
+    body = {"instanceId": step.get("instanceId"), "runNumber": step.get("runNumber"), "failed": step.get("failed", 0)}
+    tasks.create(
+        canary_id(step.cause, step.epoch, slot, check),
+        CHECK_SECONDS,
+        payload("check", step.cause, step.epoch, slot=slot, check=check, **body),
+    )
 
 
 def _next_canary(tasks: Tasks, limits: Limits, step: Step, now: float, *, grow: bool, why: str) -> list[Note]:
